@@ -1,0 +1,1 @@
+"""VLM backends behind one small interface (see ``base``)."""

@@ -1,0 +1,54 @@
+"""The one interface every backend implements, and the request/response records it trades.
+
+A backend turns a batch of requests into one response each, in the same order. It never
+raises for a bad answer: a model that answers garbage gets its garbage recorded, and a request
+that failed gets ``error`` set. Construction does the heavy work (loading weights); it runs
+once per Ray actor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, Sequence
+
+Modality = Literal["text", "image", "hybrid"]
+MODALITIES: tuple[Modality, ...] = ("text", "image", "hybrid")
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One prompt to answer: a puzzle shown in one modality (and style), sample ``sample``.
+
+    ``grid_markdown`` is always present so baselines can read the puzzle's shape, but a
+    backend shows it to the model only for text and hybrid; ``image_png`` is set for image
+    and hybrid.
+    """
+
+    request_id: str
+    modality: Modality
+    grid_markdown: str
+    image_png: bytes | None = None
+    sample: int = 0
+    n_blanks: int = 0
+    value_range: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    request_id: str
+    output: str
+    n_prompt_tokens: int = 0
+    n_output_tokens: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+
+
+class Backend(Protocol):
+    """What the pipeline's inference stage calls."""
+
+    name: str
+    prompt_id: str
+
+    def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
+        """One response per request, same order; never raises for a bad model answer."""
+        ...

@@ -1,0 +1,138 @@
+"""Checking official-format records: is each one the puzzle it claims to be?
+
+A record passes when its grid parses, its own answer satisfies every equation, its
+``solutions`` text is the grid solved, the complete search finds exactly one solution and that
+solution and its wave labels are the record's. Anything else is flagged with the reason, so a
+defective record (the release has a few whose grid was transcribed wrongly) can be excluded or
+reported rather than silently scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal
+
+from crossmath.puzzle.grid import GridFormatError, evaluate, parse_markdown_grid
+from crossmath.puzzle.records import OfficialRecord, iter_record_lines
+from crossmath.puzzle.solver import equation_text, propagate, search_solutions
+
+Status = Literal["ok", "unreadable", "contradiction", "ambiguous", "unsolvable", "mismatch"]
+# When a record has several problems, the line reports the most fundamental one first.
+SEVERITY: tuple[Status, ...] = ("unreadable", "contradiction", "unsolvable", "ambiguous", "mismatch")
+
+
+@dataclass
+class LintResult:
+    number: int
+    line: int
+    name: str
+    problems: list[tuple[Status, str]] = field(default_factory=list)
+
+    @property
+    def status(self) -> Status:
+        if not self.problems:
+            return "ok"
+        return min((s for s, _ in self.problems), key=SEVERITY.index)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def describe(self) -> str:
+        """``<record number> <status>: <reasons>``, the CLI's line for a flagged record."""
+        reasons = "; ".join(reason for _, reason in sorted(
+            self.problems, key=lambda p: SEVERITY.index(p[0])))
+        return f"{self.number} {self.status}: {reasons}"
+
+
+def lint_record(record: OfficialRecord) -> LintResult:
+    result = LintResult(record.number, record.line, record.name)
+    flag = result.problems.append
+    try:
+        puzzle = record.to_puzzle()
+    except GridFormatError as error:
+        flag(("unreadable", str(error)))
+        return result
+    grid = puzzle.grid
+    values = puzzle.all_values()
+
+    for eq in grid.equations:
+        text = equation_text(eq, values)
+        a, b, c = (values[p] for p in eq.cells)
+        if evaluate(a, eq.operator, b) != c:
+            flag(("contradiction", f"the record's answer breaks {eq.direction} equation {text} "
+                                   f"at row {eq.start[0] + 1}, column {eq.start[1] + 1}"))
+
+    solutions = record.fields.get("solutions")
+    if isinstance(solutions, str):
+        stated = [line.strip() for line in solutions.splitlines() if "=" in line]
+        try:
+            normalised = [_normalise_equation(line) for line in stated]
+        except GridFormatError as error:
+            flag(("unreadable", f"field 'solutions': {error.reason}"))
+            return result
+        derived = [equation_text(eq, values) for eq in grid.equations]
+        if sorted(normalised) != sorted(derived):
+            only_grid = sorted(set(derived) - set(normalised))
+            only_text = sorted(set(normalised) - set(derived))
+            flag(("contradiction", "grid and solutions text disagree: grid gives "
+                  f"{', '.join(only_grid) or '-'}, solutions say {', '.join(only_text) or '-'}"))
+
+    search = search_solutions(grid, limit=2)
+    if search.status == "none":
+        flag(("unsolvable", "no assignment of the blanks satisfies every equation"))
+    elif search.status == "multiple":
+        first, second = (" ".join(str(s[p]) for p in grid.blanks) for s in search.solutions[:2])
+        flag(("ambiguous", f"several solutions, e.g. [{first}] and [{second}]"))
+    else:
+        solved = [str(search.solutions[0][p]) for p in grid.blanks]
+        if solved != puzzle.answer:
+            flag(("mismatch", f"the unique solution is [{' '.join(solved)}], the record says "
+                              f"[{' '.join(puzzle.answer)}]"))
+        propagation = propagate(grid)
+        if propagation.solved:
+            labels = [propagation.steps[p] for p in grid.blanks]
+            recorded = record.step_labels()
+            if recorded is not None and labels != recorded:
+                flag(("mismatch", f"step labels by propagation {labels}, the record says {recorded}"))
+        else:
+            flag(("mismatch", "propagation stalls: the puzzle needs search, so step labels "
+                              "are undefined"))
+    return result
+
+
+def _normalise_equation(text: str) -> str:
+    """A solutions line with the operator spelled canonically (the release mixes x and ×)."""
+    grid = parse_markdown_grid("| " + " | ".join(_tokens(text)) + " |")
+    return "".join(grid.cells[0])
+
+
+def _tokens(text: str) -> list[str]:
+    tokens, number = [], ""
+    for char in text.replace(" ", ""):
+        if char.isdigit():
+            number += char
+        else:
+            if number:
+                tokens.append(number)
+                number = ""
+            tokens.append(char)
+    if number:
+        tokens.append(number)
+    return tokens
+
+
+def lint_records(records: Iterable[OfficialRecord]) -> list[LintResult]:
+    return [lint_record(record) for record in records]
+
+
+def lint_jsonl(path: str | Path) -> list[LintResult]:
+    """Lint every line of a file; a line that is not a record is flagged unreadable."""
+    results = []
+    for number, item in enumerate(iter_record_lines(path), start=1):
+        if isinstance(item, GridFormatError):
+            results.append(LintResult(number, item.line or 0, "", [("unreadable", str(item))]))
+        else:
+            results.append(lint_record(item))
+    return results

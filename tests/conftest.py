@@ -1,0 +1,30 @@
+"""Shared fixtures: the official sample lies in ``shared/`` beside the repository checkout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OFFICIAL_SAMPLE = REPO_ROOT.parent / "shared" / "official-sample"
+OFFICIAL_STYLES = {  # style name -> (release folder, jsonl file)
+    "original": ("Original", "testset_hr.jsonl"),
+    "noborder": ("Noborder", "testset_noborder.jsonl"),
+    "beige": ("Beige", "testset_hr_beige.jsonl"),
+    "altstyle": ("Altstyle", "testset_altstyle.jsonl"),
+}
+
+
+@pytest.fixture(scope="session")
+def official_sample() -> Path:
+    """The folder holding the 12 shared official puzzles; a missing one is an error, not a skip."""
+    assert OFFICIAL_SAMPLE.is_dir(), f"official sample not found at {OFFICIAL_SAMPLE}"
+    return OFFICIAL_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def official_jsonl(official_sample: Path) -> Path:
+    """The original-style jsonl of the official sample."""
+    folder, name = OFFICIAL_STYLES["original"]
+    return official_sample / folder / name
