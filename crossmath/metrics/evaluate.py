@@ -1,0 +1,374 @@
+"""Score a prediction table against gold puzzles: accuracies per group and modality gaps.
+
+Inputs are rows as plain dicts, or a pyarrow Table (anything with ``to_pylist()``):
+
+- predictions: ``puzzle_id``, ``model``, ``modality`` (text|image|hybrid), ``style``,
+  ``sample`` (0..k-1), ``pred`` (list of tokens, or None for no answer);
+- puzzles (gold): ``puzzle_id``, ``answer`` (list of tokens), ``steps`` (one wave per token),
+  ``difficulty``.
+
+Rows are joined on ``puzzle_id``, never on position. Every gold puzzle counts in every
+(model, modality, style) group that has predictions, so a missing prediction is a wrong one.
+Puzzles are taken in ``puzzle_id`` order, so the same rows in any order give the same numbers
+(bootstrap included).
+
+Style ``all`` pools a modality's styles: each (puzzle, style) pair is one item of a run. The
+gaps T−TI (text − hybrid) and T−I (text − image) are computed per style and over all styles;
+when text was run in a single style it is paired with every style of the other modality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from crossmath.metrics.accuracy import MeanStd, PuzzleScore, RunAccuracy, run_accuracy, score_answer
+from crossmath.metrics.gaps import GapEstimate, paired_gap
+from crossmath.puzzle.model import DIFFICULTIES
+
+ALL = "all"
+GAP_PAIRS: dict[str, tuple[str, str]] = {"T-TI": ("text", "hybrid"), "T-I": ("text", "image")}
+GAP_METRICS: tuple[str, ...] = ("macro_acc", "micro_acc")
+MODALITY_ORDER = ("text", "image", "hybrid")
+STYLE_ORDER = ("original", "noborder", "beige", "altstyle")
+PREDICTION_FIELDS = ("puzzle_id", "model", "modality", "style", "sample", "pred")
+PUZZLE_FIELDS = ("puzzle_id", "answer", "steps", "difficulty")
+STEP_METRIC_NAMES = {"step1": "step1_acc", "step2": "step2_acc", "step3": "step3_acc",
+                     "step4+": "step4plus_acc"}  # MLflow metric names may not contain "+"
+
+
+@dataclass(frozen=True)
+class GroupMetrics:
+    """Accuracy of one (model, modality, style, difficulty) over its k sampled runs."""
+
+    model: str
+    modality: str
+    style: str
+    difficulty: str
+    runs: tuple[RunAccuracy, ...]
+
+    @property
+    def n_puzzles(self) -> int:
+        return self.runs[0].n_puzzles
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.runs)
+
+    @property
+    def macro(self) -> MeanStd:
+        return MeanStd.of([run.macro for run in self.runs])
+
+    @property
+    def micro(self) -> MeanStd:
+        return MeanStd.of([run.micro for run in self.runs])
+
+    @property
+    def answer_rate(self) -> MeanStd:
+        return MeanStd.of([run.answer_rate for run in self.runs])
+
+    def step(self, group: str) -> MeanStd | None:
+        """Step-wise accuracy, or None where the puzzles have no blank of that depth."""
+        rates = [run.step_rate(group) for run in self.runs]
+        if any(rate is None for rate in rates):
+            return None
+        return MeanStd.of(rates)
+
+    def summary(self) -> dict[str, MeanStd]:
+        """Every defined metric by its name (``macro_acc``, ``step4plus_acc``, ...)."""
+        values = {"macro_acc": self.macro, "micro_acc": self.micro}
+        for group, name in STEP_METRIC_NAMES.items():
+            stat = self.step(group)
+            if stat is not None:
+                values[name] = stat
+        values["answer_rate"] = self.answer_rate
+        return values
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "modality": self.modality, "style": self.style,
+            "difficulty": self.difficulty, "n_puzzles": self.n_puzzles,
+            "metrics": {name: stat.to_dict() for name, stat in self.summary().items()},
+            "runs": [run.to_dict() for run in self.runs],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GroupMetrics":
+        return cls(data["model"], data["modality"], data["style"], data["difficulty"],
+                   tuple(RunAccuracy.from_dict(run) for run in data["runs"]))
+
+
+@dataclass(frozen=True)
+class GapResult:
+    """A modality gap of one model, e.g. T−TI on macro accuracy, in percentage points."""
+
+    model: str
+    name: str
+    metric: str
+    style: str
+    estimate: GapEstimate
+
+    def to_dict(self) -> dict:
+        e = self.estimate
+        return {"model": self.model, "name": self.name, "metric": self.metric,
+                "style": self.style, "gap": e.gap, "ci_low": e.ci_low, "ci_high": e.ci_high,
+                "p_value": e.p_value, "n_puzzles": e.n_puzzles, "confidence": e.confidence}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GapResult":
+        estimate = GapEstimate(float(data["gap"]), float(data["ci_low"]), float(data["ci_high"]),
+                               float(data["p_value"]), int(data["n_puzzles"]),
+                               float(data["confidence"]))
+        return cls(data["model"], data["name"], data["metric"], data["style"], estimate)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """All metrics of a prediction table; JSON round-trips through ``to_dict``/``from_dict``."""
+
+    groups: tuple[GroupMetrics, ...]
+    gaps: tuple[GapResult, ...]
+
+    def models(self) -> list[str]:
+        return _unique(group.model for group in self.groups)
+
+    def modalities(self, model: str) -> list[str]:
+        return _unique(g.modality for g in self.groups if g.model == model)
+
+    def styles(self, model: str, modality: str) -> list[str]:
+        """The styles of a modality, ``all`` last."""
+        return _unique(g.style for g in self.groups if g.model == model and g.modality == modality)
+
+    def difficulties(self, model: str) -> list[str]:
+        return _unique(g.difficulty for g in self.groups if g.model == model)
+
+    def group(self, model: str, modality: str, style: str = ALL, difficulty: str = ALL) -> GroupMetrics | None:
+        for group in self.groups:
+            if (group.model, group.modality, group.style, group.difficulty) == (model, modality, style, difficulty):
+                return group
+        return None
+
+    def gap(self, model: str, name: str, metric: str, style: str = ALL) -> GapResult | None:
+        for gap in self.gaps:
+            if (gap.model, gap.name, gap.metric, gap.style) == (model, name, metric, style):
+                return gap
+        return None
+
+    def only_model(self, model: str | None = None) -> str:
+        """``model`` if given, else the single model scored; ambiguity is an error."""
+        models = self.models()
+        if model is not None:
+            if model not in models:
+                raise KeyError(f"model {model!r} not in this evaluation (has {models})")
+            return model
+        if len(models) != 1:
+            raise ValueError(f"name a model: this evaluation holds {models}")
+        return models[0]
+
+    def flat_metrics(self, model: str | None = None) -> dict[str, float]:
+        """Metric name -> value for MLflow, for one model (the only one if not named).
+
+        ``text/original/macro_acc`` (+ ``_std``) over all difficulties,
+        ``text/original/easy/micro_acc`` per difficulty, ``image/all/...`` pooled over styles,
+        ``gap/T-TI/macro_acc`` (+ ``_ci_low``, ``_ci_high``, ``_p_value``) pooled over
+        styles and ``gap/T-TI/beige/macro_acc`` per style. Values in percent.
+        """
+        model = self.only_model(model)
+        flat: dict[str, float] = {}
+        for group in self.groups:
+            if group.model != model:
+                continue
+            prefix = f"{group.modality}/{group.style}"
+            if group.difficulty != ALL:
+                prefix += f"/{group.difficulty}"
+            for name, stat in group.summary().items():
+                flat[f"{prefix}/{name}"] = stat.mean
+                flat[f"{prefix}/{name}_std"] = stat.std
+        for gap in self.gaps:
+            if gap.model != model:
+                continue
+            prefix = f"gap/{gap.name}" + ("" if gap.style == ALL else f"/{gap.style}")
+            e = gap.estimate
+            flat[f"{prefix}/{gap.metric}"] = e.gap
+            flat[f"{prefix}/{gap.metric}_ci_low"] = e.ci_low
+            flat[f"{prefix}/{gap.metric}_ci_high"] = e.ci_high
+            flat[f"{prefix}/{gap.metric}_p_value"] = e.p_value
+        return flat
+
+    def to_dict(self) -> dict:
+        return {"groups": [g.to_dict() for g in self.groups], "gaps": [g.to_dict() for g in self.gaps]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Evaluation":
+        return cls(tuple(GroupMetrics.from_dict(g) for g in data["groups"]),
+                   tuple(GapResult.from_dict(g) for g in data["gaps"]))
+
+
+@dataclass(frozen=True)
+class _Gold:
+    answer: list[str]
+    steps: list[int]
+    difficulty: str
+
+
+# (model, modality, style) -> puzzle_id -> one score per sample index
+_Cells = dict[tuple[str, str, str], dict[str, list[PuzzleScore]]]
+
+
+def evaluate_predictions(
+    predictions: Any,
+    puzzles: Any,
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+) -> Evaluation:
+    """Score predictions against gold puzzles (see the module docstring for the columns).
+
+    ``samples`` is k, the number of sampled answers per request; by default the sample
+    indices seen in the predictions. A (puzzle, sample) without a prediction is wrong.
+    """
+    gold = _read_gold(_rows(puzzles))
+    predicted = _read_predictions(_rows(predictions), gold, samples)
+    if samples is None:
+        samples = 1 + max((sample for cell in predicted.values() for (_, sample) in cell), default=-1)
+    puzzle_ids = sorted(gold)
+    cells: _Cells = {
+        key: {
+            pid: [score_answer(preds.get((pid, s)), gold[pid].answer, gold[pid].steps) for s in range(samples)]
+            for pid in puzzle_ids
+        }
+        for key, preds in sorted(predicted.items(), key=lambda item: _cell_order(item[0]))
+    }
+    groups = _group_metrics(cells, gold, puzzle_ids, samples)
+    gaps = _gaps(cells, puzzle_ids, seed=seed, n_resamples=n_resamples, confidence=confidence)
+    return Evaluation(tuple(groups), tuple(gaps))
+
+
+def _group_metrics(cells: _Cells, gold: dict[str, _Gold], puzzle_ids: list[str], samples: int) -> list[GroupMetrics]:
+    if samples == 0:
+        return []
+    present = {gold[pid].difficulty for pid in puzzle_ids}
+    difficulties = [d for d in DIFFICULTIES if d in present] + sorted(present - set(DIFFICULTIES))
+    subsets = {d: [pid for pid in puzzle_ids if gold[pid].difficulty == d] for d in difficulties}
+    subsets[ALL] = puzzle_ids
+    groups = []
+    for (model, modality) in _unique((m, mod) for (m, mod, _) in cells):
+        styles = [style for (m, mod, style) in cells if (m, mod) == (model, modality)]
+        for style in [*styles, ALL]:
+            pooled = styles if style == ALL else [style]
+            for difficulty, subset in subsets.items():
+                runs = tuple(
+                    run_accuracy(cells[model, modality, s][pid][sample] for s in pooled for pid in subset)
+                    for sample in range(samples)
+                )
+                groups.append(GroupMetrics(model, modality, style, difficulty, runs))
+    return groups
+
+
+def _gaps(cells: _Cells, puzzle_ids: list[str], **stats) -> list[GapResult]:
+    results = []
+    models = _unique(model for (model, _, _) in cells)
+    for model in models:
+        styles_of = {}
+        for (m, modality, style) in cells:
+            if m == model:
+                styles_of.setdefault(modality, []).append(style)
+        for name, (first, second) in GAP_PAIRS.items():
+            if first not in styles_of or second not in styles_of:
+                continue
+            pairs = [(_matching_style(style, styles_of[first]), style) for style in styles_of[second]]
+            pairs = [(a, b) for a, b in pairs if a is not None]
+            for metric in GAP_METRICS:
+                for a_style, b_style in pairs:
+                    estimate = paired_gap(
+                        _per_puzzle(cells, model, first, [a_style], puzzle_ids, metric),
+                        _per_puzzle(cells, model, second, [b_style], puzzle_ids, metric), **stats)
+                    results.append(GapResult(model, name, metric, b_style, estimate))
+                estimate = paired_gap(
+                    _per_puzzle(cells, model, first, styles_of[first], puzzle_ids, metric),
+                    _per_puzzle(cells, model, second, styles_of[second], puzzle_ids, metric), **stats)
+                results.append(GapResult(model, name, metric, ALL, estimate))
+    return results
+
+
+def _matching_style(style: str, candidates: list[str]) -> str | None:
+    if style in candidates:
+        return style
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _per_puzzle(cells: _Cells, model: str, modality: str, styles: list[str],
+                puzzle_ids: list[str], metric: str) -> np.ndarray:
+    """Each puzzle's score in percent, averaged over the styles and samples."""
+    def value(score: PuzzleScore) -> float:
+        return float(score.exact) if metric == "macro_acc" else score.micro
+
+    return np.array([
+        100.0 * np.mean([value(score) for style in styles for score in cells[model, modality, style][pid]])
+        for pid in puzzle_ids
+    ])
+
+
+def _rows(table: Any) -> list[Mapping[str, Any]]:
+    return table.to_pylist() if hasattr(table, "to_pylist") else list(table)
+
+
+def _read_gold(rows: Sequence[Mapping[str, Any]]) -> dict[str, _Gold]:
+    gold: dict[str, _Gold] = {}
+    for index, row in enumerate(rows):
+        where = f"puzzle row {index} (puzzle_id={row.get('puzzle_id')!r})"
+        missing = [name for name in PUZZLE_FIELDS if name not in row]
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
+        entry = _Gold([str(t) for t in row["answer"]], [int(s) for s in row["steps"]], str(row["difficulty"]))
+        if not entry.answer:
+            raise ValueError(f"{where}: empty answer")
+        if len(entry.steps) != len(entry.answer):
+            raise ValueError(f"{where}: {len(entry.steps)} steps for {len(entry.answer)} answer tokens")
+        previous = gold.setdefault(str(row["puzzle_id"]), entry)
+        if previous != entry:
+            raise ValueError(f"{where}: puzzle_id listed twice with different gold")
+    return gold
+
+
+def _read_predictions(rows: Sequence[Mapping[str, Any]], gold: Mapping[str, _Gold],
+                      samples: int | None) -> dict[tuple[str, str, str], dict[tuple[str, int], list[str] | None]]:
+    """(model, modality, style) -> (puzzle_id, sample) -> predicted tokens, checked."""
+    cells: dict[tuple[str, str, str], dict[tuple[str, int], list[str] | None]] = {}
+    for index, row in enumerate(rows):
+        where = f"prediction row {index} (puzzle_id={row.get('puzzle_id')!r})"
+        missing = [name for name in PREDICTION_FIELDS if name not in row]
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
+        puzzle_id, sample = str(row["puzzle_id"]), int(row["sample"])
+        if puzzle_id not in gold:
+            raise ValueError(f"{where}: no gold puzzle with this puzzle_id")
+        if sample < 0 or (samples is not None and sample >= samples):
+            raise ValueError(f"{where}: sample {sample} outside 0..{'k-1' if samples is None else samples - 1}")
+        pred = row["pred"]
+        if pred is not None and (isinstance(pred, (str, bytes)) or not isinstance(pred, (Sequence, np.ndarray))):
+            raise ValueError(f"{where}: pred must be a list of tokens or None, got {type(pred).__name__}")
+        key = (str(row["model"]), str(row["modality"]), str(row["style"]))
+        if key[2] == ALL:
+            raise ValueError(f"{where}: style {ALL!r} is reserved for the styles pooled")
+        cell = cells.setdefault(key, {})
+        if (puzzle_id, sample) in cell:
+            raise ValueError(f"{where}: second prediction for model/modality/style {'/'.join(key)}, sample {sample}")
+        cell[puzzle_id, sample] = None if pred is None else [str(token) for token in pred]
+    return cells
+
+
+def _cell_order(key: tuple[str, str, str]) -> tuple:
+    """Models by name, modalities T, I, TI, the release's styles in its order, then the rest."""
+    model, modality, style = key
+    def rank(value: str, order: tuple[str, ...]) -> tuple[int, str]:
+        return (order.index(value), "") if value in order else (len(order), value)
+    return model, rank(modality, MODALITY_ORDER), rank(style, STYLE_ORDER)
+
+
+def _unique(items: Iterable) -> list:
+    return list(dict.fromkeys(items))

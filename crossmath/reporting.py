@@ -1,0 +1,288 @@
+"""Human-facing views of an :class:`~crossmath.metrics.Evaluation`: markdown tables and PNG plots.
+
+Plots are drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend
+switch), so this is safe inside workers and tests. Functions return the markdown text or the
+paths they wrote; logging them anywhere (MLflow) is the caller's business.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from crossmath.metrics.accuracy import STEP_GROUPS, MeanStd
+from crossmath.metrics.evaluate import ALL, GAP_PAIRS, Evaluation, GapResult
+
+MODALITY_LABELS = {"text": "text (T)", "image": "image (I)", "hybrid": "hybrid (TI)"}
+METRIC_LABELS = {"macro_acc": "macro", "micro_acc": "micro", "step1_acc": "step1",
+                 "step2_acc": "step2", "step3_acc": "step3", "step4plus_acc": "step4+",
+                 "answer_rate": "answered"}
+_COLORS = {"text": "#4C72B0", "image": "#DD8452", "hybrid": "#55A868"}
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    accuracy_plot: Path
+    step_plot: Path
+    gap_plot: Path | None  # None when no gap could be formed (e.g. text only)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [p for p in (self.markdown, self.accuracy_plot, self.step_plot, self.gap_plot) if p]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    markdown: str
+    markdown_path: Path
+    plot_path: Path
+
+
+# ---------------------------------------------------------------- one run
+
+
+def markdown_report(evaluation: Evaluation, model: str | None = None, *, title: str | None = None) -> str:
+    """Accuracy tables (overall and per difficulty) and the gap table of one model."""
+    model = evaluation.only_model(model)
+    lines = [f"# {title or f'crossmath report: {model}'}", ""]
+    overall = evaluation.group(model, evaluation.modalities(model)[0])
+    if overall is not None:
+        lines += [f"{overall.n_puzzles} puzzles, {overall.n_samples} sample(s) per request. "
+                  "Accuracies in percent, mean ± sample std over the samples; step-wise "
+                  "accuracy pools every blank of that solving depth; `all` pools the styles.", ""]
+    lines += ["## Accuracy", "", *_accuracy_table(evaluation, model, [ALL]), ""]
+    difficulties = [d for d in evaluation.difficulties(model) if d != ALL]
+    if len(difficulties) > 1:
+        lines += ["## Accuracy by difficulty", "", *_accuracy_table(evaluation, model, difficulties), ""]
+    gaps = [gap for gap in evaluation.gaps if gap.model == model]
+    if gaps:
+        lines += ["## Modality gaps", "",
+                  "Percentage points, paired by puzzle (each puzzle's score averaged over "
+                  "samples and styles first); 95% percentile bootstrap over puzzles; p from a "
+                  "paired sign-flip permutation test.", "",
+                  "| gap | style | metric | gap (pp) | 95% CI | p-value | puzzles |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {g.name} | {g.style} | {METRIC_LABELS[g.metric]} | {g.estimate.gap:+.1f} | "
+                  f"{_interval(g)} | {_p(g.estimate.p_value)} | {g.estimate.n_puzzles} |" for g in gaps]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _accuracy_table(evaluation: Evaluation, model: str, difficulties: list[str]) -> list[str]:
+    names = list(METRIC_LABELS)
+    with_difficulty = difficulties != [ALL]
+    head = "| modality | style |" + (" difficulty |" if with_difficulty else "")
+    head += "".join(f" {METRIC_LABELS[n]} |" for n in names)
+    rule = "|---|---|" + ("---|" if with_difficulty else "") + "---:|" * len(names)
+    rows = [head, rule]
+    for modality in evaluation.modalities(model):
+        for style in evaluation.styles(model, modality):
+            for difficulty in difficulties:
+                group = evaluation.group(model, modality, style, difficulty)
+                if group is None:
+                    continue
+                summary = group.summary()
+                cells = "".join(f" {format(summary[n], '.1f') if n in summary else '–'} |" for n in names)
+                row = f"| {modality} | {style} |" + (f" {difficulty} |" if with_difficulty else "")
+                rows.append(row + cells)
+    return rows
+
+
+def plot_accuracy(evaluation: Evaluation, path: str | Path, model: str | None = None) -> Path:
+    """Macro and micro accuracy per style, one bar per modality, std as error bars."""
+    model = evaluation.only_model(model)
+    modalities = evaluation.modalities(model)
+    styles = _unique(s for m in modalities for s in evaluation.styles(model, m) if s != ALL) + [ALL]
+    figure = Figure(figsize=(max(6.0, 1.6 * len(styles) + 2), 6.5), layout="constrained")
+    for row, metric in enumerate(("macro_acc", "micro_acc")):
+        axes = figure.add_subplot(2, 1, row + 1)
+        width = 0.8 / max(1, len(modalities))
+        for i, modality in enumerate(modalities):
+            stats = [_stat(evaluation, model, modality, style, metric) for style in styles]
+            xs = [x + (i - (len(modalities) - 1) / 2) * width for x in range(len(styles))]
+            axes.bar(xs, [s.mean if s else math.nan for s in stats], width,
+                     yerr=[s.std if s else 0.0 for s in stats], capsize=3,
+                     label=MODALITY_LABELS.get(modality, modality), color=_COLORS.get(modality))
+        axes.set_xticks(range(len(styles)), styles)
+        axes.set_ylim(0, 105)
+        axes.set_ylabel(f"{METRIC_LABELS[metric]} accuracy (%)")
+        axes.grid(axis="y", alpha=0.3)
+    figure.axes[0].set_title(f"{model}: accuracy per modality and style")
+    figure.axes[0].legend(loc="upper right", fontsize="small")
+    return _save(figure, path)
+
+
+def plot_step_depth(evaluation: Evaluation, path: str | Path, model: str | None = None) -> Path:
+    """Blank accuracy per solving depth (styles pooled), one line per modality."""
+    model = evaluation.only_model(model)
+    figure = Figure(figsize=(6.5, 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    for modality in evaluation.modalities(model):
+        group = evaluation.group(model, modality, ALL)
+        stats = [group.step(step) if group else None for step in STEP_GROUPS]
+        axes.errorbar(range(len(STEP_GROUPS)), [s.mean if s else math.nan for s in stats],
+                      yerr=[s.std if s else 0.0 for s in stats], marker="o", capsize=3,
+                      label=MODALITY_LABELS.get(modality, modality), color=_COLORS.get(modality))
+    axes.set_xticks(range(len(STEP_GROUPS)), list(STEP_GROUPS))
+    axes.set_ylim(0, 105)
+    axes.set_xlabel("solving depth of the blank")
+    axes.set_ylabel("blank accuracy (%)")
+    axes.set_title(f"{model}: accuracy per step depth (all styles)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def plot_gaps(evaluation: Evaluation, path: str | Path, model: str | None = None) -> Path | None:
+    """Each gap with its 95% interval, macro and micro side by side; None if there is no gap."""
+    model = evaluation.only_model(model)
+    gaps = [gap for gap in evaluation.gaps if gap.model == model]
+    if not gaps:
+        return None
+    rows = _unique((g.name, g.style) for g in gaps)
+    figure = Figure(figsize=(9.0, 1.0 + 0.45 * len(rows)), layout="constrained")
+    for column, metric in enumerate(("macro_acc", "micro_acc")):
+        axes = figure.add_subplot(1, 2, column + 1, sharey=figure.axes[0] if column else None)
+        for y, (name, style) in enumerate(rows):
+            gap = evaluation.gap(model, name, metric, style)
+            if gap is None:
+                continue
+            e = gap.estimate
+            axes.errorbar([e.gap], [y], xerr=[[e.gap - e.ci_low], [e.ci_high - e.gap]], fmt="o",
+                          capsize=3, color="black" if style == ALL else "#4C72B0")
+        axes.axvline(0.0, color="grey", linewidth=1, linestyle="--")
+        axes.set_xlabel(f"{METRIC_LABELS[metric]} gap (percentage points)")
+        axes.grid(axis="x", alpha=0.3)
+        if column == 0:
+            axes.set_yticks(range(len(rows)), [f"{name} {style}" for name, style in rows])
+            axes.invert_yaxis()
+    figure.suptitle(f"{model}: modality gaps with 95% bootstrap intervals")
+    return _save(figure, path)
+
+
+def write_report(evaluation: Evaluation, out_dir: str | Path, model: str | None = None) -> ReportFiles:
+    """``report.md``, ``accuracy.png``, ``steps.png`` and ``gaps.png`` of one model in ``out_dir``."""
+    model = evaluation.only_model(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = out / "report.md"
+    markdown.write_text(markdown_report(evaluation, model), encoding="utf-8")
+    return ReportFiles(markdown, plot_accuracy(evaluation, out / "accuracy.png", model),
+                       plot_step_depth(evaluation, out / "steps.png", model),
+                       plot_gaps(evaluation, out / "gaps.png", model))
+
+
+# ---------------------------------------------------------------- several runs
+
+
+def compare_runs(
+    evaluations: Mapping[str, Evaluation],
+    out_dir: str | Path,
+    *,
+    metric: str = "macro_acc",
+    style: str = ALL,
+    stem: str = "comparison",
+) -> Comparison:
+    """Models × modality table with gaps, as markdown and a PNG, for several runs.
+
+    ``evaluations`` maps a run label (e.g. the MLflow run name) to its evaluation; a run that
+    scored several models gets one row per model (``label/model``). Writes
+    ``{stem}.md`` and ``{stem}.png`` in ``out_dir``.
+    """
+    if metric not in ("macro_acc", "micro_acc"):
+        raise ValueError(f"compare_runs compares macro_acc or micro_acc, not {metric!r}")
+    rows = [(label if len(ev.models()) == 1 else f"{label}/{model}", ev, model)
+            for label, ev in evaluations.items() for model in ev.models()]
+    if not rows:
+        raise ValueError("no runs to compare")
+    modalities = _unique(m for _, ev, model in rows for m in ("text", "image", "hybrid")
+                         if m in ev.modalities(model))
+    names = list(GAP_PAIRS)
+    head = "| run | " + " | ".join(MODALITY_LABELS.get(m, m) for m in modalities)
+    head += " | " + " | ".join(f"gap {n} (95% CI, p)" for n in names) + " |"
+    lines = [f"# crossmath: {METRIC_LABELS[metric]} accuracy, style {style}", "",
+             "Accuracy in percent (mean ± std over samples); gaps in percentage points, paired "
+             "by puzzle.", "", head, "|---|" + "---:|" * (len(modalities) + len(names))]
+    for label, ev, model in rows:
+        cells = [format(s, ".1f") if (s := _stat(ev, model, m, style, metric)) else "–" for m in modalities]
+        for name in names:
+            gap = ev.gap(model, name, metric, style)
+            cells.append(f"{gap.estimate.gap:+.1f} ({_interval(gap)}, p={_p(gap.estimate.p_value)})"
+                         if gap else "–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    markdown = "\n".join(lines) + "\n"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown_path = out / f"{stem}.md"
+    markdown_path.write_text(markdown, encoding="utf-8")
+    plot_path = _plot_comparison(rows, modalities, metric, style, out / f"{stem}.png")
+    return Comparison(markdown, markdown_path, plot_path)
+
+
+def _plot_comparison(rows, modalities: list[str], metric: str, style: str, path: Path) -> Path:
+    figure = Figure(figsize=(max(8.0, 2.2 * len(rows) + 4), 4.8), layout="constrained")
+    bars, gaps = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    width = 0.8 / max(1, len(modalities))
+    for i, modality in enumerate(modalities):
+        stats = [_stat(ev, model, modality, style, metric) for _, ev, model in rows]
+        xs = [x + (i - (len(modalities) - 1) / 2) * width for x in range(len(rows))]
+        bars.bar(xs, [s.mean if s else math.nan for s in stats], width,
+                 yerr=[s.std if s else 0.0 for s in stats], capsize=3,
+                 label=MODALITY_LABELS.get(modality, modality), color=_COLORS.get(modality))
+    bars.set_xticks(range(len(rows)), [label for label, _, _ in rows], rotation=20, ha="right")
+    bars.set_ylim(0, 105)
+    bars.set_ylabel(f"{METRIC_LABELS[metric]} accuracy (%)")
+    bars.legend(fontsize="small")
+    bars.grid(axis="y", alpha=0.3)
+    offsets = {name: (i - (len(GAP_PAIRS) - 1) / 2) * 0.25 for i, name in enumerate(GAP_PAIRS)}
+    for name, offset in offsets.items():
+        for y, (_, ev, model) in enumerate(rows):
+            gap = ev.gap(model, name, metric, style)
+            if gap is None:
+                continue
+            e = gap.estimate
+            gaps.errorbar([e.gap], [y + offset], xerr=[[e.gap - e.ci_low], [e.ci_high - e.gap]],
+                          fmt="o", capsize=3, color=_COLORS["hybrid" if name == "T-TI" else "image"],
+                          label=name if y == 0 else None)
+    gaps.axvline(0.0, color="grey", linewidth=1, linestyle="--")
+    gaps.set_yticks(range(len(rows)), [label for label, _, _ in rows])
+    gaps.set_ylim(len(rows) - 0.5, -0.5)  # first run on top
+    gaps.set_xlabel(f"{METRIC_LABELS[metric]} gap (percentage points, 95% CI)")
+    gaps.legend(fontsize="small")
+    gaps.grid(axis="x", alpha=0.3)
+    figure.suptitle(f"models × modality, {METRIC_LABELS[metric]} accuracy, style {style}")
+    return _save(figure, path)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _stat(evaluation: Evaluation, model: str, modality: str, style: str, metric: str) -> MeanStd | None:
+    group = evaluation.group(model, modality, style)
+    return group.summary().get(metric) if group else None
+
+
+def _interval(gap: GapResult) -> str:
+    return f"[{gap.estimate.ci_low:+.1f}, {gap.estimate.ci_high:+.1f}]"
+
+
+def _p(value: float) -> str:
+    return f"{value:.3g}" if value >= 0.001 else "<0.001"
+
+
+def _save(figure: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def _unique(items) -> list:
+    return list(dict.fromkeys(items))
