@@ -1,0 +1,122 @@
+"""Two reference backends that bracket every real model: the solver's ceiling and chance.
+
+Both answer the way a model does (a short line, then ``<answer>…</answer>`` when they
+answer), so their predictions go through the same extraction and scoring as a VLM's.
+
+- ``OracleBackend`` reads the text grid with the symbolic solver. It answers only when the
+  grid has exactly one consistent solution, and never for image-only requests: it has no
+  eyes. On text it is the ceiling of what the text modality allows.
+- ``RandomBackend`` guesses every blank uniformly in the puzzle's value range, seeded from
+  the request id, so a rerun gives the same guesses: the chance floor.
+
+Neither imports torch; both are cheap enough to run anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from typing import Sequence
+
+from crossmath.models.base import ModelRequest, ModelResponse
+from crossmath.puzzle.grid import BLANK, Grid, GridFormatError, parse_markdown_grid
+from crossmath.puzzle.solver import propagate, search_solutions
+
+# Baselines see no prompt; this id marks their predictions in place of a prompt set's id.
+NO_PROMPT_ID = "none"
+
+
+def format_answer(values: Sequence[int]) -> str:
+    return "<answer>" + " ".join(str(v) for v in values) + "</answer>"
+
+
+class _RuleBackend:
+    """A backend whose reply to each request is a pure function of that request."""
+
+    name: str
+    prompt_id: str = NO_PROMPT_ID
+
+    def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
+        responses = []
+        for request in requests:
+            started = time.perf_counter()
+            output = self.answer(request)
+            responses.append(
+                ModelResponse(request.request_id, output, latency_s=time.perf_counter() - started)
+            )
+        return responses
+
+    def answer(self, request: ModelRequest) -> str:
+        raise NotImplementedError
+
+
+class OracleBackend(_RuleBackend):
+    """The symbolic solver as a model: exact on uniquely solvable text grids, silent otherwise."""
+
+    def __init__(self, name: str = "oracle") -> None:
+        self.name = name
+
+    def answer(self, request: ModelRequest) -> str:
+        """The reply to one request: the unique solution in an answer tag, or why there is none."""
+        if request.modality == "image":
+            return "I can only read the text grid, and this request shows an image only."
+        try:
+            grid = parse_markdown_grid(request.grid_markdown)
+        except GridFormatError as error:
+            return f"The text grid cannot be read ({error}), so I give no answer."
+        if not grid.blanks:
+            return "The grid has no blank cells, so there is nothing to answer."
+        result = search_solutions(grid, limit=2)
+        if result.status == "multiple":
+            return "The grid has more than one solution, so I give no answer."
+        if result.status == "none":
+            return (f"The grid has no consistent solution ({_why_unsolvable(grid)}), "
+                    "so I give no answer.")
+        solution = result.solutions[0]
+        return "The grid has exactly one solution.\n" + format_answer(
+            [solution[p] for p in grid.blanks]
+        )
+
+
+def _why_unsolvable(grid: Grid) -> str:
+    contradiction = propagate(grid).contradiction
+    if contradiction is not None:
+        return str(contradiction)
+    return "every assignment of the blanks breaks some equation"
+
+
+class RandomBackend(_RuleBackend):
+    """Uniform guesses in the request's value range: what a model scores by chance.
+
+    Each guess is drawn from a generator seeded by ``(seed, request_id)``, so it is the same
+    in every rerun and on every worker, whatever the batch or order.
+    """
+
+    def __init__(self, name: str = "random", seed: int = 0) -> None:
+        self.name = name
+        self.seed = seed
+
+    def answer(self, request: ModelRequest) -> str:
+        n_blanks = request.n_blanks or request.grid_markdown.count(BLANK)
+        if n_blanks == 0:
+            return "I cannot tell how many blanks the puzzle has, so I give no answer."
+        low, high = sorted(_value_range(request))
+        rng = random.Random(self._seed_for(request.request_id))
+        guesses = [rng.randint(low, high) for _ in range(n_blanks)]
+        return "A random guess.\n" + format_answer(guesses)
+
+    def _seed_for(self, request_id: str) -> int:
+        digest = hashlib.sha256(f"{self.seed}\x00{request_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big")
+
+
+def _value_range(request: ModelRequest) -> tuple[int, int]:
+    """The request's range, or (when it carries none) the span of the grid's given numbers."""
+    if tuple(request.value_range) != (0, 0):
+        return request.value_range
+    try:
+        given = parse_markdown_grid(request.grid_markdown).known_values().values()
+    except GridFormatError:
+        given = ()
+    return (min(given), max(given)) if given else (0, 0)
