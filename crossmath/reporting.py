@@ -74,6 +74,18 @@ def markdown_report(evaluation: Evaluation, model: str | None = None, *, title: 
     return "\n".join(lines)
 
 
+def console_summary(evaluation: Evaluation, model: str | None = None) -> str:
+    """The short table printed at the end of a run: accuracy per modality and style, and
+    the gaps pooled over styles."""
+    model = evaluation.only_model(model)
+    lines = _accuracy_table(evaluation, model, [ALL])
+    for gap in evaluation.gaps:
+        if gap.model == model and gap.style == ALL:
+            lines.append(f"gap {gap.name} {METRIC_LABELS[gap.metric]}: {gap.estimate.gap:+.1f} pp, "
+                         f"95% CI {_interval(gap)}, p={_p(gap.estimate.p_value)}")
+    return "\n".join(lines)
+
+
 def _accuracy_table(evaluation: Evaluation, model: str, difficulties: list[str]) -> list[str]:
     names = list(METRIC_LABELS)
     with_difficulty = difficulties != [ALL]

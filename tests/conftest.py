@@ -28,3 +28,33 @@ def official_jsonl(official_sample: Path) -> Path:
     """The original-style jsonl of the official sample."""
     folder, name = OFFICIAL_STYLES["original"]
     return official_sample / folder / name
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the whole session (starting Ray costs seconds); shut down at the end."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def run_config(tmp_path):
+    """Compose ``conf/run.yaml`` with overrides, outputs and MLflow in ``tmp_path``."""
+    from hydra import compose, initialize_config_dir
+
+    def compose_run(*overrides: str):
+        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+            return compose("run", overrides=[
+                f"out_dir={tmp_path / 'out'}",
+                f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                *overrides,
+            ])
+
+    return compose_run

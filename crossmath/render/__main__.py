@@ -1,0 +1,32 @@
+"""``python -m crossmath.render path=FILE.jsonl style=NAME out=DIR [solved=true]``."""
+
+from __future__ import annotations
+
+import time
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from crossmath.puzzle.records import read_official_jsonl
+from crossmath.render.release import write_release_images
+from crossmath.render.style import STYLE_DIR, style_from_mapping
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="render")
+def main(cfg: DictConfig) -> None:
+    choice = HydraConfig.get().runtime.choices["style"]
+    style = style_from_mapping(OmegaConf.to_container(cfg.style, resolve=True),
+                               source=str(STYLE_DIR / f"{choice}.yaml"))
+    records = read_official_jsonl(cfg.path)
+    puzzles = [record.to_puzzle() for record in records]  # every record is checked before writing
+    started = time.perf_counter()
+    count = write_release_images(puzzles, [r.fields for r in records], style, cfg.out,
+                                 solved=cfg.solved, source=str(cfg.path))
+    elapsed = time.perf_counter() - started
+    print(f"{count} {style.name} images from {len(records)} records in {elapsed:.1f} s "
+          f"-> {cfg.out}")
+
+
+if __name__ == "__main__":
+    main()

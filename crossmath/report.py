@@ -1,0 +1,36 @@
+"""``python -m crossmath.report``: compare the runs of an MLflow experiment.
+
+Reads each finished run's ``metrics.json`` artifact and prints a models × modality table with
+the gaps, saved as markdown and PNG in ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import hydra
+from omegaconf import DictConfig
+
+from crossmath import tracking
+from crossmath.metrics.evaluate import Evaluation
+from crossmath.reporting import compare_runs
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+def main(cfg: DictConfig) -> None:
+    evaluations: dict[str, Evaluation] = {}
+    runs = tracking.run_artifact_files(cfg.mlflow.tracking_uri, cfg.mlflow.experiment, "metrics.json")
+    for run_id, run_name, metrics in runs:  # training runs have no metrics.json and are left out
+        label = run_name or run_id
+        if label in evaluations:
+            label = f"{label} ({run_id[:8]})"
+        evaluations[label] = Evaluation.from_dict(json.loads(metrics.read_text(encoding="utf-8")))
+    if not evaluations:
+        raise SystemExit(f"no evaluation runs in experiment {cfg.mlflow.experiment!r}")
+    comparison = compare_runs(evaluations, cfg.out, metric=cfg.metric, style=cfg.compare_style)
+    print(comparison.markdown)
+    print(f"saved {comparison.markdown_path} and {comparison.plot_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""``python -m crossmath.train model=<name> train=lora``: LoRA SFT on generated puzzles, on Ray Train.
+
+See ``crossmath.train.job`` for what a run does and docs/training.md for the options.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import hydra
+from omegaconf import DictConfig
+
+from crossmath.train.job import train
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    outcome = train(cfg)
+    summary = outcome.summary
+    print(f"trained {summary.get('final_step')} steps (resumed from step "
+          f"{summary.get('resumed_from_step')}); final train loss {summary.get('final_train_loss')}, "
+          f"validation loss {summary.get('val_loss')}")
+    print(f"adapter: {outcome.adapter}\nMLflow run {outcome.run_id} at {cfg.mlflow.tracking_uri}")
+    print(f"evaluate: python -m crossmath.run model={cfg.model.name} model.adapter={outcome.adapter}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    main()

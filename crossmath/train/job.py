@@ -1,0 +1,130 @@
+"""The fine-tuning job behind ``python -m crossmath.train``, for a composed ``conf/train.yaml``.
+
+1. Build (or reuse) the training set in ``dataset.path``, disjoint from the evaluation sets.
+2. Open an MLflow run (the same one again when resuming) with the resolved config.
+3. Train on ``scaling.num_workers`` Ray Train workers; rank 0 logs metrics as it goes.
+4. Copy the final adapter to ``<out_dir>/adapter``, attach it to the MLflow run, close the run.
+
+Running the same command again resumes: Ray Train finds its run under ``<out_dir>/ray`` and
+the workers continue from the latest checkpoint; the MLflow run id is kept in
+``<out_dir>/mlflow_run_id`` so the metrics continue in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from crossmath import tracking
+from crossmath.train.dataset import (
+    Exclusion,
+    TrainingSet,
+    TrainingSetSpec,
+    build_training_set,
+    evaluation_puzzles,
+)
+from crossmath.train.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSettings
+from crossmath.train.modeling import ModelSpec
+
+log = logging.getLogger("crossmath.train")
+
+RUN_ID_FILE = "mlflow_run_id"
+SUMMARY_FILE = "train_summary.json"
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    adapter: Path
+    summary: dict[str, Any]
+    run_id: str
+
+
+def train(cfg: DictConfig) -> TrainOutcome:
+    """The whole job for a composed ``conf/train.yaml``; returns where the adapter went."""
+    from crossmath.train.ray_trainer import RayScaling, fit, share_examples
+
+    out = Path(cfg.out_dir).expanduser().resolve()
+    settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
+    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    ModelSpec.from_backend_config(model_config)  # a model that cannot be trained fails here
+    training_set = build_dataset(cfg.dataset)
+    _connect_ray(cfg.ray)
+    uri = cfg.mlflow.tracking_uri
+    run_id = _open_mlflow_run(cfg, out, training_set.manifest["fingerprint"])
+    log.info("training %s on %d worker(s); MLflow run %s; state in %s", cfg.model.name,
+             cfg.scaling.num_workers, run_id, out)
+
+    job = TrainJob(model_config, settings, share_examples(training_set.read()), MetricSink(uri, run_id))
+    try:
+        result = fit(job, RayScaling(**OmegaConf.to_container(cfg.scaling)),
+                     storage_path=out / "ray", name=cfg.run_name)
+    except KeyboardInterrupt:
+        tracking.close_run(uri, run_id, status="KILLED")
+        raise
+    except Exception:
+        tracking.close_run(uri, run_id, status="FAILED")
+        raise
+    adapter = out / ADAPTER_DIR
+    _copy_adapter(result.checkpoint, adapter)
+    summary = dict(result.metrics)
+    summary_path = out / SUMMARY_FILE
+    summary_path.write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
+    tracking.close_run(uri, run_id, artifacts=[adapter, summary_path])
+    log.info("adapter saved to %s", adapter)
+    return TrainOutcome(adapter, summary, run_id)
+
+
+def build_dataset(dataset: DictConfig) -> TrainingSet:
+    """The ``dataset`` section's training set, built or reused, clear of its evaluation sets."""
+    fields = OmegaConf.to_container(dataset, resolve=True)
+    path = fields.pop("path")
+    exclusion = Exclusion.of(evaluation_puzzles(fields.pop("exclude_generated") or [],
+                                                fields.pop("exclude_official")))
+    return build_training_set(TrainingSetSpec.from_mapping(fields), path, exclusion)
+
+
+def _open_mlflow_run(cfg: DictConfig, out: Path, dataset_fingerprint: str) -> str:
+    """A new MLflow run, or the one this ``out_dir`` already trains into (a resumed run)."""
+    run_id_file = out / RUN_ID_FILE
+    run_id = tracking.open_run(
+        tracking_uri=cfg.mlflow.tracking_uri, experiment=cfg.mlflow.experiment,
+        run_name=cfg.mlflow.run_name or f"{cfg.model.name}/{cfg.run_name}",
+        params=OmegaConf.to_container(cfg, resolve=True),
+        tags={"model": cfg.model.name, "git_commit": tracking.git_commit(), "kind": "train",
+              "dataset_fingerprint": dataset_fingerprint},
+        run_id=run_id_file.read_text().strip() if run_id_file.is_file() else None,
+    )
+    run_id_file.parent.mkdir(parents=True, exist_ok=True)
+    run_id_file.write_text(run_id + "\n", encoding="utf-8")
+    return run_id
+
+
+def _copy_adapter(checkpoint, target: Path) -> None:
+    """The adapter of the final checkpoint, swapped into ``target`` whole."""
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".adapter-") as staging:
+        folder = Path(checkpoint.to_directory(str(Path(staging) / "checkpoint")))
+        if not (folder / ADAPTER_DIR / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"the final checkpoint {checkpoint.path} holds no adapter")
+        if target.exists():
+            shutil.rmtree(target)
+        (folder / ADAPTER_DIR).rename(target)
+
+
+def _connect_ray(ray_cfg: DictConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if ray_cfg.address:
+        ray.init(address=ray_cfg.address)
+    else:
+        # With the dashboard: Ray Train's placement-group cleaner polls the state API it serves
+        # (and warns every few seconds without it).
+        ray.init(num_cpus=ray_cfg.num_cpus)

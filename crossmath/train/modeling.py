@@ -1,0 +1,195 @@
+"""The model to fine-tune: the evaluation's checkpoint, processor and prompt settings, plus LoRA.
+
+Training reads the same ``conf/model/<name>.yaml`` as the evaluation (an ``HFBackend`` config),
+so the checkpoint, prompt set, chat-template switches and image size bounds cannot differ
+between the two. The model is loaded the way ``crossmath.models.hf`` loads it (same processor
+loader, same attention registration); ``tests/test_train_collate.py`` pins that the prompt
+tokens seen in training are exactly the ones the backend generates from.
+
+LoRA goes on the language model's attention and MLP projections. The module names of the
+vision tower overlap with the language model's (both have ``gate_proj``, ``up_proj`` ...), so
+targets are a regular expression anchored at the language model's module, not bare names.
+The vision tower is frozen by default; ``vision_tower: lora`` adds adapters to its blocks and
+``vision_tower: full`` trains all of its weights (saved with the adapter, as peft's
+``modules_to_save``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+HF_BACKEND_TARGET = "crossmath.models.hf.HFBackend"
+VISION_MODES = ("frozen", "lora", "full")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What training takes from a backend config: where the weights are and how prompts look."""
+
+    path: str
+    name: str
+    prompt: str = "crossmath-v1"
+    attn_implementation: str | None = None
+    enable_thinking: bool | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+
+    @classmethod
+    def from_backend_config(cls, config: Mapping[str, Any]) -> "ModelSpec":
+        """Read a ``conf/model`` entry; ``model`` may itself be a ``_target_`` that builds the folder."""
+        target = config.get("_target_")
+        if target != HF_BACKEND_TARGET:
+            raise ValueError(
+                f"model {config.get('name')!r} uses {target!r}; fine-tuning needs a local "
+                f"transformers model ({HF_BACKEND_TARGET}), e.g. model=tiny-random"
+            )
+        if config.get("adapter"):
+            raise ValueError(
+                "model.adapter is set: fine-tuning starts from the base weights (the adapter "
+                "option is for evaluating a tuned model); set model.adapter=null"
+            )
+        path = config["model"]
+        if isinstance(path, Mapping):
+            import hydra.utils
+
+            path = hydra.utils.instantiate(path)
+        return cls(
+            path=str(path),
+            name=str(config.get("name") or Path(str(path)).name),
+            prompt=str(config.get("prompt") or "crossmath-v1"),
+            attn_implementation=config.get("attn_implementation"),
+            enable_thinking=config.get("enable_thinking"),
+            min_pixels=config.get("min_pixels"),
+            max_pixels=config.get("max_pixels"),
+        )
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """Where adapters go and how big they are (``train.lora`` in ``conf/train/lora.yaml``)."""
+
+    rank: int = 16
+    alpha: float = 32
+    dropout: float = 0.05
+    language_model: str = "language_model"
+    target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj",
+                                     "gate_proj", "up_proj", "down_proj")
+    extra_target_modules: Sequence[str] = ()
+    vision_tower: str = "frozen"
+    vision_module: str = "visual"
+    vision_target_modules: Sequence[str] = ("qkv", "proj", "gate_proj", "up_proj", "down_proj")
+
+    def __post_init__(self) -> None:
+        if self.vision_tower not in VISION_MODES:
+            raise ValueError(f"train.lora.vision_tower must be one of {VISION_MODES}, "
+                             f"got {self.vision_tower!r}")
+        if self.rank < 1:
+            raise ValueError(f"train.lora.rank must be at least 1, got {self.rank}")
+        if not self.target_modules:
+            raise ValueError("train.lora.target_modules is empty")
+
+    def target_pattern(self) -> str:
+        """The regular expression (peft full-matches it) naming every adapted module."""
+        def under(module: str, names: Sequence[str], blocks: str = "") -> str:
+            alternatives = "|".join(re.escape(n) for n in names)
+            return rf"(?:.*\.)?{re.escape(module)}\.{blocks}(?:.*\.)?(?:{alternatives})"
+
+        parts = [under(self.language_model, self.target_modules)]
+        if self.vision_tower == "lora":
+            parts.append(under(self.vision_module, self.vision_target_modules, r"blocks\.\d+\."))
+        parts += [re.escape(name) for name in self.extra_target_modules]
+        return "|".join(f"(?:{p})" for p in parts)
+
+
+def load_processor_for(spec: ModelSpec):
+    from crossmath.models.processor import load_processor
+
+    return load_processor(spec.path)
+
+
+def load_base_model(spec: ModelSpec, dtype: torch.dtype) -> torch.nn.Module:
+    """The checkpoint as ``HFBackend`` loads it (same attention implementation), in ``dtype``."""
+    from transformers import AutoModelForImageTextToText
+
+    from crossmath.models.attention import SDPA_GQA, register_sdpa_gqa
+
+    if spec.attn_implementation == SDPA_GQA:
+        register_sdpa_gqa()
+    return AutoModelForImageTextToText.from_pretrained(
+        spec.path, dtype=dtype, attn_implementation=spec.attn_implementation
+    )
+
+
+def add_lora(model: torch.nn.Module, settings: LoraSettings, *,
+             gradient_checkpointing: bool) -> torch.nn.Module:
+    """``model`` wrapped by peft with the configured adapters; everything else frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    if gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input that requires grad, which a frozen
+        # embedding never gives.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_pattern(),
+        modules_to_save=[settings.vision_module] if settings.vision_tower == "full" else None,
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, config)
+    adapted = [name for name, module in peft_model.named_modules() if hasattr(module, "lora_A")]
+    if not any(f"{settings.language_model}." in name for name in adapted):
+        raise ValueError(f"no module of the language model matched {config.target_modules!r}; "
+                         f"check train.lora.language_model and train.lora.target_modules")
+    return peft_model
+
+
+def trainable_parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_parameters": trainable, "total_parameters": total}
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The peft model inside a DDP wrapper (or the model itself)."""
+    return getattr(model, "module", model)
+
+
+def save_adapter(model: torch.nn.Module, folder: Path) -> None:
+    """The adapter weights only (an adapted output head does not drag the base head along)."""
+    unwrap(model).save_pretrained(str(folder), save_embedding_layers=False)
+
+
+def load_adapter_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Put saved adapter weights back into an identically configured peft model."""
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(unwrap(model), load_peft_weights(str(folder)))
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ValueError(f"adapter in {folder} does not fit the model: unexpected {unexpected[:5]}")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Weights' dtype and the autocast dtype: bf16 weights and autocast on CUDA, fp32 on CPU."""
+
+    weights: torch.dtype
+    autocast: torch.dtype | None = None
+
+    @classmethod
+    def resolve(cls, name: str, device: torch.device) -> "Precision":
+        if name == "auto":
+            name = "bf16" if device.type == "cuda" else "fp32"
+        if name == "bf16":
+            return cls(torch.bfloat16, torch.bfloat16)
+        if name == "fp32":
+            return cls(torch.float32, None)
+        raise ValueError(f"train.precision must be auto, bf16 or fp32, got {name!r}")

@@ -1,0 +1,78 @@
+"""Outputs in storage named by a URI, and predictions that the driver cannot see (local Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pyarrow.parquet as pq
+import pytest
+
+from crossmath.pipeline.evaluation import StageResources, release_image_rows, run_pipeline
+from crossmath.pipeline.requests import TEXT_STYLE, RequestPlan
+from crossmath.pipeline.sources import generated_puzzles, official_puzzles
+from crossmath.pipeline.store import PredictionStore, local_path, publish_files
+from crossmath.run import evaluate
+
+ORACLE = {"_target_": "crossmath.models.baselines.OracleBackend", "name": "oracle"}
+
+
+def test_run_writes_every_output_through_a_file_uri(ray_local, run_config, tmp_path):
+    folder = tmp_path / "shared disk" / "run"  # a space: the URI carries it as %20
+    cfg = run_config("model=oracle", "data.n=2", "samples=1", "styles=[original]",
+                     f"out_dir={folder.as_uri()}")
+    outcome = evaluate(cfg)
+    assert outcome.out_dir == folder
+    assert pq.read_table(folder / "predictions.parquet").num_rows == 2 * 3
+    assert json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    assert {"report.md", "accuracy.png", "puzzles.parquet"} <= {p.name for p in folder.iterdir()}
+    assert list((folder / "shards").glob("*.parquet"))
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    assert client.get_run(outcome.mlflow_run_id).data.tags["out_dir"] == folder.as_uri()
+    assert {"predictions.parquet", "report.md"} <= {
+        f.path for f in client.list_artifacts(outcome.mlflow_run_id)}
+
+
+def test_predictions_saved_where_the_driver_cannot_see_are_reported_as_a_storage_problem(
+        ray_local, tmp_path):
+    driver_view = PredictionStore(str(tmp_path / "driver"))
+    driver_view.root = PredictionStore(str(tmp_path / "elsewhere")).root  # what the actors get
+    plan = RequestPlan(["text"], [], 1, "none", "oracle")
+    with pytest.raises(RuntimeError, match="every Ray node reaches"):
+        run_pipeline(generated_puzzles(2, "easy", 0), plan, ORACLE, driver_view, StageResources())
+    assert len(PredictionStore(str(tmp_path / "elsewhere")).done_request_ids()) == 2
+
+
+def test_local_locations_and_publishing(tmp_path, monkeypatch):
+    assert local_path(str(tmp_path / "a")) == tmp_path / "a"
+    assert local_path((tmp_path / "b c").as_uri()) == tmp_path / "b c"
+    assert local_path("s3://bucket/run") is None
+    source = tmp_path / "made.txt"
+    source.write_text("x", encoding="utf-8")
+    publish_files([source], (tmp_path / "out" / "deep").as_uri())
+    assert (tmp_path / "out" / "deep" / "made.txt").read_text(encoding="utf-8") == "x"
+    monkeypatch.chdir(tmp_path)
+    relative = PredictionStore("relative/run")
+    assert relative.root == (tmp_path / "relative" / "run").as_uri()  # workers get it absolute
+
+
+def test_release_images_travel_as_bytes_from_the_driver(official_sample):
+    puzzle_set = official_puzzles(str(official_sample), ["original", "handwritten"], limit=2)
+    plan = RequestPlan(["text", "hybrid"], ["original", "handwritten"], 2, "none", "oracle")
+    units = plan.units(puzzle_set.puzzles, puzzle_set.official_images)
+    rows = release_image_rows(units)
+    assert len(rows) == 2 * 2  # original only: 2 puzzles x 2 samples; handwritten is rendered
+    for row in rows:
+        path = puzzle_set.official_images[(row["name"], "original")]
+        assert row["style"] == "original" and row["image"] == path.read_bytes()
+        assert "image_path" not in row  # nothing for a worker to open
+
+
+def test_rendered_and_release_images_flow_through_one_run(ray_local, run_config, official_sample):
+    outcome = evaluate(run_config("model=oracle", "data=official", f"data.path={official_sample}",
+                                  "data.n=2", "samples=1", "modalities=[text,hybrid]",
+                                  "styles=[original,handwritten]"))
+    assert outcome.n_requests == 2 * (1 + 2)
+    assert outcome.evaluation.group("oracle", "text", TEXT_STYLE).macro.mean == 100.0
+    assert outcome.evaluation.group("oracle", "hybrid", "handwritten").macro.mean == 100.0
+    assert outcome.evaluation.group("oracle", "hybrid", "original").macro.mean == 100.0
