@@ -78,7 +78,7 @@ def main() -> None:
     ray_start_s = time.perf_counter() - started
     plan = RequestPlan(MODALITIES, STYLES, 1, NO_PROMPT_ID, "oracle")
     resources = StageResources(render_actors=args.render_actors, infer_actors=args.infer_actors,
-                               render_batch_size=16, infer_batch_size=64, infer_cpus=0.5)
+                               render_batch_size=32, infer_batch_size=128, infer_cpus=0.5)
     with tempfile.TemporaryDirectory() as out:
         result = run_pipeline(puzzle_set, plan, {"_target_": "crossmath.models.baselines.OracleBackend"},
                               PredictionStore(out), resources)

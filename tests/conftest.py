@@ -58,3 +58,16 @@ def run_config(tmp_path):
             ])
 
     return compose_run
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config(tmp_path_factory) -> dict:
+    """``conf/model/tiny-random.yaml`` resolved, its tiny VLM built once in a temp folder."""
+    from omegaconf import OmegaConf
+
+    from crossmath.models.tiny import build_tiny_random
+
+    tiny = build_tiny_random(tmp_path_factory.getbasetemp() / "models")
+    config = OmegaConf.load(REPO_ROOT / "conf" / "model" / "tiny-random.yaml")
+    config.model.cache_dir = str(tiny.parent)
+    return OmegaConf.to_container(config, resolve=True)

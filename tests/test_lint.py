@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from crossmath.puzzle.lint import lint_jsonl
-from conftest import OFFICIAL_STYLES, REPO_ROOT
+from conftest import OFFICIAL_STYLES
 
 
 def _sample_lines(official_jsonl):

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import hydra
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from crossmath.models.tiny import build_tiny_random
 from crossmath.train.collate import IGNORE_INDEX, ExampleEncoder, collate
 from crossmath.train.dataset import TrainingSetSpec, build_training_set
 from crossmath.train.loop import summed_target_loss
 from crossmath.train.modeling import LoraSettings, ModelSpec, add_lora, load_base_model, load_processor_for
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def model_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    tiny = build_tiny_random(tmp_path_factory.getbasetemp() / "models")
-    config = OmegaConf.load(REPO / "conf" / "model" / "tiny-random.yaml")
-    config.model.cache_dir = str(tiny.parent)
-    return OmegaConf.to_container(config, resolve=True)
-
-
-@pytest.fixture(scope="module")
-def spec(model_config: dict) -> ModelSpec:
-    return ModelSpec.from_backend_config(model_config)
+def spec(tiny_model_config: dict) -> ModelSpec:
+    return ModelSpec.from_backend_config(tiny_model_config)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +32,7 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return sorted(built.read().to_pylist(), key=lambda r: (r["puzzle_id"], r["modality"]))
 
 
-def test_prompt_tokens_are_exactly_what_the_backend_generates_from(model_config, encoder, rows) -> None:
+def test_prompt_tokens_are_exactly_what_the_backend_generates_from(tiny_model_config, encoder, rows) -> None:
     """The backend's first logits call sees its prompt ids; training must use the same ones."""
     seen: list[torch.Tensor] = []
 
@@ -54,7 +42,7 @@ def test_prompt_tokens_are_exactly_what_the_backend_generates_from(model_config,
                 seen.append(input_ids[0].clone())
             return scores
 
-    backend = hydra.utils.instantiate({**model_config, "max_new_tokens": 1, "batch_size": 1},
+    backend = hydra.utils.instantiate({**tiny_model_config, "max_new_tokens": 1, "batch_size": 1},
                                       logits_processor_factory=lambda: [Capture()])
     from crossmath.train.collate import example_request
 

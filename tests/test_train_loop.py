@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from crossmath.models.tiny import build_tiny_random
 from crossmath.train.dataset import TrainingSetSpec, build_training_set
 from crossmath.train.local import LocalEnv, train_locally
 from crossmath.train.loop import ADAPTER_DIR, Schedule, TrainJob, TrainSettings
 from crossmath.train.modeling import LoraSettings, ModelSpec, add_lora, load_base_model
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    tiny = build_tiny_random(tmp_path_factory.getbasetemp() / "models")
-    config = OmegaConf.load(REPO / "conf" / "model" / "tiny-random.yaml")
-    config.model.cache_dir = str(tiny.parent)
-    return OmegaConf.to_container(config, resolve=True)
 
 
 def test_schedule_covers_each_epoch_once_and_splits_it_between_workers() -> None:
@@ -60,8 +48,8 @@ def test_settings_are_checked() -> None:
 
 
 @pytest.mark.parametrize("vision", ["frozen", "lora", "full"])
-def test_lora_goes_on_the_language_model_and_the_vision_tower_only_by_config(model_config, vision):
-    spec = ModelSpec.from_backend_config(model_config)
+def test_lora_goes_on_the_language_model_and_the_vision_tower_only_by_config(tiny_model_config, vision):
+    spec = ModelSpec.from_backend_config(tiny_model_config)
     model = add_lora(load_base_model(spec, torch.float32), LoraSettings(rank=2, vision_tower=vision),
                      gradient_checkpointing=False)
     adapted = [n for n, m in model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
@@ -81,12 +69,12 @@ def test_lora_goes_on_the_language_model_and_the_vision_tower_only_by_config(mod
         assert any("lora_" not in n for n in vision_trainable)  # the tower's own weights train
 
 
-def test_models_that_cannot_be_trained_are_refused(model_config) -> None:
+def test_models_that_cannot_be_trained_are_refused(tiny_model_config) -> None:
     with pytest.raises(ValueError, match="needs a local transformers model"):
         ModelSpec.from_backend_config({"_target_": "crossmath.models.baselines.OracleBackend",
                                        "name": "oracle"})
     with pytest.raises(ValueError, match="model.adapter=null"):
-        ModelSpec.from_backend_config({**model_config, "adapter": "/some/adapter"})
+        ModelSpec.from_backend_config({**tiny_model_config, "adapter": "/some/adapter"})
 
 
 class CrashAfter:
@@ -101,7 +89,7 @@ class CrashAfter:
             raise RuntimeError(f"simulated crash at step {step}")
 
 
-def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(model_config, tmp_path) -> None:
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_config, tmp_path) -> None:
     built = build_training_set(TrainingSetSpec(n_puzzles=6, seed=9, styles=("original",),
                                                modalities=("text", "image"), target="answer"),
                                tmp_path / "set")
@@ -111,7 +99,7 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(model_config
                              gradient_checkpointing=False)
 
     def job(sink) -> TrainJob:
-        return TrainJob(model_config, settings, built.read, sink)
+        return TrainJob(tiny_model_config, settings, built.read, sink)
 
     whole = CrashAfter(step=-1)
     summary = train_locally(job(whole), tmp_path / "whole")
