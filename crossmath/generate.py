@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
     styles = [load_style(name) for name in cfg.styles]  # fail on a bad style before working
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = GeneratorConfig(**OmegaConf.to_container(cfg.generator), difficulty="easy")
+    config = GeneratorConfig(**OmegaConf.to_container(cfg.generator))
     started = time.perf_counter()
     puzzles = generate_puzzles(cfg.n, cfg.difficulty, cfg.seed, config=config)
     elapsed = time.perf_counter() - started

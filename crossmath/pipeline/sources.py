@@ -38,7 +38,7 @@ class PuzzleSet:
 
 
 def generated_puzzles(n: int, difficulty: str, seed: int, generator: dict | None = None) -> PuzzleSet:
-    config = GeneratorConfig(**{**(generator or {}), "difficulty": "easy"})
+    config = GeneratorConfig(**(generator or {}))
     return PuzzleSet(generate_puzzles(n, difficulty, seed, config=config))
 
 

@@ -281,7 +281,8 @@ def generate_puzzles(n: int, difficulty: str, seed: int, *, config: GeneratorCon
     """``n`` distinct puzzles; ``difficulty`` is one level or ``mixed`` (levels in turn).
 
     Puzzle ``i`` depends only on (seed, difficulty, i), so a set can be made in pieces. Grids
-    already in the set or in ``exclude_ids`` (e.g. an evaluation set) are skipped.
+    already in the set or in ``exclude_ids`` (e.g. an evaluation set) are skipped. ``config``
+    supplies everything but the level, which ``difficulty`` sets.
     """
     levels = DIFFICULTIES if difficulty == "mixed" else (difficulty,)
     configs = {

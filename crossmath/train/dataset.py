@@ -162,7 +162,7 @@ def generate_training_puzzles(spec: TrainingSetSpec, exclusion: Exclusion) -> li
     ``generate_puzzles`` already skips excluded ids; solved-grid collisions are dropped here
     and the set topped up from later indices of the same sequence.
     """
-    config = GeneratorConfig(**{**dict(spec.generator), "difficulty": "easy"})  # level set per puzzle
+    config = GeneratorConfig(**dict(spec.generator))
     kept: list[Puzzle] = []
     seen = set(exclusion.puzzle_ids)
     start, dropped = 0, 0
