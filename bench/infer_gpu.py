@@ -59,7 +59,6 @@ from transformers import (  # noqa: E402
     ContinuousBatchingConfig,
     GenerationConfig,
     LogitsProcessor,
-    Qwen2_5_VLConfig,
 )
 
 from crossmath.models.attention import register_sdpa_gqa  # noqa: E402
@@ -73,7 +72,7 @@ from crossmath.models.prompts import (  # noqa: E402
     load_prompt_template,
 )
 from crossmath.models.tiny import build_tiny_random  # noqa: E402
-from shapes import QWEN25_VL_3B, TINY  # noqa: E402  (bench/shapes.py)
+from shapes import QWEN25_VL_3B, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
 
 VARIANTS = ("probe", "loop", "batched", "static", "compiled", "cb")
 GPU_PLAN = "probe:64,loop:1,batched:64,static:64,batched:128,compiled:64,cb:128"
@@ -175,15 +174,7 @@ class ForcedLengths(LogitsProcessor):
 def build_model(dims: dict, processor: Any, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     tokenizer = processor.tokenizer
     ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2_5_VLConfig(
-        text_config={**dims["text"], "vocab_size": dims["text"]["vocab_size"] or len(tokenizer),
-                     "eos_token_id": ids("<|im_end|>"),
-                     "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.pad_token_id},
-        vision_config=dims["vision"],
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=dims["tie_word_embeddings"],
-    )
+    config = qwen25_vl_config(dims, tokenizer)
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype, attn_implementation="sdpa")

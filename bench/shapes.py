@@ -3,6 +3,10 @@
 Shared by ``infer_gpu.py`` and ``train_gpu.py`` so both measure the same model.
 """
 
+from typing import Any
+
+from transformers import Qwen2_5_VLConfig
+
 # Qwen2.5-VL-3B-Instruct's published config (text and vision tower); vocabulary 151,936.
 QWEN25_VL_3B = {
     "text": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
@@ -26,3 +30,17 @@ TINY = {
                    fullatt_block_indexes=[1]),
     "tie_word_embeddings": False,
 }
+
+
+def qwen25_vl_config(dims: dict, tokenizer: Any) -> Qwen2_5_VLConfig:
+    """A Qwen2.5-VL config of the given shape whose special token ids are ``tokenizer``'s."""
+    ids = tokenizer.convert_tokens_to_ids
+    return Qwen2_5_VLConfig(
+        text_config={**dims["text"], "vocab_size": dims["text"]["vocab_size"] or len(tokenizer),
+                     "eos_token_id": ids("<|im_end|>"), "pad_token_id": tokenizer.pad_token_id,
+                     "bos_token_id": tokenizer.pad_token_id},
+        vision_config=dims["vision"],
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=dims["tie_word_embeddings"],
+    )

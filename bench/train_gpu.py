@@ -57,7 +57,7 @@ from crossmath.train.dataset import TrainingSetSpec, build_training_set, split_v
 from crossmath.train.local import train_locally  # noqa: E402
 from crossmath.train.loop import Schedule, TrainJob, TrainSettings  # noqa: E402
 from crossmath.train.modeling import LoraSettings, ModelSpec  # noqa: E402
-from shapes import QWEN25_VL_3B, TINY  # noqa: E402  (bench/shapes.py)
+from shapes import QWEN25_VL_3B, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DENSE_BF16_PEAK = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12}
@@ -97,17 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def save_random_model(dims: dict, processor: Any, folder: Path, device: torch.device,
                       dtype: torch.dtype) -> Qwen2_5_VLConfig:
     """A random-weight Qwen2.5-VL of the given shape, saved with the tiny processor."""
-    tokenizer = processor.tokenizer
-    ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2_5_VLConfig(
-        text_config={**dims["text"], "vocab_size": dims["text"]["vocab_size"] or len(tokenizer),
-                     "eos_token_id": ids("<|im_end|>"), "pad_token_id": tokenizer.pad_token_id,
-                     "bos_token_id": tokenizer.pad_token_id},
-        vision_config=dims["vision"],
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=dims["tie_word_embeddings"],
-    )
+    config = qwen25_vl_config(dims, processor.tokenizer)
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype)

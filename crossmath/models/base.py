@@ -9,7 +9,7 @@ once per Ray actor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Any, Literal, Mapping, Protocol, Sequence
 
 Modality = Literal["text", "image", "hybrid"]
 MODALITIES: tuple[Modality, ...] = ("text", "image", "hybrid")
@@ -31,6 +31,23 @@ class ModelRequest:
     sample: int = 0
     n_blanks: int = 0
     value_range: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], request_id: str | None = None) -> "ModelRequest":
+        """A request from a pipeline or training row: the fields by name, the grid as ``grid``.
+
+        The one place rows become requests, so training prompts are built exactly like
+        evaluation prompts.
+        """
+        return cls(
+            request_id=row["request_id"] if request_id is None else request_id,
+            modality=row["modality"],
+            grid_markdown=row["grid"],
+            image_png=row["image"],
+            sample=row.get("sample", 0),
+            n_blanks=row["n_blanks"],
+            value_range=tuple(row["value_range"]),
+        )
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,37 @@ NEUTRAL_GENERATION = {"repetition_penalty": 1.0}
 NEUTRAL_SAMPLING = {"top_k": 0}  # 0 = no top-k cut
 
 
+def load_pretrained_model(path: str | Path, dtype: torch.dtype,
+                          attn_implementation: str | None) -> torch.nn.Module:
+    """A checkpoint as the backend loads it; crossmath's ``sdpa_gqa`` is registered first."""
+    if attn_implementation == SDPA_GQA:
+        register_sdpa_gqa()
+    return AutoModelForImageTextToText.from_pretrained(
+        path, dtype=dtype, attn_implementation=attn_implementation
+    )
+
+
+def chat_prompt_text(processor: Any, prompt: Prompt, enable_thinking: bool | None) -> str:
+    """The chat-templated text of one user turn, ready for the assistant's answer."""
+    kwargs = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+    return processor.apply_chat_template(
+        chat_messages(prompt), add_generation_prompt=True, tokenize=False, **kwargs
+    )
+
+
+def image_size_kwargs(min_pixels: int | None, max_pixels: int | None) -> dict[str, Any]:
+    """The processor's resize bounds; none keeps the checkpoint's own."""
+    if min_pixels is None:
+        return {}
+    return {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}
+
+
+def decode_png(png: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    return image.convert("RGB")
+
+
 @dataclass
 class _PromptEntry:
     """One distinct prompt and the requests (by index) that asked it."""
@@ -141,19 +172,17 @@ class HFBackend:
         self.generation_kwargs = {**NEUTRAL_GENERATION, **(generation_kwargs or {})}
         self.logits_processor_factory = logits_processor_factory
 
-        if attn_implementation == SDPA_GQA:
-            register_sdpa_gqa()
         self.attn_implementation = attn_implementation
         self.processor = processor if built else load_processor(self.model_path)
         self.tokenizer = self.processor.tokenizer
         if built:
+            if attn_implementation == SDPA_GQA:
+                register_sdpa_gqa()
             loaded = model
             if attn_implementation is not None:
                 loaded.set_attn_implementation(attn_implementation)
         else:
-            loaded = AutoModelForImageTextToText.from_pretrained(
-                self.model_path, dtype=self.dtype, attn_implementation=attn_implementation
-            )
+            loaded = load_pretrained_model(self.model_path, self.dtype, attn_implementation)
         if self.adapter:
             loaded = _merge_adapter(loaded, self.adapter)
         self.model = loaded.to(self.device).eval()
@@ -219,26 +248,13 @@ class HFBackend:
         return list(entries.values())
 
     def _entry(self, user_text: str, image_png: bytes | None) -> _PromptEntry:
-        text = self.processor.apply_chat_template(
-            chat_messages(Prompt(user_text, image_png)), add_generation_prompt=True,
-            tokenize=False, **self._template_kwargs(),
-        )
+        text = chat_prompt_text(self.processor, Prompt(user_text, image_png), self.enable_thinking)
         n_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         image = None
         if image_png is not None:
-            image = Image.open(io.BytesIO(image_png))
-            image.load()
-            image = image.convert("RGB")
+            image = decode_png(image_png)
             n_tokens += self._n_image_tokens(image) - 1  # the placeholder expands
         return _PromptEntry(text=text, image=image, n_tokens_estimate=n_tokens)
-
-    def _template_kwargs(self) -> dict[str, Any]:
-        return {} if self.enable_thinking is None else {"enable_thinking": self.enable_thinking}
-
-    def _image_kwargs(self) -> dict[str, Any]:
-        if self.min_pixels is None:
-            return {}
-        return {"size": {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}}
 
     def _n_image_tokens(self, image: Image.Image) -> int:
         image_processor = self.processor.image_processor
@@ -291,7 +307,7 @@ class HFBackend:
             padding=True,
             padding_side="left",
             return_tensors="pt",
-            **self._image_kwargs(),
+            **image_size_kwargs(self.min_pixels, self.max_pixels),
         ).to(self.device)
         n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
         options: dict[str, Any] = {

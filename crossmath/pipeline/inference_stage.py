@@ -35,18 +35,7 @@ class InferPredictions:
         if missing:
             raise ValueError(f"inference stage: batch lacks column(s) {missing}")
         rows = batch.select(list(REQUEST_COLUMNS)).to_pylist()
-        requests = [
-            ModelRequest(
-                request_id=row["request_id"],
-                modality=row["modality"],
-                grid_markdown=row["grid"],
-                image_png=row["image"],
-                sample=row["sample"],
-                n_blanks=row["n_blanks"],
-                value_range=tuple(row["value_range"]),
-            )
-            for row in rows
-        ]
+        requests = [ModelRequest.from_row(row) for row in rows]
         responses = self._answer(requests)
         predictions = [self._prediction(row, response) for row, response in zip(rows, responses)]
         self.store.write_shard(predictions)

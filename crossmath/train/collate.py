@@ -13,15 +13,14 @@ attention mask keeps padding out of both attention and the multimodal position i
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
-from PIL import Image
 
 from crossmath.models.base import ModelRequest
-from crossmath.models.prompts import Prompt, build_prompt, chat_messages, load_prompt_template
+from crossmath.models.hf import chat_prompt_text, decode_png, image_size_kwargs
+from crossmath.models.prompts import Prompt, build_prompt, load_prompt_template
 from crossmath.train.modeling import ModelSpec
 
 IGNORE_INDEX = -100
@@ -49,14 +48,7 @@ class EncodedExample:
 
 def example_request(row: Mapping[str, Any]) -> ModelRequest:
     """The evaluation request this example stands for (fields as the inference stage sets them)."""
-    return ModelRequest(
-        request_id=row["example_id"],
-        modality=row["modality"],
-        grid_markdown=row["grid"],
-        image_png=row["image"],
-        n_blanks=row["n_blanks"],
-        value_range=tuple(row["value_range"]),
-    )
+    return ModelRequest.from_row(row, request_id=row["example_id"])
 
 
 class ExampleEncoder:
@@ -66,28 +58,19 @@ class ExampleEncoder:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.template = load_prompt_template(spec.prompt)
-        self.template_kwargs = ({} if spec.enable_thinking is None
-                                else {"enable_thinking": spec.enable_thinking})
-        self.image_kwargs = ({} if spec.min_pixels is None else
-                             {"size": {"shortest_edge": spec.min_pixels,
-                                       "longest_edge": spec.max_pixels}})
+        self.enable_thinking = spec.enable_thinking
+        self.image_kwargs = image_size_kwargs(spec.min_pixels, spec.max_pixels)
         if self.tokenizer.eos_token_id is None:
             raise ValueError(f"{spec.path}: the tokenizer has no end-of-sequence token to end targets")
         self.end_of_turn = [self.tokenizer.eos_token_id]
 
     def prompt_text(self, prompt: Prompt) -> str:
-        return self.processor.apply_chat_template(
-            chat_messages(prompt), add_generation_prompt=True, tokenize=False, **self.template_kwargs
-        )
+        return chat_prompt_text(self.processor, prompt, self.enable_thinking)
 
     def encode_prompt(self, row: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """The processor's output for the example's prompt, exactly as the evaluation builds it."""
         prompt = build_prompt(example_request(row), self.template)
-        images = None
-        if prompt.image_png is not None:
-            image = Image.open(io.BytesIO(prompt.image_png))
-            image.load()
-            images = [image.convert("RGB")]
+        images = None if prompt.image_png is None else [decode_png(prompt.image_png)]
         return dict(self.processor(text=[self.prompt_text(prompt)], images=images,
                                    return_tensors="pt", **self.image_kwargs))
 

@@ -114,15 +114,9 @@ def load_processor_for(spec: ModelSpec):
 
 def load_base_model(spec: ModelSpec, dtype: torch.dtype) -> torch.nn.Module:
     """The checkpoint as ``HFBackend`` loads it (same attention implementation), in ``dtype``."""
-    from transformers import AutoModelForImageTextToText
+    from crossmath.models.hf import load_pretrained_model
 
-    from crossmath.models.attention import SDPA_GQA, register_sdpa_gqa
-
-    if spec.attn_implementation == SDPA_GQA:
-        register_sdpa_gqa()
-    return AutoModelForImageTextToText.from_pretrained(
-        spec.path, dtype=dtype, attn_implementation=spec.attn_implementation
-    )
+    return load_pretrained_model(spec.path, dtype, spec.attn_implementation)
 
 
 def add_lora(model: torch.nn.Module, settings: LoraSettings, *,
