@@ -31,6 +31,16 @@ TINY = {
     "tie_word_embeddings": False,
 }
 
+# Qwen2.5-VL-3B's structure (depths, head counts, windows, vocabulary) at a fraction of its widths:
+# the same operator calls per step as the real shape, at a cost a CPU can profile.
+QWEN25_VL_3B_NARROW = {
+    "text": {**QWEN25_VL_3B["text"], "hidden_size": 256, "intermediate_size": 512,
+             "rope_parameters": {**QWEN25_VL_3B["text"]["rope_parameters"], "mrope_section": [2, 3, 3]}},
+    "vision": {**QWEN25_VL_3B["vision"], "hidden_size": 128, "intermediate_size": 256,
+               "out_hidden_size": 256},
+    "tie_word_embeddings": True,
+}
+
 
 def qwen25_vl_config(dims: dict, tokenizer: Any) -> Qwen2_5_VLConfig:
     """A Qwen2.5-VL config of the given shape whose special token ids are ``tokenizer``'s."""

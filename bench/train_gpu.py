@@ -219,8 +219,11 @@ def run_ray_path(model_config: dict, settings: TrainSettings, table, steps: int,
     from crossmath.train.ray_trainer import RayScaling, fit, share_examples
 
     cpus = os.cpu_count() or 1
+    # The workers import crossmath from this checkout; whatever PYTHONPATH already holds (Ray
+    # itself, where it is not installed but unpacked) must stay on it, or no worker can start.
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     ray.init(num_cpus=cpus, num_gpus=1 if device.type == "cuda" else 0, include_dashboard=False,
-             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+             runtime_env={"env_vars": {"PYTHONPATH": python_path}})
     try:
         sink = JsonlSink(str(work / "ray-metrics.jsonl"))
         job = TrainJob(model_config, replace(settings, max_steps=steps), share_examples(table), sink)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from crossmath.train.dataset import TrainingSetSpec, build_training_set
 from crossmath.train.local import LocalEnv, train_locally
 from crossmath.train.loop import ADAPTER_DIR, Schedule, TrainJob, TrainSettings
-from crossmath.train.modeling import LoraSettings, ModelSpec, add_lora, load_base_model
+from crossmath.train.modeling import LoraSettings, ModelSpec, add_lora, load_base_model, load_processor_for
 
 
 
@@ -67,6 +68,28 @@ def test_lora_goes_on_the_language_model_and_the_vision_tower_only_by_config(tin
     else:
         assert not vision_adapted
         assert any("lora_" not in n for n in vision_trainable)  # the tower's own weights train
+
+
+@pytest.mark.parametrize("vision", ["frozen", "lora", "full"])
+def test_backward_runs_through_the_vision_tower_only_when_it_trains(tiny_model_config, vision):
+    """With checkpointing on, transformers and peft hook the embeddings' outputs to require grad;
+    left in place on a VLM, backward would run through the whole frozen vision tower."""
+    spec = ModelSpec.from_backend_config(tiny_model_config)
+    model = add_lora(load_base_model(spec, torch.float32), LoraSettings(rank=2, vision_tower=vision),
+                     gradient_checkpointing=True)
+    processor = load_processor_for(spec)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "3 + 4 = ?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=[Image.new("RGB", (112, 84), "white")], return_tensors="pt")
+    tower_output: list[torch.Tensor] = []
+    model.get_base_model().model.visual.register_forward_hook(
+        lambda module, args, output: tower_output.append(output.pooler_output))
+    model.train()
+    model(**inputs, use_cache=False).logits.float().pow(2).mean().backward()
+    assert tower_output[0].requires_grad == (vision != "frozen")
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert all(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "lora_B" in n)
+    assert any(".visual." in n and g is not None for n, g in grads.items()) == (vision != "frozen")
 
 
 def test_models_that_cannot_be_trained_are_refused(tiny_model_config) -> None:

@@ -128,6 +128,7 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings, *,
         # Non-reentrant checkpointing needs no input that requires grad, which a frozen
         # embedding never gives.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.disable_input_require_grads()  # see below
     model.config.use_cache = False
     config = LoraConfig(
         r=settings.rank,
@@ -138,6 +139,12 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings, *,
         task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(model, config)
+    # transformers (enabling checkpointing) and peft (wrapping a checkpointed model) both hook
+    # every input embedding to output a tensor that requires grad, for reentrant checkpointing.
+    # On a VLM that includes the vision tower's patch embedding, so backward would run through
+    # the whole frozen tower. Non-reentrant checkpointing needs none of it (the adapters build
+    # the graph), so each set of hooks is removed right after it is added.
+    peft_model.get_base_model().disable_input_require_grads()
     adapted = [name for name, module in peft_model.named_modules() if hasattr(module, "lora_A")]
     if not any(f"{settings.language_model}." in name for name in adapted):
         raise ValueError(f"no module of the language model matched {config.target_modules!r}; "
