@@ -1,12 +1,12 @@
 """Where a LoRA training step's time goes: torch.profiler over a few steps of ``train_step``.
 
-The same model shapes, data and step as ``train_gpu.py`` (random Qwen2.5-VL-3B shape on GPU,
-the tiny shape with ``--tiny`` on CPU), without the loop around the step: the model is built in
-memory, LoRA added by ``crossmath.train.modeling.add_lora``, batches made by the loop's
-``BatchMaker``, and each step is ``crossmath.train.loop.train_step``. After ``--warmup`` steps,
-``--steps`` steps are timed, then the same batches run again under the profiler; it prints (and writes to ``$OUT/profile_train.txt``)
-the operators by device time and by host time, the number of operator calls per step, and the
-step time with and without the profiler's overhead.
+The same model shapes (random weights), data and step as ``train_gpu.py``, without the loop
+around the step: the model is built in memory, LoRA added by ``crossmath.train.modeling.add_lora``,
+batches made by the loop's ``BatchMaker``, and each step is ``crossmath.train.loop.train_step``.
+After ``--warmup`` steps, ``--steps`` steps are timed, then the same batches run again under the
+profiler. It prints (and writes to ``$OUT/profile_train.txt``) the operators by device time and
+by host time, the number of operator calls per step, and the step time with and without the
+profiler's overhead.
 
     python bench/profile_train.py                         # one GPU, Qwen2.5-VL-3B's shape
     python bench/profile_train.py --shape 3b-narrow       # CPU: 3B's layers, heads and windows
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="3b")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=3, help="unprofiled steps first")
-    parser.add_argument("--steps", type=int, default=3, help="profiled steps")
+    parser.add_argument("--steps", type=int, default=3, help="timed, then profiled, steps")
     parser.add_argument("--max-pixels", type=int, default=1280 * 28 * 28)
     parser.add_argument("--attn", default="sdpa", help="the language model's attention implementation")
     parser.add_argument("--no-gradient-checkpointing", action="store_true")
@@ -59,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="profile-train-") as work:
+        return profile_steps(args, Path(work))
+
+
+def profile_steps(args: argparse.Namespace, work: Path) -> str:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = Precision.resolve("auto", device)
     folder = build_tiny_random()
@@ -72,7 +77,6 @@ def main(argv: list[str] | None = None) -> str:
                      gradient_checkpointing=not args.no_gradient_checkpointing)
     model.train()
 
-    work = Path(tempfile.mkdtemp(prefix="profile-train-"))
     n_steps = args.warmup + args.steps
     training_set = build_training_set(
         TrainingSetSpec(n_puzzles=max(8, n_steps * args.batch_size // 5 + 1), seed=2024,
