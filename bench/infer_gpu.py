@@ -54,6 +54,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
+from shapes import QWEN25_VL_3B, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
 from transformers import (  # noqa: E402
     AutoModelForImageTextToText,
     ContinuousBatchingConfig,
@@ -72,7 +73,6 @@ from crossmath.models.prompts import (  # noqa: E402
     load_prompt_template,
 )
 from crossmath.models.tiny import build_tiny_random  # noqa: E402
-from shapes import QWEN25_VL_3B, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
 
 VARIANTS = ("probe", "loop", "batched", "static", "compiled", "cb")
 GPU_PLAN = "probe:64,loop:1,batched:64,static:64,batched:128,compiled:64,cb:128"

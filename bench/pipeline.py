@@ -16,16 +16,16 @@ import os
 import tempfile
 import time
 
+from crossmath.drawing import load_style, render_puzzle_png
 from crossmath.metrics.answers import extract_answer
-from crossmath.metrics.evaluate import evaluate_predictions
-from crossmath.models.base import ModelRequest
+from crossmath.metrics.scorecard import evaluate_predictions
+from crossmath.models.base import TEXT_STYLE, ModelRequest
 from crossmath.models.baselines import NO_PROMPT_ID, OracleBackend
-from crossmath.pipeline.evaluation import StageResources, run_pipeline
-from crossmath.pipeline.requests import TEXT_STYLE, RequestPlan
+from crossmath.pipeline.dataflow import StageResources, run_pipeline
+from crossmath.pipeline.requests import RequestPlan
+from crossmath.pipeline.shards import PredictionStore
 from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_puzzles
-from crossmath.pipeline.store import PredictionStore
 from crossmath.puzzle.table import puzzles_to_table
-from crossmath.render import load_style, render_puzzle_png
 
 STYLES = ["original", "noborder", "beige", "altstyle"]
 MODALITIES = ["text", "image", "hybrid"]

@@ -1,8 +1,8 @@
 """Where a LoRA training step's time goes: torch.profiler over a few steps of ``train_step``.
 
 The same model shapes (random weights), data and step as ``train_gpu.py``, without the loop
-around the step: the model is built in memory, LoRA added by ``crossmath.train.modeling.add_lora``,
-batches made by the loop's ``BatchMaker``, and each step is ``crossmath.train.loop.train_step``.
+around the step: the model is built in memory, LoRA added by ``crossmath.finetuning.modeling.add_lora``,
+batches made by the loop's ``BatchMaker``, and each step is ``crossmath.finetuning.loop.train_step``.
 After ``--warmup`` steps, ``--steps`` steps are timed, then the same batches run again under the
 profiler. It prints (and writes to ``$OUT/profile_train.txt``) the operators by device time and
 by host time, the number of operator calls per step, and the step time with and without the
@@ -29,17 +29,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing it
 
 import torch  # noqa: E402
+from shapes import QWEN25_VL_3B, QWEN25_VL_3B_NARROW, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from transformers import AutoModelForImageTextToText  # noqa: E402
 
+from crossmath.finetuning.collate import ExampleEncoder  # noqa: E402
+from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set, split_validation  # noqa: E402
+from crossmath.finetuning.local import LocalEnv  # noqa: E402
+from crossmath.finetuning.loop import BatchMaker, Schedule, train_step  # noqa: E402
+from crossmath.finetuning.modeling import LoraSettings, ModelSpec, Precision, add_lora  # noqa: E402
 from crossmath.models.processor import load_processor  # noqa: E402
 from crossmath.models.tiny import build_tiny_random  # noqa: E402
-from crossmath.train.collate import ExampleEncoder  # noqa: E402
-from crossmath.train.dataset import TrainingSetSpec, build_training_set, split_validation  # noqa: E402
-from crossmath.train.local import LocalEnv  # noqa: E402
-from crossmath.train.loop import BatchMaker, Schedule, train_step  # noqa: E402
-from crossmath.train.modeling import LoraSettings, ModelSpec, Precision, add_lora  # noqa: E402
-from shapes import QWEN25_VL_3B, QWEN25_VL_3B_NARROW, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
 
 SHAPES = {"3b": QWEN25_VL_3B, "3b-narrow": QWEN25_VL_3B_NARROW, "tiny": TINY}
 

@@ -3,7 +3,7 @@
     python bench/render.py [--images 600] [--style original] [--rows 4000] [--no-ray]
 
 Puzzles are the official sample's 12 grids, repeated.
-- naive: ``crossmath.render.reference`` (one Pillow rectangle and text call per cell, Pillow's
+- naive: ``crossmath.drawing.naive`` (one Pillow rectangle and text call per cell, Pillow's
   default PNG encoder), font loaded once; it must give the same pixels as ours (checked here).
 - ours: ``render_puzzle_png`` with its tile cache warmed by one pass over the grids (an actor
   pays that once).
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from crossmath.drawing import load_style, render_puzzle_array, render_puzzle_png
+from crossmath.drawing.naive import draw_reference_image, reference_font, render_reference_png
+from crossmath.drawing.png import encode_rgb_png
 from crossmath.puzzle.records import read_official_jsonl
-from crossmath.render import load_style, render_puzzle_array, render_puzzle_png
-from crossmath.render.png import encode_rgb_png
-from crossmath.render.reference import draw_reference_image, reference_font, render_reference_png
 
 SAMPLE = (Path(__file__).resolve().parents[2] / "shared" / "official-sample" / "Original"
           / "testset_hr.jsonl")

@@ -6,8 +6,8 @@ so text lengths are those of that tokenizer) and saved, so both paths load it th
 does. A training set of rendered puzzles (original and noborder, image + hybrid + text, rationale
 targets) is built, and in one run, on the same data, batches and settings:
 
-  plain  ``crossmath.train.local``: ``run_worker`` in this process, the model on the GPU, no Ray
-  ray    ``crossmath.train.ray_trainer.fit``: the same ``run_worker`` inside a Ray Train
+  plain  ``crossmath.finetuning.local``: ``run_worker`` in this process, the model on the GPU, no Ray
+  ray    ``crossmath.finetuning.ray_trainer.fit``: the same ``run_worker`` inside a Ray Train
          ``TorchTrainer`` worker (1 GPU), examples through the object store, checkpoints and
          metrics the way ``python -m crossmath.train`` runs them
 
@@ -48,16 +48,16 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing it
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from shapes import QWEN25_VL_3B, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
 from transformers import AutoModelForImageTextToText, Qwen2_5_VLConfig  # noqa: E402
 
+from crossmath.finetuning.collate import ExampleEncoder  # noqa: E402
+from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set, split_validation  # noqa: E402
+from crossmath.finetuning.local import train_locally  # noqa: E402
+from crossmath.finetuning.loop import Schedule, TrainJob, TrainSettings  # noqa: E402
+from crossmath.finetuning.modeling import LoraSettings, ModelSpec  # noqa: E402
 from crossmath.models.processor import load_processor  # noqa: E402
 from crossmath.models.tiny import build_tiny_random  # noqa: E402
-from crossmath.train.collate import ExampleEncoder  # noqa: E402
-from crossmath.train.dataset import TrainingSetSpec, build_training_set, split_validation  # noqa: E402
-from crossmath.train.local import train_locally  # noqa: E402
-from crossmath.train.loop import Schedule, TrainJob, TrainSettings  # noqa: E402
-from crossmath.train.modeling import LoraSettings, ModelSpec  # noqa: E402
-from shapes import QWEN25_VL_3B, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DENSE_BF16_PEAK = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12}
@@ -216,7 +216,7 @@ def run_ray_path(model_config: dict, settings: TrainSettings, table, steps: int,
     """``steps`` optimizer steps through Ray Train on one worker (one GPU, or all CPUs)."""
     import ray
 
-    from crossmath.train.ray_trainer import RayScaling, fit, share_examples
+    from crossmath.finetuning.ray_trainer import RayScaling, fit, share_examples
 
     cpus = os.cpu_count() or 1
     # The workers import crossmath from this checkout; whatever PYTHONPATH already holds (Ray

@@ -12,15 +12,15 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from crossmath.puzzle.generator import GeneratorConfig, generate_puzzles
 from crossmath.puzzle.records import record_fields, write_official_jsonl
+from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
 from crossmath.puzzle.table import write_puzzle_table
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="generate")
 def main(cfg: DictConfig) -> None:
-    from crossmath.render import load_style
-    from crossmath.render.release import write_release_images
+    from crossmath.drawing import load_style
+    from crossmath.drawing.release_files import write_release_images
 
     styles = [load_style(name) for name in cfg.styles]  # fail on a bad style before working
     out = Path(cfg.out)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from crossmath.puzzle.lint import lint_jsonl
+from crossmath.puzzle.consistency import lint_jsonl
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="lint")
+@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="lint")
 def main(cfg: DictConfig) -> None:
     results = lint_jsonl(cfg.path)
     flagged = [r for r in results if not r.ok]

@@ -11,12 +11,12 @@ import json
 import hydra
 from omegaconf import DictConfig
 
-from crossmath import tracking
-from crossmath.metrics.evaluate import Evaluation
-from crossmath.reporting import compare_runs
+from crossmath.metrics.scorecard import Evaluation
+from crossmath.summary.views import compare_runs
+from crossmath.tracking import mlflow_store as tracking
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="report")
 def main(cfg: DictConfig) -> None:
     evaluations: dict[str, Evaluation] = {}
     runs = tracking.run_artifact_files(cfg.mlflow.tracking_uri, cfg.mlflow.experiment, "metrics.json")

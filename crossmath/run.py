@@ -1,136 +1,25 @@
 """``python -m crossmath.run model=<name>``: evaluate one model across modalities and styles.
 
-Puzzles (generated or official) -> Ray Data pipeline -> predictions -> metrics and gaps ->
-files in ``out_dir`` and one MLflow run. Rerunning the same command resumes: requests with a
-saved prediction are not run again. ``-m model=a,b`` gives one MLflow run per model.
-
-``out_dir`` is a local folder or any location pyarrow writes to (``file://``, ``s3://``, a
-shared mount). The result files are made in a local scratch folder, copied to ``out_dir`` and
-logged to MLflow from there; the prediction shards go to ``out_dir`` as they are answered.
+See ``crossmath.pipeline.evaluation`` for what a run does; ``conf/run.yaml`` for its options.
+``-m model=a,b`` gives one MLflow run per model.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 
 import hydra
-import pyarrow as pa
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from crossmath.metrics.evaluate import Evaluation, evaluate_predictions
-from crossmath.pipeline.evaluation import StageResources, run_pipeline
-from crossmath.pipeline.requests import RequestPlan
-from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_puzzles
-from crossmath.pipeline.store import PredictionStore, local_path, publish_files, write_table
-from crossmath.puzzle.table import puzzles_to_table
-from crossmath.reporting import console_summary, write_report
-from crossmath import tracking
-
-log = logging.getLogger("crossmath.run")
-
-# Set by the cluster job submitters (jobs/), whose uploaded working directory has no .git.
-GIT_COMMIT_ENV = "CROSSMATH_GIT_COMMIT"
+from crossmath.pipeline.evaluation import run_evaluation
+from crossmath.summary.views import console_summary
 
 
-def load_puzzles(data: DictConfig, styles: list[str]) -> PuzzleSet:
-    if data.kind == "generated":
-        return generated_puzzles(data.n, data.difficulty, data.seed,
-                                 OmegaConf.to_container(data.generator))
-    if data.kind == "official":
-        return official_puzzles(data.path, styles, limit=data.n, skip_flagged=data.skip_flagged,
-                                cache_dir=data.cache_dir)
-    raise ValueError(f"data.kind must be generated or official, not {data.kind!r}")
-
-
-def prompt_id_of(model: DictConfig) -> str:
-    """The prompt set's id recorded with every prediction ("none" for models without a prompt)."""
-    if model.get("prompt") is None:
-        from crossmath.models.baselines import NO_PROMPT_ID
-
-        return NO_PROMPT_ID
-    from crossmath.models.prompts import load_prompt_template
-
-    return load_prompt_template(model.prompt).id
-
-
-def connect_ray(cfg: DictConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if cfg.ray.address:
-        ray.init(address=cfg.ray.address)
-    else:
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False)
-
-
-@dataclass
-class RunOutcome:
-    evaluation: Evaluation
-    predictions: pa.Table
-    out_dir: Path | str  # a Path when the results are on this machine, else their URI
-    mlflow_run_id: str
-    n_requests: int
-    n_run_now: int
-
-
-def evaluate(cfg: DictConfig) -> RunOutcome:
-    """The whole job for one resolved config: what ``python -m crossmath.run`` does."""
-    puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
-    for line in puzzle_set.flagged:
-        log.warning("skipped flagged record %s", line)
-    plan = RequestPlan(list(cfg.modalities), list(cfg.styles), cfg.samples, prompt_id_of(cfg.model),
-                       cfg.model.name)
-    if cfg.ray.address and "://" not in cfg.out_dir and not Path(cfg.out_dir).is_absolute():
-        log.warning("out_dir %s is relative: on a cluster it lands in this job's scratch folder; "
-                    "give a shared path or a URI such as s3://bucket/folder", cfg.out_dir)
-    store = PredictionStore(cfg.out_dir)
-    connect_ray(cfg)
-    model_config = OmegaConf.to_container(cfg.model, resolve=True)
-    result = run_pipeline(puzzle_set, plan, model_config, store,
-                          StageResources(**OmegaConf.to_container(cfg.resources)))
-
-    puzzles = puzzles_to_table(puzzle_set.puzzles)
-    evaluation = evaluate_predictions(result.predictions, puzzles, samples=cfg.samples)
-    with tempfile.TemporaryDirectory(prefix="crossmath-results-") as scratch:
-        files = _write_results(Path(scratch), evaluation, result.predictions, puzzles, cfg.model.name)
-        publish_files(files, store.root)
-        run_id = tracking.log_run(
-            tracking_uri=cfg.mlflow.tracking_uri,
-            experiment=cfg.mlflow.experiment,
-            run_name=cfg.mlflow.run_name or f"{cfg.model.name}/{cfg.data.name}",
-            params=OmegaConf.to_container(cfg, resolve=True),
-            tags={"model": cfg.model.name, "prompt_id": plan.prompt_id,
-                  "git_commit": os.environ.get(GIT_COMMIT_ENV) or tracking.git_commit(),
-                  "dataset": cfg.data.name, "dataset_fingerprint": puzzle_set.fingerprint,
-                  "n_requests": str(result.n_requests), "out_dir": store.root},
-            metrics=evaluation.flat_metrics(cfg.model.name),
-            artifacts=files,
-        )
-    return RunOutcome(evaluation, result.predictions, local_path(store.root) or store.root, run_id,
-                      result.n_requests, result.n_pending)
-
-
-def _write_results(folder: Path, evaluation: Evaluation, predictions: pa.Table, puzzles: pa.Table,
-                   model: str) -> list[Path]:
-    """predictions, puzzles, metrics and the report of one run, as files in ``folder``."""
-    write_table(predictions, str(folder / "predictions.parquet"))
-    write_table(puzzles, str(folder / "puzzles.parquet"))
-    metrics = folder / "metrics.json"
-    metrics.write_text(json.dumps(evaluation.to_dict(), indent=1), encoding="utf-8")
-    report = write_report(evaluation, folder, model=model)
-    return [folder / "predictions.parquet", folder / "puzzles.parquet", metrics, *report.paths]
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="run")
+@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="run")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    outcome = evaluate(cfg)
+    outcome = run_evaluation(cfg)
     print(console_summary(outcome.evaluation, cfg.model.name))
     print(f"{outcome.n_requests} requests ({outcome.n_run_now} run now, the rest resumed); "
           f"results in {outcome.out_dir}; MLflow run {outcome.mlflow_run_id} at "

@@ -16,7 +16,10 @@ import hydra
 from omegaconf import DictConfig
 
 from crossmath.metrics.release_logs import (
-    ReleaseLogError, ReleaseScore, release_value, score_release_logs,
+    ReleaseLogError,
+    ReleaseScore,
+    release_value,
+    score_release_logs,
 )
 from crossmath.puzzle.grid import GridFormatError
 
@@ -59,7 +62,7 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) < width else "…" + text[-(width - 2):]
 
 
-@hydra.main(version_base="1.3", config_path="../conf/score", config_name="score")
+@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf.score", config_name="score")
 def main(cfg: DictConfig) -> None:
     try:
         score = score_release_logs(cfg.data, cfg.preds, allow_partial=bool(cfg.allow_partial))

@@ -13,8 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.submission import add_cluster_arguments, connect, pending_note, report, \
-    python_module, run_defaults, with_defaults
+from jobs.submission import (
+    add_cluster_arguments,
+    connect,
+    pending_note,
+    python_module,
+    report,
+    run_defaults,
+    with_defaults,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,17 @@ import argparse
 import shlex
 import sys
 
-from jobs.submission import CLUSTER_STORAGE, Shell, add_cluster_arguments, command, connect, \
-    pending_note, placement_defaults, report, with_defaults
+from jobs.submission import (
+    CLUSTER_STORAGE,
+    Shell,
+    add_cluster_arguments,
+    command,
+    connect,
+    pending_note,
+    placement_defaults,
+    report,
+    with_defaults,
+)
 
 SCRIPT = "jobs/train_then_eval.py"
 

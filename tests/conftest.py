@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,6 @@ def official_jsonl(official_sample: Path) -> Path:
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray for the whole session (starting Ray costs seconds); shut down at the end."""
-    import os
-
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -47,10 +46,10 @@ def ray_local():
 @pytest.fixture
 def run_config(tmp_path):
     """Compose ``conf/run.yaml`` with overrides, outputs and MLflow in ``tmp_path``."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
     def compose_run(*overrides: str):
-        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        with initialize_config_module("crossmath.conf", version_base="1.3"):
             return compose("run", overrides=[
                 f"out_dir={tmp_path / 'out'}",
                 f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import OFFICIAL_STYLES, REPO_ROOT
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -13,8 +14,6 @@ from crossmath.models.base import ModelRequest
 from crossmath.models.baselines import OracleBackend, RandomBackend
 from crossmath.puzzle.grid import parse_markdown_grid
 from crossmath.puzzle.records import OfficialRecord, read_official_jsonl
-
-from conftest import OFFICIAL_STYLES, REPO_ROOT
 
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from crossmath.pipeline.store import PredictionStore
+from crossmath.pipeline.shards import PredictionStore
 from jobs.local_cluster import LocalCluster
 from jobs.submission import REPO_ROOT
 
@@ -101,7 +101,7 @@ def test_job_renders_on_cpu_nodes_infers_on_gpu_nodes_and_logs_to_the_server(clu
 
 def test_run_completes_after_losing_the_inference_node(cluster):
     out = Path(cluster.root, "storage", "runs", "slow-oracle", "generated-mixed-n6-seed0")
-    job = submit(cluster, "model=oracle", "model._target_=crossmath.models.testing.SlowBackend",
+    job = submit(cluster, "model=oracle", "model._target_=tests.doubles.SlowBackend",
                  "model.name=slow-oracle", "+model.delay_s=0.25", "data.n=6", "samples=2",
                  "styles=[original]", "resources.infer_batch_size=2", "mlflow.experiment=lost-node")
     total = 6 * (1 + 2) * 2

@@ -14,13 +14,20 @@ from functools import partial
 import jsonschema
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from crossmath.pipeline.evaluation import StageResources
+from crossmath.pipeline.dataflow import StageResources
 from jobs import finetune, train_then_eval
-from jobs.submission import CLUSTER_MLFLOW, CLUSTER_STORAGE, CPU_NODE_RESOURCE, REPO_ROOT, \
-    python_module, run_defaults, with_defaults
+from jobs.submission import (
+    CLUSTER_MLFLOW,
+    CLUSTER_STORAGE,
+    CPU_NODE_RESOURCE,
+    REPO_ROOT,
+    python_module,
+    run_defaults,
+    with_defaults,
+)
 
 CLUSTER_YAML = REPO_ROOT / "cluster.yaml"
 
@@ -39,7 +46,7 @@ def job_args(**changes) -> argparse.Namespace:
 
 
 def compose_config(name: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_module("crossmath.conf", version_base="1.3"):
         return compose(name, overrides=overrides)
 
 
@@ -72,7 +79,9 @@ def test_validation_is_live_and_rejects_a_broken_config():
 def test_autoscaler_adds_cpu_nodes_for_render_actors_and_gpu_nodes_for_inference_actors():
     from ray.autoscaler._private.node_provider_availability_tracker import NodeAvailabilitySummary
     from ray.autoscaler._private.resource_demand_scheduler import (
-        _default_utilization_scorer, get_nodes_for)
+        _default_utilization_scorer,
+        get_nodes_for,
+    )
 
     config = prepared_cluster()
     cfg = compose_config("run", with_defaults(run_defaults(job_args()),
@@ -102,7 +111,7 @@ def test_autoscaler_adds_cpu_nodes_for_render_actors_and_gpu_nodes_for_inference
 def test_cluster_nodes_export_what_the_jobs_resolve_and_the_head_runs_mlflow():
     config = prepared_cluster()
     setup = " ".join(config["setup_commands"])
-    assert "CROSSMATH_STORAGE=" in setup and "pip install -q -e ~/crossmath" in setup
+    assert "CROSSMATH_STORAGE=" in setup and "pip install -q -c ~/crossmath/constraints.txt -e ~/crossmath" in setup
     for commands in (config["head_setup_commands"], config["worker_setup_commands"]):
         assert "MLFLOW_TRACKING_URI=http://" in " ".join(commands)
     head_start = " ".join(config["head_start_ray_commands"])

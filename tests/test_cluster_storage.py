@@ -8,11 +8,12 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
-from crossmath.pipeline.evaluation import StageResources, release_image_rows, run_pipeline
-from crossmath.pipeline.requests import TEXT_STYLE, RequestPlan
+from crossmath.models.base import TEXT_STYLE
+from crossmath.pipeline.dataflow import StageResources, release_image_rows, run_pipeline
+from crossmath.pipeline.evaluation import run_evaluation as evaluate
+from crossmath.pipeline.requests import RequestPlan
+from crossmath.pipeline.shards import PredictionStore, local_path, publish_files
 from crossmath.pipeline.sources import generated_puzzles, official_puzzles
-from crossmath.pipeline.store import PredictionStore, local_path, publish_files
-from crossmath.run import evaluate
 
 ORACLE = {"_target_": "crossmath.models.baselines.OracleBackend", "name": "oracle"}
 

@@ -2,9 +2,14 @@ from collections import Counter
 
 import pytest
 
-from crossmath.puzzle.generator import GeneratorConfig, generate_puzzle, generate_puzzles, puzzle_seed
 from crossmath.puzzle.grid import evaluate
 from crossmath.puzzle.solver import propagate, search_solutions
+from crossmath.puzzle.synthesis import (
+    GeneratorConfig,
+    generate_puzzle,
+    generate_puzzles,
+    puzzle_seed,
+)
 
 DEPTH_BOUNDS = {"easy": (1, 1), "medium": (2, 5), "hard": (3, 99)}
 

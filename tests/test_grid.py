@@ -1,8 +1,8 @@
 import pytest
+from conftest import OFFICIAL_STYLES
 
 from crossmath.puzzle.grid import GridFormatError, evaluate, parse_markdown_grid
 from crossmath.puzzle.records import read_official_jsonl
-from conftest import OFFICIAL_STYLES
 
 SMALL = "| 3 | x | ? | = | 12 |\n|   |   | / |   |   |\n|   |   | 2 |   |   |"
 

@@ -3,9 +3,9 @@ import subprocess
 import sys
 
 import pytest
-
-from crossmath.puzzle.lint import lint_jsonl
 from conftest import OFFICIAL_STYLES
+
+from crossmath.puzzle.consistency import lint_jsonl
 
 
 def _sample_lines(official_jsonl):

@@ -15,7 +15,12 @@ import pyarrow as pa
 import pytest
 
 from crossmath.metrics import (
-    Evaluation, MeanStd, evaluate_predictions, paired_gap, run_accuracy, score_answer,
+    Evaluation,
+    MeanStd,
+    evaluate_predictions,
+    paired_gap,
+    run_accuracy,
+    score_answer,
 )
 
 # MLflow's rule for metric names (alphanumerics, _ - . space : /).

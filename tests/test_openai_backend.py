@@ -18,24 +18,23 @@ from typing import Iterator, Sequence
 
 import pytest
 import requests
+from conftest import REPO_ROOT
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.models.baselines import OracleBackend
 from crossmath.models.openai_backend import OpenAIChatBackend, openai_messages, retry_after_s
-from crossmath.models.prompts import DEFAULT_PROMPT, Prompt
-from crossmath.models.server import (
+from crossmath.models.openai_server import (
     ChatRequestError,
     FaultPlan,
     create_app,
     request_from_chat,
     serve_in_thread,
 )
+from crossmath.models.prompts import DEFAULT_PROMPT, Prompt
 from crossmath.puzzle.grid import parse_markdown_grid
 from crossmath.puzzle.records import OfficialRecord, read_official_jsonl
-
-from conftest import REPO_ROOT
 
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 PNG = b"\x89PNG\r\n\x1a\n not really an image"

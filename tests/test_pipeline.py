@@ -12,10 +12,12 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
-from crossmath.pipeline.requests import TEXT_STYLE, RequestPlan, drop_done, expand_unit, request_id
-from crossmath.pipeline.store import PredictionStore
-from crossmath.puzzle.generator import generate_puzzles
-from crossmath.run import evaluate
+from crossmath.models.base import TEXT_STYLE
+from crossmath.pipeline.evaluation import run_evaluation as evaluate
+from crossmath.pipeline.requests import RequestPlan, drop_done, expand_unit, request_id
+from crossmath.pipeline.shards import PredictionStore
+from crossmath.puzzle.synthesis import generate_puzzles
+from tests.support import command_env
 
 PUZZLES = generate_puzzles(3, "mixed", seed=1)
 
@@ -108,7 +110,7 @@ def test_official_images_are_used_for_the_release_styles(ray_local, run_config, 
 
 def test_crashed_inference_actor_is_restarted_without_losing_work(ray_local, run_config, tmp_path):
     marker = tmp_path / "crashed"
-    cfg = run_config("model=oracle", "model._target_=crossmath.models.testing.CrashingBackend",
+    cfg = run_config("model=oracle", "model._target_=tests.doubles.CrashingBackend",
                      f"+model.marker={marker}", "data.n=3", "samples=1", "styles=[original]",
                      "resources.infer_batch_size=2")
     outcome = evaluate(cfg)
@@ -121,10 +123,10 @@ def test_crashed_inference_actor_is_restarted_without_losing_work(ray_local, run
 def test_killed_run_resumes_without_duplicates(tmp_path):
     out, db = tmp_path / "out", tmp_path / "mlflow.db"
     command = [sys.executable, "-m", "crossmath.run", "model=oracle",
-               "model._target_=crossmath.models.testing.SlowBackend", "+model.delay_s=0.15",
+               "model._target_=tests.doubles.SlowBackend", "+model.delay_s=0.15",
                "data.n=4", "samples=2", "styles=[original]", "resources.infer_batch_size=2",
                f"out_dir={out}", f"mlflow.tracking_uri=sqlite:///{db}", "ray.num_cpus=2"]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = command_env()
     first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
     shards = out / "shards"

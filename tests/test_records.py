@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from conftest import OFFICIAL_STYLES
 
 from crossmath.puzzle.grid import GridFormatError
 from crossmath.puzzle.records import (
@@ -10,7 +11,6 @@ from crossmath.puzzle.records import (
     write_official_jsonl,
 )
 from crossmath.puzzle.table import read_puzzle_table, write_puzzle_table
-from conftest import OFFICIAL_STYLES
 
 TAGS = {"original": "hr", "noborder": "noborder", "beige": "hr_beige", "altstyle": "altstyle"}
 

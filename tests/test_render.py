@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import OFFICIAL_STYLES
 from PIL import Image
 
-from conftest import OFFICIAL_STYLES
-from crossmath.puzzle.grid import Grid, parse_markdown_grid
-from crossmath.puzzle.records import ReleaseLayout, read_official_jsonl
-from crossmath.render import (
+from crossmath.drawing import (
     GridPainter,
     StyleError,
     available_styles,
@@ -23,9 +21,11 @@ from crossmath.render import (
     render_puzzle_array,
     render_puzzle_png,
 )
-from crossmath.render.png import encode_rgb_png
-from crossmath.render.reference import draw_reference_image, reference_font
-from crossmath.render.style import STYLE_DIR
+from crossmath.drawing.naive import draw_reference_image, reference_font
+from crossmath.drawing.png import encode_rgb_png
+from crossmath.drawing.style import STYLE_DIR
+from crossmath.puzzle.grid import Grid, parse_markdown_grid
+from crossmath.puzzle.records import ReleaseLayout, read_official_jsonl
 
 RELEASE_TAGS = {"original": "hr", "noborder": "noborder", "beige": "hr_beige",
                 "altstyle": "altstyle"}
@@ -196,7 +196,7 @@ def test_a_number_too_long_for_its_cell_shrinks_inside_it():
         assert (edge == style.number_color).all()
 
 
-def test_render_package_imports_neither_ray_nor_torch():
-    code = ("import sys, crossmath.render, crossmath.render.release, crossmath.render.fidelity; "
+def test_drawing_package_imports_neither_ray_nor_torch():
+    code = ("import sys, crossmath.drawing, crossmath.drawing.release_files, crossmath.drawing.fidelity; "
             "bad = [m for m in ('ray', 'torch') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

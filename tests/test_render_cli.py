@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import OFFICIAL_STYLES, REPO_ROOT
+
+from crossmath.drawing import available_styles, load_style, render_puzzle_png
+from crossmath.drawing.release_files import ReleasePathError, write_release_images
 from crossmath.puzzle.records import read_official_jsonl, record_fields
-from crossmath.render import available_styles, load_style, render_puzzle_png
-from crossmath.render.release import ReleasePathError, write_release_images
 
 
 def run_render(*overrides: str) -> subprocess.CompletedProcess:

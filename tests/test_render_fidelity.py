@@ -9,10 +9,10 @@ font, size or placement that the bar alone would let through.
 from __future__ import annotations
 
 import pytest
-
 from conftest import OFFICIAL_STYLES
-from crossmath.render import load_style
-from crossmath.render.fidelity import compare_with_release
+
+from crossmath.drawing import load_style
+from crossmath.drawing.fidelity import compare_with_release
 
 ISSUE_BAR = 4.0
 REGRESSION_BOUND = 1.0

@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from crossmath.drawing import load_style, render_puzzle_png
 from crossmath.pipeline.render_stage import RenderImages
 from crossmath.puzzle.grid import GridFormatError, parse_markdown_grid
 from crossmath.puzzle.records import read_official_jsonl
-from crossmath.render import load_style, render_puzzle_png
 
 
 @pytest.fixture(scope="module")

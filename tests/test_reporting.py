@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from crossmath.metrics import Evaluation, evaluate_predictions
-from crossmath.reporting import compare_runs, markdown_report, plot_accuracy, write_report
+from crossmath.summary.views import compare_runs, markdown_report, plot_accuracy, write_report
 
 STYLES = ("original", "noborder", "beige", "altstyle")
 

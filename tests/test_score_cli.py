@@ -15,11 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import OFFICIAL_STYLES
 
 from crossmath.metrics.release_logs import (
-    ReleaseLogError, format_release_line, parse_release_line, run_log_paths, score_release_logs,
+    ReleaseLogError,
+    format_release_line,
+    parse_release_line,
+    run_log_paths,
+    score_release_logs,
 )
-from conftest import OFFICIAL_STYLES
 
 KEYS = ("micro_acc", "macro_acc", "step1_correct_rate", "step2_correct_rate",
         "step3_correct_rate", "step4+_correct_rate")

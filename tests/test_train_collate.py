@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-
 import hydra
 import pytest
 import torch
 
-from crossmath.train.collate import IGNORE_INDEX, ExampleEncoder, collate
-from crossmath.train.dataset import TrainingSetSpec, build_training_set
-from crossmath.train.loop import summed_target_loss
-from crossmath.train.modeling import LoraSettings, ModelSpec, add_lora, load_base_model, load_processor_for
-
+from crossmath.finetuning.collate import IGNORE_INDEX, ExampleEncoder, collate
+from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
+from crossmath.finetuning.loop import summed_target_loss
+from crossmath.finetuning.modeling import (
+    LoraSettings,
+    ModelSpec,
+    add_lora,
+    load_base_model,
+    load_processor_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,7 @@ def test_prompt_tokens_are_exactly_what_the_backend_generates_from(tiny_model_co
 
     backend = hydra.utils.instantiate({**tiny_model_config, "max_new_tokens": 1, "batch_size": 1},
                                       logits_processor_factory=lambda: [Capture()])
-    from crossmath.train.collate import example_request
+    from crossmath.finetuning.collate import example_request
 
     for row in rows:
         seen.clear()
@@ -109,5 +113,8 @@ def test_loss_on_kept_positions_equals_the_full_logits_loss(spec, encoder, rows)
     assert torch.allclose(kept, full, rtol=1e-5)
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            assert torch.allclose(kept_grads[name], parameter.grad, rtol=1e-4, atol=1e-7), name
+            # float32 sums in another order differ in the last bits: tolerance relative to the
+            # tensor's own scale (a wrong position would be off by the scale itself)
+            scale = float(parameter.grad.abs().max())
+            assert torch.allclose(kept_grads[name], parameter.grad, rtol=1e-4, atol=1e-5 * scale), name
     assert all("lora_" in name for name in kept_grads)

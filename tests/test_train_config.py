@@ -6,18 +6,18 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from crossmath.train.dataset import TrainingSetSpec
-from crossmath.train.loop import TrainSettings
-from crossmath.train.modeling import ModelSpec
+from crossmath.finetuning.dataset import TrainingSetSpec
+from crossmath.finetuning.loop import TrainSettings
+from crossmath.finetuning.modeling import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_module("crossmath.conf", version_base="1.3"):
         return compose("train", overrides=list(overrides))
 
 

@@ -11,11 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from crossmath.metrics.answers import extract_answer
-from crossmath.puzzle.generator import generate_puzzles
-from crossmath.puzzle.grid import parse_markdown_grid
-from crossmath.render import load_style, render_puzzle_png
-from crossmath.train.dataset import (
+from crossmath.drawing import load_style, render_puzzle_png
+from crossmath.finetuning.dataset import (
     Exclusion,
     TrainingSetSpec,
     build_training_set,
@@ -25,7 +22,10 @@ from crossmath.train.dataset import (
     solved_fingerprint,
     split_validation,
 )
-from crossmath.train.targets import deciding_equation, rationale_lines, target_text
+from crossmath.finetuning.targets import deciding_equation, rationale_lines, target_text
+from crossmath.metrics.answers import extract_answer
+from crossmath.puzzle.grid import parse_markdown_grid
+from crossmath.puzzle.synthesis import generate_puzzles
 
 SPEC = TrainingSetSpec(n_puzzles=6, seed=7, styles=("original", "noborder"), shard_puzzles=4)
 

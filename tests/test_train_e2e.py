@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from mlflow.tracking import MlflowClient
 
 from crossmath.models.tiny import build_tiny_random
@@ -84,9 +84,9 @@ def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter
     assert not (out / "adapter").exists(), "the killed run must not have finished"
 
     # 2. the same config again: it continues from that checkpoint to the end
-    from crossmath.train.job import train
+    from crossmath.finetuning.job import train
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_module("crossmath.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     outcome = train(cfg)
     summary = outcome.summary

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from crossmath.train.dataset import TrainingSetSpec, build_training_set
-from crossmath.train.local import LocalEnv, train_locally
-from crossmath.train.loop import ADAPTER_DIR, Schedule, TrainJob, TrainSettings
-from crossmath.train.modeling import LoraSettings, ModelSpec, add_lora, load_base_model, load_processor_for
-
+from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
+from crossmath.finetuning.local import LocalEnv, train_locally
+from crossmath.finetuning.loop import ADAPTER_DIR, Schedule, TrainJob, TrainSettings
+from crossmath.finetuning.modeling import (
+    LoraSettings,
+    ModelSpec,
+    add_lora,
+    load_base_model,
+    load_processor_for,
+)
 
 
 def test_schedule_covers_each_epoch_once_and_splits_it_between_workers() -> None:

@@ -3,10 +3,24 @@
 Plain functions on plain data; imports neither Ray nor torch (nor mlflow).
 """
 
-from crossmath.metrics.accuracy import STEP_GROUPS, MeanStd, PuzzleScore, RunAccuracy, run_accuracy, score_answer
+from crossmath.metrics.accuracy import (
+    STEP_GROUPS,
+    MeanStd,
+    PuzzleScore,
+    RunAccuracy,
+    run_accuracy,
+    score_answer,
+)
 from crossmath.metrics.answers import extract_answer, split_answer_tokens, strip_thinking
-from crossmath.metrics.evaluate import ALL, GAP_PAIRS, Evaluation, GapResult, GroupMetrics, evaluate_predictions
 from crossmath.metrics.gaps import GapEstimate, paired_gap
+from crossmath.metrics.scorecard import (
+    ALL,
+    GAP_PAIRS,
+    Evaluation,
+    GapResult,
+    GroupMetrics,
+    evaluate_predictions,
+)
 
 __all__ = [
     "ALL", "GAP_PAIRS", "STEP_GROUPS", "Evaluation", "GapEstimate", "GapResult", "GroupMetrics",

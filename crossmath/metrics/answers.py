@@ -20,6 +20,7 @@ Choices, each a place where a guess had to be made:
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.IGNORECASE | re.DOTALL)
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
@@ -44,6 +45,11 @@ def strip_thinking(output: str) -> str:
     if opening:
         text = text[: opening.start()]
     return text
+
+
+def answer_block(values: Sequence[object]) -> str:
+    """``<answer>v1 v2 ...</answer>``: the form every prompt asks a reply to end with."""
+    return "<answer>" + " ".join(str(value) for value in values) + "</answer>"
 
 
 def split_answer_tokens(text: str) -> list[str]:

@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Sequence
 
 from crossmath.metrics.accuracy import (
-    STEP_GROUPS, MeanStd, RunAccuracy, release_step_rate, run_accuracy, score_answer,
+    STEP_GROUPS,
+    MeanStd,
+    RunAccuracy,
+    release_step_rate,
+    run_accuracy,
+    score_answer,
 )
 from crossmath.metrics.answers import split_answer_tokens
 from crossmath.puzzle.records import OfficialRecord, read_official_jsonl

@@ -13,6 +13,8 @@ from typing import Any, Literal, Mapping, Protocol, Sequence
 
 Modality = Literal["text", "image", "hybrid"]
 MODALITIES: tuple[Modality, ...] = ("text", "image", "hybrid")
+# The style recorded for text requests: they show no picture, so no image style applies.
+TEXT_STYLE = "markdown"
 
 
 @dataclass(frozen=True)

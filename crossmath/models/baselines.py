@@ -19,16 +19,13 @@ import random
 import time
 from typing import Sequence
 
+from crossmath.metrics.answers import answer_block
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.puzzle.grid import BLANK, Grid, GridFormatError, parse_markdown_grid
 from crossmath.puzzle.solver import propagate, search_solutions
 
 # Baselines see no prompt; this id marks their predictions in place of a prompt set's id.
 NO_PROMPT_ID = "none"
-
-
-def format_answer(values: Sequence[int]) -> str:
-    return "<answer>" + " ".join(str(v) for v in values) + "</answer>"
 
 
 class _RuleBackend:
@@ -74,7 +71,7 @@ class OracleBackend(_RuleBackend):
             return (f"The grid has no consistent solution ({_why_unsolvable(grid)}), "
                     "so I give no answer.")
         solution = result.solutions[0]
-        return "The grid has exactly one solution.\n" + format_answer(
+        return "The grid has exactly one solution.\n" + answer_block(
             [solution[p] for p in grid.blanks]
         )
 
@@ -104,7 +101,7 @@ class RandomBackend(_RuleBackend):
         low, high = sorted(_value_range(request))
         rng = random.Random(self._seed_for(request.request_id))
         guesses = [rng.randint(low, high) for _ in range(n_blanks)]
-        return "A random guess.\n" + format_answer(guesses)
+        return "A random guess.\n" + answer_block(guesses)
 
     def _seed_for(self, request_id: str) -> int:
         digest = hashlib.sha256(f"{self.seed}\x00{request_id}".encode()).digest()

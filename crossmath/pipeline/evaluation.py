@@ -1,162 +1,116 @@
-"""The evaluation pipeline on Ray Data: units -> images -> requests -> answers -> shards.
+"""The main job behind ``python -m crossmath.run``: one evaluation of one model, end to end.
 
-::
+Puzzles (generated or official) -> Ray Data pipeline (``dataflow``) -> predictions -> scorecard
+-> files in ``out_dir`` and one MLflow run. Rerunning the same config resumes: requests with a
+saved prediction are not run again.
 
-    (puzzle, style) units --render actors (CPU)--> + image
-        --flat_map--> request rows (modality x sample)
-        --inference actors (one per GPU, or CPU)--> prediction shards
-
-Actor stages rely on Ray Data's defaults for failures: a dead actor (or a lost node) is
-restarted and its batch retried. Only requests without a saved prediction enter the pipeline, so
-rerunning the same command on the same output folder finishes an interrupted run. Ray Data does
-not keep row order; nothing here relies on it: every row carries its ids and results are joined
-on them.
-
-On a cluster nothing here reads a node-local file: the release's own images are read by the
-driver and travel with the rows, and the prediction store is a location every node reaches.
-Where stages run is Ray's business, steered by resources: inference actors ask for GPUs, and
-render actors can be pinned to the nodes that declare a marker resource (``StageResources``).
+``out_dir`` is a local folder or any location pyarrow writes to (``file://``, ``s3://``, a
+shared mount). The result files are made in a local scratch folder, copied to ``out_dir`` and
+logged to MLflow from there; the prediction shards go to ``out_dir`` as they are answered.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
+from omegaconf import DictConfig, OmegaConf
 
-from crossmath.pipeline.requests import RequestPlan, drop_done, expand_unit
-from crossmath.pipeline.sources import PuzzleSet
-from crossmath.pipeline.store import PredictionStore
+from crossmath.metrics.scorecard import Evaluation, evaluate_predictions
+from crossmath.pipeline.dataflow import StageResources, run_pipeline
+from crossmath.pipeline.requests import RequestPlan
+from crossmath.pipeline.shards import PredictionStore, local_path, publish_files, write_table
+from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_puzzles
+from crossmath.puzzle.table import puzzles_to_table
+from crossmath.runtime.ray_cluster import connect_ray
+from crossmath.summary.views import write_report
+from crossmath.tracking import mlflow_store as tracking
 
 log = logging.getLogger(__name__)
 
-
-# How much of the marker resource one render actor takes: enough to need a node that declares
-# it, too little to limit how many actors fit there (CPUs do that).
-MARKER_AMOUNT = 0.001
+# Set by the cluster job submitters (jobs/), whose uploaded working directory has no .git.
+GIT_COMMIT_ENV = "CROSSMATH_GIT_COMMIT"
 
 
-@dataclass(frozen=True)
-class StageResources:
-    """Ray resources per stage; ``infer_gpus`` 0 runs inference on CPU actors.
+def load_puzzles(data: DictConfig, styles: list[str]) -> PuzzleSet:
+    if data.kind == "generated":
+        return generated_puzzles(data.n, data.difficulty, data.seed,
+                                 OmegaConf.to_container(data.generator))
+    if data.kind == "official":
+        return official_puzzles(data.path, styles, limit=data.n, skip_flagged=data.skip_flagged,
+                                cache_dir=data.cache_dir)
+    raise ValueError(f"data.kind must be generated or official, not {data.kind!r}")
 
-    ``render_node_resource`` names a custom Ray resource that only some nodes declare (the CPU
-    workers of ``cluster.yaml`` declare ``cpu_node``); render actors then run only there, and an
-    autoscaler adds nodes of that kind when more render actors are asked for. None: any node
-    with a free CPU.
-    """
 
-    render_actors: int = 1
-    render_batch_size: int = 32
-    render_node_resource: str | None = None
-    infer_actors: int = 1
-    infer_gpus: float = 0
-    infer_cpus: float = 1
-    infer_batch_size: int = 16
+def prompt_id_of(model: DictConfig) -> str:
+    """The prompt set's id recorded with every prediction ("none" for models without a prompt)."""
+    if model.get("prompt") is None:
+        from crossmath.models.baselines import NO_PROMPT_ID
 
-    def render_remote_args(self) -> dict[str, Any]:
-        """Ray options of a render actor."""
-        args: dict[str, Any] = {"num_cpus": 1}
-        if self.render_node_resource:
-            args["resources"] = {self.render_node_resource: MARKER_AMOUNT}
-        return args
+        return NO_PROMPT_ID
+    from crossmath.models.prompts import load_prompt_template
+
+    return load_prompt_template(model.prompt).id
 
 
 @dataclass
-class PipelineResult:
+class RunOutcome:
+    evaluation: Evaluation
     predictions: pa.Table
+    out_dir: Path | str  # a Path when the results are on this machine, else their URI
+    mlflow_run_id: str
     n_requests: int
-    n_pending: int
+    n_run_now: int
 
 
-def run_pipeline(puzzle_set: PuzzleSet, plan: RequestPlan, model_config: dict[str, Any],
-                 store: PredictionStore, resources: StageResources) -> PipelineResult:
-    """Answer every request of the plan that the store does not hold yet; return them all."""
-    units = plan.units(puzzle_set.puzzles, puzzle_set.official_images)
-    wanted = {r["request_id"] for unit in units for r in unit["requests"]}
-    pending = drop_done(units, store.done_request_ids())
-    n_pending = sum(len(unit["requests"]) for unit in pending)
-    log.info("%d requests, %d already answered, %d to run", len(wanted), len(wanted) - n_pending,
-             n_pending)
-    answered = _execute(pending, plan, model_config, store, resources) if pending else set()
-    predictions = store.read()
-    keep = pa.array([rid in wanted for rid in predictions.column("request_id").to_pylist()],
-                    type=pa.bool_())
-    predictions = predictions.filter(keep)
-    missing = wanted - set(predictions.column("request_id").to_pylist())
-    unseen = missing & answered
-    if unseen:
-        raise RuntimeError(
-            f"{len(unseen)} predictions were saved by the inference actors but are not in "
-            f"{store.root} as this process sees it: out_dir must be storage that every Ray node "
-            "reaches (a shared path, or a URI such as s3://bucket/folder), not a node-local folder")
-    if missing:
-        raise RuntimeError(f"{len(missing)} requests have no prediction after the run; rerun the "
-                           f"same command to finish them (saved work is kept in {store.root})")
-    return PipelineResult(predictions, len(wanted), n_pending)
+def run_evaluation(cfg: DictConfig) -> RunOutcome:
+    """The whole job for one resolved config: what ``python -m crossmath.run`` does."""
+    puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
+    for line in puzzle_set.flagged:
+        log.warning("skipped flagged record %s", line)
+    plan = RequestPlan(list(cfg.modalities), list(cfg.styles), cfg.samples, prompt_id_of(cfg.model),
+                       cfg.model.name)
+    if cfg.ray.address and "://" not in cfg.out_dir and not Path(cfg.out_dir).is_absolute():
+        log.warning("out_dir %s is relative: on a cluster it lands in this job's scratch folder; "
+                    "give a shared path or a URI such as s3://bucket/folder", cfg.out_dir)
+    store = PredictionStore(cfg.out_dir)
+    connect_ray(cfg.ray)
+    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    result = run_pipeline(puzzle_set, plan, model_config, store,
+                          StageResources(**OmegaConf.to_container(cfg.resources)))
 
-
-def _execute(units: list[dict], plan: RequestPlan, model_config: dict[str, Any],
-             store: PredictionStore, resources: StageResources) -> set[str]:
-    """Run the pipeline over ``units``; returns the ids the inference actors say they saved."""
-    import ray
-
-    from crossmath.pipeline.inference_stage import InferPredictions
-    from crossmath.pipeline.render_stage import RenderImages
-
-    to_render = [unit for unit in units if not unit["image_path"]]
-    given = release_image_rows(units)
-    parts = []
-    if to_render:
-        rendered = ray.data.from_items(to_render,
-                                       override_num_blocks=_blocks(to_render, resources.render_batch_size))
-        rendered = rendered.map_batches(
-            RenderImages,
-            batch_size=resources.render_batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=resources.render_actors),
-            **resources.render_remote_args(),
+    puzzles = puzzles_to_table(puzzle_set.puzzles)
+    evaluation = evaluate_predictions(result.predictions, puzzles, samples=cfg.samples)
+    with tempfile.TemporaryDirectory(prefix="crossmath-results-") as scratch:
+        files = _write_results(Path(scratch), evaluation, result.predictions, puzzles, cfg.model.name)
+        publish_files(files, store.root)
+        run_id = tracking.log_run(
+            tracking_uri=cfg.mlflow.tracking_uri,
+            experiment=cfg.mlflow.experiment,
+            run_name=cfg.mlflow.run_name or f"{cfg.model.name}/{cfg.data.name}",
+            params=OmegaConf.to_container(cfg, resolve=True),
+            tags={"model": cfg.model.name, "prompt_id": plan.prompt_id,
+                  "git_commit": os.environ.get(GIT_COMMIT_ENV) or tracking.git_commit(),
+                  "dataset": cfg.data.name, "dataset_fingerprint": puzzle_set.fingerprint,
+                  "n_requests": str(result.n_requests), "out_dir": store.root},
+            metrics=evaluation.flat_metrics(cfg.model.name),
+            artifacts=files,
         )
-        parts.append(rendered.flat_map(_expand_row))
-    if given:
-        parts.append(ray.data.from_items(given,
-                                         override_num_blocks=_blocks(given, resources.infer_batch_size)))
-    dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    dataset = dataset.map_batches(
-        InferPredictions,
-        fn_constructor_kwargs={"model_config": model_config, "store_root": store.root,
-                               "prompt_id": plan.prompt_id},
-        batch_size=resources.infer_batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=resources.infer_actors),
-        num_gpus=resources.infer_gpus,
-        num_cpus=resources.infer_cpus,
-    )
-    answered: set[str] = set()
-    for batch in dataset.iter_batches(batch_format="pyarrow"):
-        answered.update(batch.column("request_id").to_pylist())
-    log.info("answered %d requests", len(answered))
-    return answered
+    return RunOutcome(evaluation, result.predictions, local_path(store.root) or store.root, run_id,
+                      result.n_requests, result.n_pending)
 
 
-def release_image_rows(units: list[dict]) -> list[dict]:
-    """The request rows of the units that come with the release's own image, image included.
-
-    They need no rendering, and the file is read here, by the driver: it may exist on this
-    machine only, never on the node a render actor would run on.
-    """
-    return [row for unit in units if unit["image_path"]
-            for row in expand_unit(unit, Path(unit["image_path"]).read_bytes())]
-
-
-def _blocks(rows: list[dict], batch_size: int) -> int:
-    """Enough blocks for every actor to have work from the start; Ray Data would put a small
-    list in a single block, which serialises the whole pipeline."""
-    return max(1, min(len(rows) // batch_size, 1000))
-
-
-def _expand_row(row: dict[str, Any]) -> list[dict[str, Any]]:
-    return expand_unit(row, row.get("image"))
+def _write_results(folder: Path, evaluation: Evaluation, predictions: pa.Table, puzzles: pa.Table,
+                   model: str) -> list[Path]:
+    """predictions, puzzles, metrics and the report of one run, as files in ``folder``."""
+    write_table(predictions, str(folder / "predictions.parquet"))
+    write_table(puzzles, str(folder / "puzzles.parquet"))
+    metrics = folder / "metrics.json"
+    metrics.write_text(json.dumps(evaluation.to_dict(), indent=1), encoding="utf-8")
+    report = write_report(evaluation, folder, model=model)
+    return [folder / "predictions.parquet", folder / "puzzles.parquet", metrics, *report.paths]

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from crossmath.metrics.answers import extract_answer
 from crossmath.models.base import ModelRequest, ModelResponse
-from crossmath.pipeline.store import PredictionStore
+from crossmath.pipeline.shards import PredictionStore
 
 REQUEST_COLUMNS = ("request_id", "puzzle_id", "name", "difficulty", "modality", "style",
                    "sample", "grid", "n_blanks", "value_range", "image")

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from crossmath.drawing import Style, load_style, render_puzzle_png
 from crossmath.puzzle.grid import GridFormatError, parse_markdown_grid
-from crossmath.render import Style, load_style, render_puzzle_png
 
 INPUT_COLUMNS = ("grid", "style", "modality")
 IMAGE_COLUMN = "image"

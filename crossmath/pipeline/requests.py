@@ -12,9 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from crossmath.models.base import TEXT_STYLE
 from crossmath.puzzle.model import Puzzle
-
-TEXT_STYLE = "markdown"
 
 
 def request_id(puzzle_id: str, modality: str, style: str, sample: int, prompt_id: str,

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from crossmath.puzzle.generator import GeneratorConfig, generate_puzzles
-from crossmath.puzzle.lint import lint_record
+from crossmath.puzzle.consistency import lint_record
 from crossmath.puzzle.model import Puzzle
 from crossmath.puzzle.records import read_official_jsonl
+from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
 
 HUB_DATASET = "xuyige/CrossMath"
 RELEASE_TEXT_STYLE = "original"  # whose jsonl gives the puzzles when a folder is given
@@ -45,7 +45,7 @@ def generated_puzzles(n: int, difficulty: str, seed: int, generator: dict | None
 def official_puzzles(path: str | None, styles: Sequence[str], *, limit: int | None = None,
                      skip_flagged: bool = False, cache_dir: str | None = None) -> PuzzleSet:
     """Puzzles of an official jsonl, or of a release folder (downloaded when no path is given)."""
-    from crossmath.render import load_style
+    from crossmath.drawing import load_style
 
     root = Path(path).expanduser() if path else _download_release(cache_dir)
     if root.is_file():
@@ -79,7 +79,7 @@ def official_puzzles(path: str | None, styles: Sequence[str], *, limit: int | No
 
 
 def _style_jsonl(root: Path, style: str) -> Path:
-    from crossmath.render import load_style
+    from crossmath.drawing import load_style
 
     layout = load_style(style).layout
     return root / layout.folder / layout.jsonl_name

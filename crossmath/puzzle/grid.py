@@ -126,11 +126,6 @@ class Equation:
             return (r, c), (r, c + 2), (r, c + 4)
         return (r, c), (r + 2, c), (r + 4, c)
 
-    @property
-    def operator_cell(self) -> Position:
-        r, c = self.start
-        return (r, c + 1) if self.direction == "across" else (r + 1, c)
-
 
 def evaluate(a: int, operator: str, b: int) -> int | None:
     """``a op b`` in the puzzle's arithmetic: non-negative integers, exact division only."""

@@ -31,10 +31,6 @@ class PlacedEquation:
     def cells(self) -> tuple[Position, ...]:
         return tuple(self.cell(i) for i in range(5))
 
-    @property
-    def number_cells(self) -> tuple[Position, Position, Position]:
-        return self.cell(0), self.cell(2), self.cell(4)
-
 
 @dataclass
 class Layout:

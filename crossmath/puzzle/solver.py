@@ -235,11 +235,6 @@ def _branching_cell(equations, values: dict[Position, int], unsolved) -> Positio
     return best[1] if best else unsolved[0]
 
 
-def solved_equations_text(grid: Grid, values: dict[Position, int]) -> list[str]:
-    """Each equation of the grid written out solved, in the release's order."""
-    return [equation_text(eq, values) for eq in grid.equations]
-
-
 def equation_text(eq: Equation, values: dict[Position, int]) -> str:
     a, b, c = (values[p] for p in eq.cells)
     return format_equation(a, eq.operator, b, c)

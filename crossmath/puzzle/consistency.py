@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 from crossmath.puzzle.grid import GridFormatError, evaluate, parse_markdown_grid
 from crossmath.puzzle.records import OfficialRecord, iter_record_lines
@@ -121,10 +121,6 @@ def _tokens(text: str) -> list[str]:
     if number:
         tokens.append(number)
     return tokens
-
-
-def lint_records(records: Iterable[OfficialRecord]) -> list[LintResult]:
-    return [lint_record(record) for record in records]
 
 
 def lint_jsonl(path: str | Path) -> list[LintResult]:

@@ -18,10 +18,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from crossmath.finetuning.modeling import ModelSpec
 from crossmath.models.base import ModelRequest
 from crossmath.models.hf import chat_prompt_text, decode_png, image_size_kwargs
 from crossmath.models.prompts import Prompt, build_prompt, load_prompt_template
-from crossmath.train.modeling import ModelSpec
 
 IGNORE_INDEX = -100
 IMAGE_KEYS = ("pixel_values", "image_grid_thw")  # concatenated across a batch; the rest is per token

@@ -22,16 +22,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from crossmath import tracking
-from crossmath.train.dataset import (
+from crossmath.finetuning.dataset import (
     Exclusion,
     TrainingSet,
     TrainingSetSpec,
     build_training_set,
     evaluation_puzzles,
 )
-from crossmath.train.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSettings
-from crossmath.train.modeling import ModelSpec
+from crossmath.finetuning.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSettings
+from crossmath.finetuning.modeling import ModelSpec
+from crossmath.runtime.ray_cluster import connect_ray
+from crossmath.tracking import mlflow_store as tracking
 
 log = logging.getLogger("crossmath.train")
 
@@ -48,14 +49,14 @@ class TrainOutcome:
 
 def train(cfg: DictConfig) -> TrainOutcome:
     """The whole job for a composed ``conf/train.yaml``; returns where the adapter went."""
-    from crossmath.train.ray_trainer import RayScaling, fit, share_examples
+    from crossmath.finetuning.ray_trainer import RayScaling, fit, share_examples
 
     out = Path(cfg.out_dir).expanduser().resolve()
     settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     ModelSpec.from_backend_config(model_config)  # a model that cannot be trained fails here
     training_set = build_dataset(cfg.dataset)
-    _connect_ray(cfg.ray)
+    connect_ray(cfg.ray, dashboard=True)
     uri = cfg.mlflow.tracking_uri
     run_id = _open_mlflow_run(cfg, out, training_set.manifest["fingerprint"])
     log.info("training %s on %d worker(s); MLflow run %s; state in %s", cfg.model.name,
@@ -115,16 +116,3 @@ def _copy_adapter(checkpoint, target: Path) -> None:
         if target.exists():
             shutil.rmtree(target)
         (folder / ADAPTER_DIR).rename(target)
-
-
-def _connect_ray(ray_cfg: DictConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if ray_cfg.address:
-        ray.init(address=ray_cfg.address)
-    else:
-        # With the dashboard: Ray Train's placement-group cleaner polls the state API it serves
-        # (and warns every few seconds without it).
-        ray.init(num_cpus=ray_cfg.num_cpus)

@@ -1,6 +1,6 @@
 """``python -m crossmath.train model=<name> train=lora``: LoRA SFT on generated puzzles, on Ray Train.
 
-See ``crossmath.train.job`` for what a run does and docs/training.md for the options.
+See ``crossmath.finetuning.job`` for what a run does and docs/training.md for the options.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import os
 import hydra
 from omegaconf import DictConfig
 
-from crossmath.train.job import train
+from crossmath.finetuning.job import train
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     outcome = train(cfg)

@@ -1,5 +1,8 @@
 """Image styles as data: one YAML file in ``conf/style/`` per style, read into a frozen ``Style``.
 
+The shipped styles are read through the installed package ``crossmath.conf`` (the repository's
+``conf/`` folder), so they are found however crossmath was installed and from any folder.
+
 A style says how a grid looks (colours, border, font, cell size) and where the release keeps
 its files (``release_folder`` and ``release_tag``, see ``crossmath.puzzle.records.ReleaseLayout``).
 Adding a style is adding a YAML file; no code changes.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,7 +22,7 @@ from crossmath.puzzle.records import ReleaseLayout
 
 Color = tuple[int, int, int]
 
-STYLE_DIR = Path(__file__).resolve().parents[2] / "conf" / "style"
+STYLE_DIR = Path(str(resources.files("crossmath.conf") / "style"))
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 
 _HEX_COLOR = re.compile(r"#([0-9a-fA-F]{6})")

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
 
+from crossmath.drawing.painter import render_puzzle_png
+from crossmath.drawing.style import Style
 from crossmath.puzzle.model import Puzzle
-from crossmath.render.draw import render_puzzle_png
-from crossmath.render.style import Style
 
 
 class ReleasePathError(ValueError):

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from crossmath.metrics.accuracy import STEP_GROUPS, MeanStd
-from crossmath.metrics.evaluate import ALL, GAP_PAIRS, Evaluation, GapResult
+from crossmath.metrics.scorecard import ALL, GAP_PAIRS, Evaluation, GapResult, unique_in_order
 
 MODALITY_LABELS = {"text": "text (T)", "image": "image (I)", "hybrid": "hybrid (TI)"}
 METRIC_LABELS = {"macro_acc": "macro", "micro_acc": "micro", "step1_acc": "step1",
@@ -110,7 +110,7 @@ def plot_accuracy(evaluation: Evaluation, path: str | Path, model: str | None = 
     """Macro and micro accuracy per style, one bar per modality, std as error bars."""
     model = evaluation.only_model(model)
     modalities = evaluation.modalities(model)
-    styles = _unique(s for m in modalities for s in evaluation.styles(model, m) if s != ALL) + [ALL]
+    styles = unique_in_order(s for m in modalities for s in evaluation.styles(model, m) if s != ALL) + [ALL]
     figure = Figure(figsize=(max(6.0, 1.6 * len(styles) + 2), 6.5), layout="constrained")
     for row, metric in enumerate(("macro_acc", "micro_acc")):
         axes = figure.add_subplot(2, 1, row + 1)
@@ -157,7 +157,7 @@ def plot_gaps(evaluation: Evaluation, path: str | Path, model: str | None = None
     gaps = [gap for gap in evaluation.gaps if gap.model == model]
     if not gaps:
         return None
-    rows = _unique((g.name, g.style) for g in gaps)
+    rows = unique_in_order((g.name, g.style) for g in gaps)
     figure = Figure(figsize=(9.0, 1.0 + 0.45 * len(rows)), layout="constrained")
     for column, metric in enumerate(("macro_acc", "micro_acc")):
         axes = figure.add_subplot(1, 2, column + 1, sharey=figure.axes[0] if column else None)
@@ -213,7 +213,7 @@ def compare_runs(
             for label, ev in evaluations.items() for model in ev.models()]
     if not rows:
         raise ValueError("no runs to compare")
-    modalities = _unique(m for _, ev, model in rows for m in ("text", "image", "hybrid")
+    modalities = unique_in_order(m for _, ev, model in rows for m in ("text", "image", "hybrid")
                          if m in ev.modalities(model))
     names = list(GAP_PAIRS)
     head = "| run | " + " | ".join(MODALITY_LABELS.get(m, m) for m in modalities)
@@ -294,7 +294,3 @@ def _save(figure: Figure, path: str | Path) -> Path:
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=110)
     return path
-
-
-def _unique(items) -> list:
-    return list(dict.fromkeys(items))

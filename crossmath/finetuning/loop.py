@@ -34,9 +34,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from crossmath.train.collate import EXAMPLE_COLUMNS, IGNORE_INDEX, ExampleEncoder, collate
-from crossmath.train.dataset import split_validation
-from crossmath.train.modeling import (
+from crossmath.finetuning.collate import EXAMPLE_COLUMNS, IGNORE_INDEX, ExampleEncoder, collate
+from crossmath.finetuning.dataset import split_validation
+from crossmath.finetuning.modeling import (
     LoraSettings,
     ModelSpec,
     Precision,
@@ -174,7 +174,7 @@ class MetricSink:
     run_id: str
 
     def __call__(self, metrics: Mapping[str, float], step: int) -> None:
-        from crossmath import tracking
+        from crossmath.tracking import mlflow_store as tracking
 
         tracking.log_step_metrics(self.tracking_uri, self.run_id, metrics, step)
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from crossmath.train.loop import TrainJob, run_worker
+from crossmath.finetuning.loop import TrainJob, run_worker
 
 CHECKPOINT_PREFIX = "checkpoint-"
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 import torch
 
-from crossmath.train.loop import TrainJob, run_worker
+from crossmath.finetuning.loop import TrainJob, run_worker
 
 
 @dataclass(frozen=True)

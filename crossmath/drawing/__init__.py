@@ -4,8 +4,8 @@ Styles are data (``conf/style/*.yaml``); fonts are bundled in ``fonts/`` so the 
 style give the same bytes on every machine with the same Pillow.
 """
 
-from crossmath.render.draw import GridPainter, render_puzzle_array, render_puzzle_png
-from crossmath.render.style import (
+from crossmath.drawing.painter import GridPainter, render_puzzle_array, render_puzzle_png
+from crossmath.drawing.style import (
     Style,
     StyleError,
     available_styles,

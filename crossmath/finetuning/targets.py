@@ -17,15 +17,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from crossmath.metrics.answers import answer_block
 from crossmath.puzzle.grid import BLANK, Equation, Position
 from crossmath.puzzle.model import Puzzle
 
 TargetKind = Literal["rationale", "answer"]
 TARGET_KINDS: tuple[TargetKind, ...] = ("rationale", "answer")
-
-
-def answer_line(puzzle: Puzzle) -> str:
-    return "<answer>" + " ".join(puzzle.answer) + "</answer>"
 
 
 def deciding_equation(puzzle: Puzzle, blank: Position) -> Equation:
@@ -59,7 +56,7 @@ def rationale_lines(puzzle: Puzzle) -> list[str]:
 def target_text(puzzle: Puzzle, kind: TargetKind = "rationale") -> str:
     """The assistant's reply the model is trained on (without the end-of-turn token)."""
     if kind == "answer":
-        return answer_line(puzzle)
+        return answer_block(puzzle.answer)
     if kind == "rationale":
-        return "\n".join([*rationale_lines(puzzle), answer_line(puzzle)])
+        return "\n".join([*rationale_lines(puzzle), answer_block(puzzle.answer)])
     raise ValueError(f"unknown target kind {kind!r}; choose one of {TARGET_KINDS}")

@@ -8,12 +8,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from crossmath.drawing.release_files import write_release_images
+from crossmath.drawing.style import STYLE_DIR, style_from_mapping
 from crossmath.puzzle.records import read_official_jsonl
-from crossmath.render.release import write_release_images
-from crossmath.render.style import STYLE_DIR, style_from_mapping
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="render")
+@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="render")
 def main(cfg: DictConfig) -> None:
     choice = HydraConfig.get().runtime.choices["style"]
     style = style_from_mapping(OmegaConf.to_container(cfg.style, resolve=True),

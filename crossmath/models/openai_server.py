@@ -3,7 +3,7 @@
 It lets the openai client be tested over real HTTP against a real model (the tiny random
 VLM through the hf backend) without vLLM, and lets a laptop demo serve a local model:
 
-    python -m crossmath.models.server model=tiny-random server.port=8000
+    python -m crossmath.serve model=tiny-random server.port=8000
 
 Each ``POST /v1/chat/completions`` is read back into a ``ModelRequest``: the data-URL image
 is decoded, the markdown table in the text (if any) becomes the grid, and the modality
@@ -22,7 +22,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import os
 import re
 import secrets
 import socket
@@ -32,11 +31,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Iterator
 
-import hydra
 import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from omegaconf import DictConfig
 from starlette.exceptions import HTTPException
 
 from crossmath.models.base import Backend, ModelRequest, ModelResponse
@@ -302,29 +299,3 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Ite
         server.should_exit = True
         thread.join()
         sock.close()
-
-
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="serve")
-def main(cfg: DictConfig) -> None:
-    """Serve ``cfg.model`` until interrupted."""
-    settings = cfg.server
-    api_key = None
-    if settings.api_key_env:
-        api_key = os.environ.get(settings.api_key_env)
-        if not api_key:
-            raise SystemExit(f"server.api_key_env names {settings.api_key_env!r}, "
-                             "which is not set in the environment")
-    backend = hydra.utils.instantiate(cfg.model)
-    app = create_app(
-        backend,
-        served_model_name=settings.served_model_name,
-        api_key=api_key,
-        max_batch_size=settings.max_batch_size,
-        batch_wait_s=settings.batch_wait_s,
-        faults=FaultPlan(**settings.faults),
-    )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
-
-
-if __name__ == "__main__":
-    main()

@@ -132,17 +132,17 @@ class Evaluation:
     gaps: tuple[GapResult, ...]
 
     def models(self) -> list[str]:
-        return _unique(group.model for group in self.groups)
+        return unique_in_order(group.model for group in self.groups)
 
     def modalities(self, model: str) -> list[str]:
-        return _unique(g.modality for g in self.groups if g.model == model)
+        return unique_in_order(g.modality for g in self.groups if g.model == model)
 
     def styles(self, model: str, modality: str) -> list[str]:
         """The styles of a modality, ``all`` last."""
-        return _unique(g.style for g in self.groups if g.model == model and g.modality == modality)
+        return unique_in_order(g.style for g in self.groups if g.model == model and g.modality == modality)
 
     def difficulties(self, model: str) -> list[str]:
-        return _unique(g.difficulty for g in self.groups if g.model == model)
+        return unique_in_order(g.difficulty for g in self.groups if g.model == model)
 
     def group(self, model: str, modality: str, style: str = ALL, difficulty: str = ALL) -> GroupMetrics | None:
         for group in self.groups:
@@ -256,7 +256,7 @@ def _group_metrics(cells: _Cells, gold: dict[str, _Gold], puzzle_ids: list[str],
     subsets = {d: [pid for pid in puzzle_ids if gold[pid].difficulty == d] for d in difficulties}
     subsets[ALL] = puzzle_ids
     groups = []
-    for (model, modality) in _unique((m, mod) for (m, mod, _) in cells):
+    for (model, modality) in unique_in_order((m, mod) for (m, mod, _) in cells):
         styles = [style for (m, mod, style) in cells if (m, mod) == (model, modality)]
         for style in [*styles, ALL]:
             pooled = styles if style == ALL else [style]
@@ -271,7 +271,7 @@ def _group_metrics(cells: _Cells, gold: dict[str, _Gold], puzzle_ids: list[str],
 
 def _gaps(cells: _Cells, puzzle_ids: list[str], **stats) -> list[GapResult]:
     results = []
-    models = _unique(model for (model, _, _) in cells)
+    models = unique_in_order(model for (model, _, _) in cells)
     for model in models:
         styles_of = {}
         for (m, modality, style) in cells:
@@ -370,5 +370,6 @@ def _cell_order(key: tuple[str, str, str]) -> tuple:
     return model, rank(modality, MODALITY_ORDER), rank(style, STYLE_ORDER)
 
 
-def _unique(items: Iterable) -> list:
+def unique_in_order(items: Iterable) -> list:
+    """The distinct items, in the order they first appear."""
     return list(dict.fromkeys(items))

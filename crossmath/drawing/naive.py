@@ -1,6 +1,6 @@
 """The straightforward renderer: one Pillow drawing per cell, Pillow's default PNG encoder.
 
-It is what ``crossmath.render.draw`` must equal pixel for pixel (tests check it) and what
+It is what ``crossmath.drawing.painter`` must equal pixel for pixel (tests check it) and what
 ``bench/render.py`` measures the tiled renderer against. Not used for real work: it redraws
 every glyph of every image and encodes with adaptive row filters.
 """
@@ -11,8 +11,8 @@ import io
 
 from PIL import Image, ImageDraw, ImageFont
 
+from crossmath.drawing.style import Style
 from crossmath.puzzle.grid import BLANK, EMPTY, Grid, Position, is_number_token
-from crossmath.render.style import Style
 
 
 def draw_reference_image(grid: Grid, style: Style, font: ImageFont.FreeTypeFont,

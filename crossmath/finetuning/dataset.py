@@ -32,14 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crossmath.models.base import MODALITIES
-from crossmath.puzzle.generator import GeneratorConfig, generate_puzzles
+from crossmath.finetuning.targets import TARGET_KINDS, target_text
+from crossmath.models.base import MODALITIES, TEXT_STYLE
 from crossmath.puzzle.model import Puzzle, grid_fingerprint
-from crossmath.train.targets import TARGET_KINDS, target_text
+from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
 
 log = logging.getLogger(__name__)
 
-TEXT_STYLE = "markdown"  # the style recorded for text examples, as in the evaluation's requests
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1  # bump when the rows written for the same spec change
 
@@ -240,7 +239,7 @@ def build_training_set(spec: TrainingSetSpec, folder: str | Path,
             f"{existing.get('fingerprint')}, wanted {fingerprint}); remove it or choose another "
             "dataset.path"
         )
-    from crossmath.render import load_style, render_puzzle_png
+    from crossmath.drawing import load_style, render_puzzle_png
 
     styles = {name: load_style(name) for name in spec.styles} if any(
         m != "text" for m in spec.modalities) else {}

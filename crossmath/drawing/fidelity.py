@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from crossmath.drawing.painter import render_puzzle_array
+from crossmath.drawing.style import Color, Style
 from crossmath.puzzle.grid import BLANK, EMPTY, Grid, is_number_token
 from crossmath.puzzle.records import read_official_jsonl
-from crossmath.render.draw import render_puzzle_array
-from crossmath.render.style import Color, Style
 
 
 @dataclass(frozen=True)

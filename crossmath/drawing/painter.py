@@ -16,9 +16,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from crossmath.drawing.png import ScanlineCanvas
+from crossmath.drawing.style import Color, Style
 from crossmath.puzzle.grid import BLANK, EMPTY, Grid, Position, is_number_token
-from crossmath.render.png import ScanlineCanvas
-from crossmath.render.style import Color, Style
 
 TEXT_PADDING = 2  # px kept free between text and border when a long number must shrink to fit
 _TILE_CACHE_SIZE = 4096  # tiles per style: numbers up to a few thousand stay cached

@@ -1,0 +1,40 @@
+"""``python -m crossmath.serve model=<name> server.port=8000``: any backend as an OpenAI-compatible server.
+
+See ``crossmath.models.openai_server`` for what it serves; ``conf/serve.yaml`` for its options.
+"""
+
+from __future__ import annotations
+
+import os
+
+import hydra
+import uvicorn
+from omegaconf import DictConfig
+
+from crossmath.models.openai_server import FaultPlan, create_app
+
+
+@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="serve")
+def main(cfg: DictConfig) -> None:
+    """Serve ``cfg.model`` until interrupted."""
+    settings = cfg.server
+    api_key = None
+    if settings.api_key_env:
+        api_key = os.environ.get(settings.api_key_env)
+        if not api_key:
+            raise SystemExit(f"server.api_key_env names {settings.api_key_env!r}, "
+                             "which is not set in the environment")
+    backend = hydra.utils.instantiate(cfg.model)
+    app = create_app(
+        backend,
+        served_model_name=settings.served_model_name,
+        api_key=api_key,
+        max_batch_size=settings.max_batch_size,
+        batch_wait_s=settings.batch_wait_s,
+        faults=FaultPlan(**settings.faults),
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+if __name__ == "__main__":
+    main()

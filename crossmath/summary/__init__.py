@@ -1,0 +1,1 @@
+"""Human-facing summaries of scorecards: console lines, markdown reports, plots, run comparisons."""

@@ -1,0 +1,1 @@
+"""Experiment tracking: MLflow runs of evaluations and trainings (the only package importing mlflow)."""
