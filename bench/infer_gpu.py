@@ -68,9 +68,9 @@ from crossmath.models.hf import HFBackend  # noqa: E402
 from crossmath.models.processor import load_processor  # noqa: E402
 from crossmath.models.prompts import (  # noqa: E402
     DEFAULT_PROMPT,
-    build_prompt,
     chat_messages,
     load_prompt_template,
+    puzzle_layout,
 )
 from crossmath.models.tiny import build_tiny_random  # noqa: E402
 
@@ -195,12 +195,11 @@ def make_requests(n_puzzles: int, samples: int, prompt_tokens: int, image_size: 
         image = _grid_image(image_size, rng)
         while True:
             rows.append(_grid_row(rng, 11))
-            probe = ModelRequest(f"p{p}", "hybrid", "\n".join(rows), image_png=image)
-            text = build_prompt(probe, template).text
-            if len(processor.tokenizer(text)["input_ids"]) >= prompt_tokens or len(rows) > 500:
+            prompt = puzzle_layout(template, "hybrid", "\n".join(rows), 0, (0, 0)).with_image(image)
+            if len(processor.tokenizer(prompt.text)["input_ids"]) >= prompt_tokens or len(rows) > 500:
                 break
-        requests += [ModelRequest(f"p{p}/s{s}", "hybrid", "\n".join(rows), image_png=image, sample=s)
-                     for s in range(samples)]
+        requests += [ModelRequest(f"p{p}/s{s}", prompt, sample=s, modality="hybrid",
+                                  grid_markdown="\n".join(rows)) for s in range(samples)]
     return requests
 
 
@@ -379,10 +378,10 @@ class Bench:
         )
 
     def chat(self, request: ModelRequest) -> tuple[str, Image.Image]:
-        prompt = build_prompt(request, self.template)
+        prompt = request.prompt
         text = self.processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True,
                                                   tokenize=False)
-        return text, Image.open(io.BytesIO(prompt.image_png)).convert("RGB")
+        return text, Image.open(io.BytesIO(prompt.images[0])).convert("RGB")
 
     def prompt_ids(self, request: ModelRequest) -> list[int]:
         """The token ids the backend feeds for a request's puzzle, image tokens expanded."""

@@ -19,8 +19,8 @@ import time
 from crossmath.drawing import load_style, render_puzzle_png
 from crossmath.metrics.answers import extract_answer
 from crossmath.metrics.scorecard import evaluate_predictions
-from crossmath.models.base import TEXT_STYLE, ModelRequest
-from crossmath.models.baselines import NO_PROMPT_ID, OracleBackend
+from crossmath.models.base import TEXT_STYLE, ModelRequest, Prompt
+from crossmath.models.baselines import OracleBackend
 from crossmath.pipeline.dataflow import StageResources, run_pipeline
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.shards import PredictionStore
@@ -37,8 +37,9 @@ def plain_loop(puzzle_set: PuzzleSet) -> list[dict]:
     predictions = []
 
     def ask(puzzle, modality, style, image):
-        request = ModelRequest(f"{puzzle.puzzle_id}/{modality}/{style}", modality, puzzle.markdown_table,
-                               image, 0, len(puzzle.answer), puzzle.value_range)
+        request = ModelRequest(f"{puzzle.puzzle_id}/{modality}/{style}", Prompt(()), modality=modality,
+                               grid_markdown=puzzle.markdown_table, n_blanks=len(puzzle.answer),
+                               value_range=puzzle.value_range)
         output = backend.generate([request])[0].output
         predictions.append({"puzzle_id": puzzle.puzzle_id, "model": backend.name, "modality": modality,
                             "style": style, "sample": 0, "pred": extract_answer(output)})
@@ -76,7 +77,7 @@ def main() -> None:
     started = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray_start_s = time.perf_counter() - started
-    plan = RequestPlan(MODALITIES, STYLES, 1, NO_PROMPT_ID, "oracle")
+    plan = RequestPlan(MODALITIES, STYLES, 1, None, "oracle")
     resources = StageResources(render_actors=args.render_actors, infer_actors=args.infer_actors,
                                render_batch_size=32, infer_batch_size=128, infer_cpus=0.5)
     with tempfile.TemporaryDirectory() as out:

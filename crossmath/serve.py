@@ -9,8 +9,9 @@ import os
 
 import hydra
 import uvicorn
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from crossmath.models.config import backend_arguments
 from crossmath.models.openai_server import FaultPlan, create_app
 
 
@@ -24,7 +25,7 @@ def main(cfg: DictConfig) -> None:
         if not api_key:
             raise SystemExit(f"server.api_key_env names {settings.api_key_env!r}, "
                              "which is not set in the environment")
-    backend = hydra.utils.instantiate(cfg.model)
+    backend = hydra.utils.instantiate(backend_arguments(OmegaConf.to_container(cfg.model, resolve=True)))
     app = create_app(
         backend,
         served_model_name=settings.served_model_name,

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from crossmath.models.base import ModelRequest
 from crossmath.models.baselines import OracleBackend, RandomBackend
+from crossmath.models.prompts import puzzle_request
 from crossmath.puzzle.grid import parse_markdown_grid
 from crossmath.puzzle.records import OfficialRecord, read_official_jsonl
 
@@ -26,14 +27,10 @@ def answer_of(output: str) -> list[str] | None:
 
 def request_for(record: OfficialRecord, modality: str, sample: int = 0) -> ModelRequest:
     grid = record.grid()
-    return ModelRequest(
-        request_id=f"{record.name}/{modality}/{sample}",
-        modality=modality,
-        grid_markdown=record.fields["markdown_table"],
-        image_png=None if modality == "text" else record.image_blank_path.read_bytes(),
-        sample=sample,
-        n_blanks=len(grid.blanks),
-        value_range=tuple(record.fields["range"]),
+    return puzzle_request(
+        f"{record.name}/{modality}/{sample}", modality, record.fields["markdown_table"],
+        image=None if modality == "text" else record.image_blank_path.read_bytes(),
+        sample=sample, n_blanks=len(grid.blanks), value_range=tuple(record.fields["range"]),
     )
 
 
@@ -80,7 +77,7 @@ def test_oracle_refuses_a_grid_made_contradictory(records):
     # Row 3 reads "? ÷ 3 = 31" (the blank is 93); "? × 3 = 31" has no integer solution.
     broken = table.replace("| ? | ÷ | 3 | = | 31 |", "| ? | × | 3 | = | 31 |")
     assert broken != table
-    request = ModelRequest("broken", "text", broken, n_blanks=4, value_range=(3, 115))
+    request = puzzle_request("broken", "text", broken, n_blanks=4, value_range=(3, 115))
     [response] = OracleBackend().generate([request])
     assert answer_of(response.output) is None
     assert "no consistent solution" in response.output
@@ -96,7 +93,7 @@ def test_oracle_refuses_a_sample_grid_made_ambiguous(records):
     rows = [list(row) for row in grid.cells]
     rows[three[0]][three[1]] = "?"
     ambiguous = type(grid).from_rows(rows).to_markdown()
-    request = ModelRequest("ambiguous", "hybrid", ambiguous, image_png=b"png")
+    request = puzzle_request("ambiguous", "hybrid", ambiguous, image=b"png")
     [response] = OracleBackend().generate([request])
     assert answer_of(response.output) is None
     assert "more than one solution" in response.output
@@ -110,17 +107,17 @@ def test_oracle_refuses_a_sample_grid_made_ambiguous(records):
     ],
 )
 def test_oracle_refuses_small_ambiguous_grids(table):
-    [response] = OracleBackend().generate([ModelRequest("x", "text", table)])
+    [response] = OracleBackend().generate([puzzle_request("x", "text", table)])
     assert answer_of(response.output) is None
 
 
 def test_oracle_answers_a_small_unique_grid():
-    [response] = OracleBackend().generate([ModelRequest("x", "text", "| 7 | × | ? | = | 42 |")])
+    [response] = OracleBackend().generate([puzzle_request("x", "text", "| 7 | × | ? | = | 42 |")])
     assert answer_of(response.output) == ["6"]
 
 
 def test_oracle_reports_an_unreadable_grid_as_no_answer():
-    [response] = OracleBackend().generate([ModelRequest("x", "text", "| 1 | @ | 2 | = | 3 |")])
+    [response] = OracleBackend().generate([puzzle_request("x", "text", "| 1 | @ | 2 | = | 3 |")])
     assert response.error is None
     assert answer_of(response.output) is None
     assert "cannot be read" in response.output and "'@'" in response.output
@@ -165,7 +162,7 @@ def test_random_scores_at_chance_on_the_sample(records):
 def test_random_falls_back_to_the_grid_for_blank_count_and_range():
     table = "| ? | + | 12 | = | ? |\n| × |   |   |   |   |\n| 40 |   |   |   |   |"
     # One blank fewer would be wrong: the fallback counts the grid's two '?' cells.
-    request = ModelRequest("fallback", "text", table)
+    request = puzzle_request("fallback", "text", table)
     outputs = [RandomBackend(seed=s).generate([request])[0].output for s in range(30)]
     guesses = [answer_of(output) for output in outputs]
     assert all(len(g) == 2 for g in guesses)
@@ -174,7 +171,7 @@ def test_random_falls_back_to_the_grid_for_blank_count_and_range():
 
 
 def test_random_without_blanks_gives_no_answer():
-    [response] = RandomBackend().generate([ModelRequest("x", "image", "", image_png=b"png")])
+    [response] = RandomBackend().generate([puzzle_request("x", "image", "", image=b"png")])
     assert answer_of(response.output) is None and response.error is None
 
 
@@ -186,9 +183,9 @@ def test_baseline_configs_instantiate(config, kind):
     cfg = OmegaConf.load(REPO_ROOT / "conf" / "model" / f"{config}.yaml")
     backend = instantiate(cfg)
     assert isinstance(backend, kind)
-    assert backend.name == config and backend.prompt_id
+    assert backend.name == config
     table = "| 7 | × | ? | = | 42 |"
     assert parse_markdown_grid(table).blanks
-    [response] = backend.generate([ModelRequest("r", "text", table, n_blanks=1,
-                                                value_range=(1, 50))])
+    [response] = backend.generate([puzzle_request("r", "text", table, n_blanks=1,
+                                                  value_range=(1, 50))])
     assert answer_of(response.output) is not None

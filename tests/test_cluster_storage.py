@@ -38,7 +38,7 @@ def test_predictions_saved_where_the_driver_cannot_see_are_reported_as_a_storage
         ray_local, tmp_path):
     driver_view = PredictionStore(str(tmp_path / "driver"))
     driver_view.root = PredictionStore(str(tmp_path / "elsewhere")).root  # what the actors get
-    plan = RequestPlan(["text"], [], 1, "none", "oracle")
+    plan = RequestPlan(["text"], [], 1, None, "oracle")
     with pytest.raises(RuntimeError, match="every Ray node reaches"):
         run_pipeline(generated_puzzles(2, "easy", 0), plan, ORACLE, driver_view, StageResources())
     assert len(PredictionStore(str(tmp_path / "elsewhere")).done_request_ids()) == 2
@@ -59,13 +59,13 @@ def test_local_locations_and_publishing(tmp_path, monkeypatch):
 
 def test_release_images_travel_as_bytes_from_the_driver(official_sample):
     puzzle_set = official_puzzles(str(official_sample), ["original", "handwritten"], limit=2)
-    plan = RequestPlan(["text", "hybrid"], ["original", "handwritten"], 2, "none", "oracle")
+    plan = RequestPlan(["text", "hybrid"], ["original", "handwritten"], 2, None, "oracle")
     units = plan.units(puzzle_set.puzzles, puzzle_set.official_images)
     rows = release_image_rows(units)
     assert len(rows) == 2 * 2  # original only: 2 puzzles x 2 samples; handwritten is rendered
     for row in rows:
         path = puzzle_set.official_images[(row["name"], "original")]
-        assert row["style"] == "original" and row["image"] == path.read_bytes()
+        assert row["style"] == "original" and row["images"] == [path.read_bytes()]
         assert "image_path" not in row  # nothing for a worker to open
 
 

@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 
 from crossmath.models.attention import sdpa_gqa_attention_forward
 from crossmath.models.base import ModelRequest
+from crossmath.models.config import backend_arguments
 from crossmath.models.hf import HFBackend
+from crossmath.models.prompts import puzzle_request
 from crossmath.models.tiny import build_tiny_random
 from crossmath.puzzle.records import read_official_jsonl
 
@@ -30,7 +32,7 @@ def module_backend(tiny_path: Path) -> HFBackend:
     config = OmegaConf.load(REPO / "conf" / "model" / "tiny-random.yaml")
     config.model.cache_dir = str(tiny_path.parent)
     config.max_new_tokens = MAX_NEW_TOKENS
-    return hydra.utils.instantiate(config)
+    return hydra.utils.instantiate(backend_arguments(OmegaConf.to_container(config)))
 
 
 @pytest.fixture
@@ -46,10 +48,10 @@ def requests(official_jsonl: Path) -> list[ModelRequest]:
     """Nine real puzzles of the official sample, every modality, images of different sizes."""
     made = []
     for i, record in enumerate(read_official_jsonl(official_jsonl)[:9]):
-        made.append(ModelRequest(
-            request_id=f"{record.name}-{i}", modality=("text", "image", "hybrid")[i % 3],
-            grid_markdown=record.fields["markdown_table"],
-            image_png=record.image_blank_path.read_bytes(),
+        modality = ("text", "image", "hybrid")[i % 3]
+        made.append(puzzle_request(
+            f"{record.name}-{i}", modality, record.fields["markdown_table"],
+            image=None if modality == "text" else record.image_blank_path.read_bytes(),
         ))
     return made
 
@@ -60,7 +62,7 @@ def _answers(responses) -> list[tuple[str, str, int, int]]:
 
 def test_config_builds_the_backend_on_the_tiny_folder(backend: HFBackend, tiny_path: Path) -> None:
     assert isinstance(backend, HFBackend)
-    assert backend.name == "tiny-random" and backend.prompt_id == "crossmath-v1"
+    assert backend.name == "tiny-random"
     assert backend.model_path == str(tiny_path)
     assert backend.describe()["attn_implementation"] == "sdpa_gqa"
     assert backend.model.config._attn_implementation == "sdpa_gqa"
@@ -172,13 +174,12 @@ def test_a_failing_prompt_is_isolated_and_the_rest_answers(backend: HFBackend, r
 
 
 def test_bad_requests_get_errors_and_the_rest_answers(backend: HFBackend, requests) -> None:
-    broken_png = replace(requests[1], request_id="broken", image_png=b"not a png")
-    no_image = replace(requests[2], request_id="no-image", image_png=None)
+    broken_png = replace(requests[1], request_id="broken",
+                         prompt=replace(requests[1].prompt, images=(b"not a png",)))
     good = requests[0]
-    got = backend.generate([broken_png, good, no_image])
-    assert [r.request_id for r in got] == ["broken", good.request_id, "no-image"]
+    got = backend.generate([broken_png, good])
+    assert [r.request_id for r in got] == ["broken", good.request_id]
     assert got[0].error and "UnidentifiedImageError" in got[0].error
-    assert got[2].error and "needs image_png" in got[2].error
     assert got[1].error is None and got[1].n_output_tokens > 0
 
 
@@ -211,7 +212,7 @@ def test_shipped_hf_configs_name_real_options() -> None:
     ours = {name: cfg for name, cfg in shipped.items() if cfg.get("_target_") == "crossmath.models.hf.HFBackend"}
     assert {"tiny-random", "qwen-vl", "qwen2.5-vl-3b", "qwen3-vl-8b", "qwen3.5-9b"} <= set(ours)
     for name, cfg in ours.items():
-        options = set(cfg) - {"_target_"}
+        options = set(backend_arguments(OmegaConf.to_container(cfg))) - {"_target_"}
         assert options <= accepted, f"{name}: unknown options {options - accepted}"
         assert cfg.name == name
         if cfg.min_pixels is not None:

@@ -22,9 +22,15 @@ from conftest import REPO_ROOT
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from crossmath.models.base import ModelRequest, ModelResponse
+from crossmath.models.base import ModelRequest, ModelResponse, Prompt
 from crossmath.models.baselines import OracleBackend
-from crossmath.models.openai_backend import OpenAIChatBackend, openai_messages, retry_after_s
+from crossmath.models.config import backend_arguments
+from crossmath.models.openai_backend import (
+    OpenAIChatBackend,
+    openai_messages,
+    png_data_url,
+    retry_after_s,
+)
 from crossmath.models.openai_server import (
     ChatRequestError,
     FaultPlan,
@@ -32,7 +38,7 @@ from crossmath.models.openai_server import (
     request_from_chat,
     serve_in_thread,
 )
-from crossmath.models.prompts import DEFAULT_PROMPT, Prompt
+from crossmath.models.prompts import puzzle_request
 from crossmath.puzzle.grid import parse_markdown_grid
 from crossmath.puzzle.records import OfficialRecord, read_official_jsonl
 
@@ -51,7 +57,6 @@ class RecordingBackend:
     def __init__(self) -> None:
         self.inner = OracleBackend()
         self.name = "oracle"
-        self.prompt_id = self.inner.prompt_id
         self.batches: list[list[ModelRequest]] = []
         self._lock = threading.Lock()
 
@@ -96,19 +101,16 @@ def records(official_jsonl: Path) -> list[OfficialRecord]:
 
 
 def request_for(record: OfficialRecord, modality: str) -> ModelRequest:
-    return ModelRequest(
-        request_id=f"{record.name}/{modality}",
-        modality=modality,
-        grid_markdown=record.fields["markdown_table"],
-        image_png=None if modality == "text" else record.image_blank_path.read_bytes(),
-        n_blanks=len(record.grid().blanks),
-        value_range=tuple(record.fields["range"]),
+    return puzzle_request(
+        f"{record.name}/{modality}", modality, record.fields["markdown_table"],
+        image=None if modality == "text" else record.image_blank_path.read_bytes(),
+        n_blanks=len(record.grid().blanks), value_range=tuple(record.fields["range"]),
     )
 
 
 def small_requests(n: int) -> list[ModelRequest]:
     """Uniquely solvable one-equation grids: request i answers i + 2."""
-    return [ModelRequest(f"r{i}", "text", f"| ? | + | 3 | = | {i + 5} |") for i in range(n)]
+    return [puzzle_request(f"r{i}", "text", f"| ? | + | 3 | = | {i + 5} |") for i in range(n)]
 
 
 # --- the happy path -----------------------------------------------------------------------
@@ -119,7 +121,6 @@ def test_sample_through_http_matches_the_backend_called_directly(records):
     backend = RecordingBackend()
     with running(backend) as base_url, client(base_url) as remote:
         over_http = remote.generate(requests_)
-    assert remote.prompt_id == DEFAULT_PROMPT
     assert [r.request_id for r in over_http] == [r.request_id for r in requests_]
     assert all(r.error is None for r in over_http)
     direct = OracleBackend().generate(requests_)
@@ -127,13 +128,13 @@ def test_sample_through_http_matches_the_backend_called_directly(records):
     for record, response in zip(records, over_http[::3]):
         assert answer_of(response.output) == record.answer_tokens()
 
-    # The server rebuilt each request faithfully: id (header), modality, image bytes, grid.
+    # The server rebuilt each request faithfully: id (header), the prompt as sent, modality, grid.
     seen = {request.request_id: request for request in backend.seen}
     assert set(seen) == {r.request_id for r in requests_}
     for sent in requests_:
         got = seen[sent.request_id]
         assert got.modality == sent.modality
-        assert got.image_png == sent.image_png
+        assert got.prompt == sent.prompt
         if sent.modality == "image":
             assert got.grid_markdown == ""  # the image prompt carries no text grid
         else:
@@ -154,8 +155,8 @@ def test_server_batches_requests_that_arrive_together():
 
 def test_request_body_and_messages_carry_the_image_as_a_data_url():
     remote = client("http://127.0.0.1:9/v1", seed=11, extra_body={"top_k": 5})
-    body = remote.request_body(ModelRequest("h", "hybrid", "| ? | + | 3 | = | 5 |",
-                                            image_png=PNG, sample=2))
+    body = remote.request_body(puzzle_request("h", "hybrid", "| ? | + | 3 | = | 5 |",
+                                              image=PNG, sample=2))
     assert body["model"] == "oracle" and body["seed"] == 13 and body["top_k"] == 5
     [message] = body["messages"]
     image_part, text_part = message["content"]
@@ -164,7 +165,7 @@ def test_request_body_and_messages_carry_the_image_as_a_data_url():
     assert url.startswith("data:image/png;base64,")
     assert base64.b64decode(url.split(",", 1)[1]) == PNG
     assert text_part["type"] == "text" and "| ? | + | 3 | = | 5 |" in text_part["text"]
-    text_only = openai_messages(Prompt("just words"))
+    text_only = openai_messages(Prompt(("just words",)))
     assert text_only == [{"role": "user", "content": [{"type": "text", "text": "just words"}]}]
     remote.close()
 
@@ -176,7 +177,7 @@ def test_client_against_the_tiny_hf_model_served_over_http(records, tmp_path_fac
     cfg = OmegaConf.load(REPO_ROOT / "conf" / "model" / "tiny-random.yaml")
     cfg.model.cache_dir = str(tmp_path_factory.getbasetemp() / "models")  # shared with other tests
     cfg.max_new_tokens = 8
-    backend = instantiate(cfg)
+    backend = instantiate(backend_arguments(OmegaConf.to_container(cfg)))
     requests_ = [request_for(r, m) for r in records[:2] for m in ("text", "image", "hybrid")]
     # One request per generate call on both sides, so the comparison needs no batch invariance.
     with running(backend, max_batch_size=1) as base_url:
@@ -264,12 +265,6 @@ def test_a_client_error_is_not_retried():
     assert sleeps == []
 
 
-def test_an_unusable_request_is_an_error_without_a_call():
-    with client("http://127.0.0.1:9/v1") as remote:
-        [response] = remote.generate([ModelRequest("no-image", "image", "")])
-    assert response.error.startswith("bad request") and "needs image_png" in response.error
-
-
 # --- the API key --------------------------------------------------------------------------
 
 
@@ -314,17 +309,13 @@ def test_retry_after_reads_seconds_milliseconds_and_dates():
     "body, reason",
     [
         ({"messages": []}, "no user message"),
-        ({"messages": [{"role": "user", "content": "no puzzle here"}]}, "neither an image"),
+        ({"messages": [{"role": "user", "content": []}]}, "empty"),
         ({"messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}]}]},
          "base64 data URL"),
         ({"messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]},
          "bad base64"),
-        ({"messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
-         "2 images"),
         ([1, 2], "JSON object"),
     ],
 )
@@ -336,18 +327,31 @@ def test_the_server_rejects_chat_bodies_it_cannot_read(body, reason):
 def test_the_server_answers_an_unreadable_body_with_a_400():
     with running() as base_url:
         reply = requests.post(f"{base_url}/chat/completions", timeout=10,
-                              json={"messages": [{"role": "user", "content": "hello"}]})
+                              json={"messages": [{"role": "user", "content": []}]})
     assert reply.status_code == 400
-    assert "neither an image nor a markdown table" in reply.json()["error"]["message"]
+    assert "empty" in reply.json()["error"]["message"]
+
+
+def test_the_server_passes_a_free_form_prompt_through_as_written():
+    backend = RecordingBackend()
+    content = [{"type": "text", "text": "first"},
+               {"type": "image_url", "image_url": {"url": png_data_url(PNG)}},
+               {"type": "text", "text": "second"}]
+    with running(backend) as base_url:
+        reply = requests.post(f"{base_url}/chat/completions", timeout=10,
+                              json={"messages": [{"role": "user", "content": content}]})
+    assert reply.status_code == 200
+    [seen] = backend.seen
+    assert seen.prompt == Prompt(("first", "second"), (PNG,), (1,))
 
 
 def test_the_openai_config_instantiates_a_client():
     cfg = OmegaConf.load(REPO_ROOT / "conf" / "model" / "openai.yaml")
     cfg.model = "some/model"
     cfg.extra_body = {"chat_template_kwargs": {"enable_thinking": False}}
-    with instantiate(cfg) as backend:
+    with instantiate(backend_arguments(OmegaConf.to_container(cfg))) as backend:
         assert isinstance(backend, OpenAIChatBackend)
-        assert backend.name == "some/model" and backend.prompt_id == DEFAULT_PROMPT
+        assert backend.name == "some/model"
         body = backend.request_body(small_requests(1)[0])
     assert type(body["chat_template_kwargs"]) is dict
     assert body["chat_template_kwargs"] == {"enable_thinking": False}

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crossmath.models.base import TEXT_STYLE
+from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.requests import RequestPlan, drop_done, expand_unit, request_id
 from crossmath.pipeline.shards import PredictionStore
@@ -23,27 +24,29 @@ PUZZLES = generate_puzzles(3, "mixed", seed=1)
 
 
 def test_request_ids_are_stable_and_distinct():
-    plan = RequestPlan(["text", "image", "hybrid"], ["original", "beige"], 2, "p1", "m")
+    plan = RequestPlan(["text", "image", "hybrid"], ["original", "beige"], 2, None, "m")
     units = plan.units(PUZZLES)
     assert len(units) == 3 * 3  # per puzzle: one text unit and one per style
     ids = [r["request_id"] for u in units for r in u["requests"]]
     assert len(ids) == len(set(ids)) == 3 * (1 + 2 * 2) * 2
     assert ids == [r["request_id"] for u in plan.units(PUZZLES) for r in u["requests"]]
-    other_prompt = RequestPlan(["text", "image", "hybrid"], ["original", "beige"], 2, "p2", "m")
+    other_prompt = RequestPlan(["text", "image", "hybrid"], ["original", "beige"], 2,
+                               load_prompt_template(DEFAULT_PROMPT), "m")
     assert set(ids).isdisjoint(r["request_id"] for u in other_prompt.units(PUZZLES) for r in u["requests"])
     text_units = [u for u in units if u["style"] == TEXT_STYLE]
     assert {r["modality"] for u in text_units for r in u["requests"]} == {"text"}
 
 
 def test_finished_requests_are_dropped_and_units_expand_to_requests():
-    plan = RequestPlan(["image", "hybrid"], ["original"], 2, "p", "m")
+    plan = RequestPlan(["image", "hybrid"], ["original"], 2, load_prompt_template(DEFAULT_PROMPT), "m")
     units = plan.units(PUZZLES[:1])
     first = units[0]["requests"][0]["request_id"]
     pending = drop_done(units, {first})
     assert [r["request_id"] for r in pending[0]["requests"]] == [
         r["request_id"] for r in units[0]["requests"][1:]]
     rows = expand_unit(pending[0], b"png")
-    assert [row["image"] for row in rows] == [b"png"] * 3
+    assert [row["images"] for row in rows] == [[b"png"]] * 3
+    assert all(row["image_at"] == [0] and len(row["prompt_texts"]) == 1 for row in rows)
     assert drop_done(units, {r["request_id"] for r in units[0]["requests"]}) == []
     assert request_id("a", "text", TEXT_STYLE, 0, "p", "m") != request_id("a", "text", TEXT_STYLE, 1, "p", "m")
 

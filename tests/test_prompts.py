@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from crossmath.models.base import MODALITIES, ModelRequest
+from crossmath.models.base import MODALITIES, Prompt
 from crossmath.models.prompts import (
     DEFAULT_PROMPT,
-    Prompt,
     PromptTemplateError,
-    build_prompt,
     chat_messages,
     load_prompt_template,
+    puzzle_request,
 )
 from crossmath.puzzle.records import read_official_jsonl
 
@@ -26,16 +25,17 @@ def official_grid(official_jsonl: Path) -> str:
     return read_official_jsonl(official_jsonl)[0].fields["markdown_table"]
 
 
-def _request(modality: str, grid: str, image: bytes | None = PNG) -> ModelRequest:
-    return ModelRequest(request_id=f"r-{modality}", modality=modality, grid_markdown=grid,
-                        image_png=image, n_blanks=4, value_range=(3, 115))
+def _prompt(modality: str, grid: str, template=None, image: bytes | None = PNG) -> Prompt:
+    image = None if modality == "text" else image
+    return puzzle_request(f"r-{modality}", modality, grid, image=image, template=template,
+                          n_blanks=4, value_range=(3, 115)).prompt
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_prompt_matches_golden_snapshot(modality: str, official_grid: str) -> None:
     """Any change of wording fails here: update the golden file only together with a new id."""
     template = load_prompt_template(DEFAULT_PROMPT)
-    text = build_prompt(_request(modality, official_grid), template).text
+    text = _prompt(modality, official_grid, template).text
     golden = GOLDEN / f"prompt_{template.id}_{modality}.txt"
     assert text == golden.read_text(encoding="utf-8"), (
         f"prompt drift for {modality}: if intended, give the prompt set a new id and rewrite {golden}"
@@ -48,30 +48,40 @@ def test_default_prompt_id_is_recorded() -> None:
 
 def test_grid_and_image_reach_exactly_the_modalities_that_show_them(official_grid: str) -> None:
     template = load_prompt_template(DEFAULT_PROMPT)
-    prompts = {m: build_prompt(_request(m, official_grid), template) for m in MODALITIES}
+    prompts = {m: _prompt(m, official_grid, template) for m in MODALITIES}
     first_row = official_grid.splitlines()[0]
     assert first_row in prompts["text"].text and first_row in prompts["hybrid"].text
     assert "|" not in prompts["image"].text
-    assert prompts["text"].image_png is None  # attached image is not sent for text
-    assert prompts["image"].image_png == PNG and prompts["hybrid"].image_png == PNG
+    assert prompts["text"].images == ()
+    assert prompts["image"].images == (PNG,) and prompts["hybrid"].images == (PNG,)
     for prompt in prompts.values():  # the task, order and format reach every modality
         assert "row-major" in prompt.text and "<answer>" in prompt.text and "÷" in prompt.text
 
 
 def test_image_modalities_without_an_image_are_refused(official_grid: str) -> None:
-    template = load_prompt_template(DEFAULT_PROMPT)
-    with pytest.raises(ValueError, match="r-image.*needs image_png"):
-        build_prompt(_request("image", official_grid, image=None), template)
-    assert build_prompt(_request("text", official_grid, image=None), template).image_png is None
+    with pytest.raises(ValueError, match="image is needed exactly"):
+        puzzle_request("r", "image", official_grid)
+    with pytest.raises(ValueError, match="image is needed exactly"):
+        puzzle_request("r", "text", official_grid, image=PNG)
 
 
-def test_chat_messages_put_the_image_before_the_text() -> None:
-    assert chat_messages(Prompt(text="hi", image_png=PNG)) == [
+def test_chat_messages_keep_the_prompt_order_of_texts_and_images() -> None:
+    assert chat_messages(Prompt(("hi",), (PNG,), (0,))) == [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}
     ]
-    assert chat_messages(Prompt(text="hi")) == [
+    assert chat_messages(Prompt(("a", "b"), (PNG, PNG), (1, 2))) == [
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image"},
+                                     {"type": "text", "text": "b"}, {"type": "image"}]}
+    ]
+    assert chat_messages(Prompt(("hi",))) == [
         {"role": "user", "content": [{"type": "text", "text": "hi"}]}
     ]
+
+
+@pytest.mark.parametrize("image_at", [(2,), (1, 0)])
+def test_prompt_refuses_image_positions_outside_or_out_of_order(image_at) -> None:
+    with pytest.raises(ValueError, match="image positions"):
+        Prompt(("a",), (PNG,) * len(image_at), image_at)
 
 
 def test_user_prompt_file_is_loaded_by_path(tmp_path: Path) -> None:
@@ -84,8 +94,7 @@ def test_user_prompt_file_is_loaded_by_path(tmp_path: Path) -> None:
     )
     template = load_prompt_template(str(path))
     assert template.id == "mine-1"
-    prompt = build_prompt(_request("text", "| ? |"), template)
-    assert prompt.text == "T | ? | Blanks: 4, values 3..115."
+    assert _prompt("text", "| ? |", template).text == "T | ? | Blanks: 4, values 3..115."
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,8 @@ from crossmath.finetuning.modeling import (
     load_base_model,
     load_processor_for,
 )
+from crossmath.models.config import backend_arguments
+from crossmath.models.prompts import load_prompt_template, puzzle_request
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +48,16 @@ def test_prompt_tokens_are_exactly_what_the_backend_generates_from(tiny_model_co
                 seen.append(input_ids[0].clone())
             return scores
 
-    backend = hydra.utils.instantiate({**tiny_model_config, "max_new_tokens": 1, "batch_size": 1},
-                                      logits_processor_factory=lambda: [Capture()])
-    from crossmath.finetuning.collate import example_request
-
+    backend = hydra.utils.instantiate(
+        {**backend_arguments(tiny_model_config), "max_new_tokens": 1, "batch_size": 1},
+        logits_processor_factory=lambda: [Capture()])
+    template = load_prompt_template(tiny_model_config["prompt"])
     for row in rows:
         seen.clear()
-        backend.generate([example_request(row)])
+        image = None if row["modality"] == "text" else row["image"]
+        backend.generate([puzzle_request(row["example_id"], row["modality"], row["grid"],
+                                         image=image, template=template, n_blanks=row["n_blanks"],
+                                         value_range=tuple(row["value_range"]))])
         example = encoder.encode(row)
         assert torch.equal(example.tokens["input_ids"][:example.n_prompt_tokens], seen[0]), row["modality"]
 

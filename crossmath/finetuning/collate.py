@@ -1,8 +1,8 @@
 """Training examples to model inputs: the evaluation's prompt, the target, loss on the target only.
 
-An example row becomes the same ``ModelRequest`` the evaluation would send, and then the same
-prompt: ``build_prompt`` and ``chat_messages`` with the model's chat template and generation
-prompt, the image through the processor with the same size bounds. The target reply (and the
+An example row becomes the same prompt the evaluation would send (``puzzle_layout`` of the
+model's prompt set, with the example's image), rendered with the model's chat template and
+generation prompt, the image through the processor with the same size bounds. The target reply (and the
 end-of-turn token, so the model learns to stop) is tokenised on its own and appended, which
 keeps the prompt's tokens exactly those the model sees at evaluation. Labels are ``-100``
 everywhere but on the target's tokens.
@@ -19,9 +19,9 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from crossmath.finetuning.modeling import ModelSpec
-from crossmath.models.base import ModelRequest
+from crossmath.models.base import Prompt
 from crossmath.models.hf import chat_prompt_text, decode_png, image_size_kwargs
-from crossmath.models.prompts import Prompt, build_prompt, load_prompt_template
+from crossmath.models.prompts import load_prompt_template, puzzle_layout
 
 IGNORE_INDEX = -100
 IMAGE_KEYS = ("pixel_values", "image_grid_thw")  # concatenated across a batch; the rest is per token
@@ -46,11 +46,6 @@ class EncodedExample:
         return self.length - self.n_prompt_tokens
 
 
-def example_request(row: Mapping[str, Any]) -> ModelRequest:
-    """The evaluation request this example stands for (fields as the inference stage sets them)."""
-    return ModelRequest.from_row(row, request_id=row["example_id"])
-
-
 class ExampleEncoder:
     """Tokenises examples for one model: its processor, prompt set and chat-template options."""
 
@@ -67,10 +62,16 @@ class ExampleEncoder:
     def prompt_text(self, prompt: Prompt) -> str:
         return chat_prompt_text(self.processor, prompt, self.enable_thinking)
 
+    def example_prompt(self, row: Mapping[str, Any]) -> Prompt:
+        """The prompt the evaluation shows for this example's puzzle, modality and image."""
+        layout = puzzle_layout(self.template, row["modality"], row["grid"], row["n_blanks"],
+                               tuple(row["value_range"]))
+        return layout.with_image(row["image"] if row["modality"] != "text" else None)
+
     def encode_prompt(self, row: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """The processor's output for the example's prompt, exactly as the evaluation builds it."""
-        prompt = build_prompt(example_request(row), self.template)
-        images = None if prompt.image_png is None else [decode_png(prompt.image_png)]
+        prompt = self.example_prompt(row)
+        images = [decode_png(png) for png in prompt.images] or None
         return dict(self.processor(text=[self.prompt_text(prompt)], images=images,
                                    return_tensors="pt", **self.image_kwargs))
 

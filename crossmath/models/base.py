@@ -1,72 +1,132 @@
-"""The one interface every backend implements, and the request/response records it trades.
+"""The one interface every backend implements, and the records it trades.
 
-A backend turns a batch of requests into one response each, in the same order. It never
-raises for a bad answer: a model that answers garbage gets its garbage recorded, and a request
-that failed gets ``error`` set. Construction does the heavy work (loading weights); it runs
-once per Ray actor.
+A request carries the **final prompt**: the text parts and images of one user turn, in the order
+the model sees them. Whoever plans the work builds it (the CrossMath prompt sets, the perception
+probe, the transfer tasks, a client of the server); a backend only shows it to its model. That
+keeps the prompt part of what a request *is*: its identity hashes the prompt itself, not the
+name of the set it came from.
+
+A backend turns a batch of requests into one response each, in the same order. It never raises
+for a bad answer: a model that answers garbage gets its garbage recorded, and a request that
+failed gets ``error`` set. Construction does the heavy work (loading weights); it runs once per
+Ray actor.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Protocol, Sequence
+from typing import Any, Iterator, Literal, Mapping, Protocol, Sequence
 
 Modality = Literal["text", "image", "hybrid"]
 MODALITIES: tuple[Modality, ...] = ("text", "image", "hybrid")
 # The style recorded for text requests: they show no picture, so no image style applies.
 TEXT_STYLE = "markdown"
 
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One user turn: text parts and images, interleaved.
+
+    ``image_at[i]`` is the index in ``texts`` before which image ``i`` stands: 0 puts it
+    first, ``len(texts)`` last. Images are PNG (or any format Pillow reads) bytes.
+    """
+
+    texts: tuple[str, ...]
+    images: tuple[bytes, ...] = ()
+    image_at: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.image_at) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.image_at)} positions")
+        if any(not 0 <= at <= len(self.texts) for at in self.image_at):
+            raise ValueError(f"image positions {self.image_at} outside 0..{len(self.texts)}")
+        if list(self.image_at) != sorted(self.image_at):
+            raise ValueError(f"image positions {self.image_at} must not decrease")
+
+    def parts(self) -> Iterator[str | bytes]:
+        """Texts (``str``) and images (``bytes``) in the order the model sees them."""
+        images = iter(zip(self.image_at, self.images))
+        pending = next(images, None)
+        for index, text in enumerate(self.texts):
+            while pending is not None and pending[0] == index:
+                yield pending[1]
+                pending = next(images, None)
+            yield text
+        while pending is not None:
+            yield pending[1]
+            pending = next(images, None)
+
+    @property
+    def text(self) -> str:
+        """All text parts joined with blank lines (for display and token estimates)."""
+        return "\n\n".join(self.texts)
+
 
 @dataclass(frozen=True)
 class ModelRequest:
-    """One prompt to answer: a puzzle shown in one modality (and style), sample ``sample``.
+    """One prompt to answer, sample ``sample`` of it.
 
-    ``grid_markdown`` is always present so baselines can read the puzzle's shape, but a
-    backend shows it to the model only for text and hybrid; ``image_png`` is set for image
-    and hybrid.
+    ``request_id`` is the request's identity: equal ids mean the same work, whose answers a
+    sampling backend must reproduce (its randomness depends on the id, never on the batch).
+    ``max_new_tokens`` caps this request below the backend's own limit (a server client's
+    ``max_tokens``). The puzzle fields are for rule-based backends (the oracle, chance, test
+    doubles), which read the puzzle instead of a prompt; models see only ``prompt``.
     """
 
     request_id: str
-    modality: Modality
-    grid_markdown: str
-    image_png: bytes | None = None
+    prompt: Prompt
     sample: int = 0
+    max_new_tokens: int | None = None
+    modality: str = "text"
+    grid_markdown: str = ""
     n_blanks: int = 0
     value_range: tuple[int, int] = (0, 0)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], request_id: str | None = None) -> "ModelRequest":
-        """A request from a pipeline or training row: the fields by name, the grid as ``grid``.
+        """A request from a pipeline or training row.
 
-        The one place rows become requests, so training prompts are built exactly like
-        evaluation prompts.
+        The row holds the prompt as ``prompt_texts``, ``images`` and ``image_at``, and the
+        puzzle as ``modality``, ``grid``, ``n_blanks`` and ``value_range``. The one place rows
+        become requests, so training prompts are exactly evaluation prompts.
         """
+        prompt = Prompt(tuple(row["prompt_texts"]), tuple(row.get("images") or ()),
+                        tuple(row.get("image_at") or ()))
         return cls(
             request_id=row["request_id"] if request_id is None else request_id,
-            modality=row["modality"],
-            grid_markdown=row["grid"],
-            image_png=row["image"],
+            prompt=prompt,
             sample=row.get("sample", 0),
-            n_blanks=row["n_blanks"],
-            value_range=tuple(row["value_range"]),
+            modality=row.get("modality", "text"),
+            grid_markdown=row.get("grid") or "",
+            n_blanks=row.get("n_blanks") or 0,
+            value_range=tuple(row.get("value_range") or (0, 0)),
         )
 
 
 @dataclass(frozen=True)
 class ModelResponse:
+    """A backend's answer to one request.
+
+    ``finish_reason`` is "stop" when the model ended its answer and "length" when it was cut
+    at the token limit; None where the backend cannot tell (rule-based ones). ``error`` is set,
+    and ``output`` empty, when the request could not be answered at all.
+    """
+
     request_id: str
     output: str
     n_prompt_tokens: int = 0
     n_output_tokens: int = 0
     latency_s: float = 0.0
     error: str | None = None
+    finish_reason: FinishReason | None = None
 
 
 class Backend(Protocol):
     """What the pipeline's inference stage calls."""
 
     name: str
-    prompt_id: str
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
         """One response per request, same order; never raises for a bad model answer."""

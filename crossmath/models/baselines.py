@@ -24,15 +24,11 @@ from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.puzzle.grid import BLANK, Grid, GridFormatError, parse_markdown_grid
 from crossmath.puzzle.solver import propagate, search_solutions
 
-# Baselines see no prompt; this id marks their predictions in place of a prompt set's id.
-NO_PROMPT_ID = "none"
-
 
 class _RuleBackend:
     """A backend whose reply to each request is a pure function of that request."""
 
     name: str
-    prompt_id: str = NO_PROMPT_ID
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
         responses = []

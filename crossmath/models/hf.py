@@ -2,8 +2,8 @@
 
 How a call to ``generate`` runs:
 
-1. Each request becomes a prompt (``prompts.build_prompt``) rendered with the model's chat
-   template. Requests that differ only in their ``sample`` index share one prompt entry.
+1. Each request's prompt is rendered with the model's chat template. Requests that differ only
+   in their ``sample`` index share one prompt entry.
 2. Prompt entries are sorted by their length in tokens (text plus image tokens, the latter
    computed from the image size without running the image processor), longest first, so each
    batch holds similar lengths (little padding) and an out-of-memory shows up on the first batch.
@@ -34,15 +34,9 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText
 
 from crossmath.models.attention import SDPA_GQA, register_sdpa_gqa
-from crossmath.models.base import ModelRequest, ModelResponse
+from crossmath.models.base import ModelRequest, ModelResponse, Prompt
 from crossmath.models.processor import load_processor
-from crossmath.models.prompts import (
-    DEFAULT_PROMPT,
-    Prompt,
-    build_prompt,
-    chat_messages,
-    load_prompt_template,
-)
+from crossmath.models.prompts import chat_messages
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +85,7 @@ class _PromptEntry:
     """One distinct prompt and the requests (by index) that asked it."""
 
     text: str
-    image: Image.Image | None
+    images: list[Image.Image]
     members: list[int] = field(default_factory=list)
     n_tokens_estimate: int = 0
 
@@ -102,6 +96,7 @@ class _Generation:
     n_prompt_tokens: int
     n_output_tokens: int
     latency_s: float
+    finish_reason: str
 
 
 class HFBackend:
@@ -111,7 +106,6 @@ class HFBackend:
         self,
         model: str | Path | torch.nn.Module,
         name: str | None = None,
-        prompt: str = DEFAULT_PROMPT,
         dtype: str = "auto",
         attn_implementation: str | None = SDPA_GQA,
         device: str = "auto",
@@ -134,7 +128,6 @@ class HFBackend:
             model: a local checkpoint folder or a hub id already in the local cache; or a model
                 already built (benchmarks), which then needs ``processor`` and keeps its dtype.
             name: recorded with every prediction; defaults to the folder's name.
-            prompt: a shipped prompt set name or the path of a user's YAML file.
             dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU) or a torch dtype name.
             attn_implementation: ``"sdpa_gqa"`` (see ``attention``), or any transformers name.
             device: ``"auto"`` (CUDA if available, else CPU) or a torch device string.
@@ -157,8 +150,6 @@ class HFBackend:
             raise ValueError("a model passed already built needs its processor")
         self.model_path = type(model).__name__ if built else str(model)
         self.name = name or Path(self.model_path).name
-        self.template = load_prompt_template(prompt)
-        self.prompt_id = self.template.id
         self.device = torch.device(_resolve_device(device))
         self.dtype = model.dtype if built else _resolve_dtype(dtype, self.device)
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
@@ -194,7 +185,7 @@ class HFBackend:
     def describe(self) -> dict[str, Any]:
         """The settings that shape the answers, for the run's record."""
         return {
-            "name": self.name, "model": self.model_path, "prompt_id": self.prompt_id,
+            "name": self.name, "model": self.model_path,
             "dtype": str(self.dtype).removeprefix("torch."), "device": str(self.device),
             "attn_implementation": self.attn_implementation,
             "image_processor": type(self.processor.image_processor).__name__,
@@ -225,7 +216,7 @@ class HFBackend:
                         made = result[rank if self.do_sample else 0]
                         responses[index] = ModelResponse(
                             request_id, made.output, made.n_prompt_tokens, made.n_output_tokens,
-                            made.latency_s,
+                            made.latency_s, finish_reason=made.finish_reason,
                         )
         assert all(r is not None for r in responses), "a request was left unanswered"
         return responses  # type: ignore[return-value]
@@ -234,27 +225,24 @@ class HFBackend:
         self, requests: Sequence[ModelRequest], responses: list[ModelResponse | None]
     ) -> list[_PromptEntry]:
         """Distinct prompts with their requests; a request that cannot be shown gets its error."""
-        entries: dict[tuple[str, bytes | None], _PromptEntry] = {}
+        entries: dict[Prompt, _PromptEntry] = {}
         for index, request in enumerate(requests):
             try:
-                prompt = build_prompt(request, self.template)
-                key = (prompt.text, prompt.image_png)
-                if key not in entries:
-                    entries[key] = self._entry(prompt.text, prompt.image_png)
+                if request.prompt not in entries:
+                    entries[request.prompt] = self._entry(request.prompt)
             except Exception as error:  # a bad request, never a crash of the batch
                 responses[index] = ModelResponse(request.request_id, "", error=_describe(error))
                 continue
-            entries[key].members.append(index)
+            entries[request.prompt].members.append(index)
         return list(entries.values())
 
-    def _entry(self, user_text: str, image_png: bytes | None) -> _PromptEntry:
-        text = chat_prompt_text(self.processor, Prompt(user_text, image_png), self.enable_thinking)
+    def _entry(self, prompt: Prompt) -> _PromptEntry:
+        text = chat_prompt_text(self.processor, prompt, self.enable_thinking)
         n_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        image = None
-        if image_png is not None:
-            image = decode_png(image_png)
-            n_tokens += self._n_image_tokens(image) - 1  # the placeholder expands
-        return _PromptEntry(text=text, image=image, n_tokens_estimate=n_tokens)
+        images = [decode_png(png) for png in prompt.images]
+        for image in images:
+            n_tokens += self._n_image_tokens(image) - 1  # each placeholder expands
+        return _PromptEntry(text=text, images=images, n_tokens_estimate=n_tokens)
 
     def _n_image_tokens(self, image: Image.Image) -> int:
         image_processor = self.processor.image_processor
@@ -300,7 +288,7 @@ class HFBackend:
 
     @torch.inference_mode()
     def _generate_batch(self, chunk: list[_PromptEntry], n_return: int) -> list[list[_Generation]]:
-        images = [entry.image for entry in chunk if entry.image is not None]
+        images = [image for entry in chunk for image in entry.images]
         inputs = self.processor(
             text=[entry.text for entry in chunk],
             images=images or None,
@@ -330,8 +318,10 @@ class HFBackend:
             generations = []
             for tokens in new_tokens[i * n_return:(i + 1) * n_return]:
                 tokens = _until_stop(tokens, self._stop_ids)
+                stopped = bool(tokens) and tokens[-1] in self._stop_ids
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-                generations.append(_Generation(text, int(n_prompt[i]), len(tokens), latency))
+                generations.append(_Generation(text, int(n_prompt[i]), len(tokens), latency,
+                                               "stop" if stopped else "length"))
             results.append(generations)
         return results
 

@@ -1,7 +1,7 @@
 """A client for OpenAI-compatible chat-completions servers: vLLM, SGLang, hosted models.
 
-Each request becomes one ``POST {base_url}/chat/completions`` with the prompt set's text and,
-for image and hybrid, the PNG inline as a ``data:image/png;base64,...`` URL. Up to
+Each request becomes one ``POST {base_url}/chat/completions`` with the request's prompt: its
+text parts and images in order, each image inline as a ``data:image/png;base64,...`` URL. Up to
 ``max_concurrency`` requests are in flight at once (a thread pool; the work is waiting on
 sockets). A request that meets a timeout, a dropped connection, a 429 or a 5xx is retried
 with exponential backoff and jitter, waiting as long as the server's ``Retry-After`` asks;
@@ -25,14 +25,7 @@ from typing import Any, Mapping, Sequence
 from requests import Session
 from requests import exceptions as http_errors
 
-from crossmath.models.base import ModelRequest, ModelResponse
-from crossmath.models.prompts import (
-    DEFAULT_PROMPT,
-    Prompt,
-    build_prompt,
-    chat_messages,
-    load_prompt_template,
-)
+from crossmath.models.base import ModelRequest, ModelResponse, Prompt
 
 # Worth another try: request timeout, conflict (both used by load balancers), rate limit, and
 # every server-side failure. Any other 4xx means the request itself is wrong.
@@ -45,16 +38,11 @@ def png_data_url(png: bytes) -> str:
 
 
 def openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
-    """The prompt's chat turn with the image placeholder replaced by an inline data URL."""
-    messages = chat_messages(prompt)
-    for message in messages:
-        message["content"] = [
-            {"type": "image_url", "image_url": {"url": png_data_url(prompt.image_png)}}
-            if part.get("type") == "image"
-            else part
-            for part in message["content"]
-        ]
-    return messages
+    """The prompt as one user turn of OpenAI chat content parts, images as inline data URLs."""
+    content = [{"type": "text", "text": part} if isinstance(part, str)
+               else {"type": "image_url", "image_url": {"url": png_data_url(part)}}
+               for part in prompt.parts()]
+    return [{"role": "user", "content": content}]
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -108,7 +96,6 @@ class OpenAIChatBackend:
         base_url: str,
         model: str,
         name: str | None = None,
-        prompt: str = DEFAULT_PROMPT,
         api_key_env: str | None = None,
         max_tokens: int = 4096,
         temperature: float = 0.0,
@@ -127,8 +114,6 @@ class OpenAIChatBackend:
             raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
         self.name = name or model
         self.model = model
-        self.template = load_prompt_template(prompt)
-        self.prompt_id = self.template.id
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.sampling = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p}
         self.seed = seed
@@ -166,9 +151,11 @@ class OpenAIChatBackend:
         """The JSON body for one request; raises ``ValueError`` if the request is unusable."""
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": openai_messages(build_prompt(request, self.template)),
+            "messages": openai_messages(request.prompt),
             **self.sampling,
         }
+        if request.max_new_tokens is not None:
+            body["max_tokens"] = min(body["max_tokens"], request.max_new_tokens)
         if self.seed is not None:
             body["seed"] = self.seed + request.sample
         body.update(self.extra_body)
@@ -246,7 +233,8 @@ class OpenAIChatBackend:
 def _response_from(request_id: str, payload: dict[str, Any], latency_s: float) -> ModelResponse:
     """A ModelResponse from a chat completion; a reply without a message is an error."""
     try:
-        content = payload["choices"][0]["message"].get("content")
+        choice = payload["choices"][0]
+        content = choice["message"].get("content")
     except (KeyError, IndexError, TypeError, AttributeError):
         return ModelResponse(request_id, "", latency_s=latency_s,
                              error=f"response has no choices[0].message: {str(payload)[:300]}")
@@ -257,4 +245,6 @@ def _response_from(request_id: str, payload: dict[str, Any], latency_s: float) -
         n_prompt_tokens=int(usage.get("prompt_tokens") or 0),
         n_output_tokens=int(usage.get("completion_tokens") or 0),
         latency_s=latency_s,
+        finish_reason=choice.get("finish_reason") if choice.get("finish_reason") in ("stop", "length")
+        else None,
     )

@@ -36,7 +36,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from crossmath.models.base import Backend, ModelRequest, ModelResponse
+from crossmath.models.base import Backend, ModelRequest, ModelResponse, Prompt
 
 _DATA_URL = re.compile(r"data:image/[a-z+.-]+;base64,(?P<data>.*)", re.DOTALL)
 
@@ -62,7 +62,11 @@ class FaultPlan:
 
 
 def request_from_chat(body: Any, request_id: str) -> ModelRequest:
-    """The puzzle request inside an OpenAI chat body (its last user message)."""
+    """The request inside an OpenAI chat body: its last user message, answered as written.
+
+    The client's text parts and images become the prompt in their order. The markdown table in
+    the text (if any) is also read as the puzzle grid, for rule-based backends (the oracle).
+    """
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         raise ChatRequestError("body must be a JSON object with a 'messages' list")
     users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
@@ -74,23 +78,23 @@ def request_from_chat(body: Any, request_id: str) -> ModelRequest:
         raise ChatRequestError("the user message's 'content' must be a string or a list of parts")
     texts: list[str] = []
     images: list[bytes] = []
+    image_at: list[int] = []
     for index, part in enumerate(parts):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif kind == "image_url":
             images.append(_decode_image_part(part, index))
+            image_at.append(len(texts))
         else:
             raise ChatRequestError(f"content part {index}: expected a text or image_url part")
-    if len(images) > 1:
-        raise ChatRequestError(f"the user message has {len(images)} images; one is supported")
+    if not texts and not images:
+        raise ChatRequestError("the user message is empty")
     grid = markdown_table_in("\n".join(texts))
-    image = images[0] if images else None
-    if image is None and not grid:
-        raise ChatRequestError("the user message holds neither an image nor a markdown table")
-    modality = "text" if image is None else "hybrid" if grid else "image"
-    return ModelRequest(request_id=request_id, modality=modality, grid_markdown=grid,
-                        image_png=image, n_blanks=grid.count("?"))
+    modality = "text" if not images else "hybrid" if grid else "image"
+    return ModelRequest(request_id=request_id, prompt=Prompt(tuple(texts), tuple(images),
+                                                             tuple(image_at)),
+                        modality=modality, grid_markdown=grid, n_blanks=grid.count("?"))
 
 
 def _decode_image_part(part: dict, index: int) -> bytes:

@@ -1,4 +1,4 @@
-"""Prompt sets: how a request (puzzle x modality) becomes the words and image a model sees.
+"""Prompt sets: how a puzzle shown in one modality becomes the words and image a model sees.
 
 A prompt set is a small YAML file with an ``id`` and one template per modality (``text``,
 ``image``, ``hybrid``) plus a shared ``rules`` block. Keeping the task rules in one block that
@@ -10,7 +10,11 @@ silent change).
 The shipped sets live in ``prompt_templates/`` beside this module and are named by file stem
 (``crossmath-v1``); a user's own set is named by its path.
 
-Nothing here imports torch: backends that talk HTTP use it too.
+The pipeline builds each request's prompt from its set at planning time (``PromptLayout``: the
+text parts and where the image goes), before any image exists; the image is attached once it
+is rendered. Backends receive the finished ``Prompt`` and never see the set.
+
+Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from typing import Any
 
 import yaml
 
-from crossmath.models.base import MODALITIES, ModelRequest
+from crossmath.models.base import MODALITIES, ModelRequest, Prompt
 
 DEFAULT_PROMPT = "crossmath-v1"
+# Recorded as the prompt set of models that are shown no prompt (rule-based baselines).
+NO_PROMPT_ID = "none"
 TEMPLATE_DIR = Path(__file__).with_name("prompt_templates")
 
 PLACEHOLDERS = frozenset({"grid", "rules", "n_blanks", "value_min", "value_max"})
@@ -61,11 +67,23 @@ class PromptTemplate:
 
 
 @dataclass(frozen=True)
-class Prompt:
-    """What one request shows the model: the user text, and the PNG for image and hybrid."""
+class PromptLayout:
+    """A puzzle prompt before its image exists: the text parts, and where the image goes.
 
-    text: str
-    image_png: bytes | None = None
+    ``image_at`` is the index in ``texts`` before which the image stands (None: no image,
+    the text modality).
+    """
+
+    texts: tuple[str, ...]
+    image_at: int | None
+
+    def with_image(self, image: bytes | None) -> Prompt:
+        """The finished prompt; the image is required exactly when the layout has a place for it."""
+        if (image is None) != (self.image_at is None):
+            raise ValueError("an image is needed exactly for the image and hybrid modalities")
+        if image is None:
+            return Prompt(self.texts)
+        return Prompt(self.texts, (image,), (self.image_at,))
 
 
 def _check_placeholders(template: str, field: str, source: str) -> None:
@@ -125,35 +143,42 @@ def load_prompt_template(name_or_path: str | Path) -> PromptTemplate:
     )
 
 
-def build_prompt(request: ModelRequest, template: PromptTemplate) -> Prompt:
-    """The prompt for one request; raises ``ValueError`` naming the request if it is unusable.
-
-    Text requests never carry the image, even if one was attached; image and hybrid requests
-    must have one.
-    """
-    modality = request.modality
+def puzzle_layout(template: PromptTemplate, modality: str, grid: str, n_blanks: int,
+                  value_range: tuple[int, int]) -> PromptLayout:
+    """The prompt for one puzzle in one modality: one text part, the image (if any) first."""
     if modality not in MODALITIES:
-        raise ValueError(f"request {request.request_id}: unknown modality {modality!r}")
-    if modality != "text" and not request.image_png:
-        raise ValueError(f"request {request.request_id}: modality {modality!r} needs image_png")
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
     values = {
-        "grid": request.grid_markdown.strip(),
-        "n_blanks": request.n_blanks,
-        "value_min": request.value_range[0],
-        "value_max": request.value_range[1],
+        "grid": grid.strip(),
+        "n_blanks": n_blanks,
+        "value_min": value_range[0],
+        "value_max": value_range[1],
     }
     values["rules"] = template.rules.format(**values)
     text = template.for_modality(modality).format(**values)
-    return Prompt(text=text, image_png=None if modality == "text" else request.image_png)
+    return PromptLayout((text,), None if modality == "text" else 0)
+
+
+def puzzle_request(request_id: str, modality: str, grid: str, *, image: bytes | None = None,
+                   template: PromptTemplate | None = None, sample: int = 0, n_blanks: int = 0,
+                   value_range: tuple[int, int] = (0, 0)) -> ModelRequest:
+    """A request for one puzzle in one modality, its prompt built from ``template`` (the
+    default set when None), for callers outside the pipeline: benchmarks, rollouts, tests.
+
+    Raises ``ValueError`` when the image is missing for image or hybrid (or given for text).
+    """
+    template = template or load_prompt_template(DEFAULT_PROMPT)
+    prompt = puzzle_layout(template, modality, grid, n_blanks, value_range).with_image(image)
+    return ModelRequest(request_id, prompt, sample=sample, modality=modality, grid_markdown=grid,
+                        n_blanks=n_blanks, value_range=value_range)
 
 
 def chat_messages(prompt: Prompt) -> list[dict[str, Any]]:
-    """One user turn in the Hugging Face chat format: the image placeholder first, then the text.
+    """One user turn in the Hugging Face chat format, parts in the prompt's order.
 
-    OpenAI-style clients swap ``{"type": "image"}`` for an ``image_url`` part of their own.
+    Images are ``{"type": "image"}`` placeholders (the processor gets the images themselves);
+    OpenAI-style clients swap each for an ``image_url`` part of their own.
     """
-    content: list[dict[str, Any]] = []
-    if prompt.image_png is not None:
-        content.append({"type": "image"})
-    content.append({"type": "text", "text": prompt.text})
+    content = [{"type": "text", "text": part} if isinstance(part, str) else {"type": "image"}
+               for part in prompt.parts()]
     return [{"role": "user", "content": content}]

@@ -22,6 +22,8 @@ import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.metrics.scorecard import Evaluation, evaluate_predictions
+from crossmath.models.config import prompt_set_name
+from crossmath.models.prompts import PromptTemplate, load_prompt_template
 from crossmath.pipeline.dataflow import StageResources, run_pipeline
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.shards import PredictionStore, local_path, publish_files, write_table
@@ -47,15 +49,10 @@ def load_puzzles(data: DictConfig, styles: list[str]) -> PuzzleSet:
     raise ValueError(f"data.kind must be generated or official, not {data.kind!r}")
 
 
-def prompt_id_of(model: DictConfig) -> str:
-    """The prompt set's id recorded with every prediction ("none" for models without a prompt)."""
-    if model.get("prompt") is None:
-        from crossmath.models.baselines import NO_PROMPT_ID
-
-        return NO_PROMPT_ID
-    from crossmath.models.prompts import load_prompt_template
-
-    return load_prompt_template(model.prompt).id
+def prompt_set(model: DictConfig) -> PromptTemplate | None:
+    """The prompt set the model's prompts are built from (None: a model shown no prompt)."""
+    name = prompt_set_name(model)
+    return None if name is None else load_prompt_template(name)
 
 
 @dataclass
@@ -73,7 +70,7 @@ def run_evaluation(cfg: DictConfig) -> RunOutcome:
     puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
     for line in puzzle_set.flagged:
         log.warning("skipped flagged record %s", line)
-    plan = RequestPlan(list(cfg.modalities), list(cfg.styles), cfg.samples, prompt_id_of(cfg.model),
+    plan = RequestPlan(list(cfg.modalities), list(cfg.styles), cfg.samples, prompt_set(cfg.model),
                        cfg.model.name)
     if cfg.ray.address and "://" not in cfg.out_dir and not Path(cfg.out_dir).is_absolute():
         log.warning("out_dir %s is relative: on a cluster it lands in this job's scratch folder; "

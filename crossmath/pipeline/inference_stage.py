@@ -14,10 +14,12 @@ import pyarrow as pa
 
 from crossmath.metrics.answers import extract_answer
 from crossmath.models.base import ModelRequest, ModelResponse
+from crossmath.models.config import backend_arguments
 from crossmath.pipeline.shards import PredictionStore
 
 REQUEST_COLUMNS = ("request_id", "puzzle_id", "name", "difficulty", "modality", "style",
-                   "sample", "grid", "n_blanks", "value_range", "image")
+                   "sample", "grid", "n_blanks", "value_range", "prompt_texts", "images",
+                   "image_at")
 
 
 class InferPredictions:
@@ -26,7 +28,7 @@ class InferPredictions:
     def __init__(self, model_config: dict[str, Any], store_root: str, prompt_id: str) -> None:
         import hydra.utils
 
-        self.backend = hydra.utils.instantiate(model_config)
+        self.backend = hydra.utils.instantiate(backend_arguments(model_config))
         self.store = PredictionStore(store_root)
         self.prompt_id = prompt_id
 
@@ -69,4 +71,5 @@ class InferPredictions:
             "n_output_tokens": response.n_output_tokens,
             "latency_s": response.latency_s,
             "error": response.error,
+            "finish_reason": response.finish_reason,
         }

@@ -4,6 +4,11 @@ Work is grouped in *units*: one (puzzle, style) pair whose image is rendered onc
 shared by every image and hybrid request and every sample of that pair. Text requests see no
 picture, so they are made once per puzzle, under the style name ``markdown``, rather than
 once per image style.
+
+Each request carries its prompt's text parts and the place of its image (``prompt_texts``,
+``image_at``), built here from the plan's prompt set; the image itself joins the row once it
+is rendered (``expand_unit``). Without a prompt set (rule-based baselines) the text parts are
+empty.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from crossmath.models.base import TEXT_STYLE
+from crossmath.models.prompts import NO_PROMPT_ID, PromptLayout, PromptTemplate, puzzle_layout
 from crossmath.puzzle.model import Puzzle
 
 
@@ -28,8 +34,19 @@ class RequestPlan:
     modalities: Sequence[str]
     styles: Sequence[str]
     samples: int
-    prompt_id: str
+    prompt: PromptTemplate | None
     model: str
+
+    @property
+    def prompt_id(self) -> str:
+        return NO_PROMPT_ID if self.prompt is None else self.prompt.id
+
+    def layout(self, puzzle: Puzzle, modality: str) -> PromptLayout:
+        """The prompt of ``puzzle`` shown in ``modality``, before its image exists."""
+        if self.prompt is None:
+            return PromptLayout((), None if modality == "text" else 0)
+        return puzzle_layout(self.prompt, modality, puzzle.markdown_table, len(puzzle.answer),
+                             tuple(puzzle.value_range))
 
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - {"text", "image", "hybrid"}
@@ -57,10 +74,13 @@ class RequestPlan:
         )
         units = []
         for puzzle in puzzles:
+            layouts = {m: self.layout(puzzle, m) for m in self.modalities}
             for style in styles:
                 requests = [
                     {"modality": m, "sample": s,
-                     "request_id": request_id(puzzle.puzzle_id, m, style, s, self.prompt_id, self.model)}
+                     "request_id": request_id(puzzle.puzzle_id, m, style, s, self.prompt_id, self.model),
+                     "prompt_texts": list(layouts[m].texts),
+                     "image_at": [] if layouts[m].image_at is None else [layouts[m].image_at]}
                     for m in self.unit_modalities(style)
                     for s in range(self.samples)
                 ]
@@ -90,7 +110,7 @@ def drop_done(units: list[dict], done: set[str]) -> list[dict]:
 
 
 def expand_unit(unit: dict, image: bytes | None) -> list[dict]:
-    """The request rows of one rendered unit."""
-    base = {k: v for k, v in unit.items() if k not in ("requests", "modality", "image_path")}
-    return [{**base, **request, "image": None if request["modality"] == "text" else image}
+    """The request rows of one rendered unit, each with its images (none for text)."""
+    base = {k: v for k, v in unit.items() if k not in ("requests", "modality", "image_path", "image")}
+    return [{**base, **request, "images": [image] if request["image_at"] else []}
             for request in unit["requests"]]

@@ -40,6 +40,7 @@ PREDICTION_SCHEMA = pa.schema(
         ("n_output_tokens", pa.int64()),
         ("latency_s", pa.float64()),
         ("error", pa.string()),
+        ("finish_reason", pa.string()),
     ]
 )
 

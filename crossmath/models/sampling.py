@@ -1,0 +1,127 @@
+"""Sampling whose randomness belongs to each sequence, never to the batch it is decoded in.
+
+``torch.manual_seed`` once per ``generate`` call makes a sample's text depend on which other
+requests shared the call, in which order, and whether the run was resumed. Here every sequence
+carries a 64-bit *key* (from the run's seed and the request's identity), and the noise for
+token ``t`` at decoding step ``s`` is a pure function of ``(key, s, t)``: a counter-based hash,
+computed with exact integer arithmetic on whatever device holds the logits.
+
+The draw uses the Gumbel-max form of sampling: ``argmax(logits / T + g)`` with ``g`` standard
+Gumbel noise is a sample from ``softmax(logits / T)``. The noise is added by a logits processor
+and the decoding itself is greedy, so a row's token depends only on that row's logits and key:
+batch size, padding, the order of requests and resumes change nothing (up to the floating-point
+differences of the forward pass itself). Top-k and top-p act on the logits before the noise, as
+the usual warpers do, so the same distribution is sampled.
+
+Torch-only (no transformers import): the processor has the ``(input_ids, scores) -> scores``
+signature of a transformers ``LogitsProcessor`` and can be passed in a ``logits_processor`` list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+_UNIFORM_BITS = 24  # float32 holds 24 significant bits: the uniforms are exact multiples of 2^-24
+
+
+def sequence_key(seed: int, identity: str) -> int:
+    """The key of one sampled sequence: a hash of the run's seed and the request's identity
+    (which includes its sample index), as a non-negative int64."""
+    digest = hashlib.sha256(f"{seed}\x00{identity}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def sequence_keys(seed: int, identities: Sequence[str], device: torch.device | str = "cpu") -> torch.Tensor:
+    """``sequence_key`` for each identity, as an int64 tensor on ``device``."""
+    return torch.tensor([sequence_key(seed, i) for i in identities], dtype=torch.int64,
+                        device=device)
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (xor-shift-multiply, constants of the "lowbias32" family).
+
+    ``x`` holds values in [0, 2^32) in int64; each product stays below 2^63, so the arithmetic
+    is exact and identical on every device.
+    """
+    x = x ^ (x >> 16)
+    x = (x * 0x21F0AAAD) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x735A2D97) & _MASK32
+    return x ^ (x >> 15)
+
+
+def uniform_noise(keys: torch.Tensor, step: int, vocab_size: int) -> torch.Tensor:
+    """Uniforms in (0, 1), shape ``(len(keys), vocab_size)``: entry ``[i, t]`` depends only on
+    ``(keys[i], step, t)``."""
+    keys = keys.to(torch.int64).unsqueeze(1)
+    tokens = torch.arange(vocab_size, dtype=torch.int64, device=keys.device).unsqueeze(0)
+    state = _mix32((keys & _MASK32) ^ _mix32(torch.full_like(keys, step & _MASK32)))
+    state = _mix32(state ^ ((keys >> 32) & _MASK32))
+    bits = _mix32(state ^ _mix32(tokens))
+    top = (bits >> (32 - _UNIFORM_BITS)).to(torch.float32)
+    return (top + 0.5) / float(1 << _UNIFORM_BITS)
+
+
+def gumbel_noise(keys: torch.Tensor, step: int, vocab_size: int) -> torch.Tensor:
+    """Standard Gumbel noise, ``-log(-log(u))``, for each (key, token) at ``step``."""
+    return -torch.log(-torch.log(uniform_noise(keys, step, vocab_size)))
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How logits become a distribution before the draw: temperature, then top-k, then top-p."""
+
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no cut
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 for sampling, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+
+    def warp(self, scores: torch.Tensor) -> torch.Tensor:
+        """Float32 logits with temperature applied and the cut-off tokens at ``-inf``."""
+        scores = scores.float() / self.temperature
+        if 0 < self.top_k < scores.shape[-1]:
+            kth = torch.topk(scores, self.top_k, dim=-1).values[..., -1:]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        if self.top_p < 1:
+            ordered, order = torch.sort(scores, dim=-1, descending=True)
+            probabilities = ordered.softmax(dim=-1)
+            # a token stays if the mass strictly before it is below top_p (the first always stays)
+            before = probabilities.cumsum(dim=-1) - probabilities
+            drop_sorted = before >= self.top_p
+            drop = torch.empty_like(drop_sorted).scatter_(-1, order, drop_sorted)
+            scores = scores.masked_fill(drop, float("-inf"))
+        return scores
+
+
+class SeededSampler:
+    """A logits processor that turns greedy decoding into keyed sampling.
+
+    ``keys`` has one entry per row of the batch ``generate`` decodes (after any expansion to
+    several return sequences), in row order. ``prompt_length`` is the padded prompt length, so
+    the decoding step is ``input_ids.shape[1] - prompt_length`` for every row.
+    """
+
+    def __init__(self, keys: torch.Tensor, prompt_length: int, settings: SamplingSettings) -> None:
+        self.keys = keys
+        self.prompt_length = prompt_length
+        self.settings = settings
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[0] != self.keys.shape[0]:
+            raise ValueError(f"{input_ids.shape[0]} rows to sample but {self.keys.shape[0]} keys")
+        step = input_ids.shape[1] - self.prompt_length
+        warped = self.settings.warp(scores)
+        noise = gumbel_noise(self.keys.to(scores.device), step, scores.shape[-1])
+        return warped + noise
