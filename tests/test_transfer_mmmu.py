@@ -151,6 +151,7 @@ def test_one_parquet_file_is_a_valid_path(mmmu):
     ({"options": "[1, 2]"}, r"column 'options': expected a Python-literal list of strings"),
     ({"answer": "E"}, r"row 1, column 'answer': the answer \['E'\] is not among the option"),
     ({"answer": ""}, r"row 1, column 'answer': empty answer"),
+    ({"answer": "[]", "question_type": "open"}, r"row 1, column 'answer': empty answer in '\[\]'"),
     ({"question": "Compare <image 1> and <image 3>."},
      r"row 1, column 'image_3': the text names <image 3>, which the row does not have"),
     ({"question_type": "short-answer"}, r"column 'question_type': unknown question type"),

@@ -45,7 +45,9 @@ OPEN_INSTRUCTION = (
 )
 
 _CHOICES_HEADER = re.compile(r"\bchoices?\s*[:：]", re.IGNORECASE)
-_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])\s*[:.)：]\s*(.*?)\s*$")
+# An option's letter where a choice starts: "A:", "B.", "(C)", "D)" at a line start or
+# after a space.
+_OPTION_MARK = re.compile(r"(?:^|(?<=\s))\(?([A-Z])\s*[:.)：]", re.MULTILINE)
 _LETTER = re.compile(r"[A-Z]")
 
 
@@ -77,9 +79,6 @@ class MathVerseVision(TransferTask):
                 raise row.error(f"a multiple-choice answer must be one letter, not {answer!r}",
                                 "answer")
             options = choice_options(row.values.get("question_for_eval") or "", answer)
-            if answer not in dict(options):
-                raise row.error(f"the answer {answer!r} is not one of the choices "
-                                f"{list(dict(options))} of question_for_eval", "answer")
         instruction = CHOICE_INSTRUCTION if question_type == MULTIPLE_CHOICE else OPEN_INSTRUCTION
         return TaskItem(
             task=self.name,
@@ -102,17 +101,24 @@ class MathVerseVision(TransferTask):
 
 def choice_options(question: str, answer: str) -> tuple[tuple[str, str], ...]:
     """The (letter, text) choices written after "Choices:" in the question, A first and in
-    order; without them, letters A-D (through the answer letter if later) with no text."""
+    order, one a line or several on one line (a choice's text ends with its line).
+
+    When the question does not write them out, or what it writes does not include the gold
+    letter (a format we do not read), the letters are A-D, through the gold letter if it is
+    later, without text: the gold is always a letter a reply can give.
+    """
     header = _CHOICES_HEADER.search(question)
     options: list[tuple[str, str]] = []
     if header:
-        for line in question[header.end():].splitlines():
-            match = _OPTION_LINE.match(line)
-            if match and match.group(1) == chr(ord("A") + len(options)):
-                options.append((match.group(1), match.group(2)))
-            elif line.strip() and options:
-                break
-    if options:
+        listed = question[header.end():]
+        marks = []
+        for mark in _OPTION_MARK.finditer(listed):
+            if mark.group(1) == chr(ord("A") + len(marks)):  # another capital is option text
+                marks.append(mark)
+        ends = [mark.start() for mark in marks[1:]] + [len(listed)]
+        options = [(mark.group(1), listed[mark.end():end].split("\n", 1)[0].strip())
+                   for mark, end in zip(marks, ends)]
+    if answer in dict(options):
         return tuple(options)
     count = max(DEFAULT_LETTERS, ord(answer) - ord("A") + 1)
     return tuple((letter, "") for letter in option_letters(count))

@@ -151,8 +151,8 @@ def _gold(row: ParquetRow) -> tuple[str, ...]:
     """The accepted answers: the answer itself, or each of a Python-literal list of them."""
     answer = row.text("answer").strip()
     listed = _literal_strings(row, "answer") if answer.startswith("[") else None
-    gold = tuple(value.strip() for value in listed) if listed else (answer,)
-    if not all(gold):
+    gold = (answer,) if listed is None else tuple(value.strip() for value in listed)
+    if not gold or not all(gold):
         raise row.error(f"empty answer in {answer!r}", "answer")
     return gold
 
