@@ -57,12 +57,16 @@ def split_answer_tokens(text: str) -> list[str]:
     return [token for token in _TOKEN_SEPARATORS.split(text) if token]
 
 
+def answer_text(output: str) -> str | None:
+    """The raw text of the last ``<answer>`` block after the thinking, or None without one."""
+    blocks = _ANSWER_BLOCK.findall(strip_thinking(output))
+    return blocks[-1] if blocks else None
+
+
 def extract_answer(output: str) -> list[str] | None:
     """The tokens of the last ``<answer>`` block after the thinking, or None without one.
 
     Never raises on model text: whatever the model wrote, the result is tokens or None.
     """
-    blocks = _ANSWER_BLOCK.findall(strip_thinking(output))
-    if not blocks:
-        return None
-    return split_answer_tokens(blocks[-1])
+    text = answer_text(output)
+    return None if text is None else split_answer_tokens(text)

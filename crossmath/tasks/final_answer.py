@@ -1,0 +1,99 @@
+"""Where a reply commits to its final answer: the span every transfer task's scorer reads.
+
+Our prompts ask for the final answer alone inside ``<answer>…</answer>``, the form CrossMath
+uses too. Models do not always comply, so the span is looked for in this order, each rule
+tried only when the one before found nothing, always after the thinking block is removed
+(a draft answer written while thinking never counts):
+
+1. the content of the last complete ``<answer>…</answer>`` block;
+2. the content of the last ``\\boxed{…}`` (braces balanced), the habit of math-tuned models;
+3. the rest of the line after the last "answer is", "answer:", "final answer is",
+   "correct option is" (and the like) phrase, up to the end of the sentence or of the clause
+   (a semicolon, ", since ...", " because ...").
+
+Inside the span, a ``\\boxed{…}`` is unwrapped and markdown emphasis, ``$`` delimiters and a
+trailing full stop are dropped. Without any of the three the reply has no final answer span;
+each task then decides what else it reads (the last letter mention, the last number, MMMU's
+own key-sentence rule).
+"""
+
+from __future__ import annotations
+
+import re
+
+from crossmath.metrics.answers import answer_text, strip_thinking
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_ANSWER_PHRASE = re.compile(
+    r"\b(?:final\s+answer|answer|correct\s+(?:option|choice|letter)|option|choice)\b"
+    r"(?:\s+(?:is|would\s+be|should\s+be))?\s*(?::|=|\bis\b)?\s*",
+    re.IGNORECASE,
+)
+_PHRASE_HAS_LINK = re.compile(r"(?::|=|\bis\b|\bbe\b)\s*$", re.IGNORECASE)
+# Where a phrase's answer stops: the end of the sentence, a semicolon, or a clause that
+# explains it (", since ...", " because ..."); a comma before a number or a one-letter
+# name does not stop it ("(-2, 1]", "x = 2, y = 3").
+_PHRASE_END = re.compile(r"\.(?:\s|$)|;|,\s+(?=[a-z]{2})|\s+(?:because|since|as|which)\b")
+_DECORATION = re.compile(r"\*\*|__|`|\$")
+
+
+def final_answer_span(output: str) -> str | None:
+    """The cleaned text a reply commits to as its final answer, or None if it commits to none.
+
+    Never raises on model text. An empty ``<answer></answer>`` gives "": the reply committed
+    to nothing, which scores wrong and counts as unanswered, like None.
+    """
+    tagged = answer_text(output)
+    if tagged is not None:
+        return clean_span(tagged)
+    reply = strip_thinking(output)
+    boxed = last_boxed(reply)
+    if boxed is not None:
+        return clean_span(boxed)
+    phrase = _last_answer_phrase(reply)
+    return None if phrase is None else clean_span(phrase)
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{…}`` with balanced braces, or None."""
+    found = None
+    for match in _BOXED.finditer(text):
+        content = _balanced(text, match.end())
+        if content is not None:
+            found = content
+    return found
+
+
+def clean_span(span: str) -> str:
+    """A span without a box around it, markdown emphasis, ``$`` signs or a final full stop."""
+    boxed = last_boxed(span)
+    if boxed is not None:
+        span = boxed
+    span = _DECORATION.sub("", span).strip()
+    return span[:-1].rstrip() if span.endswith(".") else span
+
+
+def _balanced(text: str, start: int) -> str | None:
+    """The text from ``start`` up to the brace that closes the one just before it."""
+    depth = 1
+    for index in range(start, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:index]
+    return None
+
+
+def _last_answer_phrase(reply: str) -> str | None:
+    """What follows the last answer phrase on its line, up to the end of its clause."""
+    for match in reversed(list(_ANSWER_PHRASE.finditer(reply))):
+        if not _PHRASE_HAS_LINK.search(match.group(0)):
+            continue  # "the answer depends on ...": a phrase without "is" or ":" commits to nothing
+        line = reply[match.end():].split("\n", 1)[0]
+        end = _PHRASE_END.search(line)
+        span = (line[: end.start()] if end else line).strip()
+        if span:
+            return span
+    return None

@@ -1,0 +1,168 @@
+"""MMMU validation: 900 college-level questions (30 subjects x 30) over one to seven images.
+
+MMMU (Yue et al., 2024; Hub dataset ``MMMU/MMMU``, Apache-2.0 licence) publishes one config
+per subject, each with a ``validation`` split: ``<Subject>/validation-00000-of-00001.parquet``.
+Columns: ``id`` (``validation_<Subject>_<n>``, our item id), ``question``, ``options`` (a
+string holding a Python-literal list, ``"[]"`` for open questions), ``explanation``,
+``image_1`` .. ``image_7`` (``Image`` structs, null where unused), ``img_type``, ``answer``
+(an option letter, or the open answer; a few open answers are a Python-literal list of
+accepted answers), ``topic_difficulty``, ``question_type`` (``multiple-choice`` | ``open``)
+and ``subfield``.
+
+The question and the options say where each image belongs (``<image 2>``); the prompt puts
+image n at every place that names it, in order, between the text around it. An image the
+text never names is shown first. Options are listed as ``A. text`` lines under the question,
+then our instruction (below) asks for the answer in answer tags.
+
+Multiple-choice replies are read by letter (``choices``); open ones by MMMU's own rule-based
+matching (``mmmu_open``). Where MMMU's evaluation picks a random option for a reply it cannot
+parse, we score the reply wrong: the same reply always gets the same score.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Mapping
+
+from crossmath.models.base import Prompt
+from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN, Judgement, TaskItem
+from crossmath.tasks.mmmu_open import judge_open
+from crossmath.tasks.published import ParquetRow
+from crossmath.tasks.task import TransferTask, judge_choice, option_letters
+
+IMAGE_COLUMNS = tuple(f"image_{n}" for n in range(1, 8))
+QUESTION_TYPES = {"multiple-choice": MULTIPLE_CHOICE, "open": OPEN}
+DISCIPLINES = {  # MMMU's six disciplines and their 30 subjects, as MMMU groups them
+    "Art and Design": ("Art", "Art_Theory", "Design", "Music"),
+    "Business": ("Accounting", "Economics", "Finance", "Manage", "Marketing"),
+    "Science": ("Biology", "Chemistry", "Geography", "Math", "Physics"),
+    "Health and Medicine": ("Basic_Medical_Science", "Clinical_Medicine",
+                            "Diagnostics_and_Laboratory_Medicine", "Pharmacy", "Public_Health"),
+    "Humanities and Social Science": ("History", "Literature", "Sociology", "Psychology"),
+    "Tech and Engineering": ("Agriculture", "Architecture_and_Engineering", "Computer_Science",
+                             "Electronics", "Energy_and_Power", "Materials",
+                             "Mechanical_Engineering"),
+}
+SUBJECT_DISCIPLINE = {subject: discipline for discipline, subjects in DISCIPLINES.items()
+                      for subject in subjects}
+
+CHOICE_INSTRUCTION = (
+    "Answer the question above, using the image(s) shown with it; you may reason step by "
+    "step. End your reply with the letter of the correct option alone inside answer tags, for "
+    "example <answer>C</answer>."
+)
+OPEN_INSTRUCTION = (
+    "Answer the question above, using the image(s) shown with it; you may reason step by "
+    "step. End your reply with the final answer alone inside answer tags, for example "
+    "<answer>42</answer>: a number, a word or a short phrase."
+)
+
+_ID = re.compile(r"^(?:dev|validation|test)_(.+)_\d+$")
+_IMAGE_TAG = re.compile(r"<image (\d+)>")
+
+
+class MmmuValidation(TransferTask):
+    name = "mmmu-val"
+    hub_repo = "MMMU/MMMU"
+    hub_patterns = ("*/validation-*.parquet",)
+    file_pattern = "validation-*.parquet"
+    path_hint = "/path/to/MMMU (the folder holding <Subject>/validation-*.parquet, or one file)"
+    columns = ("id", "question", "options", "answer", "question_type", "subfield",
+               "topic_difficulty", "img_type", *IMAGE_COLUMNS)
+
+    def item(self, row: ParquetRow) -> TaskItem:
+        item_id = row.text("id")
+        match = _ID.match(item_id)
+        if match is None or match.group(1) not in SUBJECT_DISCIPLINE:
+            raise row.error(f"{item_id!r} is not validation_<Subject>_<n> with one of MMMU's "
+                            "30 subjects", "id")
+        kind = row.text("question_type")
+        if kind not in QUESTION_TYPES:
+            raise row.error(f"unknown question type {kind!r}; expected one of "
+                            f"{sorted(QUESTION_TYPES)}", "question_type")
+        question_type = QUESTION_TYPES[kind]
+        texts = _literal_strings(row, "options")
+        if texts is None:
+            raise row.error("expected a Python-literal list of strings", "options")
+        gold = _gold(row)
+        options: tuple[tuple[str, str], ...] = ()
+        text = row.text("question").strip()
+        if question_type == MULTIPLE_CHOICE:
+            options = tuple(zip(option_letters(len(texts)), texts))
+            if not options or not set(gold) <= set(dict(options)):
+                raise row.error(f"the answer {list(gold)} is not among the option letters "
+                                f"{list(dict(options))}", "answer")
+            text += "\n\n" + "\n".join(f"{letter}. {option}" for letter, option in options)
+        instruction = CHOICE_INSTRUCTION if question_type == MULTIPLE_CHOICE else OPEN_INSTRUCTION
+        images = {n: row.image(column) for n, column in enumerate(IMAGE_COLUMNS, start=1)}
+        subject = match.group(1)
+        return TaskItem(
+            task=self.name,
+            item_id=item_id,
+            prompt=interleave(f"{text}\n\n{instruction}", images, row),
+            gold=gold,
+            question_type=question_type,
+            options=options,
+            breakdown={
+                "subject": subject,
+                "discipline": SUBJECT_DISCIPLINE[subject],
+                "subfield": row.text("subfield"),
+                "topic_difficulty": row.text("topic_difficulty"),
+                "img_type": row.text("img_type"),
+            },
+        )
+
+    def judge(self, item: TaskItem, output: str) -> Judgement:
+        if item.question_type == MULTIPLE_CHOICE:
+            return judge_choice(item, output)
+        return judge_open(output, item.gold)
+
+
+def interleave(text: str, images: Mapping[int, bytes | None], row: ParquetRow) -> Prompt:
+    """The prompt with image n standing wherever the text says ``<image n>``.
+
+    Text around the tags is kept (stripped of surrounding blank space); an image the text
+    never names stands first. A tag naming an image the row lacks is an error.
+    """
+    texts: list[str] = []
+    shown: list[bytes] = []
+    image_at: list[int] = []
+    named: set[int] = set()
+    for index, piece in enumerate(_IMAGE_TAG.split(text)):
+        if index % 2 == 0:
+            if piece.strip():
+                texts.append(piece.strip())
+            continue
+        number = int(piece)
+        image = images.get(number)
+        if image is None:
+            raise row.error(f"the text names <image {number}>, which the row does not have",
+                            f"image_{number}")
+        shown.append(image)
+        image_at.append(len(texts))
+        named.add(number)
+    unnamed = [image for number, image in sorted(images.items())
+               if image is not None and number not in named]
+    return Prompt(tuple(texts), (*unnamed, *shown), (0,) * len(unnamed) + tuple(image_at))
+
+
+def _gold(row: ParquetRow) -> tuple[str, ...]:
+    """The accepted answers: the answer itself, or each of a Python-literal list of them."""
+    answer = row.text("answer").strip()
+    listed = _literal_strings(row, "answer") if answer.startswith("[") else None
+    gold = (answer,) if listed is None else tuple(value.strip() for value in listed)
+    if not gold or not all(gold):
+        raise row.error(f"empty answer in {answer!r}", "answer")
+    return gold
+
+
+def _literal_strings(row: ParquetRow, column: str) -> list[str] | None:
+    """A column's Python-literal list of strings, or None if it holds something else."""
+    try:
+        value = ast.literal_eval(row.text(column))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
+        return None
+    return value

@@ -1,0 +1,97 @@
+"""Accuracy of a transfer task: overall, per subject, per question type, per any field.
+
+Plain functions over :class:`Outcome` records (one per judged reply: an item answered
+``k`` times gives ``k`` outcomes), so the same code serves a test, a notebook and the
+pipeline. Accuracy is the share of outcomes judged correct, each outcome counting once, as
+MMMU and MathVerse both report it; percentages, as CrossMath's metrics are.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from crossmath.tasks.item import Judgement, TaskItem
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One judged reply, with the item fields results are grouped by."""
+
+    item_id: str
+    question_type: str
+    breakdown: Mapping[str, str]
+    correct: bool
+    answered: bool
+
+    @classmethod
+    def of(cls, item: TaskItem, judgement: Judgement) -> "Outcome":
+        return cls(item.item_id, item.question_type, item.breakdown, judgement.correct,
+                   judgement.answered)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Counts of one group of outcomes."""
+
+    n: int
+    correct: int
+    answered: int
+
+    @property
+    def accuracy(self) -> float:
+        """Percent of outcomes judged correct (0 for an empty group)."""
+        return 100.0 * self.correct / self.n if self.n else 0.0
+
+    @property
+    def answer_rate(self) -> float:
+        """Percent of outcomes where an answer could be read at all."""
+        return 100.0 * self.answered / self.n if self.n else 0.0
+
+
+def tally(outcomes: Iterable[Outcome]) -> Tally:
+    outcomes = list(outcomes)
+    return Tally(len(outcomes), sum(o.correct for o in outcomes), sum(o.answered for o in outcomes))
+
+
+def tally_by(outcomes: Iterable[Outcome], field_name: str) -> dict[str, Tally]:
+    """One tally per value of ``field_name``: ``question_type`` or a breakdown field."""
+    groups: dict[str, list[Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        value = (outcome.question_type if field_name == "question_type"
+                 else outcome.breakdown.get(field_name))
+        if value is None:
+            raise KeyError(f"outcome {outcome.item_id} has no field {field_name!r}")
+        groups[value].append(outcome)
+    return {value: tally(members) for value, members in sorted(groups.items())}
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    """A task's tallies: overall and per group of each field summarised."""
+
+    task: str
+    overall: Tally
+    groups: Mapping[str, Mapping[str, Tally]] = field(default_factory=dict)
+
+    def flat_metrics(self) -> dict[str, float]:
+        """Metric name -> value for MLflow: ``transfer/<task>/acc`` and ``/answer_rate``,
+        ``transfer/<task>/<field>/<value>/acc`` per group (field ``type`` for the question
+        type)."""
+        prefix = f"transfer/{self.task}"
+        metrics = {f"{prefix}/acc": self.overall.accuracy,
+                   f"{prefix}/answer_rate": self.overall.answer_rate}
+        for field_name, tallies in self.groups.items():
+            label = "type" if field_name == "question_type" else field_name
+            for value, counts in tallies.items():
+                metrics[f"{prefix}/{label}/{value}/acc"] = counts.accuracy
+        return metrics
+
+
+def summarize(task: str, outcomes: Iterable[Outcome],
+              fields: Sequence[str] = ("subject", "question_type")) -> TaskSummary:
+    """Overall tally and one per value of each of ``fields``."""
+    outcomes = list(outcomes)
+    return TaskSummary(task, tally(outcomes),
+                       {name: tally_by(outcomes, name) for name in fields})
