@@ -16,6 +16,7 @@ import pytest
 
 from crossmath.metrics import (
     Evaluation,
+    GroupMetrics,
     MeanStd,
     evaluate_predictions,
     paired_gap,
@@ -227,6 +228,8 @@ def test_metrics_json_of_earlier_versions_still_loads() -> None:
     flat = current.flat_metrics()
     assert old.flat_metrics() == {k: v for k, v in flat.items() if k in old.flat_metrics()}
     assert "image/all/macro_acc" in old.flat_metrics() and "image/all/error_rate" in flat
+    with pytest.raises(ValueError, match="without n_styles: read it through Evaluation.from_dict"):
+        GroupMetrics.from_dict(legacy["groups"][0])
 
 
 def test_several_models_need_a_name_for_flat_metrics() -> None:

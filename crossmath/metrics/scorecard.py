@@ -1,6 +1,7 @@
 """Score a prediction table against gold puzzles: accuracies, format diagnostics, modality gaps.
 
-Inputs are rows as plain dicts, or a pyarrow Table (anything with ``to_pylist()``):
+Inputs are rows as plain dicts, or a pyarrow Table (anything with ``to_pylist()``), read and
+checked by :mod:`crossmath.metrics.rows`:
 
 - predictions: ``puzzle_id``, ``model``, ``modality`` (text|image|hybrid), ``style``,
   ``sample`` (0..k-1), and ``output`` (the model's text) or ``pred`` (its tokens, or None for
@@ -33,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from crossmath.metrics.accuracy import MeanStd, RunAccuracy, run_accuracy
-from crossmath.metrics.answers import answer_block, answer_text_for_rule, extract_answer
+from crossmath.metrics.answers import answer_text_for_rule
 from crossmath.metrics.diagnostics import (
     DIAGNOSTIC_NAMES,
     AnswerCheck,
@@ -42,9 +43,16 @@ from crossmath.metrics.diagnostics import (
     run_format,
 )
 from crossmath.metrics.gaps import GapEstimate, paired_gap
+from crossmath.metrics.rows import (
+    ALL,
+    NO_RESPONSE,
+    Gold,
+    read_gold_rows,
+    read_prediction_rows,
+    table_rows,
+)
 from crossmath.puzzle.model import DIFFICULTIES
 
-ALL = "all"
 GAP_PAIRS: dict[str, tuple[str, str]] = {"T-TI": ("text", "hybrid"), "T-I": ("text", "image")}
 # Each gap metric's per-request value, averaged per puzzle before pairing.
 _GAP_VALUES: dict[str, Callable[[AnswerCheck], float]] = {
@@ -55,8 +63,6 @@ _GAP_VALUES: dict[str, Callable[[AnswerCheck], float]] = {
 GAP_METRICS: tuple[str, ...] = tuple(_GAP_VALUES)
 MODALITY_ORDER = ("text", "image", "hybrid")
 STYLE_ORDER = ("original", "noborder", "beige", "altstyle")
-PREDICTION_FIELDS = ("puzzle_id", "model", "modality", "style", "sample")
-PUZZLE_FIELDS = ("puzzle_id", "answer", "steps", "difficulty")
 STEP_METRIC_NAMES = {"step1": "step1_acc", "step2": "step2_acc", "step3": "step3_acc",
                      "step4+": "step4plus_acc"}  # MLflow metric names may not contain "+"
 # What metrics.json files written before answer rules were named were read by.
@@ -137,8 +143,12 @@ class GroupMetrics:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], n_styles: int | None = None) -> "GroupMetrics":
         """``n_styles`` is needed only for dicts saved before it was recorded."""
-        return cls(data["model"], data["modality"], data["style"], data["difficulty"],
-                   int(data["n_styles"]) if "n_styles" in data else n_styles,
+        if "n_styles" in data:
+            n_styles = int(data["n_styles"])
+        elif n_styles is None:
+            raise ValueError(f"group {data['model']}/{data['modality']}/{data['style']} was saved "
+                             "without n_styles: read it through Evaluation.from_dict")
+        return cls(data["model"], data["modality"], data["style"], data["difficulty"], n_styles,
                    tuple(RunAccuracy.from_dict(run) for run in data["runs"]),
                    tuple(RunFormat.from_dict(run) for run in data.get("formats", ())))
 
@@ -273,24 +283,6 @@ class Evaluation:
                    data.get("answer_rule", _LEGACY_ANSWER_RULE))
 
 
-@dataclass(frozen=True)
-class _Gold:
-    answer: list[str]
-    steps: list[int]
-    difficulty: str
-
-
-@dataclass(frozen=True)
-class _Prediction:
-    """One request's answer as read: the text answers are read from (None: the request
-    failed) and the answer rule's tokens of it."""
-
-    answer_text: str | None
-    tokens: list[str] | None
-
-
-_NO_RESPONSE = _Prediction(None, None)
-
 # (model, modality, style) -> puzzle_id -> one check per sample index
 _Cells = dict[tuple[str, str, str], dict[str, list[AnswerCheck]]]
 
@@ -311,9 +303,9 @@ def evaluate_predictions(
     indices seen in the predictions. A (puzzle, sample) without a prediction is wrong.
     ``answer_rule`` is ``release`` (the primary score) or ``after_thinking``.
     """
-    gold = _read_gold(_rows(puzzles))
-    predicted = _read_predictions(_rows(predictions), gold, samples, answer_text_for_rule(answer_rule),
-                                  answer_rule)
+    gold = read_gold_rows(table_rows(puzzles))
+    predicted = read_prediction_rows(table_rows(predictions), gold, samples,
+                                     answer_text_for_rule(answer_rule), answer_rule)
     if samples is None:
         samples = 1 + max((sample for cell in predicted.values() for (_, sample) in cell), default=-1)
     puzzle_ids = sorted(gold)
@@ -321,7 +313,7 @@ def evaluate_predictions(
     for key, preds in sorted(predicted.items(), key=lambda item: _cell_order(item[0])):
         cells[key] = {}
         for pid in puzzle_ids:
-            answers = [preds.get((pid, s), _NO_RESPONSE) for s in range(samples)]
+            answers = [preds.get((pid, s), NO_RESPONSE) for s in range(samples)]
             cells[key][pid] = [check_answer(a.answer_text, a.tokens, gold[pid].answer, gold[pid].steps)
                                for a in answers]
     groups = _group_metrics(cells, gold, puzzle_ids, samples)
@@ -329,7 +321,7 @@ def evaluate_predictions(
     return Evaluation(tuple(groups), tuple(gaps), answer_rule)
 
 
-def _group_metrics(cells: _Cells, gold: dict[str, _Gold], puzzle_ids: list[str], samples: int) -> list[GroupMetrics]:
+def _group_metrics(cells: _Cells, gold: dict[str, Gold], puzzle_ids: list[str], samples: int) -> list[GroupMetrics]:
     if samples == 0:
         return []
     present = {gold[pid].difficulty for pid in puzzle_ids}
@@ -391,78 +383,6 @@ def _per_puzzle(cells: _Cells, model: str, modality: str, styles: list[str],
         100.0 * np.mean([value(check) for style in styles for check in cells[model, modality, style][pid]])
         for pid in puzzle_ids
     ])
-
-
-def _rows(table: Any) -> list[Mapping[str, Any]]:
-    return table.to_pylist() if hasattr(table, "to_pylist") else list(table)
-
-
-def _read_gold(rows: Sequence[Mapping[str, Any]]) -> dict[str, _Gold]:
-    gold: dict[str, _Gold] = {}
-    for index, row in enumerate(rows):
-        where = f"puzzle row {index} (puzzle_id={row.get('puzzle_id')!r})"
-        missing = [name for name in PUZZLE_FIELDS if name not in row]
-        if missing:
-            raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
-        entry = _Gold([str(t) for t in row["answer"]], [int(s) for s in row["steps"]], str(row["difficulty"]))
-        if not entry.answer:
-            raise ValueError(f"{where}: empty answer")
-        if len(entry.steps) != len(entry.answer):
-            raise ValueError(f"{where}: {len(entry.steps)} steps for {len(entry.answer)} answer tokens")
-        previous = gold.setdefault(str(row["puzzle_id"]), entry)
-        if previous != entry:
-            raise ValueError(f"{where}: puzzle_id listed twice with different gold")
-    return gold
-
-
-def _read_predictions(
-    rows: Sequence[Mapping[str, Any]], gold: Mapping[str, _Gold], samples: int | None,
-    prepare: Callable[[str], str], answer_rule: str,
-) -> dict[tuple[str, str, str], dict[tuple[str, int], _Prediction]]:
-    """(model, modality, style) -> (puzzle_id, sample) -> the answer as read, checked."""
-    cells: dict[tuple[str, str, str], dict[tuple[str, int], _Prediction]] = {}
-    for index, row in enumerate(rows):
-        where = f"prediction row {index} (puzzle_id={row.get('puzzle_id')!r})"
-        missing = [name for name in PREDICTION_FIELDS if name not in row]
-        if "output" not in row and "pred" not in row:
-            missing.append("output or pred")
-        if missing:
-            raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
-        puzzle_id, sample = str(row["puzzle_id"]), int(row["sample"])
-        if puzzle_id not in gold:
-            raise ValueError(f"{where}: no gold puzzle with this puzzle_id")
-        if sample < 0 or (samples is not None and sample >= samples):
-            raise ValueError(f"{where}: sample {sample} outside 0..{'k-1' if samples is None else samples - 1}")
-        key = (str(row["model"]), str(row["modality"]), str(row["style"]))
-        if key[2] == ALL:
-            raise ValueError(f"{where}: style {ALL!r} is reserved for the styles pooled")
-        cell = cells.setdefault(key, {})
-        if (puzzle_id, sample) in cell:
-            raise ValueError(f"{where}: second prediction for model/modality/style {'/'.join(key)}, sample {sample}")
-        cell[puzzle_id, sample] = _read_answer(row, where, prepare, answer_rule)
-    return cells
-
-
-def _read_answer(row: Mapping[str, Any], where: str, prepare: Callable[[str], str],
-                 answer_rule: str) -> _Prediction:
-    """A row's answer: read again from its ``output`` if it has one, else its ``pred``."""
-    if row.get("error") is not None:
-        return _NO_RESPONSE
-    if "output" in row:
-        output = row["output"] or ""
-        if not isinstance(output, str):
-            raise ValueError(f"{where}: output must be text or None, got {type(output).__name__}")
-        text = prepare(output)
-        return _Prediction(text, extract_answer(text))
-    if answer_rule != "release":
-        raise ValueError(f"{where}: answer rule {answer_rule!r} reads outputs; this row has only pred")
-    pred = row["pred"]
-    if pred is None:
-        return _Prediction("", None)
-    if isinstance(pred, (str, bytes)) or not isinstance(pred, (Sequence, np.ndarray)):
-        raise ValueError(f"{where}: pred must be a list of tokens or None, got {type(pred).__name__}")
-    tokens = [str(token) for token in pred]
-    return _Prediction(answer_block(tokens), tokens)
 
 
 def _cell_order(key: tuple[str, str, str]) -> tuple:
