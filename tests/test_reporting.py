@@ -90,7 +90,7 @@ def test_a_report_of_an_evaluation_saved_without_diagnostics(evaluation: Evaluat
         answer_rule="after_thinking")
     text = markdown_report(legacy)
     assert "## Answer format" not in text and "answer format" not in console_summary(legacy)
-    assert "after removing the thinking block" in text
+    assert "once the thinking is removed (not the release's rule)" in text
 
 
 def _assert_real_png(path: Path) -> None:

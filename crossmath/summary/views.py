@@ -36,7 +36,7 @@ DIAGNOSTIC_LABELS = {"answer_tag_rate": "tagged", "wrong_count_rate": "wrong cou
                      "lenient_macro_acc": "lenient macro", "lenient_micro_acc": "lenient micro"}
 ANSWER_RULE_NOTES = {
     "release": "the release's rule (tokens of the last `<answer>` block of the whole output)",
-    "after_thinking": "the release's rule after removing the thinking block (not the release's)",
+    "after_thinking": "the last `<answer>` block once the thinking is removed (not the release's rule)",
 }
 _COLORS = {"text": "#4C72B0", "image": "#DD8452", "hybrid": "#55A868"}
 
