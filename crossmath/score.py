@@ -35,7 +35,7 @@ def format_release_score(score: ReleaseScore) -> str:
     lines = [f"{len(score.runs)} run(s) of {score.n_puzzles} puzzles from {score.data_path}", header]
     for run in score.runs:
         cells = "".join(f"{100 * release_value(run.overall, key):>16.2f}" for key in keys)
-        covered = run.overall.n_puzzles
+        covered = run.overall.n_items
         label = run.path.name if covered == score.n_puzzles else f"{run.path.name} ({covered}/{score.n_puzzles})"
         lines.append(f"{_shorten(label, 24):<24}{cells}")
     for label, difficulty in [("mean ± std", None)] + [(d, d) for d in score.difficulties()]:
@@ -50,7 +50,7 @@ def full_summary(score: ReleaseScore) -> dict:
     def values(difficulty: str | None = None) -> dict:
         return {key: score.stat(key, difficulty).to_dict() for key in _COLUMNS}
 
-    per_run = [{"file": str(run.path), "n_puzzles": run.overall.n_puzzles,
+    per_run = [{"file": str(run.path), "n_puzzles": run.overall.n_items,
                 **{key: release_value(run.overall, key) for key in _COLUMNS}} for run in score.runs]
     return {
         "num_runs": len(score.runs), "num_examples": score.n_puzzles, **values(),

@@ -16,6 +16,7 @@ import pytest
 
 from crossmath.metrics import (
     Evaluation,
+    GroupMetrics,
     MeanStd,
     evaluate_predictions,
     paired_gap,
@@ -126,7 +127,8 @@ def test_group_metrics_by_hand() -> None:
     image_original = ev.group("m", "image", "original")
     assert [run.macro for run in image_original.runs] == pytest.approx([1 / 3, 0.0])
     image_all = ev.group("m", "image", "all")  # 3 puzzles x 2 styles pooled per sample
-    assert image_all.n_puzzles == 6
+    assert image_all.n_puzzles == 3 and image_all.n_styles == 2
+    assert [run.n_items for run in image_all.runs] == [6, 6]
     assert [run.macro for run in image_all.runs] == pytest.approx([2 / 6, 1 / 6])
 
 
@@ -205,6 +207,29 @@ def test_evaluation_round_trips_through_json() -> None:
     again = Evaluation.from_dict(json.loads(json.dumps(ev.to_dict())))
     assert again.flat_metrics() == ev.flat_metrics()
     assert again.to_dict() == ev.to_dict()
+
+
+def test_metrics_json_of_earlier_versions_still_loads() -> None:
+    """Files saved before diagnostics: no formats, no answer rule, no style count, n_puzzles per run."""
+    preds, puzzles = _toy()
+    current = evaluate_predictions(preds, puzzles, n_resamples=300)
+    legacy = json.loads(json.dumps(current.to_dict()))
+    del legacy["answer_rule"]
+    for group in legacy["groups"]:
+        for key in ("n_styles", "formats", "diagnostics"):
+            del group[key]
+        group["n_puzzles"] = group["runs"][0]["n_items"]  # what was saved: pairs, for style all
+        for run in group["runs"]:
+            run["n_puzzles"] = run.pop("n_items")
+    old = Evaluation.from_dict(legacy)
+    assert old.answer_rule == "after_thinking"  # what the earlier extraction did
+    assert old.group("m", "image", "all").n_puzzles == 3
+    assert old.group("m", "image", "all").diagnostics() == {}
+    flat = current.flat_metrics()
+    assert old.flat_metrics() == {k: v for k, v in flat.items() if k in old.flat_metrics()}
+    assert "image/all/macro_acc" in old.flat_metrics() and "image/all/error_rate" in flat
+    with pytest.raises(ValueError, match="without n_styles: read it through Evaluation.from_dict"):
+        GroupMetrics.from_dict(legacy["groups"][0])
 
 
 def test_several_models_need_a_name_for_flat_metrics() -> None:

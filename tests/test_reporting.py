@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -10,7 +11,13 @@ import pytest
 from PIL import Image
 
 from crossmath.metrics import Evaluation, evaluate_predictions
-from crossmath.summary.views import compare_runs, markdown_report, plot_accuracy, write_report
+from crossmath.summary.views import (
+    compare_runs,
+    console_summary,
+    markdown_report,
+    plot_accuracy,
+    write_report,
+)
 
 STYLES = ("original", "noborder", "beige", "altstyle")
 
@@ -46,15 +53,44 @@ def _row(markdown: str, *leading: str) -> list[str]:
 def test_markdown_report_tables_hold_the_numbers(evaluation: Evaluation) -> None:
     text = markdown_report(evaluation)
     assert text.startswith("# crossmath report: tiny")
+    # 30 puzzles, not the 30 x 4 (puzzle, style) pairs the pooled image group scores.
+    assert "\n30 puzzles, 3 sample(s) per request; answers read by the release's rule" in text
     group = evaluation.group("tiny", "image", "beige")
     cells = _row(text, "image", "beige", f"{group.macro:.1f}")
     assert cells[2:4] == [f"{group.macro:.1f}", f"{group.micro:.1f}"]
     assert cells[7] == f"{group.step('step4+'):.1f}"
     assert _row(text, "hybrid", "all", "hard")[3] == f"{evaluation.group('tiny', 'hybrid', 'all', 'hard').macro:.1f}"
-    gap = evaluation.gap("tiny", "T-I", "micro_acc", "noborder")
-    cells = _row(text, "T-I", "noborder", "micro")
-    assert cells[3:5] == [f"{gap.estimate.gap:+.1f}", f"[{gap.estimate.ci_low:+.1f}, {gap.estimate.ci_high:+.1f}]"]
+    cells = _row(text, "T-I", "noborder")
+    for cell, metric in zip(cells[2:5], ("macro_acc", "micro_acc", "lenient_macro_acc")):
+        e = evaluation.gap("tiny", "T-I", metric, "noborder").estimate
+        assert cell.startswith(f"{e.gap:+.1f} [{e.ci_low:+.1f}, {e.ci_high:+.1f}], p=")
+    assert cells[5] == "30"
     assert "## Modality gaps" in text and "## Accuracy by difficulty" in text
+
+
+def test_answer_format_table_sits_beside_accuracy(evaluation: Evaluation) -> None:
+    text = markdown_report(evaluation)
+    group = evaluation.group("tiny", "image", "beige")
+    diagnostics = group.diagnostics()
+    format_table = text[text.index("## Answer format"):text.index("## Accuracy by difficulty")]
+    cells = _row(format_table, "image", "beige")
+    names = ("answer_tag_rate", "wrong_count_rate", "non_integer_rate", "error_rate",
+             "lenient_macro_acc", "lenient_micro_acc")
+    assert cells[2:] == [f"{diagnostics[name]:.1f}" for name in names]
+    assert diagnostics["non_integer_rate"].mean > 50  # the "?" guesses of the image modality
+    assert f"| image | beige | {group.macro:.1f} |" in text  # the accuracy row is still there
+    summary = console_summary(evaluation)
+    assert f"| image | beige | {cells[2]} | {cells[3]} |" in summary
+    assert "gap T-I lenient macro: " in summary
+
+
+def test_a_report_of_an_evaluation_saved_without_diagnostics(evaluation: Evaluation) -> None:
+    legacy = dataclasses.replace(
+        evaluation, groups=tuple(dataclasses.replace(g, formats=()) for g in evaluation.groups),
+        answer_rule="after_thinking")
+    text = markdown_report(legacy)
+    assert "## Answer format" not in text and "answer format" not in console_summary(legacy)
+    assert "once the thinking is removed (not the release's rule)" in text
 
 
 def _assert_real_png(path: Path) -> None:
@@ -97,5 +133,14 @@ def test_compare_runs_tabulates_models_by_modality_with_gaps(evaluation: Evaluat
         assert cells[4].startswith(f"{ev.gap(model, 'T-TI', 'micro_acc').estimate.gap:+.1f} (")
         assert cells[5].startswith(f"{ev.gap(model, 'T-I', 'micro_acc').estimate.gap:+.1f} (")
     _assert_real_png(result.plot_path)
-    with pytest.raises(ValueError, match="macro_acc or micro_acc"):
+    assert "Answers read by the release's rule" in result.markdown
+    with pytest.raises(ValueError, match="one of macro_acc, micro_acc, lenient_macro_acc"):
         compare_runs({"a": evaluation}, tmp_path, metric="answer_rate")
+
+
+def test_compare_runs_says_when_runs_read_answers_differently(evaluation: Evaluation, tmp_path: Path) -> None:
+    other = dataclasses.replace(evaluation, answer_rule="after_thinking")
+    result = compare_runs({"new": evaluation, "old": other}, tmp_path, metric="lenient_macro_acc")
+    assert "do not compare** (release: new; after_thinking: old)" in result.markdown
+    cells = _row(result.markdown, "new")
+    assert cells[2] == f"{evaluation.group('tiny', 'image').metric('lenient_macro_acc'):.1f}"

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from conftest import OFFICIAL_STYLES
 
+from crossmath.metrics.answers import parse_release_line
 from crossmath.metrics.release_logs import (
     ReleaseLogError,
     format_release_line,
-    parse_release_line,
     run_log_paths,
     score_release_logs,
 )

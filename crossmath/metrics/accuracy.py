@@ -79,9 +79,13 @@ def score_answer(pred: Sequence[str] | None, gold: Sequence[str], steps: Sequenc
 
 @dataclass(frozen=True)
 class RunAccuracy:
-    """One sample index over a set of puzzles; rates are fractions in [0, 1]."""
+    """One sample index over a set of answers; rates are fractions in [0, 1].
 
-    n_puzzles: int
+    ``n_items`` counts the answers scored: one per puzzle, or one per (puzzle, style) pair
+    when a scorecard pools styles.
+    """
+
+    n_items: int
     macro: float
     micro: float
     answer_rate: float
@@ -94,7 +98,7 @@ class RunAccuracy:
 
     def to_dict(self) -> dict:
         return {
-            "n_puzzles": self.n_puzzles, "macro": self.macro, "micro": self.micro,
+            "n_items": self.n_items, "macro": self.macro, "micro": self.micro,
             "answer_rate": self.answer_rate, "step_correct": dict(self.step_correct),
             "step_total": dict(self.step_total),
         }
@@ -102,7 +106,9 @@ class RunAccuracy:
     @classmethod
     def from_dict(cls, data: dict) -> "RunAccuracy":
         return cls(
-            n_puzzles=int(data["n_puzzles"]), macro=float(data["macro"]),
+            # metrics.json files written before the rename call it n_puzzles
+            n_items=int(data["n_items"] if "n_items" in data else data["n_puzzles"]),
+            macro=float(data["macro"]),
             micro=float(data["micro"]), answer_rate=float(data["answer_rate"]),
             step_correct={k: int(v) for k, v in data["step_correct"].items()},
             step_total={k: int(v) for k, v in data["step_total"].items()},
@@ -124,7 +130,7 @@ def run_accuracy(scores: Iterable[PuzzleScore]) -> RunAccuracy:
             step_total[group] += count
             step_correct[group] += score.step_correct[group]
     if n == 0:
-        raise ValueError("cannot score a run without puzzles")
+        raise ValueError("cannot score a run without answers")
     return RunAccuracy(n, macro_sum / n, micro_sum / n, answered / n, step_correct, step_total)
 
 

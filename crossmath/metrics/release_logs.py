@@ -5,7 +5,9 @@ Format (written by the release's ``batch_inference_qwen35.py``): one file per sa
 the data file. A line holds the answer tokens joined by single spaces, or the words
 ``No Answer`` when the output had no ``<answer>`` tag; an empty line is an empty answer block.
 When scoring, a line may also be wrapped in ``<answer>…</answer>`` and may separate its
-tokens with commas, pipes or tabs (the release tolerates these too).
+tokens with commas, pipes or tabs (the release tolerates these too). The line rule,
+:func:`~crossmath.metrics.answers.parse_release_line`, lives beside the rule for model outputs
+in :mod:`crossmath.metrics.answers`, which says why the two differ.
 
 Where the release is silent or lenient, we are strict and say where: a log must have exactly
 one line per puzzle, unless ``allow_partial`` asks to score a shorter log on the puzzles it
@@ -29,13 +31,11 @@ from crossmath.metrics.accuracy import (
     run_accuracy,
     score_answer,
 )
-from crossmath.metrics.answers import split_answer_tokens
+from crossmath.metrics.answers import NO_ANSWER_LINE, parse_release_line
 from crossmath.puzzle.records import OfficialRecord, read_official_jsonl
 
-NO_ANSWER_LINE = "No Answer"
 RELEASE_SUMMARY_KEYS = ("micro_acc", "macro_acc", "step1_correct_rate", "step2_correct_rate",
                         "step3_correct_rate", "step4+_correct_rate")
-_ANSWER_IN_LINE = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 
 
 class ReleaseLogError(ValueError):
@@ -45,20 +45,6 @@ class ReleaseLogError(ValueError):
 def format_release_line(pred: Sequence[str] | None) -> str:
     """One log line, as the release writes it (without the newline)."""
     return NO_ANSWER_LINE if pred is None else " ".join(pred)
-
-
-def parse_release_line(line: str) -> list[str] | None:
-    """The tokens of one log line; ``No Answer`` is None (scored wrong, like any non-answer).
-
-    As ``calc_metric.py``: the first ``<answer>`` block if the line has one, else the line.
-    """
-    text = line.strip()
-    if text == NO_ANSWER_LINE:
-        return None
-    match = _ANSWER_IN_LINE.search(text)
-    if match is not None:
-        text = match.group(1)
-    return split_answer_tokens(text)
 
 
 def run_log_paths(pattern: str) -> list[Path]:

@@ -1,57 +1,92 @@
-"""Score a prediction table against gold puzzles: accuracies per group and modality gaps.
+"""Score a prediction table against gold puzzles: accuracies, format diagnostics, modality gaps.
 
-Inputs are rows as plain dicts, or a pyarrow Table (anything with ``to_pylist()``):
+Inputs are rows as plain dicts, or a pyarrow Table (anything with ``to_pylist()``), read and
+checked by :mod:`crossmath.metrics.rows`:
 
 - predictions: ``puzzle_id``, ``model``, ``modality`` (text|image|hybrid), ``style``,
-  ``sample`` (0..k-1), ``pred`` (list of tokens, or None for no answer);
+  ``sample`` (0..k-1), and ``output`` (the model's text) or ``pred`` (its tokens, or None for
+  no answer) or both; ``error`` (optional: set when the request failed);
 - puzzles (gold): ``puzzle_id``, ``answer`` (list of tokens), ``steps`` (one wave per token),
   ``difficulty``.
 
-Rows are joined on ``puzzle_id``, never on position. Every gold puzzle counts in every
-(model, modality, style) group that has predictions, so a missing prediction is a wrong one.
-Puzzles are taken in ``puzzle_id`` order, so the same rows in any order give the same numbers
-(bootstrap included).
+A row with an ``output`` is read again here with the evaluation's answer rule (the release's,
+:func:`~crossmath.metrics.answers.extract_answer`, unless ``answer_rule`` names another), and
+its ``pred`` is not used: every answer of an evaluation is read by one rule, whatever rule was
+current when its prediction was stored. A row without ``output`` is scored on its ``pred``. A
+row whose ``error`` is set is no answer, whatever its text.
 
-Style ``all`` pools a modality's styles: each (puzzle, style) pair is one item of a run. The
-gaps T−TI (text − hybrid) and T−I (text − image) are computed per style and over all styles;
-when text was run in a single style it is paired with every style of the other modality.
+Rows are joined on ``puzzle_id``, never on position. Every gold puzzle counts in every
+(model, modality, style) group that has predictions, so a missing prediction is a wrong one
+(and a failed request in the diagnostics). Puzzles are taken in ``puzzle_id`` order, so the
+same rows in any order give the same numbers (bootstrap included).
+
+Style ``all`` pools a modality's styles: each (puzzle, style) pair is one item of a run, and
+the group still counts its puzzles once. The gaps T−TI (text − hybrid) and T−I (text − image)
+are computed per style and over all styles, on macro, micro and lenient macro accuracy; when
+text was run in a single style it is paired with every style of the other modality.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from crossmath.metrics.accuracy import MeanStd, PuzzleScore, RunAccuracy, run_accuracy, score_answer
+from crossmath.metrics.accuracy import MeanStd, RunAccuracy, run_accuracy
+from crossmath.metrics.answers import answer_text_for_rule
+from crossmath.metrics.diagnostics import (
+    DIAGNOSTIC_NAMES,
+    AnswerCheck,
+    RunFormat,
+    check_answer,
+    run_format,
+)
 from crossmath.metrics.gaps import GapEstimate, paired_gap
+from crossmath.metrics.rows import (
+    ALL,
+    NO_RESPONSE,
+    Gold,
+    read_gold_rows,
+    read_prediction_rows,
+    table_rows,
+)
 from crossmath.puzzle.model import DIFFICULTIES
 
-ALL = "all"
 GAP_PAIRS: dict[str, tuple[str, str]] = {"T-TI": ("text", "hybrid"), "T-I": ("text", "image")}
-GAP_METRICS: tuple[str, ...] = ("macro_acc", "micro_acc")
+# Each gap metric's per-request value, averaged per puzzle before pairing.
+_GAP_VALUES: dict[str, Callable[[AnswerCheck], float]] = {
+    "macro_acc": lambda check: float(check.score.exact),
+    "micro_acc": lambda check: check.score.micro,
+    "lenient_macro_acc": lambda check: float(check.lenient.exact),
+}
+GAP_METRICS: tuple[str, ...] = tuple(_GAP_VALUES)
 MODALITY_ORDER = ("text", "image", "hybrid")
 STYLE_ORDER = ("original", "noborder", "beige", "altstyle")
-PREDICTION_FIELDS = ("puzzle_id", "model", "modality", "style", "sample", "pred")
-PUZZLE_FIELDS = ("puzzle_id", "answer", "steps", "difficulty")
 STEP_METRIC_NAMES = {"step1": "step1_acc", "step2": "step2_acc", "step3": "step3_acc",
                      "step4+": "step4plus_acc"}  # MLflow metric names may not contain "+"
+# What metrics.json files written before answer rules were named were read by.
+_LEGACY_ANSWER_RULE = "after_thinking"
 
 
 @dataclass(frozen=True)
 class GroupMetrics:
-    """Accuracy of one (model, modality, style, difficulty) over its k sampled runs."""
+    """Accuracy and format diagnostics of one (model, modality, style, difficulty) over its k
+    sampled runs. ``n_styles`` is the number of styles pooled (1 unless the style is ``all``);
+    ``formats`` is empty for evaluations saved before diagnostics existed."""
 
     model: str
     modality: str
     style: str
     difficulty: str
+    n_styles: int
     runs: tuple[RunAccuracy, ...]
+    formats: tuple[RunFormat, ...]
 
     @property
     def n_puzzles(self) -> int:
-        return self.runs[0].n_puzzles
+        """Distinct puzzles: a run of a pooled group scores each puzzle once per style."""
+        return self.runs[0].n_items // self.n_styles
 
     @property
     def n_samples(self) -> int:
@@ -71,13 +106,10 @@ class GroupMetrics:
 
     def step(self, group: str) -> MeanStd | None:
         """Step-wise accuracy, or None where the puzzles have no blank of that depth."""
-        rates = [run.step_rate(group) for run in self.runs]
-        if any(rate is None for rate in rates):
-            return None
-        return MeanStd.of(rates)
+        return _defined_mean_std([run.step_rate(group) for run in self.runs])
 
     def summary(self) -> dict[str, MeanStd]:
-        """Every defined metric by its name (``macro_acc``, ``step4plus_acc``, ...)."""
+        """Every defined accuracy by its name (``macro_acc``, ``step4plus_acc``, ...)."""
         values = {"macro_acc": self.macro, "micro_acc": self.micro}
         for group, name in STEP_METRIC_NAMES.items():
             stat = self.step(group)
@@ -86,18 +118,46 @@ class GroupMetrics:
         values["answer_rate"] = self.answer_rate
         return values
 
+    def diagnostics(self) -> dict[str, MeanStd]:
+        """Every format diagnostic defined in all runs, by its name (``answer_tag_rate``, ...)."""
+        if not self.formats:
+            return {}
+        rates = [run.rates() for run in self.formats]
+        values = {name: _defined_mean_std([r[name] for r in rates]) for name in DIAGNOSTIC_NAMES}
+        return {name: stat for name, stat in values.items() if stat is not None}
+
+    def metric(self, name: str) -> MeanStd | None:
+        """An accuracy or a diagnostic by name; None where it is undefined or was not computed."""
+        return self.summary().get(name) or self.diagnostics().get(name)
+
     def to_dict(self) -> dict:
         return {
             "model": self.model, "modality": self.modality, "style": self.style,
-            "difficulty": self.difficulty, "n_puzzles": self.n_puzzles,
+            "difficulty": self.difficulty, "n_puzzles": self.n_puzzles, "n_styles": self.n_styles,
             "metrics": {name: stat.to_dict() for name, stat in self.summary().items()},
+            "diagnostics": {name: stat.to_dict() for name, stat in self.diagnostics().items()},
             "runs": [run.to_dict() for run in self.runs],
+            "formats": [run.to_dict() for run in self.formats],
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GroupMetrics":
-        return cls(data["model"], data["modality"], data["style"], data["difficulty"],
-                   tuple(RunAccuracy.from_dict(run) for run in data["runs"]))
+    def from_dict(cls, data: Mapping[str, Any], n_styles: int | None = None) -> "GroupMetrics":
+        """``n_styles`` is needed only for dicts saved before it was recorded."""
+        if "n_styles" in data:
+            n_styles = int(data["n_styles"])
+        elif n_styles is None:
+            raise ValueError(f"group {data['model']}/{data['modality']}/{data['style']} was saved "
+                             "without n_styles: read it through Evaluation.from_dict")
+        return cls(data["model"], data["modality"], data["style"], data["difficulty"], n_styles,
+                   tuple(RunAccuracy.from_dict(run) for run in data["runs"]),
+                   tuple(RunFormat.from_dict(run) for run in data.get("formats", ())))
+
+
+def _defined_mean_std(fractions: Sequence[float | None]) -> MeanStd | None:
+    """Mean ± std over the runs, or None when some run leaves the value undefined."""
+    if any(value is None for value in fractions):
+        return None
+    return MeanStd.of(fractions)
 
 
 @dataclass(frozen=True)
@@ -126,10 +186,15 @@ class GapResult:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """All metrics of a prediction table; JSON round-trips through ``to_dict``/``from_dict``."""
+    """All metrics of a prediction table; JSON round-trips through ``to_dict``/``from_dict``.
+
+    ``answer_rule`` names how answers were read from outputs (see
+    :data:`~crossmath.metrics.answers.ANSWER_RULES`): part of what the numbers mean.
+    """
 
     groups: tuple[GroupMetrics, ...]
     gaps: tuple[GapResult, ...]
+    answer_rule: str = "release"
 
     def models(self) -> list[str]:
         return unique_in_order(group.model for group in self.groups)
@@ -173,7 +238,9 @@ class Evaluation:
         ``text/original/macro_acc`` (+ ``_std``) over all difficulties,
         ``text/original/easy/micro_acc`` per difficulty, ``image/all/...`` pooled over styles,
         ``gap/T-TI/macro_acc`` (+ ``_ci_low``, ``_ci_high``, ``_p_value``) pooled over
-        styles and ``gap/T-TI/beige/macro_acc`` per style. Values in percent.
+        styles and ``gap/T-TI/beige/macro_acc`` per style. The format diagnostics sit beside
+        the accuracies (``image/original/answer_tag_rate``, ``.../lenient_macro_acc``,
+        ``.../error_rate``). Values in percent.
         """
         model = self.only_model(model)
         flat: dict[str, float] = {}
@@ -183,7 +250,7 @@ class Evaluation:
             prefix = f"{group.modality}/{group.style}"
             if group.difficulty != ALL:
                 prefix += f"/{group.difficulty}"
-            for name, stat in group.summary().items():
+            for name, stat in {**group.summary(), **group.diagnostics()}.items():
                 flat[f"{prefix}/{name}"] = stat.mean
                 flat[f"{prefix}/{name}_std"] = stat.std
         for gap in self.gaps:
@@ -198,23 +265,26 @@ class Evaluation:
         return flat
 
     def to_dict(self) -> dict:
-        return {"groups": [g.to_dict() for g in self.groups], "gaps": [g.to_dict() for g in self.gaps]}
+        return {"answer_rule": self.answer_rule, "groups": [g.to_dict() for g in self.groups],
+                "gaps": [g.to_dict() for g in self.gaps]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Evaluation":
-        return cls(tuple(GroupMetrics.from_dict(g) for g in data["groups"]),
-                   tuple(GapResult.from_dict(g) for g in data["gaps"]))
+        """Also reads files saved by earlier versions: their answers were read after the
+        thinking, and their groups did not record how many styles they pool."""
+        styles: dict[tuple[str, str], set[str]] = {}
+        for g in data["groups"]:
+            if g["style"] != ALL:
+                styles.setdefault((g["model"], g["modality"]), set()).add(g["style"])
+        groups = tuple(
+            GroupMetrics.from_dict(g, len(styles.get((g["model"], g["modality"]), ())) if g["style"] == ALL else 1)
+            for g in data["groups"])
+        return cls(groups, tuple(GapResult.from_dict(g) for g in data["gaps"]),
+                   data.get("answer_rule", _LEGACY_ANSWER_RULE))
 
 
-@dataclass(frozen=True)
-class _Gold:
-    answer: list[str]
-    steps: list[int]
-    difficulty: str
-
-
-# (model, modality, style) -> puzzle_id -> one score per sample index
-_Cells = dict[tuple[str, str, str], dict[str, list[PuzzleScore]]]
+# (model, modality, style) -> puzzle_id -> one check per sample index
+_Cells = dict[tuple[str, str, str], dict[str, list[AnswerCheck]]]
 
 
 def evaluate_predictions(
@@ -222,6 +292,7 @@ def evaluate_predictions(
     puzzles: Any,
     *,
     samples: int | None = None,
+    answer_rule: str = "release",
     seed: int = 0,
     n_resamples: int = 10_000,
     confidence: float = 0.95,
@@ -230,25 +301,27 @@ def evaluate_predictions(
 
     ``samples`` is k, the number of sampled answers per request; by default the sample
     indices seen in the predictions. A (puzzle, sample) without a prediction is wrong.
+    ``answer_rule`` is ``release`` (the primary score) or ``after_thinking``.
     """
-    gold = _read_gold(_rows(puzzles))
-    predicted = _read_predictions(_rows(predictions), gold, samples)
+    gold = read_gold_rows(table_rows(puzzles))
+    predicted = read_prediction_rows(table_rows(predictions), gold, samples,
+                                     answer_text_for_rule(answer_rule), answer_rule)
     if samples is None:
         samples = 1 + max((sample for cell in predicted.values() for (_, sample) in cell), default=-1)
     puzzle_ids = sorted(gold)
-    cells: _Cells = {
-        key: {
-            pid: [score_answer(preds.get((pid, s)), gold[pid].answer, gold[pid].steps) for s in range(samples)]
-            for pid in puzzle_ids
-        }
-        for key, preds in sorted(predicted.items(), key=lambda item: _cell_order(item[0]))
-    }
+    cells: _Cells = {}
+    for key, preds in sorted(predicted.items(), key=lambda item: _cell_order(item[0])):
+        cells[key] = {}
+        for pid in puzzle_ids:
+            answers = [preds.get((pid, s), NO_RESPONSE) for s in range(samples)]
+            cells[key][pid] = [check_answer(a.answer_text, a.tokens, gold[pid].answer, gold[pid].steps)
+                               for a in answers]
     groups = _group_metrics(cells, gold, puzzle_ids, samples)
     gaps = _gaps(cells, puzzle_ids, seed=seed, n_resamples=n_resamples, confidence=confidence)
-    return Evaluation(tuple(groups), tuple(gaps))
+    return Evaluation(tuple(groups), tuple(gaps), answer_rule)
 
 
-def _group_metrics(cells: _Cells, gold: dict[str, _Gold], puzzle_ids: list[str], samples: int) -> list[GroupMetrics]:
+def _group_metrics(cells: _Cells, gold: dict[str, Gold], puzzle_ids: list[str], samples: int) -> list[GroupMetrics]:
     if samples == 0:
         return []
     present = {gold[pid].difficulty for pid in puzzle_ids}
@@ -261,11 +334,12 @@ def _group_metrics(cells: _Cells, gold: dict[str, _Gold], puzzle_ids: list[str],
         for style in [*styles, ALL]:
             pooled = styles if style == ALL else [style]
             for difficulty, subset in subsets.items():
-                runs = tuple(
-                    run_accuracy(cells[model, modality, s][pid][sample] for s in pooled for pid in subset)
-                    for sample in range(samples)
-                )
-                groups.append(GroupMetrics(model, modality, style, difficulty, runs))
+                checks = [[cells[model, modality, s][pid][sample] for s in pooled for pid in subset]
+                          for sample in range(samples)]
+                groups.append(GroupMetrics(
+                    model, modality, style, difficulty, len(pooled),
+                    runs=tuple(run_accuracy(check.score for check in run) for run in checks),
+                    formats=tuple(run_format(run) for run in checks)))
     return groups
 
 
@@ -304,62 +378,11 @@ def _matching_style(style: str, candidates: list[str]) -> str | None:
 def _per_puzzle(cells: _Cells, model: str, modality: str, styles: list[str],
                 puzzle_ids: list[str], metric: str) -> np.ndarray:
     """Each puzzle's score in percent, averaged over the styles and samples."""
-    def value(score: PuzzleScore) -> float:
-        return float(score.exact) if metric == "macro_acc" else score.micro
-
+    value = _GAP_VALUES[metric]
     return np.array([
-        100.0 * np.mean([value(score) for style in styles for score in cells[model, modality, style][pid]])
+        100.0 * np.mean([value(check) for style in styles for check in cells[model, modality, style][pid]])
         for pid in puzzle_ids
     ])
-
-
-def _rows(table: Any) -> list[Mapping[str, Any]]:
-    return table.to_pylist() if hasattr(table, "to_pylist") else list(table)
-
-
-def _read_gold(rows: Sequence[Mapping[str, Any]]) -> dict[str, _Gold]:
-    gold: dict[str, _Gold] = {}
-    for index, row in enumerate(rows):
-        where = f"puzzle row {index} (puzzle_id={row.get('puzzle_id')!r})"
-        missing = [name for name in PUZZLE_FIELDS if name not in row]
-        if missing:
-            raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
-        entry = _Gold([str(t) for t in row["answer"]], [int(s) for s in row["steps"]], str(row["difficulty"]))
-        if not entry.answer:
-            raise ValueError(f"{where}: empty answer")
-        if len(entry.steps) != len(entry.answer):
-            raise ValueError(f"{where}: {len(entry.steps)} steps for {len(entry.answer)} answer tokens")
-        previous = gold.setdefault(str(row["puzzle_id"]), entry)
-        if previous != entry:
-            raise ValueError(f"{where}: puzzle_id listed twice with different gold")
-    return gold
-
-
-def _read_predictions(rows: Sequence[Mapping[str, Any]], gold: Mapping[str, _Gold],
-                      samples: int | None) -> dict[tuple[str, str, str], dict[tuple[str, int], list[str] | None]]:
-    """(model, modality, style) -> (puzzle_id, sample) -> predicted tokens, checked."""
-    cells: dict[tuple[str, str, str], dict[tuple[str, int], list[str] | None]] = {}
-    for index, row in enumerate(rows):
-        where = f"prediction row {index} (puzzle_id={row.get('puzzle_id')!r})"
-        missing = [name for name in PREDICTION_FIELDS if name not in row]
-        if missing:
-            raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
-        puzzle_id, sample = str(row["puzzle_id"]), int(row["sample"])
-        if puzzle_id not in gold:
-            raise ValueError(f"{where}: no gold puzzle with this puzzle_id")
-        if sample < 0 or (samples is not None and sample >= samples):
-            raise ValueError(f"{where}: sample {sample} outside 0..{'k-1' if samples is None else samples - 1}")
-        pred = row["pred"]
-        if pred is not None and (isinstance(pred, (str, bytes)) or not isinstance(pred, (Sequence, np.ndarray))):
-            raise ValueError(f"{where}: pred must be a list of tokens or None, got {type(pred).__name__}")
-        key = (str(row["model"]), str(row["modality"]), str(row["style"]))
-        if key[2] == ALL:
-            raise ValueError(f"{where}: style {ALL!r} is reserved for the styles pooled")
-        cell = cells.setdefault(key, {})
-        if (puzzle_id, sample) in cell:
-            raise ValueError(f"{where}: second prediction for model/modality/style {'/'.join(key)}, sample {sample}")
-        cell[puzzle_id, sample] = None if pred is None else [str(token) for token in pred]
-    return cells
 
 
 def _cell_order(key: tuple[str, str, str]) -> tuple:

@@ -16,12 +16,28 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from crossmath.metrics.accuracy import STEP_GROUPS, MeanStd
-from crossmath.metrics.scorecard import ALL, GAP_PAIRS, Evaluation, GapResult, unique_in_order
+from crossmath.metrics.scorecard import (
+    ALL,
+    GAP_METRICS,
+    GAP_PAIRS,
+    Evaluation,
+    GapResult,
+    unique_in_order,
+)
 
 MODALITY_LABELS = {"text": "text (T)", "image": "image (I)", "hybrid": "hybrid (TI)"}
 METRIC_LABELS = {"macro_acc": "macro", "micro_acc": "micro", "step1_acc": "step1",
                  "step2_acc": "step2", "step3_acc": "step3", "step4plus_acc": "step4+",
-                 "answer_rate": "answered"}
+                 "answer_rate": "answered", "lenient_macro_acc": "lenient macro"}
+ACCURACY_COLUMNS = ("macro_acc", "micro_acc", "step1_acc", "step2_acc", "step3_acc",
+                    "step4plus_acc", "answer_rate")
+DIAGNOSTIC_LABELS = {"answer_tag_rate": "tagged", "wrong_count_rate": "wrong count",
+                     "non_integer_rate": "non-integer", "error_rate": "failed",
+                     "lenient_macro_acc": "lenient macro", "lenient_micro_acc": "lenient micro"}
+ANSWER_RULE_NOTES = {
+    "release": "the release's rule (tokens of the last `<answer>` block of the whole output)",
+    "after_thinking": "the last `<answer>` block once the thinking is removed (not the release's rule)",
+}
 _COLORS = {"text": "#4C72B0", "image": "#DD8452", "hybrid": "#55A868"}
 
 
@@ -53,23 +69,37 @@ def markdown_report(evaluation: Evaluation, model: str | None = None, *, title: 
     lines = [f"# {title or f'crossmath report: {model}'}", ""]
     overall = evaluation.group(model, evaluation.modalities(model)[0])
     if overall is not None:
-        lines += [f"{overall.n_puzzles} puzzles, {overall.n_samples} sample(s) per request. "
-                  "Accuracies in percent, mean ± sample std over the samples; step-wise "
-                  "accuracy pools every blank of that solving depth; `all` pools the styles.", ""]
+        lines += [f"{overall.n_puzzles} puzzles, {overall.n_samples} sample(s) per request; "
+                  f"answers read by {_rule_note(evaluation)}. Accuracies in percent, mean ± "
+                  "sample std over the samples; step-wise accuracy pools every blank of that "
+                  "solving depth; `all` pools the styles.", ""]
     lines += ["## Accuracy", "", *_accuracy_table(evaluation, model, [ALL]), ""]
+    diagnostics = _diagnostics_table(evaluation, model)
+    if diagnostics:
+        lines += ["## Answer format", "",
+                  "Beside accuracy, never replacing it (percent, mean ± std over samples). "
+                  "failed: requests without a response; tagged: responses with an answer "
+                  "block; wrong count: answers whose number of values is not the number of "
+                  "blanks; non-integer: answers with a value that is not a plain non-negative "
+                  "integer (both among tagged); lenient: accuracy once formatting is forgiven "
+                  "(docs/scoring.md).", "", *diagnostics, ""]
     difficulties = [d for d in evaluation.difficulties(model) if d != ALL]
     if len(difficulties) > 1:
         lines += ["## Accuracy by difficulty", "", *_accuracy_table(evaluation, model, difficulties), ""]
     gaps = [gap for gap in evaluation.gaps if gap.model == model]
     if gaps:
+        metrics = [m for m in GAP_METRICS if any(g.metric == m for g in gaps)]
         lines += ["## Modality gaps", "",
                   "Percentage points, paired by puzzle (each puzzle's score averaged over "
-                  "samples and styles first); 95% percentile bootstrap over puzzles; p from a "
-                  "paired sign-flip permutation test.", "",
-                  "| gap | style | metric | gap (pp) | 95% CI | p-value | puzzles |",
-                  "|---|---|---|---:|---:|---:|---:|"]
-        lines += [f"| {g.name} | {g.style} | {METRIC_LABELS[g.metric]} | {g.estimate.gap:+.1f} | "
-                  f"{_interval(g)} | {_p(g.estimate.p_value)} | {g.estimate.n_puzzles} |" for g in gaps]
+                  "samples and styles first), with the 95% percentile bootstrap interval over "
+                  "puzzles and p from a paired sign-flip permutation test.", "",
+                  "| gap | style | " + " | ".join(f"{METRIC_LABELS[m]} (pp)" for m in metrics)
+                  + " | puzzles |", "|---|---|" + "---:|" * (len(metrics) + 1)]
+        for name, style in unique_in_order((g.name, g.style) for g in gaps):
+            found = [evaluation.gap(model, name, m, style) for m in metrics]
+            cells = [_gap_cell(g) if g else "–" for g in found]
+            n = next(g.estimate.n_puzzles for g in found if g)
+            lines.append(f"| {name} | {style} | " + " | ".join(cells) + f" | {n} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -79,6 +109,10 @@ def console_summary(evaluation: Evaluation, model: str | None = None) -> str:
     the gaps pooled over styles."""
     model = evaluation.only_model(model)
     lines = _accuracy_table(evaluation, model, [ALL])
+    diagnostics = _diagnostics_table(evaluation, model)
+    if diagnostics:
+        lines += ["answer format (failed: no response; wrong count and non-integer among tagged):",
+                  *diagnostics]
     for gap in evaluation.gaps:
         if gap.model == model and gap.style == ALL:
             lines.append(f"gap {gap.name} {METRIC_LABELS[gap.metric]}: {gap.estimate.gap:+.1f} pp, "
@@ -87,10 +121,24 @@ def console_summary(evaluation: Evaluation, model: str | None = None) -> str:
 
 
 def _accuracy_table(evaluation: Evaluation, model: str, difficulties: list[str]) -> list[str]:
-    names = list(METRIC_LABELS)
+    return _group_table(evaluation, model, difficulties, {n: METRIC_LABELS[n] for n in ACCURACY_COLUMNS})
+
+
+def _diagnostics_table(evaluation: Evaluation, model: str) -> list[str]:
+    """The format diagnostics of each style, or nothing for an evaluation saved without them."""
+    groups = [g for g in evaluation.groups if g.model == model and g.difficulty == ALL]
+    if not any(g.formats for g in groups):
+        return []
+    return _group_table(evaluation, model, [ALL], DIAGNOSTIC_LABELS)
+
+
+def _group_table(evaluation: Evaluation, model: str, difficulties: list[str],
+                 columns: Mapping[str, str]) -> list[str]:
+    """One row per modality, style (and difficulty), one column per metric; undefined is –."""
+    names = list(columns)
     with_difficulty = difficulties != [ALL]
     head = "| modality | style |" + (" difficulty |" if with_difficulty else "")
-    head += "".join(f" {METRIC_LABELS[n]} |" for n in names)
+    head += "".join(f" {columns[n]} |" for n in names)
     rule = "|---|---|" + ("---|" if with_difficulty else "") + "---:|" * len(names)
     rows = [head, rule]
     for modality in evaluation.modalities(model):
@@ -99,8 +147,8 @@ def _accuracy_table(evaluation: Evaluation, model: str, difficulties: list[str])
                 group = evaluation.group(model, modality, style, difficulty)
                 if group is None:
                     continue
-                summary = group.summary()
-                cells = "".join(f" {format(summary[n], '.1f') if n in summary else '–'} |" for n in names)
+                stats = [group.metric(n) for n in names]
+                cells = "".join(f" {'–' if stat is None else format(stat, '.1f')} |" for stat in stats)
                 row = f"| {modality} | {style} |" + (f" {difficulty} |" if with_difficulty else "")
                 rows.append(row + cells)
     return rows
@@ -207,8 +255,8 @@ def compare_runs(
     scored several models gets one row per model (``label/model``). Writes
     ``{stem}.md`` and ``{stem}.png`` in ``out_dir``.
     """
-    if metric not in ("macro_acc", "micro_acc"):
-        raise ValueError(f"compare_runs compares macro_acc or micro_acc, not {metric!r}")
+    if metric not in GAP_METRICS:
+        raise ValueError(f"compare_runs compares one of {', '.join(GAP_METRICS)}, not {metric!r}")
     rows = [(label if len(ev.models()) == 1 else f"{label}/{model}", ev, model)
             for label, ev in evaluations.items() for model in ev.models()]
     if not rows:
@@ -220,7 +268,8 @@ def compare_runs(
     head += " | " + " | ".join(f"gap {n} (95% CI, p)" for n in names) + " |"
     lines = [f"# crossmath: {METRIC_LABELS[metric]} accuracy, style {style}", "",
              "Accuracy in percent (mean ± std over samples); gaps in percentage points, paired "
-             "by puzzle.", "", head, "|---|" + "---:|" * (len(modalities) + len(names))]
+             f"by puzzle. {_rules_line(evaluations)}", "", head,
+             "|---|" + "---:|" * (len(modalities) + len(names))]
     for label, ev, model in rows:
         cells = [format(s, ".1f") if (s := _stat(ev, model, m, style, metric)) else "–" for m in modalities]
         for name in names:
@@ -277,11 +326,30 @@ def _plot_comparison(rows, modalities: list[str], metric: str, style: str, path:
 
 def _stat(evaluation: Evaluation, model: str, modality: str, style: str, metric: str) -> MeanStd | None:
     group = evaluation.group(model, modality, style)
-    return group.summary().get(metric) if group else None
+    return group.metric(metric) if group else None
 
 
 def _interval(gap: GapResult) -> str:
     return f"[{gap.estimate.ci_low:+.1f}, {gap.estimate.ci_high:+.1f}]"
+
+
+def _gap_cell(gap: GapResult) -> str:
+    return f"{gap.estimate.gap:+.1f} {_interval(gap)}, p={_p(gap.estimate.p_value)}"
+
+
+def _rules_line(evaluations: Mapping[str, Evaluation]) -> str:
+    """Which answer rule the runs used; runs that differ are named, as they do not compare."""
+    by_rule: dict[str, list[str]] = {}
+    for label, evaluation in evaluations.items():
+        by_rule.setdefault(evaluation.answer_rule, []).append(label)
+    if len(by_rule) == 1:
+        return f"Answers read by {_rule_note(next(iter(evaluations.values())))}."
+    groups = "; ".join(f"{rule}: {', '.join(labels)}" for rule, labels in by_rule.items())
+    return f"**The runs read answers by different rules, so they do not compare** ({groups})."
+
+
+def _rule_note(evaluation: Evaluation) -> str:
+    return ANSWER_RULE_NOTES.get(evaluation.answer_rule, f"the rule {evaluation.answer_rule!r}")
 
 
 def _p(value: float) -> str:

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import re
 
-from crossmath.metrics.answers import answer_text, strip_thinking
+from crossmath.metrics.answers import last_answer_text, last_boxed, strip_thinking
 
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_PHRASE = re.compile(
     r"\b(?:final\s+answer|answer|correct\s+(?:option|choice|letter)|option|choice)\b"
     r"(?:\s+(?:is|would\s+be|should\s+be))?\s*(?::|=|\bis\b)?\s*",
@@ -43,7 +42,7 @@ def final_answer_span(output: str) -> str | None:
     Never raises on model text. An empty ``<answer></answer>`` gives "": the reply committed
     to nothing, which scores wrong and counts as unanswered, like None.
     """
-    tagged = answer_text(output)
+    tagged = last_answer_text(strip_thinking(output))
     if tagged is not None:
         return clean_span(tagged)
     reply = strip_thinking(output)
@@ -54,16 +53,6 @@ def final_answer_span(output: str) -> str | None:
     return None if phrase is None else clean_span(phrase)
 
 
-def last_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{…}`` with balanced braces, or None."""
-    found = None
-    for match in _BOXED.finditer(text):
-        content = _balanced(text, match.end())
-        if content is not None:
-            found = content
-    return found
-
-
 def clean_span(span: str) -> str:
     """A span without a box around it, markdown emphasis, ``$`` signs or a final full stop."""
     boxed = last_boxed(span)
@@ -71,19 +60,6 @@ def clean_span(span: str) -> str:
         span = boxed
     span = _DECORATION.sub("", span).strip()
     return span[:-1].rstrip() if span.endswith(".") else span
-
-
-def _balanced(text: str, start: int) -> str | None:
-    """The text from ``start`` up to the brace that closes the one just before it."""
-    depth = 1
-    for index in range(start, len(text)):
-        if text[index] == "{":
-            depth += 1
-        elif text[index] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:index]
-    return None
 
 
 def _last_answer_phrase(reply: str) -> str | None:
