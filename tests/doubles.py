@@ -1,12 +1,15 @@
-"""Backends that misbehave on purpose, to exercise the pipeline's resume and retry paths.
+"""Backends that misbehave on purpose, or talk like a model without being one.
 
 ``SlowBackend`` answers like the oracle after a delay per request, so a run can be stopped
 halfway. ``CrashingBackend`` kills its own worker process on its first batch (once per marker
 file), as an out-of-memory kill or a lost node would, so Ray's actor restart is tested for real.
+``BrokenBackend`` raises from ``generate``, as a backend with a bug would. ``WordsBackend``
+answers in words, one token each, honouring token caps and keyed sampling as a real model does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -36,3 +39,47 @@ class CrashingBackend(OracleBackend):
             self.marker.write_text(str(os.getpid()))
             os._exit(1)  # the process dies mid-batch, without cleanup
         return super().generate(requests)
+
+
+class BrokenBackend(OracleBackend):
+    """Raises on every batch, with a message a test can look for."""
+
+    def __init__(self, message: str = "the backend is broken", name: str = "broken") -> None:
+        super().__init__(name)
+        self.message = message
+
+    def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
+        raise RuntimeError(self.message)
+
+
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+         "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
+
+
+class WordsBackend:
+    """A model that says ``length`` words, one token each, then stops.
+
+    Like ``HFBackend``: ``max_new_tokens`` is its own limit, a request's ``max_new_tokens`` caps
+    it further, and an answer cut at the limit has ``finish_reason="length"``. Greedy
+    (``do_sample`` false), the words depend on the prompt only; sampling, on the request id
+    only (as keyed sampling does), so equal ids give equal answers in any batch.
+    """
+
+    def __init__(self, name: str = "words", length: int = 12, max_new_tokens: int = 64,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0) -> None:
+        self.name = name
+        self.length = length
+        self.max_new_tokens = max_new_tokens
+        self.do_sample, self.temperature, self.top_p = do_sample, temperature, top_p
+
+    def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
+        return [self._answer(request) for request in requests]
+
+    def _answer(self, request: ModelRequest) -> ModelResponse:
+        key = request.request_id if self.do_sample else repr(request.prompt)
+        digest = hashlib.sha256(key.encode()).digest()
+        limit = min(self.max_new_tokens, request.max_new_tokens or self.max_new_tokens)
+        said = [WORDS[digest[i % len(digest)] % len(WORDS)] for i in range(min(self.length, limit))]
+        n_prompt = sum(len(text.split()) for text in request.prompt.texts) + len(request.prompt.images)
+        return ModelResponse(request.request_id, " ".join(said), n_prompt, len(said),
+                             finish_reason="length" if self.length > limit else "stop")
