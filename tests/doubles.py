@@ -83,3 +83,16 @@ class WordsBackend:
         n_prompt = sum(len(text.split()) for text in request.prompt.texts) + len(request.prompt.images)
         return ModelResponse(request.request_id, " ".join(said), n_prompt, len(said),
                              finish_reason="length" if self.length > limit else "stop")
+
+
+class FailingStage:
+    """A Ray Data stage that fails as a pipeline stage can: in its constructor (the actor dies
+    while starting) or on its first batch."""
+
+    def __init__(self, error: Exception, in_constructor: bool = False) -> None:
+        if in_constructor:
+            raise error
+        self.error = error
+
+    def __call__(self, batch):
+        raise self.error
