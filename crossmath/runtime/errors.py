@@ -135,16 +135,13 @@ def find_cause(error: BaseException) -> Cause:
     chain = _chain(error)
     root = chain[-1]
     ray_errors = [e for e in chain if _is_ray_error(e)]
-    if not ray_errors:
+    remote = bool(ray_errors)
+    if not _is_ray_error(root):  # the exception itself is here (from this process or a worker)
         if isinstance(root, user_error_types()):
-            return Cause(type(root).__name__, str(root), "", user_error=True, remote=False)
-        return Cause(type(root).__name__, str(root), "".join(traceback.format_exception(error)),
-                     user_error=False, remote=False)
-    if not _is_ray_error(root):  # the worker's exception itself came back
-        if isinstance(root, user_error_types()):
-            return Cause(type(root).__name__, str(root), "", user_error=True, remote=True)
-        return Cause(type(root).__name__, str(root), _first_traceback(str(ray_errors[-1])),
-                     user_error=False, remote=True)
+            return Cause(type(root).__name__, str(root), "", user_error=True, remote=remote)
+        where = (_first_traceback(str(ray_errors[-1])) if remote
+                 else "".join(traceback.format_exception(error)))
+        return Cause(type(root).__name__, str(root), where, user_error=False, remote=remote)
     for wrapper in reversed(ray_errors):  # only Ray's wrappers came back: read their text
         block = _first_traceback(str(wrapper))
         parsed = _exception_of(block)
