@@ -15,9 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from crossmath.puzzle.records import record_fields, write_official_jsonl
 from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
 from crossmath.puzzle.table import write_puzzle_table
+from crossmath.runtime.errors import reports_failures
 
 
 @hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="generate")
+@reports_failures("crossmath.generate")
 def main(cfg: DictConfig) -> None:
     from crossmath.drawing import load_style
     from crossmath.drawing.release_files import write_release_images

@@ -9,11 +9,14 @@ import hydra
 from omegaconf import DictConfig
 
 from crossmath.puzzle.consistency import lint_jsonl
+from crossmath.runtime.checks import existing_path
+from crossmath.runtime.errors import reports_failures
 
 
 @hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="lint")
+@reports_failures("crossmath.lint")
 def main(cfg: DictConfig) -> None:
-    results = lint_jsonl(cfg.path)
+    results = lint_jsonl(existing_path(cfg.path, "path"))
     flagged = [r for r in results if not r.ok]
     for result in flagged:
         print(result.describe())

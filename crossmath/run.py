@@ -13,10 +13,12 @@ import hydra
 from omegaconf import DictConfig
 
 from crossmath.pipeline.evaluation import run_evaluation
+from crossmath.runtime.errors import reports_failures
 from crossmath.summary.views import console_summary
 
 
 @hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="run")
+@reports_failures("crossmath.run")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     outcome = run_evaluation(cfg)

@@ -9,19 +9,13 @@ can be compared line for line. A bad file exits with status 2 and a message nami
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from crossmath.metrics.release_logs import (
-    ReleaseLogError,
-    ReleaseScore,
-    release_value,
-    score_release_logs,
-)
-from crossmath.puzzle.grid import GridFormatError
+from crossmath.metrics.release_logs import ReleaseScore, release_value, score_release_logs
+from crossmath.runtime.errors import ConfigError, reports_failures
 
 _COLUMNS = {"macro_acc": "macro", "micro_acc": "micro", "step1_correct_rate": "step1",
             "step2_correct_rate": "step2", "step3_correct_rate": "step3",
@@ -63,12 +57,12 @@ def _shorten(text: str, width: int) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://crossmath.conf.score", config_name="score")
+@reports_failures("crossmath.score")
 def main(cfg: DictConfig) -> None:
     try:
         score = score_release_logs(cfg.data, cfg.preds, allow_partial=bool(cfg.allow_partial))
-    except (ReleaseLogError, GridFormatError, OSError) as error:
-        print(f"crossmath.score: {error}", file=sys.stderr)
-        sys.exit(2)
+    except OSError as error:  # a file named by data or preds that cannot be read
+        raise ConfigError(str(error.filename or cfg.data), error.strerror or str(error)) from None
     print(format_release_score(score))
     if cfg.save_json:
         Path(cfg.save_json).write_text(json.dumps(full_summary(score), indent=2) + "\n", encoding="utf-8")

@@ -1,6 +1,7 @@
 """``python -m crossmath.serve model=<name> server.port=8000``: any backend as an OpenAI-compatible server.
 
-See ``crossmath.models.openai_server`` for what it serves; ``conf/serve.yaml`` for its options.
+See ``crossmath.models.openai_server`` and docs/serving.md for what it serves; ``conf/serve.yaml``
+for its options.
 """
 
 from __future__ import annotations
@@ -13,19 +14,27 @@ from omegaconf import DictConfig, OmegaConf
 
 from crossmath.models.config import backend_arguments
 from crossmath.models.openai_server import FaultPlan, create_app
+from crossmath.runtime.checks import model_options, non_negative_number, whole_number
+from crossmath.runtime.errors import ConfigError, reports_failures
 
 
 @hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="serve")
+@reports_failures("crossmath.serve")
 def main(cfg: DictConfig) -> None:
     """Serve ``cfg.model`` until interrupted."""
     settings = cfg.server
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model_options(model)
+    whole_number(settings.port, "server.port", minimum=0, maximum=65535)  # 0: any free port
+    whole_number(settings.max_batch_size, "server.max_batch_size")
+    non_negative_number(settings.batch_wait_s, "server.batch_wait_s")
     api_key = None
     if settings.api_key_env:
         api_key = os.environ.get(settings.api_key_env)
         if not api_key:
-            raise SystemExit(f"server.api_key_env names {settings.api_key_env!r}, "
-                             "which is not set in the environment")
-    backend = hydra.utils.instantiate(backend_arguments(OmegaConf.to_container(cfg.model, resolve=True)))
+            raise ConfigError("server.api_key_env", f"names {settings.api_key_env!r}, which is "
+                                                    "not set in the environment")
+    backend = hydra.utils.instantiate(backend_arguments(model))
     app = create_app(
         backend,
         served_model_name=settings.served_model_name,

@@ -12,11 +12,15 @@ import hydra
 from omegaconf import DictConfig
 
 from crossmath.finetuning.job import train
+from crossmath.finetuning.preconditions import check_train_config
+from crossmath.runtime.errors import reports_failures
 
 
 @hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="train")
+@reports_failures("crossmath.train")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    check_train_config(cfg)
     outcome = train(cfg)
     summary = outcome.summary
     print(f"trained {summary.get('final_step')} steps (resumed from step "

@@ -1,4 +1,4 @@
-"""Backends that misbehave on purpose, or know the answers, to exercise the pipeline.
+"""Backends that misbehave on purpose, know the answers, or talk like a model without being one.
 
 ``SlowBackend`` answers like the oracle after a delay per request, so a run can be stopped
 halfway. ``CrashingBackend`` kills its own worker process on its first batch (once per marker
@@ -9,10 +9,14 @@ must score 100%) and ``RandomChoiceBackend`` guesses an option letter (chance). 
 about an item from an *item key*, a JSON file that ``write_item_key`` writes from the loaded
 items, keyed by each prompt's content key: a backend sees only the prompt, hashes it the same
 way, and finds the item, whatever request ids the pipeline uses.
+
+``BrokenBackend`` raises from ``generate``, as a backend with a bug would. ``WordsBackend``
+answers in words, one token each, honouring token caps and keyed sampling as a real model does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -89,3 +93,60 @@ class RandomChoiceBackend(RandomBackend):
             return "I cannot guess an open answer."
         rng = random.Random(self._seed_for(request.request_id))
         return "A random guess.\n" + answer_block([rng.choice(entry["letters"])])
+
+
+class BrokenBackend(OracleBackend):
+    """Raises on every batch, with a message a test can look for."""
+
+    def __init__(self, message: str = "the backend is broken", name: str = "broken") -> None:
+        super().__init__(name)
+        self.message = message
+
+    def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
+        raise RuntimeError(self.message)
+
+
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+         "juliet", "kilo", "lima", "mike", "november", "oscar", "papa")
+
+
+class WordsBackend:
+    """A model that says ``length`` words, one token each, then stops.
+
+    Like ``HFBackend``: ``max_new_tokens`` is its own limit, a request's ``max_new_tokens`` caps
+    it further, and an answer cut at the limit has ``finish_reason="length"``. Greedy
+    (``do_sample`` false), the words depend on the prompt only; sampling, on the request id
+    only (as keyed sampling does), so equal ids give equal answers in any batch.
+    """
+
+    def __init__(self, name: str = "words", length: int = 12, max_new_tokens: int = 64,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0) -> None:
+        self.name = name
+        self.length = length
+        self.max_new_tokens = max_new_tokens
+        self.do_sample, self.temperature, self.top_p = do_sample, temperature, top_p
+
+    def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
+        return [self._answer(request) for request in requests]
+
+    def _answer(self, request: ModelRequest) -> ModelResponse:
+        key = request.request_id if self.do_sample else repr(request.prompt)
+        digest = hashlib.sha256(key.encode()).digest()
+        limit = min(self.max_new_tokens, request.max_new_tokens or self.max_new_tokens)
+        said = [WORDS[digest[i % len(digest)] % len(WORDS)] for i in range(min(self.length, limit))]
+        n_prompt = sum(len(text.split()) for text in request.prompt.texts) + len(request.prompt.images)
+        return ModelResponse(request.request_id, " ".join(said), n_prompt, len(said),
+                             finish_reason="length" if self.length > limit else "stop")
+
+
+class FailingStage:
+    """A Ray Data stage that fails as a pipeline stage can: in its constructor (the actor dies
+    while starting) or on its first batch."""
+
+    def __init__(self, error: Exception, in_constructor: bool = False) -> None:
+        if in_constructor:
+            raise error
+        self.error = error
+
+    def __call__(self, batch):
+        raise self.error

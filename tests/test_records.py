@@ -1,3 +1,4 @@
+import codecs
 import json
 
 import pytest
@@ -51,6 +52,34 @@ def test_malformed_line_error_names_file_and_line(tmp_path, official_jsonl):
     path = tmp_path / "broken.jsonl"
     path.write_text("\n" + good + "\n{not json\n", encoding="utf-8")
     with pytest.raises(GridFormatError, match=r"broken.jsonl:3: not valid JSON"):
+        read_official_jsonl(path)
+
+
+def test_a_byte_order_mark_is_read_past_and_line_numbers_stay_right(tmp_path, official_jsonl):
+    lines = official_jsonl.read_bytes().splitlines(keepends=True)
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(codecs.BOM_UTF8 + lines[0] + b"\n" + lines[1])
+    records = read_official_jsonl(path)
+    assert [r.fields for r in records] == [r.fields for r in read_official_jsonl(official_jsonl)[:2]]
+    assert [(r.line, r.number) for r in records] == [(1, 1), (3, 2)]
+    path.write_bytes(codecs.BOM_UTF8 + lines[0] + b"{not json\n")
+    with pytest.raises(GridFormatError, match=r"bom.jsonl:2: not valid JSON"):
+        read_official_jsonl(path)
+
+
+def test_the_main_job_reads_a_release_file_with_a_byte_order_mark(tmp_path, official_jsonl):
+    from crossmath.pipeline.sources import official_puzzles
+
+    path = tmp_path / "testset_hr.jsonl"
+    path.write_bytes(codecs.BOM_UTF8 + official_jsonl.read_bytes())
+    assert official_puzzles(str(path), []).puzzles == official_puzzles(str(official_jsonl), []).puzzles
+
+
+def test_a_line_that_is_not_utf8_is_named(tmp_path, official_jsonl):
+    first = official_jsonl.read_bytes().splitlines(keepends=True)[0]
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(first + '{"difficulty": "d\u00e9j\u00e0"}\n'.encode("latin-1"))
+    with pytest.raises(GridFormatError, match=r"latin1.jsonl:2: not UTF-8 text"):
         read_official_jsonl(path)
 
 

@@ -1,16 +1,17 @@
 """A small OpenAI-compatible chat-completions server around any ``Backend``.
 
-It lets the openai client be tested over real HTTP against a real model (the tiny random
-VLM through the hf backend) without vLLM, and lets a laptop demo serve a local model:
+It lets OpenAI clients (the official ``openai`` package, crossmath's own ``model=openai``) be
+tested over real HTTP against a real model (the tiny random VLM through the hf backend) without
+vLLM, and lets a laptop demo serve a local model:
 
     python -m crossmath.serve model=tiny-random server.port=8000
 
-Each ``POST /v1/chat/completions`` is read back into a ``ModelRequest``: the data-URL image
-is decoded, the markdown table in the text (if any) becomes the grid, and the modality
-follows from which of the two are there. The backend then prompts its model with its own
-prompt set, as it would in the pipeline; the client's wording is not passed through.
-Requests that arrive close together are answered in one ``generate`` call (up to
-``max_batch_size``), one batch at a time.
+Each ``POST /v1/chat/completions`` is read by ``chat_protocol``: the client's prompt is answered
+as written, options are honoured or refused with a 400 naming them, and the answer goes back as
+one JSON object or as server-sent events (``stream``). Requests that arrive close together are
+answered in one ``generate`` call (up to ``max_batch_size``), one batch at a time. A request the
+backend could not answer is a 500 (clients retry those), never an empty answer. What is honoured,
+refused and ignored is listed in docs/serving.md.
 
 For tests, ``FaultPlan`` makes the server fail its first requests (a 5xx, or a 429 with
 ``Retry-After``) or hold them before answering, so retries and timeouts meet real sockets.
@@ -19,30 +20,28 @@ For tests, ``FaultPlan`` makes the server fail its first requests (a 5xx, or a 4
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import re
 import secrets
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterator
+from typing import AsyncIterator, Iterator
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from crossmath.models.base import Backend, ModelRequest, ModelResponse, Prompt
-
-_DATA_URL = re.compile(r"data:image/[a-z+.-]+;base64,(?P<data>.*)", re.DOTALL)
-
-
-class ChatRequestError(ValueError):
-    """A chat request the server cannot turn into a puzzle request (answered with a 400)."""
+from crossmath.models.base import Backend, ModelRequest, ModelResponse
+from crossmath.models.chat_protocol import (
+    ChatRequestError,
+    FixedSampling,
+    completion,
+    completion_events,
+    read_chat_call,
+)
 
 
 @dataclass(frozen=True)
@@ -61,69 +60,6 @@ class FaultPlan:
     delay_s: float = 0.0
 
 
-def request_from_chat(body: Any, request_id: str) -> ModelRequest:
-    """The request inside an OpenAI chat body: its last user message, answered as written.
-
-    The client's text parts and images become the prompt in their order. The markdown table in
-    the text (if any) is also read as the puzzle grid, for rule-based backends (the oracle).
-    """
-    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-        raise ChatRequestError("body must be a JSON object with a 'messages' list")
-    users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
-    if not users:
-        raise ChatRequestError("'messages' has no user message")
-    content = users[-1].get("content")
-    parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
-    if not isinstance(parts, list):
-        raise ChatRequestError("the user message's 'content' must be a string or a list of parts")
-    texts: list[str] = []
-    images: list[bytes] = []
-    image_at: list[int] = []
-    for index, part in enumerate(parts):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind == "image_url":
-            images.append(_decode_image_part(part, index))
-            image_at.append(len(texts))
-        else:
-            raise ChatRequestError(f"content part {index}: expected a text or image_url part")
-    if not texts and not images:
-        raise ChatRequestError("the user message is empty")
-    grid = markdown_table_in("\n".join(texts))
-    modality = "text" if not images else "hybrid" if grid else "image"
-    return ModelRequest(request_id=request_id, prompt=Prompt(tuple(texts), tuple(images),
-                                                             tuple(image_at)),
-                        modality=modality, grid_markdown=grid, n_blanks=grid.count("?"))
-
-
-def _decode_image_part(part: dict, index: int) -> bytes:
-    image_url = part.get("image_url")
-    url = image_url.get("url") if isinstance(image_url, dict) else image_url
-    match = _DATA_URL.fullmatch(url) if isinstance(url, str) else None
-    if match is None:
-        raise ChatRequestError(
-            f"content part {index}: image_url must be a base64 data URL (this server "
-            "fetches nothing)"
-        )
-    try:
-        return base64.b64decode(match["data"], validate=True)
-    except binascii.Error as error:
-        raise ChatRequestError(f"content part {index}: bad base64 image data ({error})") from None
-
-
-def markdown_table_in(text: str) -> str:
-    """The first run of markdown table rows (lines starting and ending with ``|``) in text."""
-    rows: list[str] = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if len(stripped) >= 2 and stripped.startswith("|") and stripped.endswith("|"):
-            rows.append(stripped)
-        elif rows:
-            break
-    return "\n".join(rows)
-
-
 async def _hold(seconds: float, stopping: threading.Event) -> None:
     """Wait ``seconds``, or less if the server starts stopping."""
     deadline = time.monotonic() + seconds
@@ -131,8 +67,10 @@ async def _hold(seconds: float, stopping: threading.Event) -> None:
         await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
 
 
-def _error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}},
+def _error(status: int, message: str, kind: str, headers: dict | None = None,
+           param: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param,
+                                   "code": status}},
                         status_code=status, headers=headers)
 
 
@@ -193,12 +131,15 @@ def create_app(
     max_batch_size: int = 8,
     batch_wait_s: float = 0.01,
     faults: FaultPlan = FaultPlan(),
+    sampling: FixedSampling | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``backend`` as ``served_model_name`` (its name by default).
 
     With ``api_key`` set, every request must carry ``Authorization: Bearer <api_key>``.
-    Sampling options in the body are ignored: the backend's own configuration decides them.
+    ``temperature`` and ``top_p`` are accepted at the backend's own values only (``sampling``,
+    read off the backend by default): a backend decodes as it was configured.
     """
+    sampling = sampling or FixedSampling.of(backend)
     model_name = served_model_name or backend.name
     batcher = _Batcher(backend, max_batch_size, batch_wait_s)
     arrivals = 0
@@ -249,27 +190,23 @@ def create_app(
         if isinstance(body, dict) and body.get("model") not in (None, model_name):
             return _error(404, f"model {body.get('model')!r} is not served here; "
                           f"this server serves {model_name!r}", "not_found_error")
-        if isinstance(body, dict) and body.get("n", 1) != 1:
-            return _error(400, "only n=1 is supported", "invalid_request_error")
-        request_id = request.headers.get("x-request-id") or f"chatcmpl-{uuid.uuid4().hex}"
         try:
-            model_request = request_from_chat(body, request_id)
+            call = read_chat_call(body, sampling)
         except ChatRequestError as error:
-            return _error(400, str(error), "invalid_request_error")
-        response = await batcher.answer(model_request)
-        if response.error is not None:
-            return _error(500, response.error, "server_error")
-        return {
-            "id": request_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model_name,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": response.output}}],
-            "usage": {"prompt_tokens": response.n_prompt_tokens,
-                      "completion_tokens": response.n_output_tokens,
-                      "total_tokens": response.n_prompt_tokens + response.n_output_tokens},
-        }
+            return _error(400, str(error), "invalid_request_error", param=error.param)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        identity = call.identity(request.headers.get("x-request-id") or completion_id)
+        responses = await asyncio.gather(*(batcher.answer(r) for r in call.requests(identity)))
+        failed = [r.error for r in responses if r.error is not None]
+        if failed:
+            return _error(500, failed[0], "server_error")
+        created = int(time.time())
+        if call.stream:
+            events = completion_events(completion_id, created, model_name, responses,
+                                       call.include_usage)
+            return StreamingResponse(events, media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return completion(completion_id, created, model_name, responses)
 
     return app
 

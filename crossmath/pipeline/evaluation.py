@@ -25,6 +25,7 @@ from crossmath.metrics.scorecard import Evaluation, evaluate_predictions
 from crossmath.models.config import prompt_set_name
 from crossmath.models.prompts import PromptTemplate, load_prompt_template
 from crossmath.pipeline.dataflow import StageResources, run_pipeline
+from crossmath.pipeline.preflight import check_run_config
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.shards import PredictionStore, local_path, publish_files, write_table
 from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_puzzles
@@ -67,6 +68,7 @@ class RunOutcome:
 
 def run_evaluation(cfg: DictConfig) -> RunOutcome:
     """The whole job for one resolved config: what ``python -m crossmath.run`` does."""
+    check_run_config(cfg)
     puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
     for line in puzzle_set.flagged:
         log.warning("skipped flagged record %s", line)

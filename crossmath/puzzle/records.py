@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +115,17 @@ def iter_record_lines(path: str | Path) -> Iterator[OfficialRecord | GridFormatE
     """
     source = str(path)
     number = 0
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:  # decoded line by line, so a bad byte names its line
+        for line_number, raw in enumerate(handle, start=1):
+            if line_number == 1:  # as utf-8-sig reads it: a byte-order mark is not text
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                number += 1
+                yield GridFormatError(f"not UTF-8 text ({error.reason} at byte {error.start + 1} of the line)",
+                                      source=source, line=line_number)
+                continue
             if not line.strip():
                 continue
             number += 1

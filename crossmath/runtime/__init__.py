@@ -1,1 +1,2 @@
-"""How commands meet the machine: connecting to Ray (a local one or a cluster)."""
+"""How commands meet the machine and the user: connecting to Ray (``ray_cluster``), checking
+options before work starts (``checks``), reporting failures (``errors``)."""

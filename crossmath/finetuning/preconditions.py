@@ -1,0 +1,52 @@
+"""The fine-tuning job's door: a composed ``conf/train.yaml`` checked before the training set is
+built, Ray starts or a model loads (``crossmath.pipeline.preflight`` is the main job's)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from crossmath.finetuning.dataset import TrainingSetSpec
+from crossmath.finetuning.loop import TrainSettings
+from crossmath.finetuning.modeling import ModelSpec
+from crossmath.pipeline.preflight import check_data_options, release_jsonl
+from crossmath.runtime.checks import (
+    non_negative_number,
+    prompt_set,
+    puzzle_generation,
+    style_names,
+    validated,
+    whole_number,
+    writable_folder,
+)
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` naming the first option of ``cfg`` that cannot work."""
+    options = OmegaConf.to_container(cfg, resolve=True)
+    writable_folder(options["out_dir"], "out_dir")
+    check_dataset_options(options["dataset"])
+    validated(lambda: TrainSettings.from_mapping(options["train"]), "train")
+    scaling = options["scaling"]
+    whole_number(scaling.get("num_workers"), "scaling.num_workers")
+    non_negative_number(scaling.get("cpus_per_worker"), "scaling.cpus_per_worker")
+    whole_number(scaling.get("max_failures"), "scaling.max_failures", minimum=0)
+    # Last: for a model built on first use (tiny-random) this builds it, as training would.
+    validated(lambda: ModelSpec.from_backend_config(options["model"]), "model")
+    if options["model"].get("prompt") is not None:
+        prompt_set(options["model"]["prompt"], "model.prompt")
+
+
+def check_dataset_options(dataset: Mapping[str, Any], where: str = "dataset") -> None:
+    """The training set's options, and the evaluation sets it must keep out."""
+    fields = dict(dataset)
+    writable_folder(fields.pop("path"), f"{where}.path")
+    for index, entry in enumerate(fields.pop("exclude_generated") or []):
+        check_data_options({**entry, "kind": "generated"}, f"{where}.exclude_generated[{index}]")
+    official = fields.pop("exclude_official")
+    if official is not None:
+        release_jsonl(official, f"{where}.exclude_official")
+    puzzle_generation(fields.get("difficulty"), fields.get("generator"), where)
+    style_names(fields.get("styles", ()), f"{where}.styles")
+    validated(lambda: TrainingSetSpec.from_mapping(fields), where)

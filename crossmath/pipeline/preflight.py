@@ -1,0 +1,80 @@
+"""The main job's door: a composed ``conf/run.yaml`` checked before Ray starts or a model loads.
+
+A wrong option found here costs a second and one line naming it; found inside a Ray worker it
+costs the start of Ray, a retried actor and a wrapped traceback. What can only be found by
+doing the work (a malformed line deep in a jsonl, a model folder a worker cannot read) is still
+reported where it happens, naming file, line and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from crossmath.drawing.style import load_style
+from crossmath.pipeline.sources import RELEASE_TEXT_STYLE
+from crossmath.runtime.checks import (
+    existing_path,
+    modality_names,
+    model_options,
+    non_negative_number,
+    one_of,
+    puzzle_generation,
+    style_names,
+    whole_number,
+    writable_folder,
+)
+from crossmath.runtime.errors import ConfigError
+
+DATA_KINDS = ("generated", "official")
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` naming the first option of ``cfg`` that cannot work."""
+    options = OmegaConf.to_container(cfg, resolve=True)
+    modalities = modality_names(options["modalities"])
+    styles = style_names(options["styles"])
+    if not styles and any(m != "text" for m in modalities):
+        raise ConfigError("styles", "is empty, but image and hybrid requests need a style")
+    whole_number(options["samples"], "samples")
+    check_data_options(options["data"])
+    model_options(options["model"])
+    check_resources(options["resources"])
+    writable_folder(options["out_dir"], "out_dir")
+
+
+def check_data_options(data: Mapping[str, Any], where: str = "data") -> None:
+    """The ``data`` group: generated puzzles, or the official release."""
+    kind = one_of(data.get("kind"), f"{where}.kind", DATA_KINDS)
+    if kind == "generated":
+        whole_number(data.get("n"), f"{where}.n")
+        puzzle_generation(data.get("difficulty"), data.get("generator"), where)
+        whole_number(data.get("seed"), f"{where}.seed", minimum=0)
+        return
+    whole_number(data.get("n"), f"{where}.n", none_means="every puzzle")
+    if data.get("path") is not None:
+        release_jsonl(data["path"], f"{where}.path")
+
+
+def release_jsonl(value: Any, where: str) -> Path:
+    """The testset jsonl a path names: the file itself, or the release folder's original-style
+    file (``Original/testset_hr.jsonl``)."""
+    path = existing_path(value, where)
+    if path.is_file():
+        return path
+    layout = load_style(RELEASE_TEXT_STYLE).layout
+    jsonl = path / layout.folder / layout.jsonl_name
+    if not jsonl.is_file():
+        raise ConfigError(where, f"{path} is a folder without the release's layout: expected "
+                                 f"{jsonl.relative_to(path)} in it (or give the path of a "
+                                 "testset jsonl)")
+    return jsonl
+
+
+def check_resources(resources: Mapping[str, Any], where: str = "resources") -> None:
+    for key in ("render_actors", "render_batch_size", "infer_actors", "infer_batch_size"):
+        whole_number(resources.get(key), f"{where}.{key}")
+    for key in ("infer_gpus", "infer_cpus"):
+        non_negative_number(resources.get(key), f"{where}.{key}")

@@ -1,0 +1,191 @@
+"""Checks of the options a command is given, made before any work starts.
+
+Each check takes a value and ``where`` (the option as the user writes it: ``data.n``,
+``styles[1]``, ``model.adapter``) and either returns the value, made usable, or raises a
+``ConfigError`` that names the option and says what is wrong with it. They are cheap: they
+read files and folders, never start Ray, never load a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+
+from crossmath.drawing.style import StyleError, load_style
+from crossmath.models.base import MODALITIES
+from crossmath.models.prompts import PromptTemplateError, load_prompt_template
+from crossmath.puzzle.model import DIFFICULTIES
+from crossmath.puzzle.synthesis import GeneratorConfig
+from crossmath.runtime.errors import ConfigError
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+Built = TypeVar("Built")
+
+
+def whole_number(value: Any, where: str, *, minimum: int = 1, maximum: int | None = None,
+                 none_means: str | None = None) -> int | None:
+    """An integer in ``[minimum, maximum]``; None is allowed when ``none_means`` says what it
+    means."""
+    if value is None and none_means is not None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        alternative = f" (or null for {none_means})" if none_means is not None else ""
+        raise ConfigError(where, f"must be a whole number {bounds}{alternative}, got {value!r}")
+    return value
+
+
+def non_negative_number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(where, f"must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def one_of(value: Any, where: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(where, f"must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def modality_names(names: Any, where: str = "modalities") -> list[str]:
+    """A non-empty list of known modalities."""
+    names = _name_list(names, where)
+    if not names:
+        raise ConfigError(where, f"is empty; give one or more of {', '.join(MODALITIES)}")
+    for index, name in enumerate(names):
+        one_of(name, f"{where}[{index}]", MODALITIES)
+    return names
+
+
+def style_names(names: Any, where: str = "styles") -> list[str]:
+    """A list of styles that exist and load (shipped names or paths of style files)."""
+    names = _name_list(names, where)
+    for index, name in enumerate(names):
+        try:
+            load_style(name)
+        except StyleError as error:
+            raise ConfigError(f"{where}[{index}]", str(error)) from None
+    return names
+
+
+def prompt_set(name: Any, where: str) -> str:
+    """A prompt set that loads: a shipped name or the path of a YAML file."""
+    try:
+        load_prompt_template(name)
+    except PromptTemplateError as error:
+        raise ConfigError(where, str(error)) from None
+    return name
+
+
+def existing_path(value: Any, where: str) -> Path:
+    """A file or folder that exists."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(where, f"must be a path, got {value!r}")
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ConfigError(where, f"{path} does not exist")
+    return path
+
+
+def adapter_folder(value: Any, where: str) -> Path:
+    """A PEFT adapter folder: its config is a JSON object and its weights are there."""
+    folder = existing_path(value, where)
+    if not folder.is_dir():
+        raise ConfigError(where, f"{folder} is a file; an adapter is the folder holding "
+                                 f"{ADAPTER_CONFIG} and {ADAPTER_WEIGHTS[0]}")
+    config = folder / ADAPTER_CONFIG
+    if not config.is_file():
+        raise ConfigError(where, f"{folder} holds no {ADAPTER_CONFIG}: not an adapter folder "
+                                 "(crossmath.train writes one to <out_dir>/adapter)")
+    try:
+        fields = json.loads(config.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(where, f"{config} is not UTF-8 text ({error.reason})") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(where, f"{config} is not valid JSON: {error.msg} at line "
+                                 f"{error.lineno}, column {error.colno}") from None
+    if not isinstance(fields, dict):
+        raise ConfigError(where, f"{config} must hold a JSON object, not "
+                                 f"{type(fields).__name__}")
+    if not any((folder / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise ConfigError(where, f"{folder} holds no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
+    return folder
+
+
+def writable_folder(value: Any, where: str) -> None:
+    """A folder this process can write to, or create; URIs (``s3://...``) are left to pyarrow."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(where, f"must be a folder or a URI, got {value!r}")
+    if "://" in value and not value.startswith("file://"):
+        return
+    path = Path(value.removeprefix("file://")).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(where, f"{path} is a file, not a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(where, f"{path} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        made = "written to" if existing == path else f"created ({existing} is not writable)"
+        raise ConfigError(where, f"{path} cannot be {made}")
+
+
+def puzzle_generation(difficulty: Any, generator: Mapping[str, Any] | None, where: str) -> None:
+    """Options of generated puzzles (``<where>.difficulty``, ``<where>.generator``)."""
+    one_of(difficulty, f"{where}.difficulty", (*DIFFICULTIES, "mixed"))
+    fields = dict(generator or {})
+    known = {f.name for f in dataclasses.fields(GeneratorConfig)} - {"difficulty"}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ConfigError(f"{where}.generator", f"unknown field(s) {', '.join(unknown)}; "
+                                                f"known: {', '.join(sorted(known))}")
+    validated(lambda: GeneratorConfig(**fields), f"{where}.generator")
+
+
+def backend_target(model: Mapping[str, Any], where: str = "model") -> None:
+    """The backend class named by ``_target_`` lives in a module that exists (not imported:
+    a backend's module may import torch, which is the inference workers' business)."""
+    target = model.get("_target_")
+    if not isinstance(target, str) or "." not in target:
+        raise ConfigError(f"{where}._target_", f"must name a backend class, got {target!r}")
+    module = target.rsplit(".", 1)[0]
+    try:
+        found = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        found = None
+    if found is None:
+        raise ConfigError(f"{where}._target_", f"no module named {module!r} (from {target!r})")
+
+
+def model_options(model: Mapping[str, Any], where: str = "model") -> None:
+    """A model config's backend, prompt set and adapter, as far as they can be checked here."""
+    backend_target(model, where)
+    if model.get("prompt") is not None:
+        prompt_set(model["prompt"], f"{where}.prompt")
+    if model.get("adapter"):
+        adapter_folder(str(model["adapter"]), f"{where}.adapter")
+
+
+def validated(build: Callable[[], Built], where: str) -> Built:
+    """``build()``: a library's own reading of the options under ``where``, whose ``ValueError``
+    or ``TypeError`` becomes a ``ConfigError`` (its message names the field)."""
+    try:
+        return build()
+    except (TypeError, ValueError) as error:
+        raise ConfigError(where, str(error)) from None
+
+
+def _name_list(names: Any, where: str) -> list[str]:
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise ConfigError(where, f"must be a list such as [a, b], got {names!r}")
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}[{index}]", f"must be a name, got {name!r}")
+    return list(names)

@@ -1,0 +1,284 @@
+"""The chat server against the official ``openai`` client, over real HTTP on 127.0.0.1.
+
+The backends are test doubles (``tests.doubles.WordsBackend``) that talk like a model: one token
+per word, token caps honoured, greedy or keyed sampling; so what the client gets can be checked
+word for word. docs/serving.md describes the behaviour tested here.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import threading
+from typing import Iterator, Sequence
+
+import openai
+import pytest
+from PIL import Image
+
+from crossmath.models.base import ModelRequest, ModelResponse, Prompt
+from crossmath.models.chat_protocol import (
+    ChatRequestError,
+    FixedSampling,
+    completion_events,
+    read_chat_call,
+)
+from crossmath.models.openai_server import create_app, serve_in_thread
+from tests.doubles import BrokenBackend, WordsBackend
+
+QUESTION = [{"role": "user", "content": "Say something."}]
+
+
+class Recording:
+    """Wraps a backend and keeps every request the server handed it."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.do_sample = getattr(inner, "do_sample", False)
+        self.temperature = getattr(inner, "temperature", 1.0)
+        self.top_p = getattr(inner, "top_p", 1.0)
+        self.seen: list[ModelRequest] = []
+        self._lock = threading.Lock()
+
+    def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
+        with self._lock:
+            self.seen += requests
+        return self.inner.generate(requests)
+
+
+@contextlib.contextmanager
+def openai_client(backend, **app_options) -> Iterator[openai.OpenAI]:
+    with serve_in_thread(create_app(backend, **app_options)) as base_url:
+        with openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0,
+                           timeout=30) as client:
+            yield client
+
+
+def ask(client: openai.OpenAI, **options):
+    return client.chat.completions.create(model="words", messages=QUESTION, **options)
+
+
+def streamed(client: openai.OpenAI, **options) -> list:
+    return list(ask(client, stream=True, **options))
+
+
+def png(size: int = 8) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_part(data: bytes) -> dict:
+    return {"type": "image_url",
+            "image_url": {"url": "data:image/png;base64," + base64.b64encode(data).decode()}}
+
+
+# --- streaming ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sampling", [False, True])
+def test_streamed_and_whole_answers_agree(sampling):
+    backend = WordsBackend(do_sample=sampling)
+    with openai_client(backend) as client:
+        whole = ask(client, seed=5)
+        chunks = streamed(client, seed=5, stream_options={"include_usage": True})
+    [choice] = whole.choices
+    assert len(choice.message.content.split()) == 12 and choice.finish_reason == "stop"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == choice.message.content
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and set(finishes[:-1]) == {None}
+    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+    assert {c.id for c in chunks} == {chunks[0].id} and all(c.model == "words" for c in chunks)
+
+
+def test_a_stream_is_server_sent_events_ending_in_done():
+    events = list(completion_events("id-1", 0, "m", [ModelResponse("r", "hi", 2, 1)],
+                                    include_usage=False))
+    assert all(e.startswith("data: ") and e.endswith("\n\n") for e in events)
+    assert events[-1] == "data: [DONE]\n\n" and len(events) == 4  # role, content, finish, done
+
+
+# --- max_tokens -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cap", ["max_tokens", "max_completion_tokens"])
+def test_a_token_cap_cuts_the_answer_and_says_length(cap):
+    with openai_client(WordsBackend()) as client:
+        whole = ask(client, **{cap: 3})
+        chunks = streamed(client, **{cap: 3})
+        roomy = ask(client, **{cap: 50})
+    [choice] = whole.choices
+    assert len(choice.message.content.split()) == 3 and whole.usage.completion_tokens == 3
+    assert choice.finish_reason == "length"
+    assert [c.choices[0].finish_reason for c in chunks][-1] == "length"
+    assert roomy.choices[0].finish_reason == "stop"
+    assert roomy.choices[0].message.content.startswith(choice.message.content)
+
+
+def test_the_cap_reaches_the_backend_as_the_requests_own_limit():
+    backend = Recording(WordsBackend())
+    with openai_client(backend) as client:
+        ask(client, max_tokens=7)
+        ask(client)
+    assert [r.max_new_tokens for r in backend.seen] == [7, None]
+
+
+@pytest.mark.parametrize("options, param", [
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": 3, "max_completion_tokens": 4}, "max_tokens"),
+    ({"n": 0}, "n"),
+    ({"n": 129}, "n"),
+    ({"seed": "seven"}, "seed"),
+])
+def test_out_of_range_options_are_refused_naming_them(options, param):
+    with openai_client(WordsBackend()) as client, pytest.raises(openai.BadRequestError) as caught:
+        ask(client, **options)
+    assert caught.value.status_code == 400 and caught.value.param == param
+    assert param in caught.value.message
+
+
+# --- n and seed -----------------------------------------------------------------------------
+
+
+def test_n_asks_n_samples_and_answers_n_choices():
+    backend = Recording(WordsBackend(do_sample=True))
+    with openai_client(backend) as client:
+        three = ask(client, n=3, seed=11)
+        one = ask(client, seed=11)
+        chunks = streamed(client, n=3, seed=11)
+    assert [c.index for c in three.choices] == [0, 1, 2]
+    texts = [c.message.content for c in three.choices]
+    assert len(set(texts)) == 3  # keyed sampling: each choice its own draw
+    assert one.choices[0].message.content == texts[0]  # choice i does not depend on n
+    assert three.usage.completion_tokens == 36 and three.usage.prompt_tokens == 2
+    by_choice = {i: "".join(c.choices[0].delta.content or "" for c in chunks
+                            if c.choices and c.choices[0].index == i) for i in range(3)}
+    assert list(by_choice.values()) == texts
+    first_call = backend.seen[:3]
+    assert [r.sample for r in first_call] == [0, 1, 2]
+    assert len({r.request_id for r in first_call}) == 3
+
+
+def test_a_seed_makes_the_answer_a_function_of_seed_and_prompt():
+    with openai_client(WordsBackend(do_sample=True)) as client:
+        first, again = ask(client, seed=3), ask(client, seed=3)
+        other_seed = ask(client, seed=4)
+        other_prompt = client.chat.completions.create(
+            model="words", seed=3, messages=[{"role": "user", "content": "Say more."}])
+        unseeded = [ask(client).choices[0].message.content for _ in range(2)]
+    text = first.choices[0].message.content
+    assert again.choices[0].message.content == text
+    assert other_seed.choices[0].message.content != text
+    assert other_prompt.choices[0].message.content != text
+    assert unseeded[0] != unseeded[1]  # no seed: a fresh identity, a fresh draw
+
+
+def test_without_a_seed_the_clients_request_id_is_the_identity():
+    backend = Recording(WordsBackend(do_sample=True))
+    with openai_client(backend) as client:
+        ask(client, extra_headers={"X-Request-Id": "puzzle-7/text/0"})
+        ask(client, n=2, extra_headers={"X-Request-Id": "puzzle-7/text/0"})
+    assert [r.request_id for r in backend.seen] == [
+        "puzzle-7/text/0", "puzzle-7/text/0", "puzzle-7/text/0/1"]
+
+
+# --- temperature and top_p ------------------------------------------------------------------
+
+
+def test_sampling_options_are_accepted_at_the_backends_values_only():
+    with openai_client(WordsBackend()) as greedy:
+        assert ask(greedy, temperature=0, top_p=1).choices[0].finish_reason == "stop"
+        with pytest.raises(openai.BadRequestError) as hot:
+            ask(greedy, temperature=0.7)
+        with pytest.raises(openai.BadRequestError) as nucleus:
+            ask(greedy, top_p=0.9)
+    assert hot.value.param == "temperature" and "greedily" in hot.value.message
+    assert nucleus.value.param == "top_p"
+    with openai_client(WordsBackend(do_sample=True, temperature=0.8, top_p=0.95)) as sampler:
+        assert ask(sampler, temperature=0.8, top_p=0.95).choices
+        with pytest.raises(openai.BadRequestError) as cold:
+            ask(sampler, temperature=0)
+    assert cold.value.param == "temperature" and "temperature 0.8" in cold.value.message
+
+
+def test_fixed_sampling_is_read_off_the_backend():
+    assert FixedSampling.of(WordsBackend()) == FixedSampling(0.0, 1.0)
+    assert FixedSampling.of(WordsBackend(do_sample=True, temperature=0.6, top_p=0.9)) == \
+        FixedSampling(0.6, 0.9)
+    assert FixedSampling.of(BrokenBackend()) == FixedSampling(0.0, 1.0)  # rule-based
+
+
+# --- other parameters -----------------------------------------------------------------------
+
+
+def test_unsupported_parameters_are_refused_naming_them_and_harmless_ones_accepted():
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    with openai_client(WordsBackend()) as client:
+        with pytest.raises(openai.BadRequestError) as tools:
+            ask(client, tools=[tool])
+        with pytest.raises(openai.BadRequestError) as penalty:
+            ask(client, frequency_penalty=0.5)
+        with pytest.raises(openai.BadRequestError) as stop:
+            ask(client, stop=["\n"])
+        accepted = ask(client, frequency_penalty=0, presence_penalty=0, logprobs=False,
+                       user="someone")
+    assert tools.value.param == "tools" and "tools" in tools.value.message
+    assert penalty.value.param == "frequency_penalty"
+    assert stop.value.param == "stop"
+    assert accepted.choices[0].finish_reason == "stop"
+
+
+def test_stream_options_without_stream_are_refused():
+    with pytest.raises(ChatRequestError, match="stream_options") as caught:
+        read_chat_call({"messages": QUESTION, "stream_options": {"include_usage": True}})
+    assert caught.value.param == "stream_options"
+
+
+def test_system_and_earlier_turns_are_refused_not_dropped():
+    with openai_client(WordsBackend()) as client, pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="words", messages=[{"role": "system", "content": "Be brief."}, *QUESTION])
+    assert caught.value.param == "messages" and "'system'" in caught.value.message
+
+
+# --- images and failures --------------------------------------------------------------------
+
+
+def test_an_image_and_text_reach_the_backend_in_order():
+    backend = Recording(WordsBackend())
+    picture = png()
+    content = [{"type": "text", "text": "Look:"}, image_part(picture),
+               {"type": "text", "text": "| ? | + | 3 | = | 5 |"}]
+    with openai_client(backend) as client:
+        client.chat.completions.create(model="words", messages=[{"role": "user",
+                                                                  "content": content}])
+    [seen] = backend.seen
+    assert seen.prompt == Prompt(("Look:", "| ? | + | 3 | = | 5 |"), (picture,), (1,))
+    assert seen.modality == "hybrid" and seen.n_blanks == 1
+
+
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n not an image", png()[:40]])
+def test_an_undecodable_image_is_a_400_and_never_reaches_the_backend(data):
+    backend = Recording(WordsBackend())
+    content = [image_part(data), {"type": "text", "text": "What is this?"}]
+    with serve_in_thread(create_app(backend)) as base_url:
+        client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=2)
+        with client, pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="words",
+                                           messages=[{"role": "user", "content": content}])
+    assert caught.value.status_code == 400 and "cannot be decoded" in caught.value.message
+    assert caught.value.param == "messages[0].content[0]"
+    assert backend.seen == []
+
+
+def test_a_backend_failure_stays_a_server_error():
+    with openai_client(BrokenBackend("out of cheese", name="words")) as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            ask(client)
+        with pytest.raises(openai.InternalServerError):
+            streamed(client)
+    assert caught.value.status_code == 500 and "out of cheese" in caught.value.message
