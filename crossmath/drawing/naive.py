@@ -12,7 +12,7 @@ import io
 from PIL import Image, ImageDraw, ImageFont
 
 from crossmath.drawing.style import Style
-from crossmath.puzzle.grid import BLANK, EMPTY, Grid, Position, is_number_token
+from crossmath.puzzle.grid import BLANK, EMPTY, Grid, Position
 
 
 def draw_reference_image(grid: Grid, style: Style, font: ImageFont.FreeTypeFont,
@@ -22,15 +22,14 @@ def draw_reference_image(grid: Grid, style: Style, font: ImageFont.FreeTypeFont,
     image = Image.new("RGB", (grid.n_cols * size, grid.n_rows * size), style.page_color)
     draw = ImageDraw.Draw(image)
     for r, c in grid.positions():
-        token = grid[r, c]
-        if token == EMPTY:
+        written = grid.written((r, c))
+        if written == EMPTY:
             continue
-        if token == BLANK:
-            background = style.blank_color
+        background = style.cell_color(written)
+        if written == BLANK:
             text = str(values[(r, c)]) if values and (r, c) in values else ""
         else:
-            background = style.number_color if is_number_token(token) else style.operator_color
-            text = token
+            text = written
         x, y = c * size, r * size
         draw.rectangle((x, y, x + size, y + size), fill=background,
                        outline=style.border_color if style.border_width else None,
