@@ -1,16 +1,16 @@
-"""The straightforward renderer: one Pillow drawing per cell, Pillow's default PNG encoder.
+"""The straightforward renderer: one Pillow drawing per cell, straight onto one image.
 
 It is what ``crossmath.drawing.painter`` must equal pixel for pixel (tests check it) and what
 ``bench/render.py`` measures the tiled renderer against. Not used for real work: it redraws
-every glyph of every image and encodes with adaptive row filters.
+every cell's glyphs for every image, then copies Pillow's image out into RGB rows to encode.
 """
 
 from __future__ import annotations
 
-import io
-
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from crossmath.drawing.png import encode_rgb_png
 from crossmath.drawing.style import Style
 from crossmath.puzzle.grid import BLANK, EMPTY, Grid, Position
 
@@ -45,9 +45,8 @@ def draw_reference_image(grid: Grid, style: Style, font: ImageFont.FreeTypeFont,
 
 def render_reference_png(grid: Grid, style: Style, font: ImageFont.FreeTypeFont,
                          values: dict[Position, int] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    draw_reference_image(grid, style, font, values).save(buffer, format="PNG")
-    return buffer.getvalue()
+    """The reference image written with the tiled renderer's PNG settings (same bytes)."""
+    return encode_rgb_png(np.asarray(draw_reference_image(grid, style, font, values)))
 
 
 def reference_font(style: Style) -> ImageFont.FreeTypeFont:
