@@ -36,7 +36,8 @@ def check_count(n: Any) -> int:
 def check_difficulty(difficulty: Any) -> str:
     """``difficulty`` as one of the generator's levels, or ``mixed`` (the levels in turn)."""
     if difficulty not in DIFFICULTY_CHOICES:
-        raise ValueError(f"difficulty={difficulty!r}: choose one of {', '.join(DIFFICULTY_CHOICES)}")
+        raise ValueError(f"difficulty={difficulty!r}: choose one of "
+                         f"{', '.join(DIFFICULTY_CHOICES)}")
     return difficulty
 
 

@@ -1,4 +1,4 @@
-"""``python -m crossmath.lint path=FILE_OR_FOLDER``: flag records that are not the puzzle they claim.
+"""``python -m crossmath.lint path=FILE_OR_FOLDER``: flag records that are not what they claim.
 
 A folder means every ``testset_*.jsonl`` in it and in its style subfolders (the release's
 layout). Prints one line per flagged record (file, line, record, status, reasons) and a summary

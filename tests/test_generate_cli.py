@@ -26,7 +26,8 @@ def test_generate_writes_the_table_and_each_styles_files(tmp_path):
                         "styles=[original,altstyle]", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert len(read_puzzle_table(out / "puzzles.parquet")) == 2
-    for jsonl in (out / "Original" / "testset_hr.jsonl", out / "Altstyle" / "testset_altstyle.jsonl"):
+    for jsonl in (out / "Original" / "testset_hr.jsonl",
+                  out / "Altstyle" / "testset_altstyle.jsonl"):
         results = lint_jsonl(jsonl)
         assert [r.ok for r in results] == [True, True]
         assert len(list(jsonl.parent.rglob("*.png"))) == 2

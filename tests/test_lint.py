@@ -88,7 +88,8 @@ def test_a_folder_means_its_release_files_and_style_subfolders(official_sample, 
                       encoding="utf-8")
     (tmp_path / "release" / "testset_extra.jsonl").write_text(
         official_jsonl.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
-    (tmp_path / "release" / "notes.jsonl").write_text("{broken\n", encoding="utf-8")  # not a testset
+    # not a testset file, so not read
+    (tmp_path / "release" / "notes.jsonl").write_text("{broken\n", encoding="utf-8")
     assert release_jsonl_files(tmp_path / "release") == sorted(
         [tmp_path / "release" / folder / name for folder, name in OFFICIAL_STYLES.values()]
         + [tmp_path / "release" / "testset_extra.jsonl"])
