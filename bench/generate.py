@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from crossmath.puzzle import generator as gen
+from crossmath.puzzle import synthesis as gen
 from crossmath.puzzle.grid import BLANK, Grid
 from crossmath.puzzle.layout import random_layout
 from crossmath.puzzle.model import DIFFICULTIES, Puzzle

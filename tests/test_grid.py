@@ -22,6 +22,19 @@ def test_release_quirks_are_read_as_canonical_operators():
     assert parse_markdown_grid(SMALL)[(1, 2)] == "÷"
 
 
+def test_a_grid_remembers_how_its_file_spelled_a_cell():
+    grid = parse_markdown_grid(SMALL.replace("| 12 |", "| 012 |"))
+    assert grid.spellings == {(0, 1): "x", (1, 2): "/", (0, 4): "012"}
+    assert (grid[(0, 4)], grid.written((0, 4)), grid.written((0, 0))) == ("12", "012", "3")
+    assert grid == parse_markdown_grid(SMALL.replace("| x |", "| × |").replace("| / |", "| ÷ |"))
+    assert "x" not in grid.to_markdown() and "÷" in grid.to_markdown()
+    written = grid.to_markdown(as_written=True)
+    assert written == SMALL.replace("| 12 |", "| 012 |")
+    assert parse_markdown_grid(written).spellings == grid.spellings
+    solved = grid.with_values({(0, 2): 4})
+    assert solved.spellings == grid.spellings and solved[(0, 2)] == "4"
+
+
 def test_equations_are_found_across_then_down():
     grid = parse_markdown_grid(
         "| 2 | + | ? | = | 5 |\n|   |   | × |   |   |\n|   |   | 4 |   |   |\n"

@@ -1,11 +1,12 @@
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 from conftest import OFFICIAL_STYLES
 
-from crossmath.puzzle.consistency import lint_jsonl
+from crossmath.puzzle.consistency import LintPathError, lint_jsonl, release_jsonl_files
 
 
 def _sample_lines(official_jsonl):
@@ -43,21 +44,71 @@ def _corrupt(official_jsonl, tmp_path):
 
 
 def test_defects_are_flagged_with_reasons(official_jsonl, tmp_path):
-    results = lint_jsonl(_corrupt(official_jsonl, tmp_path))
+    path = _corrupt(official_jsonl, tmp_path)
+    results = lint_jsonl(path)
     flagged = {r.number: r for r in results if not r.ok}
     assert sorted(flagged) == [2, 4, 5, 7]
     assert flagged[2].status == "contradiction" and "solutions say" in flagged[2].describe()
     assert flagged[4].status == "mismatch" and "step labels" in flagged[4].describe()
     assert flagged[5].status == "ambiguous" and "several solutions" in flagged[5].describe()
-    assert flagged[7].status == "unreadable" and "corrupt.jsonl:8" in flagged[7].describe()
+    assert flagged[7].status == "unreadable" and "not valid JSON" in flagged[7].describe()
+    # each line names the file and the line (the file starts with an empty line)
+    assert flagged[7].describe().startswith(f"{path}:8: record 7 unreadable: ")
+    assert flagged[2].describe().startswith(f"{path}:3: record 2 math_puzzle_")
 
 
-def test_lint_command_prints_flagged_lines_and_summary(official_jsonl, tmp_path):
+def run_lint(path, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "crossmath.lint", f"path={path}"],
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_lint_command_flags_lines_and_exits_1(official_jsonl, tmp_path):
     path = _corrupt(official_jsonl, tmp_path)
-    run = subprocess.run([sys.executable, "-m", "crossmath.lint", f"path={path}"],
-                         capture_output=True, text=True, cwd=tmp_path, check=True)
+    run = run_lint(path, tmp_path)
+    assert run.returncode == 1, run.stderr
     lines = run.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines[:-1]] == ["2", "4", "5", "7"]
-    assert lines[1].startswith("4 mismatch: ")
-    assert lines[-1] == "12 records: 8 ok, 4 flagged"
+    assert [line.split(": record ")[0] for line in lines[:-1]] == [
+        f"{path}:{n}" for n in (3, 5, 6, 8)]
+    assert lines[1].startswith(f"{path}:5: record 4 ") and " mismatch: " in lines[1]
+    assert lines[-1] == "12 records in 1 file: 8 ok, 4 flagged"
     assert not (tmp_path / "outputs").exists(), "lint must not leave Hydra output folders"
+
+
+def test_lint_command_passes_the_sample_folder_and_exits_0(official_sample, tmp_path):
+    run = run_lint(official_sample, tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip() == "48 records in 4 files: 48 ok, 0 flagged"
+
+
+def test_a_folder_means_its_release_files_and_style_subfolders(official_sample, official_jsonl,
+                                                               tmp_path):
+    shutil.copytree(official_sample, tmp_path / "release")
+    broken = tmp_path / "release" / "Beige" / OFFICIAL_STYLES["beige"][1]
+    broken.write_text(_corrupt(official_jsonl, tmp_path).read_text(encoding="utf-8"),
+                      encoding="utf-8")
+    (tmp_path / "release" / "testset_extra.jsonl").write_text(
+        official_jsonl.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    # not a testset file, so not read
+    (tmp_path / "release" / "notes.jsonl").write_text("{broken\n", encoding="utf-8")
+    assert release_jsonl_files(tmp_path / "release") == sorted(
+        [tmp_path / "release" / folder / name for folder, name in OFFICIAL_STYLES.values()]
+        + [tmp_path / "release" / "testset_extra.jsonl"])
+    run = run_lint(tmp_path / "release", tmp_path)
+    assert run.returncode == 1
+    lines = run.stdout.strip().splitlines()
+    assert all(line.startswith(f"{broken}:") for line in lines[:-1]) and len(lines) == 5
+    assert lines[-1] == "49 records in 5 files: 45 ok, 4 flagged"
+
+
+@pytest.mark.parametrize("where", ["absent", "empty"])
+def test_a_path_with_nothing_to_lint_is_one_clear_line(tmp_path, where):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LintPathError, match=where):
+        release_jsonl_files(tmp_path / where)
+    run = run_lint(tmp_path / where, tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        f"crossmath.lint: path: {tmp_path / where} "
+        + ("does not exist" if where == "absent" else
+           "holds no testset_*.jsonl, neither itself nor in a style subfolder "
+           "(e.g. Original/testset_hr.jsonl)")]

@@ -21,7 +21,7 @@ from crossmath.drawing import (
     render_puzzle_array,
     render_puzzle_png,
 )
-from crossmath.drawing.naive import draw_reference_image, reference_font
+from crossmath.drawing.naive import draw_reference_image, reference_font, render_reference_png
 from crossmath.drawing.png import encode_rgb_png
 from crossmath.drawing.style import STYLE_DIR
 from crossmath.puzzle.grid import Grid, parse_markdown_grid
@@ -156,6 +156,9 @@ def test_tiles_give_the_pixels_of_drawing_cell_by_cell(puzzles, name):
         for values in (None, puzzle.solution):
             expected = np.asarray(draw_reference_image(puzzle.grid, style, font, values))
             assert np.array_equal(render_puzzle_array(puzzle.grid, style, values), expected)
+            # the baseline of bench/render.py writes the very same file
+            assert (render_reference_png(puzzle.grid, style, font, values)
+                    == render_puzzle_png(puzzle.grid, style, values))
 
 
 @pytest.mark.parametrize("name", available_styles())

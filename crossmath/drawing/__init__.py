@@ -4,7 +4,12 @@ Styles are data (``conf/style/*.yaml``); fonts are bundled in ``fonts/`` so the 
 style give the same bytes on every machine with the same Pillow.
 """
 
-from crossmath.drawing.painter import GridPainter, render_puzzle_array, render_puzzle_png
+from crossmath.drawing.painter import (
+    RENDERER_VERSION,
+    GridPainter,
+    render_puzzle_array,
+    render_puzzle_png,
+)
 from crossmath.drawing.style import (
     Style,
     StyleError,
@@ -14,6 +19,7 @@ from crossmath.drawing.style import (
 )
 
 __all__ = [
+    "RENDERER_VERSION",
     "GridPainter",
     "Style",
     "StyleError",

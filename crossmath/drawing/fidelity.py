@@ -14,7 +14,7 @@ from PIL import Image
 
 from crossmath.drawing.painter import render_puzzle_array
 from crossmath.drawing.style import Color, Style
-from crossmath.puzzle.grid import BLANK, EMPTY, Grid, is_number_token
+from crossmath.puzzle.grid import Grid, Position
 from crossmath.puzzle.records import read_official_jsonl
 
 
@@ -51,14 +51,13 @@ class StyleFidelity:
         return [f"{image.name} {cell}" for image in self.images for cell in image.wrong_cells]
 
 
-def expected_cell_color(token: str, style: Style) -> Color:
-    if token == EMPTY:
-        return style.page_color
-    if token == BLANK:
-        return style.blank_color
-    if is_number_token(token):
-        return style.number_color
-    return style.operator_color
+def cell_colors(pixels: np.ndarray, grid: Grid, style: Style) -> dict[Position, Color]:
+    """Each cell's colour in an RGB image of ``grid``, read just inside its top-left border
+    corner, where no text reaches."""
+    inset = style.border_width + 2
+    return {(r, c): tuple(int(v) for v in pixels[r * style.cell_size + inset,
+                                                 c * style.cell_size + inset])
+            for r, c in grid.positions()}
 
 
 def compare_image(name: str, grid: Grid, style: Style, official: np.ndarray) -> ImageComparison:
@@ -68,15 +67,13 @@ def compare_image(name: str, grid: Grid, style: Style, official: np.ndarray) -> 
     official_size = (official.shape[1], official.shape[0])
     if our_size != official_size:
         return ImageComparison(name, official_size, our_size, (), float("nan"))
-    # A cell's colour is read just inside its top-left border corner, where no text reaches.
-    inset = style.border_width + 2
+    mine, theirs = cell_colors(ours, grid, style), cell_colors(official, grid, style)
     wrong = []
-    for r, c in grid.positions():
-        y, x = r * style.cell_size + inset, c * style.cell_size + inset
-        expected = expected_cell_color(grid[r, c], style)
-        mine, theirs = tuple(int(v) for v in ours[y, x]), tuple(int(v) for v in official[y, x])
-        if not (mine == theirs == expected):
-            wrong.append(f"{r},{c}: ours {mine} official {theirs} expected {expected}")
+    for position in grid.positions():
+        expected = style.cell_color(grid.written(position))
+        if not (mine[position] == theirs[position] == expected):
+            wrong.append(f"{position[0]},{position[1]}: ours {mine[position]} official "
+                         f"{theirs[position]} expected {expected}")
     difference = np.abs(ours.astype(np.int16) - official.astype(np.int16)).mean()
     return ImageComparison(name, official_size, our_size, tuple(wrong), float(difference))
 

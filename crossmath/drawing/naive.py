@@ -1,18 +1,18 @@
-"""The straightforward renderer: one Pillow drawing per cell, Pillow's default PNG encoder.
+"""The straightforward renderer: one Pillow drawing per cell, straight onto one image.
 
 It is what ``crossmath.drawing.painter`` must equal pixel for pixel (tests check it) and what
 ``bench/render.py`` measures the tiled renderer against. Not used for real work: it redraws
-every glyph of every image and encodes with adaptive row filters.
+every cell's glyphs for every image, then copies Pillow's image out into RGB rows to encode.
 """
 
 from __future__ import annotations
 
-import io
-
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from crossmath.drawing.png import encode_rgb_png
 from crossmath.drawing.style import Style
-from crossmath.puzzle.grid import BLANK, EMPTY, Grid, Position, is_number_token
+from crossmath.puzzle.grid import BLANK, EMPTY, Grid, Position
 
 
 def draw_reference_image(grid: Grid, style: Style, font: ImageFont.FreeTypeFont,
@@ -22,15 +22,14 @@ def draw_reference_image(grid: Grid, style: Style, font: ImageFont.FreeTypeFont,
     image = Image.new("RGB", (grid.n_cols * size, grid.n_rows * size), style.page_color)
     draw = ImageDraw.Draw(image)
     for r, c in grid.positions():
-        token = grid[r, c]
-        if token == EMPTY:
+        written = grid.written((r, c))
+        if written == EMPTY:
             continue
-        if token == BLANK:
-            background = style.blank_color
+        background = style.cell_color(written)
+        if written == BLANK:
             text = str(values[(r, c)]) if values and (r, c) in values else ""
         else:
-            background = style.number_color if is_number_token(token) else style.operator_color
-            text = token
+            text = written
         x, y = c * size, r * size
         draw.rectangle((x, y, x + size, y + size), fill=background,
                        outline=style.border_color if style.border_width else None,
@@ -46,9 +45,8 @@ def draw_reference_image(grid: Grid, style: Style, font: ImageFont.FreeTypeFont,
 
 def render_reference_png(grid: Grid, style: Style, font: ImageFont.FreeTypeFont,
                          values: dict[Position, int] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    draw_reference_image(grid, style, font, values).save(buffer, format="PNG")
-    return buffer.getvalue()
+    """The reference image written with the tiled renderer's PNG settings (same bytes)."""
+    return encode_rgb_png(np.asarray(draw_reference_image(grid, style, font, values)))
 
 
 def reference_font(style: Style) -> ImageFont.FreeTypeFont:

@@ -18,8 +18,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from crossmath.drawing.png import ScanlineCanvas
 from crossmath.drawing.style import Color, Style
-from crossmath.puzzle.grid import BLANK, EMPTY, Grid, Position, is_number_token
+from crossmath.puzzle.grid import BLANK, EMPTY, Grid, Position
 
+# The version of the images this renderer outputs: bumped whenever the same grid, style and
+# values give different PNG bytes, so identities that include it never mix old and new images.
+# 2: a cell is coloured and drawn by its text as written (the release's `x` cells).
+RENDERER_VERSION = 2
 TEXT_PADDING = 2  # px kept free between text and border when a long number must shrink to fit
 _TILE_CACHE_SIZE = 4096  # tiles per style: numbers up to a few thousand stay cached
 _local = threading.local()  # each thread paints and encodes in its own scanline buffer
@@ -55,12 +59,14 @@ class GridPainter:
         size = self.style.cell_size
         height, width = canvas.shape[:2]
         canvas[:] = self._page_row(width)  # a whole row broadcasts far faster than one colour
+        spellings = grid.spellings
         for r, row in enumerate(grid.cells):
             y = r * size
             for c, token in enumerate(row):
                 if token == EMPTY:
                     continue
-                background, text = self._cell_look(token, (r, c), values)
+                written = spellings.get((r, c), token) if spellings else token
+                background, text = self._cell_look(written, (r, c), values)
                 tile = self._tile(background, text)
                 x = c * size
                 canvas[y:y + size + 1, x:x + size + 1] = tile[:height - y, :width - x]
@@ -70,15 +76,13 @@ class GridPainter:
             self._page = np.tile(np.array(self.style.page_color, dtype=np.uint8), (width, 1))
         return self._page[:width]
 
-    def _cell_look(self, token: str, position: Position,
+    def _cell_look(self, written: str, position: Position,
                    values: dict[Position, int] | None) -> tuple[Color, str]:
-        style = self.style
-        if token == BLANK:
+        """Background and text of a cell whose source text is ``written``."""
+        if written == BLANK:
             value = values.get(position) if values else None
-            return style.blank_color, "" if value is None else str(value)
-        if is_number_token(token):
-            return style.number_color, token
-        return style.operator_color, token
+            return self.style.blank_color, "" if value is None else str(value)
+        return self.style.cell_color(written), written
 
     def _draw_tile(self, background: Color, text: str) -> np.ndarray:
         style = self.style

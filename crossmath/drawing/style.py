@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from crossmath.puzzle.grid import BLANK, EMPTY, EQUALS, OPERATORS
 from crossmath.puzzle.records import ReleaseLayout
 
 Color = tuple[int, int, int]
@@ -26,6 +27,7 @@ STYLE_DIR = Path(str(resources.files("crossmath.conf") / "style"))
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 
 _HEX_COLOR = re.compile(r"#([0-9a-fA-F]{6})")
+OPERATOR_TEXTS = frozenset((*OPERATORS, EQUALS))  # what the release paints in operator colour
 
 
 class StyleError(ValueError):
@@ -64,6 +66,20 @@ class Style:
     def font_path(self) -> Path:
         """The font file, resolved inside the bundled fonts folder."""
         return FONT_DIR / self.font_file
+
+    def cell_color(self, text: str) -> Color:
+        """The background of a cell that shows ``text`` (its spelling in the source file).
+
+        The release colours a cell by the text it shows, not by what the text means: ``+ - × ÷
+        =`` get the operator colour and any other text the number colour, so the two cells
+        where it wrote the multiplication sign as the letter ``x`` are number-coloured in all
+        four styles (read off its images of puzzle 43).
+        """
+        if text == EMPTY:
+            return self.page_color
+        if text == BLANK:
+            return self.blank_color
+        return self.operator_color if text in OPERATOR_TEXTS else self.number_color
 
 
 _COLOR_FIELDS = ("page_color", "number_color", "operator_color", "blank_color", "border_color",

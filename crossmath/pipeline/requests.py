@@ -87,7 +87,7 @@ class RequestPlan:
                 units.append({
                     "puzzle_id": puzzle.puzzle_id,
                     "name": puzzle.name,
-                    "grid": puzzle.markdown_table,
+                    "grid": puzzle.grid.to_markdown(as_written=True),  # drawn as the file wrote it
                     "difficulty": puzzle.difficulty,
                     "n_blanks": len(puzzle.answer),
                     "value_range": list(puzzle.value_range),

@@ -24,8 +24,11 @@ SEVERITY: tuple[Status, ...] = ("unreadable", "contradiction", "unsolvable", "am
 
 @dataclass
 class LintResult:
-    number: int
+    """One record's verdict; ``number`` counts records in the file, ``line`` its lines."""
+
+    source: str
     line: int
+    number: int
     name: str
     problems: list[tuple[Status, str]] = field(default_factory=list)
 
@@ -40,19 +43,20 @@ class LintResult:
         return not self.problems
 
     def describe(self) -> str:
-        """``<record number> <status>: <reasons>``, the CLI's line for a flagged record."""
+        """``<file>:<line>: record <n> [<name>] <status>: <reasons>``, a flagged record's line."""
         reasons = "; ".join(reason for _, reason in sorted(
             self.problems, key=lambda p: SEVERITY.index(p[0])))
-        return f"{self.number} {self.status}: {reasons}"
+        name = f" {self.name}" if self.name else ""
+        return f"{self.source}:{self.line}: record {self.number}{name} {self.status}: {reasons}"
 
 
 def lint_record(record: OfficialRecord) -> LintResult:
-    result = LintResult(record.number, record.line, record.name)
+    result = LintResult(record.source, record.line, record.number, record.name)
     flag = result.problems.append
     try:
         puzzle = record.to_puzzle()
     except GridFormatError as error:
-        flag(("unreadable", str(error)))
+        flag(("unreadable", _inside_record(error)))
         return result
     grid = puzzle.grid
     values = puzzle.all_values()
@@ -123,12 +127,41 @@ def _tokens(text: str) -> list[str]:
     return tokens
 
 
+def _inside_record(error: GridFormatError) -> str:
+    """The error less its file and line, which a lint line names already."""
+    return str(GridFormatError(error.reason, field=error.field, row=error.row,
+                               column=error.column))
+
+
 def lint_jsonl(path: str | Path) -> list[LintResult]:
     """Lint every line of a file; a line that is not a record is flagged unreadable."""
     results = []
     for number, item in enumerate(iter_record_lines(path), start=1):
         if isinstance(item, GridFormatError):
-            results.append(LintResult(number, item.line or 0, "", [("unreadable", str(item))]))
+            results.append(LintResult(str(path), item.line or 0, number, "",
+                                      [("unreadable", _inside_record(item))]))
         else:
             results.append(lint_record(item))
     return results
+
+
+class LintPathError(ValueError):
+    """A path to lint that is missing, or a folder without the release's jsonl files."""
+
+
+RELEASE_JSONL_PATTERN = "testset_*.jsonl"
+
+
+def release_jsonl_files(path: str | Path) -> list[Path]:
+    """The files ``path`` names: itself if a file; if a folder, every ``testset_*.jsonl`` in it
+    and in its style subfolders (the release's layout, ``Original/testset_hr.jsonl`` ...)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise LintPathError(f"{path} does not exist")
+    files = sorted([*path.glob(RELEASE_JSONL_PATTERN), *path.glob(f"*/{RELEASE_JSONL_PATTERN}")])
+    if not files:
+        raise LintPathError(f"{path} holds no {RELEASE_JSONL_PATTERN}, neither itself nor in a "
+                            "style subfolder (e.g. Original/testset_hr.jsonl)")
+    return files

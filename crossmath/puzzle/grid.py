@@ -15,9 +15,9 @@ down (top to bottom). Equations meet only at number cells.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterator, Literal, Sequence
+from typing import Iterator, Literal, Mapping, Sequence
 
 Position = tuple[int, int]
 Direction = Literal["across", "down"]
@@ -147,9 +147,16 @@ def format_equation(a: int, operator: str, b: int, c: int) -> str:
 
 @dataclass(frozen=True)
 class Grid:
-    """An immutable rectangle of canonical cell tokens."""
+    """An immutable rectangle of canonical cell tokens.
+
+    ``spellings`` keeps the text a source file wrote for the cells whose text was not canonical
+    (the release writes ``x`` for ``×`` in two cells). Solving and prompts read only the
+    tokens; a caller that shows the file's own text (drawing) reads ``written``. Spellings take
+    no part in equality: the same tokens are the same puzzle.
+    """
 
     cells: tuple[tuple[str, ...], ...]
+    spellings: Mapping[Position, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         widths = {len(row) for row in self.cells}
@@ -171,6 +178,10 @@ class Grid:
     def __getitem__(self, position: Position) -> str:
         r, c = position
         return self.cells[r][c]
+
+    def written(self, position: Position) -> str:
+        """The cell's text as its source wrote it: its token unless spelled otherwise."""
+        return self.spellings.get(position, self[position])
 
     def get(self, r: int, c: int) -> str:
         """The token at (r, c), or empty outside the grid."""
@@ -239,10 +250,16 @@ class Grid:
         rows = [list(row) for row in self.cells]
         for (r, c), v in values.items():
             rows[r][c] = str(v)
-        return Grid.from_rows(rows)
+        kept = {p: text for p, text in self.spellings.items() if p not in values}
+        return Grid(tuple(tuple(row) for row in rows), kept)
 
-    def to_markdown(self) -> str:
-        return format_markdown_table(self.cells)
+    def to_markdown(self, *, as_written: bool = False) -> str:
+        """The release's markdown table of the tokens, or with ``as_written`` of each cell's
+        text as its source spelled it (which parses back to the same grid, spellings kept)."""
+        if not (as_written and self.spellings):
+            return format_markdown_table(self.cells)
+        return format_markdown_table([[self.written((r, c)) for c in range(self.n_cols)]
+                                      for r in range(self.n_rows)])
 
 
 def format_markdown_table(rows: Sequence[Sequence[str]]) -> str:
@@ -274,9 +291,12 @@ def split_markdown_table(text: str) -> list[list[str]]:
 
 
 def parse_markdown_grid(text: str) -> Grid:
-    """Parse the release's ``markdown_table`` into a canonical grid."""
-    rows = split_markdown_table(text)
-    return Grid.from_rows(
-        [canonical_token(cell, row=r, column=c) for c, cell in enumerate(row, start=1)]
-        for r, row in enumerate(rows, start=1)
-    )
+    """Parse the release's ``markdown_table`` into a canonical grid that keeps its spellings."""
+    cells: list[tuple[str, ...]] = []
+    spellings: dict[Position, str] = {}
+    for r, row in enumerate(split_markdown_table(text)):
+        tokens = tuple(canonical_token(raw, row=r + 1, column=c + 1) for c, raw in enumerate(row))
+        spellings.update(((r, c), raw) for c, (raw, token) in enumerate(zip(row, tokens))
+                         if raw != token)
+        cells.append(tokens)
+    return Grid(tuple(cells), spellings)
