@@ -67,14 +67,19 @@ class FlatCostBackend(OracleBackend):
         time.sleep(max(0.0, started + self.call_s * math.ceil(sequences / self.batch_size)
                        - time.time()))
         if self.call_log is not None:
-            record = {"pid": os.getpid(), "started": started, "ended": time.time(),
-                      "requests": len(requests), "sequences": sequences}
-            with self.call_log.open("a", encoding="utf-8") as log:
-                log.write(json.dumps(record) + "\n")
+            append_call(self.call_log, started, requests=len(requests), sequences=sequences)
         return responses
 
 
+def append_call(log: str | Path, started: float, **figures: float) -> None:
+    """Append one backend call to a call log: this process's id, the call's start and end
+    (epoch seconds, ending now) and ``figures`` (requests, sequences, ...)."""
+    record = {"pid": os.getpid(), "started": started, "ended": time.time(), **figures}
+    with Path(log).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
 def read_call_log(path: str | Path) -> list[dict]:
-    """The calls a ``FlatCostBackend`` logged, in order of their start."""
+    """The calls ``append_call`` logged, in order of their start."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     return sorted((json.loads(line) for line in lines if line.strip()), key=lambda c: c["started"])
