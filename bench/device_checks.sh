@@ -13,9 +13,10 @@ export OUT=${OUT:-$(mktemp -d)} PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
 site=/tmp/device-site
 mkdir -p "$site"
 tar -C "$site" -xJf .whl/device-site.tar.xz || { echo "no .whl/device-site.tar.xz: carry .whl"; exit 2; }
-# crossmath itself, installed (not only on the path): its configs ship as the package crossmath.conf.
-python3 -m pip install -q --no-deps --no-index --no-build-isolation --target "$site" . || exit 2
 export PYTHONPATH=$site
+# crossmath itself, installed editable as here: its configs (conf/) are the package crossmath.conf,
+# which the path alone does not give, and the benches put the checkout first on sys.path.
+python3 -m pip install -q --no-deps --no-index --no-build-isolation -e . || exit 2
 python3 - <<'PY' || exit 2
 import importlib, sys
 missing = []

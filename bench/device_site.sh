@@ -36,7 +36,7 @@ present = {"torch", "numpy", "pandas", "pyarrow", "pillow", "transformers", "tok
            "python-dateutil", "pytz", "tzdata", "sympy", "mpmath", "networkx", "triton",
            "setuptools", "zipp", "rich", "pygments", "markdown-it-py", "mdurl", "scipy"}
 for info in site.glob("*.dist-info"):
-    name = re.sub(r"[-_.]+", "-", info.name.rsplit("-", 1)[0]).lower()
+    name = re.sub(r"[-_.]+", "-", info.name.removesuffix(".dist-info").rsplit("-", 1)[0]).lower()
     if name in present:
         for line in (info / "RECORD").read_text().splitlines():
             path = site / line.split(",")[0]

@@ -142,7 +142,8 @@ class _PromptGroup:
 
 
 def plan_calls(units: list[dict], capacity: CallCapacity) -> list[dict]:
-    """The units' requests packed into calls (``CALL_SCHEMA`` rows as dicts), fullest first.
+    """The units' requests packed into calls (``CALL_SCHEMA`` rows as dicts), longest prompts
+    first; every call but the last is full.
 
     Every request lands in exactly one call; the samples of a prompt share a call unless they
     alone exceed the capacity. A unit whose prompts land in two calls appears in both, each
