@@ -1,7 +1,7 @@
 """The main job on one GPU against its own backend, on the same requests, in one run (issue #13.5).
 
-    python bench/mainjob_gpu.py --tiny                 # CPU smoke run, tiny model: timings mean nothing
-    python bench/mainjob_gpu.py --time-budget-s 300    # one GPU
+    python bench/mainjob_gpu.py --tiny                # CPU smoke run: its timings mean nothing
+    python bench/mainjob_gpu.py --time-budget-s 300   # one GPU
 
 The model is a random-weight Qwen2.5-VL-3B shape (``bench/shapes.py``, nothing downloaded; the
 tiny model's tokenizer and image processor) behind crossmath's hf backend, with forced output
@@ -97,8 +97,8 @@ def forced_length_backend(*, name: str, shape: str, call_log: str, median_new_to
         return drawn_length(prompt_ids, sample, median_new_tokens, sigma, max_new_tokens)
 
     backend = HFBackend(model, processor=processor, name=name, device=str(device),
-                        max_new_tokens=max_new_tokens,
-                        logits_processor_factory=lambda: [ForcedLengths(eos, pad, draw)], **settings)
+                        max_new_tokens=max_new_tokens, **settings,
+                        logits_processor_factory=lambda: [ForcedLengths(eos, pad, draw)])
     return LoggedCalls(backend, call_log)
 
 
@@ -160,8 +160,9 @@ def backend_alone(args: argparse.Namespace, work: Path) -> Path:
                        cfg.model.name)
     capacity = StageResources(**OmegaConf.to_container(cfg.resources)).call_capacity(config)
     render = RenderImages()
-    calls = [[ModelRequest.from_row(row) for row in call_requests(render(call_table(call)).to_pylist()[0])]
-             for call in plan_calls(plan.units(puzzle_set.puzzles), capacity)]
+    rendered = [render(call_table(call)).to_pylist()[0]
+                for call in plan_calls(plan.units(puzzle_set.puzzles), capacity)]
+    calls = [[ModelRequest.from_row(row) for row in call_requests(call)] for call in rendered]
     print(f"backend alone: {sum(map(len, calls))} requests in {len(calls)} calls", flush=True)
     backend = instantiate(backend_arguments(config))
     for requests in calls:
@@ -191,7 +192,8 @@ def main_job(args: argparse.Namespace, work: Path, timeout_s: float) -> tuple[Pa
     wall = time.perf_counter() - started
     (work / "main-job.log").write_text(done.stdout + done.stderr, encoding="utf-8")
     if done.returncode != 0:
-        raise RuntimeError(f"the main job failed ({done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}")
+        output = (done.stdout + done.stderr)[-4000:]
+        raise RuntimeError(f"the main job failed ({done.returncode}):\n{output}")
     return log, wall
 
 

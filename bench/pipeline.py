@@ -161,7 +161,8 @@ def main() -> None:
                 store = PredictionStore(str(folder))
                 started = time.perf_counter()
                 if variant == "planned":
-                    predictions = run_pipeline(puzzle_set, plan, model, store, resources).predictions
+                    result = run_pipeline(puzzle_set, plan, model, store, resources)
+                    predictions = result.predictions
                 else:
                     predictions = run_fixed_rows(puzzle_set, plan, model, store, resources)
                 wall = time.perf_counter() - started
@@ -173,25 +174,27 @@ def main() -> None:
                                             for m, s in (("text", TEXT_STYLE), ("hybrid", "all"),
                                                          ("image", "all"))]
     assert len({tuple(v) for v in metrics.values()}) == 1, f"metrics differ: {metrics}"
-    print(f"same metrics from every variant (text, hybrid, image macro): {metrics[next(iter(metrics))]}")
+    print("same metrics from every variant (text, hybrid, image macro):",
+          metrics[next(iter(metrics))])
     for actors in sorted({r.actors for r in results}):
         old, new = (next(r for r in results if (r.variant, r.actors) == (v, actors))
                     for v in ("fixed-16", "planned"))
-        print(f"{actors} actor(s): planned efficiency {new.efficiency} vs fixed-16 {old.efficiency} "
-              f"({new.efficiency / old.efficiency:.2f}x); busy span {new.busy_span_s} s vs "
-              f"{old.busy_span_s} s; bar: median >= {0.8 * args.batch_size:g} requests "
-              f"({'met' if new.median_requests >= 0.8 * args.batch_size else 'NOT met'}), "
+        floor = 0.8 * args.batch_size
+        print(f"{actors} actor(s): planned efficiency {new.efficiency} vs fixed-16 "
+              f"{old.efficiency} ({new.efficiency / old.efficiency:.2f}x); busy span "
+              f"{new.busy_span_s} s vs {old.busy_span_s} s; bar: median >= {floor:g} requests "
+              f"({'met' if new.median_requests >= floor else 'NOT met'}), "
               f"efficiency >= 0.85 ({'met' if new.efficiency >= 0.85 else 'NOT met'})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": [asdict(r) for r in results]},
-                                              indent=1) + "\n", encoding="utf-8")
+        payload = {"args": vars(args), "results": [asdict(r) for r in results]}
+        Path(args.json).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
 
 
 def print_row(row: Figures) -> None:
-    print(f"{row.variant:>9} x{row.actors}: {row.calls:4d} calls, median {row.median_requests:5.1f} "
-          f"requests/call, perfect {row.perfect_calls}, busy span {row.busy_span_s:7.2f} s, "
-          f"efficiency {row.efficiency:.3f}, gaps max {row.max_gap_s:.3f} s mean "
-          f"{row.mean_gap_s:.3f} s, wall {row.wall_s} s", flush=True)
+    print(f"{row.variant:>9} x{row.actors}: {row.calls:4d} calls, median "
+          f"{row.median_requests:5.1f} requests/call, perfect {row.perfect_calls}, busy span "
+          f"{row.busy_span_s:7.2f} s, efficiency {row.efficiency:.3f}, gaps max "
+          f"{row.max_gap_s:.3f} s mean {row.mean_gap_s:.3f} s, wall {row.wall_s} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ def test_capacity_comes_from_the_model_config():
     sampled = model_capacity(model_config("qwen3.5-9b"))
     assert (sampled.sequences, sampled.samples_share_sequence) == (32, False)
     client = model_capacity(model_config("openai"))
-    assert (client.sequences, client.samples_share_sequence, client.pixel_bounds) == (16, False, None)
+    assert (client.sequences, client.samples_share_sequence) == (16, False)
+    assert client.pixel_bounds is None
     assert model_capacity(model_config("oracle")).sequences == RULE_BASED_CALL
     overridden = model_capacity(model_config("qwen2.5-vl-3b"), sequences=8, tokens=50_000)
     assert (overridden.sequences, overridden.tokens) == (8, 50_000)
@@ -121,7 +122,7 @@ def test_image_token_estimate_follows_grid_size_style_and_bounds():
                              for r in u["requests"]]
     unbounded = estimated_prompt_tokens(*image, None)
     assert estimated_prompt_tokens(*hybrid, None) > unbounded > estimated_prompt_tokens(*text, None)
-    assert estimated_prompt_tokens(*image, (10**7, 2 * 10**7)) > unbounded  # sized up to the minimum
+    assert estimated_prompt_tokens(*image, (10**7, 2 * 10**7)) > unbounded  # sized up to min
     image_text = sum(len(part) for part in image[1]["prompt_texts"])  # one image token left:
     assert estimated_prompt_tokens(*image, (1, 28 * 28)) == math.ceil(
         image_text / CHARS_PER_TEXT_TOKEN + 1)

@@ -37,7 +37,8 @@ class InferPredictions:
 
     def __call__(self, calls: pa.Table) -> pa.Table:
         if "units" not in calls.column_names:
-            raise ValueError(f"inference stage: batch lacks column 'units'; it has {calls.column_names}")
+            raise ValueError("inference stage: batch lacks column 'units'; "
+                             f"it has {calls.column_names}")
         return pa.concat_tables([self.answer(pa.Table.from_pylist(call_requests(call)))
                                  for call in calls.to_pylist()])
 

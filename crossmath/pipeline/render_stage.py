@@ -28,7 +28,8 @@ class RenderImages:
 
     def __call__(self, calls: pa.Table) -> pa.Table:
         if "units" not in calls.column_names:
-            raise ValueError(f"render stage: batch lacks column 'units'; it has {calls.column_names}")
+            raise ValueError("render stage: batch lacks column 'units'; "
+                             f"it has {calls.column_names}")
         rows = calls.to_pylist()
         for call in rows:
             for unit in call["units"]:
