@@ -62,22 +62,31 @@ from crossmath.pipeline.requests import RequestPlan  # noqa: E402
 from tests.doubles import append_call, read_call_log  # noqa: E402
 
 SHAPES = {"3b": QWEN25_VL_3B, "tiny": TINY}
+# CPUs for the host work of a call (image processing) on a GPU machine, on both sides: the
+# inference actor's resources.infer_cpus (Ray sets its thread count from it) and this process.
+GPU_HOST_THREADS = 8
 MODEL_NAME = "bench-forced"  # the config file's name in the scratch config folder
 
 
 class LoggedCalls:
-    """A backend that appends each ``generate`` call to a call log, output tokens included."""
+    """A backend that appends each ``generate`` call to a call log: output tokens, and the time
+    before its first decode step (chat template, image decoding and processing, moving the
+    inputs to the GPU: the host work during which the GPU waits), read off ``ForcedLengths``."""
 
-    def __init__(self, backend: HFBackend, call_log: str) -> None:
-        self.backend, self.name, self.call_log = backend, backend.name, call_log
+    def __init__(self, backend: HFBackend, call_log: str, forced: list[ForcedLengths]) -> None:
+        self.backend, self.name = backend, backend.name
+        self.call_log, self.forced = call_log, forced
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
-        started = time.time()
+        started, clock = time.time(), time.perf_counter()
+        self.forced.clear()
         responses = self.backend.generate(requests)
         _synchronize()
         append_call(self.call_log, started, requests=len(requests),
                     output_tokens=sum(r.n_output_tokens for r in responses),
-                    errors=sum(r.error is not None for r in responses))
+                    errors=sum(r.error is not None for r in responses),
+                    generates=len(self.forced),
+                    preprocess_s=self.forced[0].created_at - clock if self.forced else None)
         return responses
 
 
@@ -92,14 +101,19 @@ def forced_length_backend(*, name: str, shape: str, call_log: str, median_new_to
     model = build_model(SHAPES[shape], processor, device, dtype)
     tokenizer = processor.tokenizer
     eos, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id
+    forced: list[ForcedLengths] = []  # one per generate batch of the current call
 
     def draw(prompt_ids: list[int], sample: int) -> int:
         return drawn_length(prompt_ids, sample, median_new_tokens, sigma, max_new_tokens)
 
+    def logits_processors() -> list:
+        forced.append(ForcedLengths(eos, pad, draw))
+        return [forced[-1]]
+
     backend = HFBackend(model, processor=processor, name=name, device=str(device),
-                        max_new_tokens=max_new_tokens, **settings,
-                        logits_processor_factory=lambda: [ForcedLengths(eos, pad, draw)])
-    return LoggedCalls(backend, call_log)
+                        max_new_tokens=max_new_tokens, logits_processor_factory=logits_processors,
+                        **settings)
+    return LoggedCalls(backend, call_log, forced)
 
 
 def _synchronize() -> None:
@@ -143,9 +157,10 @@ def model_config(args: argparse.Namespace, call_log: Path) -> dict:
 
 def run_overrides(args: argparse.Namespace, work: Path) -> list[str]:
     """The main job's overrides, but for the model (a config group file, see ``main``)."""
+    on_gpu = [f"resources.infer_cpus={GPU_HOST_THREADS}", "resources.infer_gpus=1"]
     return [f"data.n={args.puzzles}", "styles=[original]", f"samples={args.samples}",
             f"out_dir={work / 'run'}", f"mlflow.tracking_uri=sqlite:///{work / 'mlflow.db'}",
-            f"resources.infer_gpus={1 if torch.cuda.is_available() else 0}"]
+            *(on_gpu if torch.cuda.is_available() else [])]
 
 
 def backend_alone(args: argparse.Namespace, work: Path) -> Path:
@@ -164,6 +179,8 @@ def backend_alone(args: argparse.Namespace, work: Path) -> Path:
                 for call in plan_calls(plan.units(puzzle_set.puzzles), capacity)]
     calls = [[ModelRequest.from_row(row) for row in call_requests(call)] for call in rendered]
     print(f"backend alone: {sum(map(len, calls))} requests in {len(calls)} calls", flush=True)
+    if torch.cuda.is_available():
+        torch.set_num_threads(GPU_HOST_THREADS)
     backend = instantiate(backend_arguments(config))
     for requests in calls:
         backend.generate(requests)
@@ -201,10 +218,15 @@ def side(log: Path) -> dict:
     calls = read_call_log(log)
     seen = busy(calls)
     tokens = sum(call["output_tokens"] for call in calls)
+    busy_s = sum(call["ended"] - call["started"] for call in calls)
+    preprocess_s = sum(call["preprocess_s"] or 0.0 for call in calls)
     return {"calls": seen.calls, "median_requests": seen.median_requests,
+            "generates": sum(call["generates"] for call in calls),
             "output_tokens": tokens, "errors": sum(call["errors"] for call in calls),
             "busy_span_s": round(seen.span_s, 2), "tokens_per_s": round(tokens / seen.span_s, 1),
-            "max_gap_s": round(seen.max_gap_s, 3), "mean_gap_s": round(seen.mean_gap_s, 3)}
+            "max_gap_s": round(seen.max_gap_s, 3), "mean_gap_s": round(seen.mean_gap_s, 3),
+            # host work before each call's first decode step, the GPU idle meanwhile
+            "preprocess_share": round(preprocess_s / busy_s, 3)}
 
 
 def write(results: dict) -> None:
