@@ -11,5 +11,4 @@ setup(
     packages=[*find_namespace_packages(include=["crossmath", "crossmath.*"]),
               "crossmath.conf", "crossmath.conf.score"],
     package_dir={"crossmath.conf": "conf", "crossmath.conf.score": "conf/score"},
-    package_data={"crossmath.conf": ["*.yaml", "*/*.yaml"], "crossmath.conf.score": ["*.yaml"]},
-)
+)  # their YAML files: [tool.setuptools.package-data] in pyproject.toml

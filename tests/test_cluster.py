@@ -103,7 +103,7 @@ def test_run_completes_after_losing_the_inference_node(cluster):
     out = Path(cluster.root, "storage", "runs", "slow-oracle", "generated-mixed-n6-seed0")
     job = submit(cluster, "model=oracle", "model._target_=tests.doubles.SlowBackend",
                  "model.name=slow-oracle", "+model.delay_s=0.25", "data.n=6", "samples=2",
-                 "styles=[original]", "resources.infer_batch_size=2", "mlflow.experiment=lost-node")
+                 "styles=[original]", "resources.call_sequences=2", "mlflow.experiment=lost-node")
     total = 6 * (1 + 2) * 2
     store = PredictionStore(str(out))
     deadline = time.monotonic() + 240

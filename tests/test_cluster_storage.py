@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from crossmath.models.base import TEXT_STYLE
-from crossmath.pipeline.dataflow import StageResources, release_image_rows, run_pipeline
+from crossmath.pipeline.calls import CallCapacity, call_requests, plan_calls
+from crossmath.pipeline.dataflow import StageResources, attach_release_images, run_pipeline
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.shards import PredictionStore, local_path, publish_files
@@ -60,13 +61,17 @@ def test_local_locations_and_publishing(tmp_path, monkeypatch):
 def test_release_images_travel_as_bytes_from_the_driver(official_sample):
     puzzle_set = official_puzzles(str(official_sample), ["original", "handwritten"], limit=2)
     plan = RequestPlan(["text", "hybrid"], ["original", "handwritten"], 2, None, "oracle")
-    units = plan.units(puzzle_set.puzzles, puzzle_set.official_images)
-    rows = release_image_rows(units)
-    assert len(rows) == 2 * 2  # original only: 2 puzzles x 2 samples; handwritten is rendered
-    for row in rows:
+    calls = plan_calls(plan.units(puzzle_set.puzzles, puzzle_set.official_images), CallCapacity(3))
+    attach_release_images(calls)
+    rows = [row for call in calls for row in call_requests(call)]
+    released = [row for row in rows if row["style"] == "original"]
+    assert len(released) == 2 * 2  # original only: 2 puzzles x 2 samples; handwritten is rendered
+    for row in released:
         path = puzzle_set.official_images[(row["name"], "original")]
-        assert row["style"] == "original" and row["images"] == [path.read_bytes()]
+        assert row["images"] == [path.read_bytes()]
         assert "image_path" not in row  # nothing for a worker to open
+    drawn_later = [row["images"] for row in rows if row["style"] == "handwritten"]
+    assert drawn_later == [[None]] * 4  # the render stage's job
 
 
 def test_rendered_and_release_images_flow_through_one_run(ray_local, run_config, official_sample):

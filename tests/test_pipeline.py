@@ -18,6 +18,7 @@ from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.requests import RequestPlan, drop_done, expand_unit, request_id
 from crossmath.pipeline.shards import PredictionStore
 from crossmath.puzzle.synthesis import generate_puzzles
+from tests.doubles import read_call_log
 from tests.support import command_env
 
 PUZZLES = generate_puzzles(3, "mixed", seed=1)
@@ -111,11 +112,28 @@ def test_official_images_are_used_for_the_release_styles(ray_local, run_config, 
     assert outcome.n_requests == 2
 
 
+def test_the_backend_is_handed_full_calls_each_saved_as_one_shard(ray_local, run_config, tmp_path):
+    log = tmp_path / "calls.jsonl"
+    cfg = run_config("model=oracle", "model._target_=tests.doubles.FlatCostBackend",
+                     "+model.prompt=crossmath-v1",  # distinct prompts: greedy samples count once
+                     "+model.batch_size=5", "+model.call_s=0", f"+model.call_log={log}",
+                     "data.n=4", "samples=2", "styles=[original]",
+                     "resources.infer_actors=2", "resources.infer_cpus=0.5")
+    outcome = evaluate(cfg)
+    calls = read_call_log(log)
+    # 4 puzzles x (text, image, hybrid) = 12 prompts of 2 greedy samples, 5 prompts a call.
+    assert sorted(call["sequences"] for call in calls) == [2, 5, 5]
+    assert sorted(call["requests"] for call in calls) == [4, 10, 10]
+    assert len(list((outcome.out_dir / "shards").glob("*.parquet"))) == len(calls)
+    assert outcome.predictions.num_rows == 24
+    assert outcome.evaluation.group("oracle", "hybrid").macro.mean == 100.0
+
+
 def test_crashed_inference_actor_is_restarted_without_losing_work(ray_local, run_config, tmp_path):
     marker = tmp_path / "crashed"
     cfg = run_config("model=oracle", "model._target_=tests.doubles.CrashingBackend",
                      f"+model.marker={marker}", "data.n=3", "samples=1", "styles=[original]",
-                     "resources.infer_batch_size=2")
+                     "resources.call_sequences=2")
     outcome = evaluate(cfg)
     assert marker.exists(), "the backend never crashed, so the test proved nothing"
     ids = outcome.predictions.column("request_id").to_pylist()
@@ -127,7 +145,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     out, db = tmp_path / "out", tmp_path / "mlflow.db"
     command = [sys.executable, "-m", "crossmath.run", "model=oracle",
                "model._target_=tests.doubles.SlowBackend", "+model.delay_s=0.15",
-               "data.n=4", "samples=2", "styles=[original]", "resources.infer_batch_size=2",
+               "data.n=4", "samples=2", "styles=[original]", "resources.call_sequences=2",
                f"out_dir={out}", f"mlflow.tracking_uri=sqlite:///{db}", "ray.num_cpus=2"]
     env = command_env()
     first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,

@@ -1,68 +1,79 @@
-"""The Ray Data render stage: PNG bytes per image row, null for text rows."""
+"""The Ray Data render stage: each unit of a call gets its PNG; text units and units that hold
+the release's image are left as they are."""
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
 from crossmath.drawing import load_style, render_puzzle_png
+from crossmath.pipeline.calls import CallCapacity, call_table, plan_calls
 from crossmath.pipeline.render_stage import RenderImages
+from crossmath.pipeline.requests import RequestPlan
+from crossmath.pipeline.sources import official_puzzles
 from crossmath.puzzle.grid import GridFormatError, parse_markdown_grid
-from crossmath.puzzle.records import read_official_jsonl
 
 
 @pytest.fixture(scope="module")
-def rows(official_jsonl) -> list[dict]:
-    """Text, image and hybrid rows over two styles, and one row with the release's own image."""
-    records = read_official_jsonl(official_jsonl)[:3]
-    rows = []
-    for i, record in enumerate(records):
-        for style, modality in (("markdown", "text"), ("original", "image"),
-                                ("altstyle", "hybrid")):
-            rows.append({"id": f"{i}-{style}", "grid": record.fields["markdown_table"],
-                         "style": style, "modality": modality, "image_path": ""})
-    rows.append({"id": "release", "grid": records[0].fields["markdown_table"], "style": "original",
-                 "modality": "image", "image_path": str(records[0].image_blank_path)})
-    return rows
+def calls(official_sample) -> list[dict]:
+    """Text, image and hybrid requests of 3 official puzzles over two styles, in calls of 4
+    sequences; the original style's units hold the release's image (as the driver gives it)."""
+    puzzle_set = official_puzzles(str(official_sample), ["original", "altstyle"], limit=3)
+    plan = RequestPlan(["text", "image", "hybrid"], ["original", "altstyle"], 1, None, "m")
+    units = plan.units(puzzle_set.puzzles, {key: path for key, path in
+                                            puzzle_set.official_images.items()
+                                            if key[1] == "original"})
+    planned = plan_calls(units, CallCapacity(4))
+    for call in planned:
+        for unit in call["units"]:
+            if unit["image_path"]:
+                unit["image"] = b"the release's png"
+    return planned
 
 
-def expected_image(row: dict) -> bytes | None:
-    if row["modality"] == "text":
+def expected_image(unit: dict) -> bytes | None:
+    if unit["modality"] == "text":
         return None
-    if row["image_path"]:
-        with open(row["image_path"], "rb") as handle:
-            return handle.read()
-    return render_puzzle_png(parse_markdown_grid(row["grid"]), load_style(row["style"]))
+    if unit["image_path"]:
+        return b"the release's png"
+    return render_puzzle_png(parse_markdown_grid(unit["grid"]), load_style(unit["style"]))
 
 
-def test_render_stage_on_ray_data(ray_local, rows):
+def units_by_key(rows: list[dict]) -> dict:
+    return {(row["call"], unit["puzzle_id"], unit["style"]): unit
+            for row in rows for unit in row["units"]}
+
+
+def test_render_stage_on_ray_data(ray_local, calls):
     import ray
 
-    dataset = ray.data.from_items(rows).map_batches(
-        RenderImages, batch_size=4, batch_format="pyarrow",
+    dataset = ray.data.from_arrow([call_table(call) for call in calls]).map_batches(
+        RenderImages, batch_size=1, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1,
     )
-    out = {row["id"]: row for row in dataset.take_all()}  # Ray Data keeps no order: join on id
-    assert sorted(out) == sorted(row["id"] for row in rows)
-    for row in rows:
-        assert out[row["id"]]["image"] == expected_image(row), row["id"]
+    out = units_by_key(dataset.take_all())  # Ray Data keeps no order: join on ids
+    planned = units_by_key(calls)
+    assert sorted(out) == sorted(planned)
+    for key, unit in planned.items():
+        assert out[key]["image"] == expected_image(unit), key
+        assert out[key]["requests"] == unit["requests"]
+    kinds = {("text" if u["modality"] == "text" else "release" if u["image_path"] else "drawn")
+             for u in planned.values()}
+    assert kinds == {"text", "release", "drawn"}  # the test saw every case
 
 
-def test_render_stage_numpy_batches_and_bad_input(rows):
+def test_render_stage_keeps_the_schema_and_names_what_is_wrong(calls):
     stage = RenderImages()
-    batch = {name: np.array([row[name] for row in rows], dtype=object) for name in rows[0]}
-    result = stage(batch)
-    assert [image for image in result["image"]] == [expected_image(row) for row in rows]
-    assert list(result["id"]) == [row["id"] for row in rows]  # other columns pass through
+    table = pa.concat_tables([call_table(call) for call in calls])
+    rendered = stage(table)
+    assert rendered.schema == table.schema
+    assert rendered.column("call").to_pylist() == table.column("call").to_pylist()
 
-    table = pa.Table.from_pylist(rows).drop_columns(["image_path"])  # the path column is optional
-    images = stage(table).column("image")
-    assert images.type == pa.binary()
-    assert images.null_count == 3
-
-    with pytest.raises(ValueError, match="lacks column.*modality"):
-        stage(pa.Table.from_pylist(rows).drop_columns(["modality"]))
-    broken = pa.Table.from_pylist([{**rows[1], "grid": "| 7 | + | what |"}])
-    with pytest.raises(GridFormatError, match="field 'grid'.*'what'"):
-        stage(broken)
+    with pytest.raises(ValueError, match="lacks column 'units'"):
+        stage(table.drop_columns(["units"]))
+    drawn = next(call for call in calls
+                 if any(u["modality"] != "text" and not u["image_path"] for u in call["units"]))
+    broken = {**drawn, "units": [{**unit, "grid": "| 7 | + | what |", "image": None}
+                                 for unit in drawn["units"] if unit["modality"] != "text"]}
+    with pytest.raises(GridFormatError, match=r"puzzle \S+.*field 'grid'.*'what'"):
+        stage(call_table(broken))

@@ -34,7 +34,9 @@ MAX_CHOICES = 128  # as OpenAI's API
 
 # Read and honoured.
 HONOURED = frozenset({"model", "messages", "stream", "stream_options", "max_tokens",
-                      "max_completion_tokens", "n", "seed", "temperature", "top_p"})
+                      "max_completion_tokens", "n", "seed", "temperature", "top_p",
+                      # vLLM's extensions, which clients of vLLM send (docs/vllm.md):
+                      "top_k", "chat_template_kwargs"})
 # Accepted and ignored: they change nothing in the answer.
 IGNORED = frozenset({"user"})
 # Accepted only at values that change nothing (what a client sends when it means "off").
@@ -55,10 +57,13 @@ class ChatRequestError(ValueError):
 
 @dataclass(frozen=True)
 class FixedSampling:
-    """How a backend decodes, which requests cannot change: ``temperature`` 0 is greedy."""
+    """How a backend decodes, which requests cannot change: ``temperature`` 0 is greedy,
+    ``top_k`` 0 is no cut, ``enable_thinking`` None a chat template without the switch."""
 
     temperature: float = 0.0
     top_p: float = 1.0
+    top_k: int = 0
+    enable_thinking: bool | None = None
 
     @classmethod
     def of(cls, backend: Any) -> "FixedSampling":
@@ -276,7 +281,9 @@ def _max_tokens(body: dict) -> int | None:
 
 
 def _check_sampling(body: dict, sampling: FixedSampling) -> None:
-    """``temperature`` and ``top_p`` are accepted at the backend's own values only."""
+    """``temperature``, ``top_p``, ``top_k`` and the thinking switch are accepted at the
+    backend's own values only."""
+    _check_fixed_extensions(body, sampling)
     for name, fixed, low, high in (("temperature", sampling.temperature, 0.0, 2.0),
                                    ("top_p", sampling.top_p, 0.0, 1.0)):
         value = body.get(name)
@@ -291,6 +298,30 @@ def _check_sampling(body: dict, sampling: FixedSampling) -> None:
             raise ChatRequestError(
                 f"{name}={value:g} cannot be honoured: this server's backend {how}, set when "
                 f"the server started; send {name}={fixed:g} or leave it out", name)
+
+
+def _check_fixed_extensions(body: dict, sampling: FixedSampling) -> None:
+    """vLLM's ``top_k`` and ``chat_template_kwargs.enable_thinking``, at the backend's values.
+
+    A template without a thinking switch never thinks, so ``enable_thinking: false`` is
+    accepted there too.
+    """
+    top_k = body.get("top_k")
+    if top_k is not None and top_k not in (sampling.top_k, -1 if sampling.top_k == 0 else None):
+        raise ChatRequestError(f"top_k={json.dumps(top_k)} cannot be honoured: this server's "
+                               f"backend uses top_k {sampling.top_k} (0: none)", "top_k")
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is None:
+        return
+    if not isinstance(kwargs, dict) or set(kwargs) - {"enable_thinking"}:
+        raise ChatRequestError("chat_template_kwargs may hold enable_thinking only",
+                               "chat_template_kwargs")
+    thinking = kwargs.get("enable_thinking")
+    if thinking is not None and thinking != sampling.enable_thinking and not (
+            sampling.enable_thinking is None and thinking is False):
+        raise ChatRequestError(f"enable_thinking={json.dumps(thinking)} cannot be honoured: the "
+                               f"backend's chat template runs with enable_thinking="
+                               f"{json.dumps(sampling.enable_thinking)}", "chat_template_kwargs")
 
 
 def _image_of(part: dict, index: int) -> bytes:

@@ -1,19 +1,24 @@
-"""The evaluation pipeline on Ray Data: units -> images -> requests -> answers -> shards.
+"""The evaluation pipeline on Ray Data: calls -> images -> answers -> shards.
 
 ::
 
-    (puzzle, style) units --render actors (CPU)--> + image
-        --flat_map--> request rows (modality x sample)
-        --inference actors (one per GPU, or CPU)--> prediction shards
+    calls planned on the driver (``calls``: each fills one backend call)
+        --render actors (CPU)--> + each unit's image
+        --inference actors (one per GPU, or CPU)--> one generate per call, one shard per call
+
+The driver packs the pending requests into calls that fill the backend (its capacity comes from
+the model config) and hands each call to Ray Data as one row. Render actors work ahead of the
+inference actors, and each inference actor holds the next call while it answers the current one
+(``CALLS_QUEUED_PER_ACTOR``), so a model never waits for its input between calls.
 
 Actor stages rely on Ray Data's defaults for failures: a dead actor (or a lost node) is
-restarted and its batch retried. Only requests without a saved prediction enter the pipeline, so
+restarted and its call retried. Only requests without a saved prediction enter the pipeline, so
 rerunning the same command on the same output folder finishes an interrupted run. Ray Data does
 not keep row order; nothing here relies on it: every row carries its ids and results are joined
 on them.
 
 On a cluster nothing here reads a node-local file: the release's own images are read by the
-driver and travel with the rows, and the prediction store is a location every node reaches.
+driver and travel with the calls, and the prediction store is a location every node reaches.
 Where stages run is Ray's business, steered by resources: inference actors ask for GPUs, and
 render actors can be pinned to the nodes that declare a marker resource (``StageResources``).
 """
@@ -27,7 +32,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from crossmath.pipeline.requests import RequestPlan, drop_done, expand_unit
+from crossmath.pipeline.calls import (
+    CallCapacity,
+    call_table,
+    model_capacity,
+    needs_render,
+    plan_calls,
+)
+from crossmath.pipeline.requests import RequestPlan, drop_done
 from crossmath.pipeline.shards import PredictionStore
 from crossmath.pipeline.sources import PuzzleSet
 
@@ -38,24 +50,32 @@ log = logging.getLogger(__name__)
 # it, too little to limit how many actors fit there (CPUs do that).
 MARKER_AMOUNT = 0.001
 
+# Calls sent to an inference actor at once: the one it answers and the next, whose rows are
+# then already on the actor when the current call ends (Ray's default, load-bearing here).
+CALLS_QUEUED_PER_ACTOR = 2
+
 
 @dataclass(frozen=True)
 class StageResources:
-    """Ray resources per stage; ``infer_gpus`` 0 runs inference on CPU actors.
+    """Ray resources per stage, and the size of a backend call.
 
-    ``render_node_resource`` names a custom Ray resource that only some nodes declare (the CPU
-    workers of ``cluster.yaml`` declare ``cpu_node``); render actors then run only there, and an
-    autoscaler adds nodes of that kind when more render actors are asked for. None: any node
-    with a free CPU.
+    ``infer_gpus`` 0 runs inference on CPU actors. ``render_node_resource`` names a custom Ray
+    resource that only some nodes declare (the CPU workers of ``cluster.yaml`` declare
+    ``cpu_node``); render actors then run only there, and an autoscaler adds nodes of that kind
+    when more render actors are asked for. None: any node with a free CPU.
+
+    ``call_sequences`` overrides the sequences per call that the model config states
+    (``calls.model_capacity``); ``call_tokens`` caps a call's estimated tokens (prompts plus
+    new tokens, over its sequences), for models whose memory long prompts would overrun.
     """
 
     render_actors: int = 1
-    render_batch_size: int = 32
     render_node_resource: str | None = None
     infer_actors: int = 1
     infer_gpus: float = 0
     infer_cpus: float = 1
-    infer_batch_size: int = 16
+    call_sequences: int | None = None
+    call_tokens: int | None = None
 
     def render_remote_args(self) -> dict[str, Any]:
         """Ray options of a render actor."""
@@ -63,6 +83,9 @@ class StageResources:
         if self.render_node_resource:
             args["resources"] = {self.render_node_resource: MARKER_AMOUNT}
         return args
+
+    def call_capacity(self, model_config: dict[str, Any]) -> CallCapacity:
+        return model_capacity(model_config, self.call_sequences, self.call_tokens)
 
 
 @dataclass
@@ -81,7 +104,13 @@ def run_pipeline(puzzle_set: PuzzleSet, plan: RequestPlan, model_config: dict[st
     n_pending = sum(len(unit["requests"]) for unit in pending)
     log.info("%d requests, %d already answered, %d to run", len(wanted), len(wanted) - n_pending,
              n_pending)
-    answered = _execute(pending, plan, model_config, store, resources) if pending else set()
+    answered = set()
+    if pending:
+        capacity = resources.call_capacity(model_config)
+        calls = plan_calls(pending, capacity)
+        log.info("%d calls of %s; the last holds %d sequences", len(calls), capacity.describe(),
+                 calls[-1]["sequences"])
+        answered = _execute(calls, plan, model_config, store, resources)
     predictions = store.read()
     keep = pa.array([rid in wanted for rid in predictions.column("request_id").to_pylist()],
                     type=pa.bool_())
@@ -99,39 +128,32 @@ def run_pipeline(puzzle_set: PuzzleSet, plan: RequestPlan, model_config: dict[st
     return PipelineResult(predictions, len(wanted), n_pending)
 
 
-def _execute(units: list[dict], plan: RequestPlan, model_config: dict[str, Any],
+def _execute(calls: list[dict], plan: RequestPlan, model_config: dict[str, Any],
              store: PredictionStore, resources: StageResources) -> set[str]:
-    """Run the pipeline over ``units``; returns the ids the inference actors say they saved."""
+    """Run the pipeline over ``calls``; returns the ids the inference actors say they saved."""
     import ray
 
     from crossmath.pipeline.inference_stage import InferPredictions
     from crossmath.pipeline.render_stage import RenderImages
 
-    to_render = [unit for unit in units if not unit["image_path"]]
-    given = release_image_rows(units)
-    parts = []
-    if to_render:
-        rendered = ray.data.from_items(to_render,
-                                       override_num_blocks=_blocks(to_render, resources.render_batch_size))
-        rendered = rendered.map_batches(
+    attach_release_images(calls)
+    dataset = ray.data.from_arrow([call_table(call) for call in calls])  # a block per call
+    if any(needs_render(unit) for call in calls for unit in call["units"]):
+        dataset = dataset.map_batches(
             RenderImages,
-            batch_size=resources.render_batch_size,
+            batch_size=1,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=resources.render_actors),
             **resources.render_remote_args(),
         )
-        parts.append(rendered.flat_map(_expand_row))
-    if given:
-        parts.append(ray.data.from_items(given,
-                                         override_num_blocks=_blocks(given, resources.infer_batch_size)))
-    dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     dataset = dataset.map_batches(
         InferPredictions,
         fn_constructor_kwargs={"model_config": model_config, "store_root": store.root,
                                "prompt_id": plan.prompt_id},
-        batch_size=resources.infer_batch_size,
+        batch_size=1,  # one call
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=resources.infer_actors),
+        compute=ray.data.ActorPoolStrategy(size=resources.infer_actors,
+                                           max_tasks_in_flight_per_actor=CALLS_QUEUED_PER_ACTOR),
         num_gpus=resources.infer_gpus,
         num_cpus=resources.infer_cpus,
     )
@@ -142,21 +164,18 @@ def _execute(units: list[dict], plan: RequestPlan, model_config: dict[str, Any],
     return answered
 
 
-def release_image_rows(units: list[dict]) -> list[dict]:
-    """The request rows of the units that come with the release's own image, image included.
+def attach_release_images(calls: list[dict]) -> None:
+    """Give each unit that comes with the release's own image that file's bytes, in place.
 
-    They need no rendering, and the file is read here, by the driver: it may exist on this
-    machine only, never on the node a render actor would run on.
+    The file is read here, by the driver: it may exist on this machine only, never on the node
+    a render actor would run on. A file shared by two calls is read once.
     """
-    return [row for unit in units if unit["image_path"]
-            for row in expand_unit(unit, Path(unit["image_path"]).read_bytes())]
+    read: dict[str, bytes] = {}
+    for call in calls:
+        for unit in call["units"]:
+            path = unit["image_path"]
+            if path:
+                if path not in read:
+                    read[path] = Path(path).read_bytes()
+                unit["image"] = read[path]
 
-
-def _blocks(rows: list[dict], batch_size: int) -> int:
-    """Enough blocks for every actor to have work from the start; Ray Data would put a small
-    list in a single block, which serialises the whole pipeline."""
-    return max(1, min(len(rows) // batch_size, 1000))
-
-
-def _expand_row(row: dict[str, Any]) -> list[dict[str, Any]]:
-    return expand_unit(row, row.get("image"))

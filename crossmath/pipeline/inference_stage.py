@@ -1,9 +1,11 @@
-"""The inference stage: a Ray Data actor that answers request rows and saves each batch.
+"""The inference stage: a Ray Data actor that answers calls and saves each as one shard.
 
 The actor builds its backend once (``hydra.utils.instantiate`` on the model config), inside
 the actor, so weights load once per replica and torch is imported only where it runs. Each
-batch is answered, its answers extracted, and the predictions written as one shard before the
-batch is handed on: work finished is never lost, even if a later batch crashes the actor.
+call (one row of ``calls.CALL_SCHEMA``, planned to fill the backend) is answered with one
+``generate``, its answers extracted, and the predictions written as one shard before the call
+is handed on: work finished is never lost, even if a later call crashes the actor, and a call
+Ray retries after a crash is answered whole again (the store keeps one copy of each request).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pyarrow as pa
 from crossmath.metrics.answers import extract_answer
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.models.config import backend_arguments
+from crossmath.pipeline.calls import call_requests
 from crossmath.pipeline.shards import PredictionStore
 
 REQUEST_COLUMNS = ("request_id", "puzzle_id", "name", "difficulty", "modality", "style",
@@ -23,7 +26,7 @@ REQUEST_COLUMNS = ("request_id", "puzzle_id", "name", "difficulty", "modality", 
 
 
 class InferPredictions:
-    """``map_batches`` callable: request rows in, one row per request (its id) out."""
+    """``map_batches`` callable: call rows in, one row per request (its id) out."""
 
     def __init__(self, model_config: dict[str, Any], store_root: str, prompt_id: str) -> None:
         import hydra.utils
@@ -32,7 +35,15 @@ class InferPredictions:
         self.store = PredictionStore(store_root)
         self.prompt_id = prompt_id
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, calls: pa.Table) -> pa.Table:
+        if "units" not in calls.column_names:
+            raise ValueError("inference stage: batch lacks column 'units'; "
+                             f"it has {calls.column_names}")
+        return pa.concat_tables([self.answer(pa.Table.from_pylist(call_requests(call)))
+                                 for call in calls.to_pylist()])
+
+    def answer(self, batch: pa.Table) -> pa.Table:
+        """Request rows answered as one backend call and saved as one shard."""
         missing = [c for c in REQUEST_COLUMNS if c not in batch.column_names]
         if missing:
             raise ValueError(f"inference stage: batch lacks column(s) {missing}")

@@ -74,7 +74,10 @@ def release_jsonl(value: Any, where: str) -> Path:
 
 
 def check_resources(resources: Mapping[str, Any], where: str = "resources") -> None:
-    for key in ("render_actors", "render_batch_size", "infer_actors", "infer_batch_size"):
+    for key in ("render_actors", "infer_actors"):
         whole_number(resources.get(key), f"{where}.{key}")
+    whole_number(resources.get("call_sequences"), f"{where}.call_sequences",
+                 none_means="the model's own batch size")
+    whole_number(resources.get("call_tokens"), f"{where}.call_tokens", none_means="no token cap")
     for key in ("infer_gpus", "infer_cpus"):
         non_negative_number(resources.get(key), f"{where}.{key}")

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The GPU figures of issue #13 in one device call (under 10 minutes of H200 time):
+#   1. inference: the hf backend's tokens/s against the release's loop (bench/infer_gpu.py)
+#   2. main job:  python -m crossmath.run against its own backend, same requests (bench/mainjob_gpu.py)
+#   3. training:  Ray Train against the plain loop, and MFU (bench/train_gpu.py)
+# Each step has its own time limit and writes its JSON to $OUT; a failed step does not stop
+# the others. Needs .whl/device-site.tar.xz (bench/device_site.sh) carried:
+#   run(command="bash bench/device_checks.sh", carry=[".whl"], timeout_s=600)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export OUT=${OUT:-$(mktemp -d)} PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
+
+site=/tmp/device-site
+mkdir -p "$site"
+tar -C "$site" -xJf .whl/device-site.tar.xz || { echo "no .whl/device-site.tar.xz: carry .whl"; exit 2; }
+export PYTHONPATH=$site
+# crossmath itself, installed editable as here: its configs (conf/) are the package crossmath.conf,
+# which the path alone does not give, and the benches put the checkout first on sys.path.
+python3 -m pip install -q --no-deps --no-index --no-build-isolation -e . || exit 2
+python3 - <<'PY' || exit 2
+import importlib, sys
+missing = []
+for name in ("ray.data", "ray.train.torch", "hydra", "omegaconf", "mlflow", "sqlalchemy",
+             "alembic", "crossmath.conf", "crossmath.pipeline.dataflow", "crossmath.tracking.mlflow_store"):
+    try:
+        importlib.import_module(name)
+    except Exception as error:  # noqa: BLE001 - listed, then the script stops
+        missing.append(f"{name}: {type(error).__name__}: {error}")
+print("preflight:", "ok" if not missing else "\n  ".join(["missing"] + missing), flush=True)
+sys.exit(1 if missing else 0)
+PY
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+
+step() {  # step NAME SECONDS COMMAND...: run with a hard limit, keep going on failure
+    local name=$1 limit=$2; shift 2
+    echo "=== $name (limit ${limit} s): $*"
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$OUT/$name.log" | grep -v -e '^(.*pid=' -e 'DEBUG'
+    echo "=== $name: exit ${PIPESTATUS[0]}"
+}
+
+step infer 120 python3 bench/infer_gpu.py --time-budget-s 110 \
+    --variants probe:64,batched:64 --max-new-tokens 512 --median-new-tokens 384
+step mainjob 240 python3 bench/mainjob_gpu.py --time-budget-s 230
+step train 180 python3 bench/train_gpu.py --time-budget-s 170 --steps 16 --log-every 4
+ls -l "$OUT"

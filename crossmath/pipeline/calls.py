@@ -1,0 +1,236 @@
+"""Backend calls, planned before any work starts, so that each call fills the backend.
+
+A GPU decodes 64 sequences in little more time than one (a decode step is bound by reading the
+weights and the cache), so what a model backend costs is its number of calls, not its number
+of requests. Ray Data batches count rows, and rows are not sequences: a fixed row count hands a
+backend that takes 64 sequences calls of 16, and with greedy decoding 16 rows of 4 samples are
+only 4 prompts. So the driver plans the calls itself, from the model's capacity
+(``model_capacity``, read from the model config before any backend exists):
+
+1. the pending requests are grouped by prompt: the samples of one (puzzle, style, modality)
+   always travel together (a backend answers a prompt's samples in one go);
+2. the groups are taken longest prompt first, so that a call holds prompts of similar length
+   (little padding, and a memory problem shows up on the first call);
+3. they are packed into calls up to the capacity: only the last call is partial.
+
+A call travels through Ray Data as one row (``CALL_SCHEMA``): its units, each a (puzzle,
+style) with the requests of that unit the call asks and, once rendered, the unit's image. One
+row is one backend call and one prediction shard, whatever Ray does with blocks; a retried
+row is a retried call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterator, Mapping
+
+import pyarrow as pa
+
+from crossmath.drawing import Style, load_style
+from crossmath.pipeline.requests import expand_unit
+from crossmath.puzzle.grid import parse_markdown_grid
+
+# Rule-based backends (oracle, random) have no capacity to fill; a call of them is a chunk of
+# requests, kept this small so that a shard is a few hundred predictions.
+RULE_BASED_CALL = 256
+
+# Token estimates, used to order prompts and for the optional token budget. Qwen tokenizers
+# split digits one by one, so a markdown grid is about 1.5 characters a token (prose is ~4:
+# the estimate errs high). Qwen2.5-VL gives an image one token per 28 x 28 pixels (Qwen3-VL:
+# 32 x 32, again an overestimate).
+CHARS_PER_TEXT_TOKEN = 1.5
+PIXELS_PER_IMAGE_TOKEN = 28 * 28
+
+TEXT_UNIT = "text"  # the ``modality`` of a unit whose requests show no image
+
+REQUEST_TYPE = pa.struct([
+    ("request_id", pa.string()),
+    ("modality", pa.string()),
+    ("sample", pa.int64()),
+    ("prompt_texts", pa.list_(pa.string())),
+    ("image_at", pa.list_(pa.int64())),
+])
+UNIT_TYPE = pa.struct([
+    ("puzzle_id", pa.string()),
+    ("name", pa.string()),
+    ("grid", pa.string()),
+    ("difficulty", pa.string()),
+    ("n_blanks", pa.int64()),
+    ("value_range", pa.list_(pa.int64())),
+    ("style", pa.string()),
+    ("modality", pa.string()),  # "text" for a text unit (no image), else "image"
+    ("image_path", pa.string()),  # the release's own image of this puzzle and style, if any
+    ("image", pa.binary()),  # PNG bytes: the release's, or rendered by the render stage
+    ("requests", pa.list_(REQUEST_TYPE)),
+])
+CALL_SCHEMA = pa.schema([
+    ("call", pa.int64()),
+    ("sequences", pa.int64()),
+    ("units", pa.list_(UNIT_TYPE)),
+])
+
+
+@dataclass(frozen=True)
+class CallCapacity:
+    """What one backend call takes.
+
+    ``sequences`` are decoded together; with ``samples_share_sequence`` (greedy decoding) the
+    samples of one prompt are one sequence, since the backend decodes the prompt once. ``tokens``
+    optionally bounds the call's estimated KV cache: the sum over its sequences of prompt tokens
+    plus ``new_tokens``. ``pixel_bounds`` are the model's image resize bounds (for the estimate).
+    """
+
+    sequences: int
+    samples_share_sequence: bool = False
+    tokens: int | None = None
+    new_tokens: int = 0
+    pixel_bounds: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.sequences < 1:
+            raise ValueError(f"a call must hold at least one sequence, not {self.sequences}")
+        if self.tokens is not None and self.tokens < 1:
+            raise ValueError(f"a call's token budget must be positive, not {self.tokens}")
+
+    def describe(self) -> str:
+        budget = f", at most {self.tokens} tokens" if self.tokens else ""
+        shared = " (a prompt's greedy samples count once)" if self.samples_share_sequence else ""
+        return f"up to {self.sequences} sequences{shared}{budget}"
+
+
+def model_capacity(model_config: Mapping[str, Any], sequences: int | None = None,
+                   tokens: int | None = None) -> CallCapacity:
+    """The capacity of one call of the model ``model_config`` describes (``conf/model/*.yaml``).
+
+    Read from the config's own keys, before any backend is built:
+
+    * ``batch_size`` (the hf backend): sequences per ``generate`` call; with ``do_sample``
+      false the samples of a prompt are one sequence (the backend answers the prompt once);
+    * ``max_concurrency`` (the OpenAI client): requests in flight at once, each a sequence;
+    * neither (rule-based backends): no limit; calls of ``RULE_BASED_CALL`` requests.
+
+    ``sequences`` (``resources.call_sequences``) overrides the config's figure; ``tokens``
+    (``resources.call_tokens``) adds a token budget.
+    """
+    if "batch_size" in model_config:
+        configured, shared = model_config["batch_size"], not model_config.get("do_sample", False)
+    elif "max_concurrency" in model_config:
+        configured, shared = model_config["max_concurrency"], False
+    else:
+        configured, shared = RULE_BASED_CALL, False
+    new_tokens = model_config.get("max_new_tokens") or model_config.get("max_tokens") or 0
+    bounds = model_config.get("min_pixels"), model_config.get("max_pixels")
+    return CallCapacity(
+        sequences=int(sequences or configured),
+        samples_share_sequence=shared,
+        tokens=tokens,
+        new_tokens=int(new_tokens),
+        pixel_bounds=None if None in bounds else (int(bounds[0]), int(bounds[1])),
+    )
+
+
+@dataclass(frozen=True)
+class _PromptGroup:
+    """Requests of one unit that share one prompt (its samples), as one piece of a call."""
+
+    unit: int  # index in the planned units
+    requests: tuple[dict, ...]
+    sequences: int
+    prompt_tokens: int  # estimated, per sequence
+
+
+def plan_calls(units: list[dict], capacity: CallCapacity) -> list[dict]:
+    """The units' requests packed into calls (``CALL_SCHEMA`` rows as dicts), longest prompts
+    first; every call but the last is full.
+
+    Every request lands in exactly one call; the samples of a prompt share a call unless they
+    alone exceed the capacity. A unit whose prompts land in two calls appears in both, each
+    with its own requests (its image is then made once per call).
+    """
+    groups = [group for index, unit in enumerate(units)
+              for group in _prompt_groups(index, unit, capacity)]
+    groups.sort(key=lambda group: group.prompt_tokens, reverse=True)  # stable: ties keep order
+    calls: list[list[_PromptGroup]] = []
+    sequences = tokens = 0
+    for group in groups:
+        group_tokens = group.sequences * (group.prompt_tokens + capacity.new_tokens)
+        if calls and sequences + group.sequences <= capacity.sequences and (
+                capacity.tokens is None or tokens + group_tokens <= capacity.tokens):
+            calls[-1].append(group)
+            sequences, tokens = sequences + group.sequences, tokens + group_tokens
+        else:
+            calls.append([group])
+            sequences, tokens = group.sequences, group_tokens
+    return [_call_row(number, units, members) for number, members in enumerate(calls)]
+
+
+def _prompt_groups(index: int, unit: dict, capacity: CallCapacity) -> Iterator[_PromptGroup]:
+    by_modality: dict[str, list[dict]] = {}
+    for request in unit["requests"]:
+        by_modality.setdefault(request["modality"], []).append(request)
+    for requests in by_modality.values():
+        tokens = estimated_prompt_tokens(unit, requests[0], capacity.pixel_bounds)
+        # Greedy samples are one sequence however many; sampled ones split only when a single
+        # prompt's samples exceed a whole call.
+        size = len(requests) if capacity.samples_share_sequence else capacity.sequences
+        for start in range(0, len(requests), size):
+            chunk = tuple(requests[start:start + size])
+            yield _PromptGroup(index, chunk, 1 if capacity.samples_share_sequence else len(chunk),
+                               tokens)
+
+
+def estimated_prompt_tokens(unit: dict, request: dict,
+                            pixel_bounds: tuple[int, int] | None) -> int:
+    """A rough token count of one request's prompt: its text, and its image from the grid's
+    size in the unit's style, bounded as the model resizes it."""
+    tokens = sum(len(text) for text in request["prompt_texts"]) / CHARS_PER_TEXT_TOKEN
+    if request["image_at"]:
+        grid = parse_markdown_grid(unit["grid"])
+        pixels = grid.n_rows * grid.n_cols * _style(unit["style"]).cell_size ** 2
+        if pixel_bounds is not None:
+            pixels = min(max(pixels, pixel_bounds[0]), pixel_bounds[1])
+        tokens += pixels / PIXELS_PER_IMAGE_TOKEN
+    return math.ceil(tokens)
+
+
+@lru_cache(maxsize=None)
+def _style(name: str) -> Style:
+    return load_style(name)
+
+
+def _call_row(number: int, units: list[dict], groups: list[_PromptGroup]) -> dict:
+    """One call: its groups gathered back into their units, in order of first appearance."""
+    requests: dict[int, list[dict]] = {}
+    for group in groups:
+        requests.setdefault(group.unit, []).extend(group.requests)
+    return {
+        "call": number,
+        "sequences": sum(group.sequences for group in groups),
+        "units": [{**units[index], "image": None, "requests": asked}
+                  for index, asked in requests.items()],
+    }
+
+
+def call_table(call: dict) -> pa.Table:
+    """One call as a one-row Arrow table of ``CALL_SCHEMA``.
+
+    A unit field the schema does not know is an error here, not a column lost on the way.
+    """
+    for unit in call["units"]:
+        unknown = set(unit) - set(UNIT_TYPE.names)
+        if unknown:
+            raise ValueError(f"call {call['call']}: unit field(s) {sorted(unknown)} are not in "
+                             f"crossmath.pipeline.calls.UNIT_TYPE; add them there")
+    return pa.Table.from_pylist([call], schema=CALL_SCHEMA)
+
+
+def needs_render(unit: Mapping[str, Any]) -> bool:
+    """Whether a unit of a call still lacks the image its requests show (text units show none)."""
+    return unit["image"] is None and unit["modality"] != TEXT_UNIT
+
+
+def call_requests(call: Mapping[str, Any]) -> list[dict]:
+    """The request rows of one call (``CALL_SCHEMA`` row), each with its unit's image."""
+    return [row for unit in call["units"] for row in expand_unit(unit, unit["image"])]

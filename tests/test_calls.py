@@ -1,0 +1,143 @@
+"""Planning backend calls: capacity from the model config, full calls, samples kept together."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+from conftest import REPO_ROOT
+from omegaconf import OmegaConf
+
+from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
+from crossmath.pipeline.calls import (
+    CHARS_PER_TEXT_TOKEN,
+    RULE_BASED_CALL,
+    CallCapacity,
+    call_requests,
+    call_table,
+    estimated_prompt_tokens,
+    model_capacity,
+    plan_calls,
+)
+from crossmath.pipeline.requests import RequestPlan
+from crossmath.puzzle.synthesis import generate_puzzles
+
+PUZZLES = generate_puzzles(12, "mixed", seed=3)
+STYLES = ["original", "altstyle"]
+
+
+def units(samples: int, modalities=("text", "image", "hybrid"), puzzles=PUZZLES) -> list[dict]:
+    plan = RequestPlan(list(modalities), STYLES, samples, load_prompt_template(DEFAULT_PROMPT), "m")
+    return plan.units(puzzles)
+
+
+def model_config(name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "model" / f"{name}.yaml"))
+
+
+def prompts_of(call: dict) -> Counter:
+    """How many requests of each prompt (puzzle, style, modality) the call asks."""
+    return Counter((unit["puzzle_id"], unit["style"], request["modality"])
+                   for unit in call["units"] for request in unit["requests"])
+
+
+def test_capacity_comes_from_the_model_config():
+    greedy = model_capacity(model_config("qwen2.5-vl-3b"))
+    assert (greedy.sequences, greedy.samples_share_sequence) == (64, True)
+    assert greedy.new_tokens == 4096 and greedy.pixel_bounds == (200704, 1003520)
+    sampled = model_capacity(model_config("qwen3.5-9b"))
+    assert (sampled.sequences, sampled.samples_share_sequence) == (32, False)
+    client = model_capacity(model_config("openai"))
+    assert (client.sequences, client.samples_share_sequence) == (16, False)
+    assert client.pixel_bounds is None
+    assert model_capacity(model_config("oracle")).sequences == RULE_BASED_CALL
+    overridden = model_capacity(model_config("qwen2.5-vl-3b"), sequences=8, tokens=50_000)
+    assert (overridden.sequences, overridden.tokens) == (8, 50_000)
+    with pytest.raises(ValueError, match="at least one sequence"):
+        CallCapacity(0)
+
+
+@pytest.mark.parametrize("samples, share, capacity", [(1, True, 10), (4, True, 10), (4, False, 10),
+                                                      (3, False, 16)])
+def test_every_request_lands_once_in_calls_that_are_full_but_the_last(samples, share, capacity):
+    planned = units(samples)
+    calls = plan_calls(planned, CallCapacity(capacity, samples_share_sequence=share))
+    asked = [r["request_id"] for call in calls for u in call["units"] for r in u["requests"]]
+    assert sorted(asked) == sorted(r["request_id"] for u in planned for r in u["requests"])
+    per_prompt = samples if not share else 1
+    full = capacity - capacity % per_prompt  # whole prompts only
+    assert [call["sequences"] for call in calls[:-1]] == [full] * (len(calls) - 1)
+    assert 0 < calls[-1]["sequences"] <= full
+    assert [call["call"] for call in calls] == list(range(len(calls)))
+    seen = Counter()
+    for call in calls:  # a prompt's samples all travel in one call
+        for prompt, count in prompts_of(call).items():
+            assert count == samples
+            seen[prompt] += 1
+    assert set(seen.values()) == {1}
+    for call in calls:
+        sequences = sum(1 if share else n for n in prompts_of(call).values())
+        assert sequences == call["sequences"]
+
+
+def test_greedy_samples_count_once_so_a_call_holds_more_requests():
+    planned = units(4, modalities=("text",))
+    greedy = plan_calls(planned, CallCapacity(8, samples_share_sequence=True))
+    sampled = plan_calls(planned, CallCapacity(8, samples_share_sequence=False))
+    assert [len(call_requests(c)) for c in greedy] == [32, 16]  # 12 prompts x 4 samples
+    assert [len(call_requests(c)) for c in sampled] == [8] * 6
+
+
+def test_a_prompt_with_more_samples_than_a_call_is_split():
+    planned = units(5, modalities=("text",), puzzles=PUZZLES[:2])
+    calls = plan_calls(planned, CallCapacity(2))
+    assert [call["sequences"] for call in calls] == [2, 2, 1, 2, 2, 1]
+    assert all(len(prompts_of(call)) == 1 for call in calls)
+
+
+def test_longest_prompts_go_first_and_a_token_budget_shrinks_calls():
+    planned = units(1)
+    bounds = (64 * 28 * 28, 256 * 28 * 28)
+    calls = plan_calls(planned, CallCapacity(6, pixel_bounds=bounds))
+    lengths = [estimated_prompt_tokens(u, r, bounds) for c in calls for u in c["units"]
+               for r in u["requests"]]
+    per_call = [[estimated_prompt_tokens(u, r, bounds) for u in c["units"] for r in u["requests"]]
+                for c in calls]
+    assert min(per_call[0]) >= max(per_call[-1])
+    assert sorted(lengths, reverse=True) == [length for call in per_call for length in
+                                             sorted(call, reverse=True)]
+    budget = CallCapacity(6, tokens=3 * (max(lengths) + 100), new_tokens=100, pixel_bounds=bounds)
+    tight = plan_calls(planned, budget)
+    for call in tight:
+        used = sum(estimated_prompt_tokens(u, r, bounds) + 100 for u in call["units"]
+                   for r in u["requests"])
+        assert used <= budget.tokens and call["sequences"] <= 6
+    assert len(tight) > len(calls)
+    assert sum(c["sequences"] for c in tight) == sum(c["sequences"] for c in calls)
+
+
+def test_image_token_estimate_follows_grid_size_style_and_bounds():
+    [text, image, hybrid] = [(u, r) for u in units(1, puzzles=PUZZLES[:1])[:2]
+                             for r in u["requests"]]
+    unbounded = estimated_prompt_tokens(*image, None)
+    assert estimated_prompt_tokens(*hybrid, None) > unbounded > estimated_prompt_tokens(*text, None)
+    assert estimated_prompt_tokens(*image, (10**7, 2 * 10**7)) > unbounded  # sized up to min
+    image_text = sum(len(part) for part in image[1]["prompt_texts"])  # one image token left:
+    assert estimated_prompt_tokens(*image, (1, 28 * 28)) == math.ceil(
+        image_text / CHARS_PER_TEXT_TOKEN + 1)
+
+
+def test_a_call_row_round_trips_through_arrow_and_expands_to_request_rows():
+    [call] = plan_calls(units(2, modalities=("image",), puzzles=PUZZLES[:1]), CallCapacity(64))
+    call["units"][0]["image"] = b"png"
+    table = call_table(call)
+    assert table.num_rows == 1
+    [back] = table.to_pylist()
+    rows = call_requests(back)
+    assert len(rows) == 2 * len(STYLES) and {row["sample"] for row in rows} == {0, 1}
+    assert rows[0]["images"] == [b"png"] and rows[0]["image_at"] == [0]
+    assert "requests" not in rows[0] and "image" not in rows[0]
+    call["units"][0]["colour"] = "blue"
+    with pytest.raises(ValueError, match=r"call 0: unit field\(s\) \['colour'\]"):
+        call_table(call)
