@@ -13,7 +13,12 @@ from crossmath.drawing.style import (
     style_from_mapping,
 )
 
+# The version of the images the renderer makes: bump it whenever the same grid and style would
+# give other pixels. Request identities include it, so predictions on old images are not reused.
+RENDERER_VERSION = "1"
+
 __all__ = [
+    "RENDERER_VERSION",
     "GridPainter",
     "Style",
     "StyleError",

@@ -4,6 +4,11 @@ The actor builds its backend once (``hydra.utils.instantiate`` on the model conf
 the actor, so weights load once per replica and torch is imported only where it runs. Each
 batch is answered, its answers extracted, and the predictions written as one shard before the
 batch is handed on: work finished is never lost, even if a later batch crashes the actor.
+
+A request the backend could not answer is saved as a failure (``error`` set, no answer), with
+its attempt number, so that the run can report it and a rerun can try it again; a backend that
+raises fails every request of its call that way. A crash of the actor's process is Ray's to
+handle: it restarts the actor and retries the batch.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from crossmath.models.config import backend_arguments
 from crossmath.pipeline.shards import PredictionStore
 
 REQUEST_COLUMNS = ("request_id", "puzzle_id", "name", "difficulty", "modality", "style",
-                   "sample", "grid", "n_blanks", "value_range", "prompt_texts", "images",
-                   "image_at")
+                   "sample", "attempt", "grid", "n_blanks", "value_range", "prompt_texts",
+                   "images", "image_at")
 
 
 class InferPredictions:
@@ -47,10 +52,14 @@ class InferPredictions:
     def _answer(self, requests: list[ModelRequest]) -> list[ModelResponse]:
         """The backend's responses, checked to be one per request in order.
 
-        A backend that raises fails the batch (Ray retries it); one that answers garbage is
-        recorded as is and scored wrong.
+        A backend that raises gets its exception recorded as every request's error; one that
+        answers garbage is recorded as is and scored wrong.
         """
-        responses = self.backend.generate(requests)
+        try:
+            responses = self.backend.generate(requests)
+        except Exception as error:
+            failure = f"the backend raised {type(error).__name__}: {error}"
+            return [ModelResponse(r.request_id, "", error=failure) for r in requests]
         ids = [r.request_id for r in responses]
         if ids != [r.request_id for r in requests]:
             raise RuntimeError(
@@ -62,7 +71,7 @@ class InferPredictions:
     def _prediction(self, row: dict, response: ModelResponse) -> dict:
         return {
             **{k: row[k] for k in ("request_id", "puzzle_id", "name", "difficulty", "modality",
-                                   "style", "sample")},
+                                   "style", "sample", "attempt")},
             "prompt_id": self.prompt_id,
             "model": self.backend.name,
             "output": response.output,
