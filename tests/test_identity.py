@@ -103,6 +103,16 @@ def test_auto_dtype_is_resolved_where_the_actor_runs(hf_config):
     assert backend_identity(explicit, 0).id == backend_identity(explicit, 1).id == on_gpu.id
 
 
+def test_auto_dtype_rule_is_the_hf_backends():
+    import torch
+
+    from crossmath.models.config import AUTO_DTYPES
+    from crossmath.models.hf import _resolve_dtype
+
+    for device, name in AUTO_DTYPES.items():
+        assert _resolve_dtype("auto", torch.device(device)) == getattr(torch, name)
+
+
 def test_nested_model_builder_counts_without_its_cache_folder(hf_config):
     def built(**builder) -> str:
         model = {"_target_": "crossmath.models.tiny.build_tiny_random", **builder}

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import mlflow
 import pyarrow.parquet as pq
@@ -20,11 +19,10 @@ from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.failures import EXIT_INCOMPLETE
 from crossmath.pipeline.requests import RequestPlan, expand_unit
 from crossmath.pipeline.results_folder import ResultsFolderError
-from crossmath.pipeline.shards import PredictionStore
 from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.tracking.mlflow_store import evaluation_runs
 from tests.conftest import OFFICIAL_STYLES
-from tests.support import command_env
+from tests.support import command_env, outputs_by_request, settled_request_ids
 
 PUZZLES = generate_puzzles(3, "mixed", seed=1)
 
@@ -173,7 +171,7 @@ def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, 
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGKILL)  # the driver and its process group die at once
     first.wait()
-    saved = _settled_request_ids(out)
+    saved = settled_request_ids(out)
     total = 4 * (1 + 2) * 2
     assert 0 < len(saved) < total, "the kill should land mid-run"
 
@@ -192,13 +190,8 @@ def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, 
     # the same evaluation uninterrupted, with other batches: the same samples, not all equal
     straight = evaluate(run_config(*overrides, "resources.infer_batch_size=5",
                                    f"out_dir={tmp_path / 'straight'}"))
-    assert _outputs(straight.predictions) == _outputs(resumed)
-    assert len(set(_outputs(resumed).values())) > total // 2
-
-
-def _outputs(predictions) -> dict[str, str]:
-    return dict(zip(predictions.column("request_id").to_pylist(),
-                    predictions.column("output").to_pylist()))
+    assert outputs_by_request(straight.predictions) == outputs_by_request(resumed)
+    assert len(set(outputs_by_request(resumed).values())) > total // 2
 
 
 def test_corrupted_image_fails_the_run_until_repaired(ray_local, run_config, official_sample,
@@ -256,14 +249,3 @@ def test_unreachable_tracking_server_stops_the_run_before_any_model_loads(tmp_pa
     assert "Traceback" not in result.stderr + result.stdout
     assert len((result.stderr + result.stdout).splitlines()) < 10
     assert not list(out.glob("shards/*.parquet"))  # no request was run
-
-
-def _settled_request_ids(out: Path) -> set[str]:
-    """Saved ids once the killed job's last workers have stopped writing (Ray reaps them late)."""
-    store, previous = PredictionStore(str(out)), None
-    while True:
-        current = store.saved_request_ids()
-        if current == previous:
-            return current
-        previous = current
-        time.sleep(3)
