@@ -2,12 +2,10 @@
 identity (what reruns, what resumes), failed requests and the exit status."""
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import mlflow
 import pyarrow.parquet as pq
@@ -22,7 +20,7 @@ from crossmath.pipeline.results_folder import ResultsFolderError
 from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.tracking.mlflow_store import evaluation_runs
 from tests.conftest import OFFICIAL_STYLES
-from tests.support import command_env, outputs_by_request, settled_request_ids
+from tests.support import command_env, kill_midway, outputs_by_request, run_command
 
 PUZZLES = generate_puzzles(3, "mixed", seed=1)
 
@@ -160,29 +158,20 @@ def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, 
     overrides = ["model=random", "model._target_=tests.doubles.SlowRandomBackend",
                  "+model.delay_s=0.15", "data.n=4", "samples=2", "styles=[original]",
                  "resources.infer_batch_size=2"]
-    command = [sys.executable, "-m", "crossmath.run", *overrides, f"out_dir={out}",
-               f"mlflow.tracking_uri=sqlite:///{db}", "ray.num_cpus=2"]
-    env = command_env()
-    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-    shards = out / "shards"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(shards.glob("*.parquet")) if shards.exists() else []) < 2:
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)  # the driver and its process group die at once
-    first.wait()
-    saved = settled_request_ids(out)
+    command = run_command(overrides, out, db)
+    saved = kill_midway(command, tmp_path, out, shards=2)
     total = 4 * (1 + 2) * 2
     assert 0 < len(saved) < total, "the kill should land mid-run"
 
-    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(command, cwd=tmp_path, env=command_env(), capture_output=True,
+                            text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"{total} requests ({total - len(saved)} run now" in second.stdout
     resumed = pq.read_table(out / "predictions.parquet")
     ids = resumed.column("request_id").to_pylist()
     assert len(ids) == len(set(ids)) == total
     assert saved <= set(ids)
-    computed = sum(pq.read_metadata(p).num_rows for p in shards.glob("*.parquet"))
+    computed = sum(pq.read_metadata(p).num_rows for p in (out / "shards").glob("*.parquet"))
     assert computed == total, "a finished request was computed again"
     runs = mlflow.MlflowClient(f"sqlite:///{db}").search_runs(["1"])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # one run across the kill
@@ -194,8 +183,21 @@ def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, 
     assert len(set(outputs_by_request(resumed).values())) > total // 2
 
 
+def _report(tracking_uri: str, out: Path, capsys) -> str:
+    """What ``python -m crossmath.report`` prints for the experiment at ``tracking_uri``."""
+    from hydra import compose, initialize_config_module
+
+    from crossmath import report
+
+    with initialize_config_module("crossmath.conf", version_base="1.3"):
+        cfg = compose("report", overrides=[f"mlflow.tracking_uri={tracking_uri}", f"out={out}"])
+    capsys.readouterr()
+    report.main(cfg)
+    return capsys.readouterr().out
+
+
 def test_corrupted_image_fails_the_run_until_repaired(ray_local, run_config, official_sample,
-                                                     tmp_path):
+                                                     tmp_path, capsys):
     release = tmp_path / "release"
     folder, jsonl = OFFICIAL_STYLES["original"]
     shutil.copytree(official_sample / folder, release / folder)
@@ -206,9 +208,7 @@ def test_corrupted_image_fails_the_run_until_repaired(ray_local, run_config, off
                  "data=official", f"data.path={release}", "modalities=[hybrid]",
                  "styles=[original]", "samples=1", "max_attempts=3"]
     out, db = tmp_path / "out", tmp_path / "mlflow.db"
-    command = [sys.executable, "-m", "crossmath.run", *overrides, f"out_dir={out}",
-               f"mlflow.tracking_uri=sqlite:///{db}", "ray.num_cpus=2"]
-    failed = subprocess.run(command, cwd=tmp_path, env=command_env(), capture_output=True,
+    failed = subprocess.run(run_command(overrides, out, db), cwd=tmp_path, env=command_env(), capture_output=True,
                             text=True, timeout=300)
     assert failed.returncode == EXIT_INCOMPLETE, failed.stderr[-3000:]
     assert "INCOMPLETE: 1 of 12 requests failed (hybrid/original: 1)" in failed.stdout
@@ -219,6 +219,7 @@ def test_corrupted_image_fails_the_run_until_repaired(ray_local, run_config, off
     (run,) = client.search_runs(["1"])
     assert run.data.tags["incomplete"] == "true" and run.data.metrics["n_failed"] == 1
     assert run.data.metrics["hybrid/original/macro_acc"] == pytest.approx(100 * 11 / 12)
+    assert f"| {run.info.run_name} (incomplete) |" in _report(f"sqlite:///{db}", tmp_path, capsys)
 
     cfg = run_config(*overrides, f"out_dir={out}", f"mlflow.tracking_uri=sqlite:///{db}")
     retried = evaluate(cfg)  # still broken: tried again, attempt 2 recorded
@@ -235,6 +236,9 @@ def test_corrupted_image_fails_the_run_until_repaired(ray_local, run_config, off
     run = client.get_run(run.info.run_id)
     assert run.data.tags["incomplete"] == "false" and run.data.metrics["n_failed"] == 0
     assert run.data.metrics["hybrid/original/macro_acc"] == 100.0
+    rows = [line for line in _report(f"sqlite:///{db}", tmp_path, capsys).splitlines()
+            if line.startswith("| oracle/")]
+    assert rows and all(row.startswith(f"| {run.info.run_name} |") for row in rows)
 
 
 def test_unreachable_tracking_server_stops_the_run_before_any_model_loads(tmp_path):

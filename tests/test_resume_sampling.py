@@ -10,11 +10,7 @@ across processes, batches and resumes.
 from __future__ import annotations
 
 import inspect
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections import defaultdict
 
 import pyarrow.parquet as pq
@@ -22,7 +18,7 @@ import pytest
 
 from crossmath.models.hf import HFBackend
 from crossmath.pipeline.evaluation import run_evaluation
-from tests.support import command_env, outputs_by_request, settled_request_ids
+from tests.support import command_env, kill_midway, outputs_by_request, run_command
 
 keyed_sampling = pytest.mark.skipif(
     "sampling" not in inspect.signature(HFBackend.__init__).parameters,
@@ -37,23 +33,13 @@ def test_tiny_model_samples_are_the_same_after_a_kill_and_resume(
                  "model.temperature=1.0", "data.n=6", "modalities=[text,image]",
                  "styles=[original]", "samples=4", "resources.infer_batch_size=2"]
     out, db = tmp_path / "out", tmp_path / "mlflow.db"
-    command = [sys.executable, "-m", "crossmath.run", *overrides, f"out_dir={out}",
-               f"mlflow.tracking_uri=sqlite:///{db}", "ray.num_cpus=2"]
-    env = command_env()
-    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-    shards = out / "shards"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not list(shards.glob("*.parquet")):
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    saved = settled_request_ids(out)
+    command = run_command(overrides, out, db)
+    saved = kill_midway(command, tmp_path, out)
     total = 6 * 2 * 4
     assert 0 < len(saved) < total, "the kill should land mid-run"
 
-    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=600)
+    second = subprocess.run(command, cwd=tmp_path, env=command_env(), capture_output=True,
+                            text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = pq.read_table(out / "predictions.parquet")
     assert resumed.num_rows == total
