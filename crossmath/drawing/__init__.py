@@ -4,7 +4,12 @@ Styles are data (``conf/style/*.yaml``); fonts are bundled in ``fonts/`` so the 
 style give the same bytes on every machine with the same Pillow.
 """
 
-from crossmath.drawing.painter import GridPainter, render_puzzle_array, render_puzzle_png
+from crossmath.drawing.painter import (
+    RENDERER_VERSION,
+    GridPainter,
+    render_puzzle_array,
+    render_puzzle_png,
+)
 from crossmath.drawing.style import (
     Style,
     StyleError,
@@ -12,10 +17,6 @@ from crossmath.drawing.style import (
     load_style,
     style_from_mapping,
 )
-
-# The version of the images the renderer makes: bump it whenever the same grid and style would
-# give other pixels. Request identities include it, so predictions on old images are not reused.
-RENDERER_VERSION = "1"
 
 __all__ = [
     "RENDERER_VERSION",

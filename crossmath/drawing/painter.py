@@ -20,6 +20,9 @@ from crossmath.drawing.png import ScanlineCanvas
 from crossmath.drawing.style import Color, Style
 from crossmath.puzzle.grid import BLANK, EMPTY, Grid, Position, is_number_token
 
+# The version of the images this renderer outputs: bumped whenever the same grid, style and
+# values give different PNG bytes, so identities that include it never mix old and new images.
+RENDERER_VERSION = 1
 TEXT_PADDING = 2  # px kept free between text and border when a long number must shrink to fit
 _TILE_CACHE_SIZE = 4096  # tiles per style: numbers up to a few thousand stay cached
 _local = threading.local()  # each thread paints and encodes in its own scanline buffer
