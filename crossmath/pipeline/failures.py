@@ -1,7 +1,7 @@
 """Requests that failed: counted per modality and style, so a run can say it is incomplete.
 
 A failed request (its prediction's ``error`` is set: the server was down, the image would not
-decode, one prompt ran out of memory) is scored as no answer, which is wrong. Left unsaid, that
+decode, one prompt ran out of memory; a backend says so in its response) is scored as no answer, which is wrong. Left unsaid, that
 would pass as the model's failure: a corrupted image widens the modality gap. So the run
 reports the failures beside the scores (``metrics.json``, the console, MLflow), tags its MLflow
 run incomplete and exits with ``EXIT_INCOMPLETE``; a rerun of the same command retries them.

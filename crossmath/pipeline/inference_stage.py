@@ -5,10 +5,10 @@ the actor, so weights load once per replica and torch is imported only where it 
 batch is answered, its answers extracted, and the predictions written as one shard before the
 batch is handed on: work finished is never lost, even if a later batch crashes the actor.
 
-A request the backend could not answer is saved as a failure (``error`` set, no answer), with
-its attempt number, so that the run can report it and a rerun can try it again; a backend that
-raises fails every request of its call that way. A crash of the actor's process is Ray's to
-handle: it restarts the actor and retries the batch.
+A request the backend could not answer (its response's ``error`` is set) is saved as a failure,
+with no answer and its attempt number, so that the run can report it and a rerun can try it
+again. A backend that raises breaks its contract (a bug): the run stops with that cause. A
+crash of the actor's process is Ray's to handle: it restarts the actor and retries the batch.
 """
 
 from __future__ import annotations
@@ -52,14 +52,10 @@ class InferPredictions:
     def _answer(self, requests: list[ModelRequest]) -> list[ModelResponse]:
         """The backend's responses, checked to be one per request in order.
 
-        A backend that raises gets its exception recorded as every request's error; one that
-        answers garbage is recorded as is and scored wrong.
+        A backend that raises fails the run; one that answers garbage is recorded as is and
+        scored wrong.
         """
-        try:
-            responses = self.backend.generate(requests)
-        except Exception as error:
-            failure = f"the backend raised {type(error).__name__}: {error}"
-            return [ModelResponse(r.request_id, "", error=failure) for r in requests]
+        responses = self.backend.generate(requests)
         ids = [r.request_id for r in responses]
         if ids != [r.request_id for r in requests]:
             raise RuntimeError(
