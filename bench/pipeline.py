@@ -157,7 +157,7 @@ def main() -> None:
                 folder.mkdir()
                 model = {"_target_": "tests.doubles.FlatCostBackend", "name": "flat-cost",
                          "prompt": DEFAULT_PROMPT, "batch_size": args.batch_size,
-                         "call_s": args.call_s, "do_sample": False, "call_log": str(log)}
+                         "call_s": args.call_s, "call_log": str(log)}
                 store = PredictionStore(str(folder))
                 started = time.perf_counter()
                 if variant == "planned":

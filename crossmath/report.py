@@ -1,7 +1,8 @@
 """``python -m crossmath.report``: compare the runs of an MLflow experiment.
 
-Reads each finished run's ``metrics.json`` artifact and prints a models × modality table with
-the gaps, saved as markdown and PNG in ``out``.
+Reads the latest ``metrics.json`` of each evaluation (one MLflow run per evaluation, however
+often it was resumed) and prints a models × modality table with the gaps, saved as markdown
+and PNG in ``out``. An evaluation that finished with failed requests is marked incomplete.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from crossmath.tracking import mlflow_store as tracking
 @reports_failures("crossmath.report")
 def main(cfg: DictConfig) -> None:
     evaluations: dict[str, Evaluation] = {}
-    runs = tracking.run_artifact_files(cfg.mlflow.tracking_uri, cfg.mlflow.experiment, "metrics.json")
-    for run_id, run_name, metrics in runs:  # training runs have no metrics.json and are left out
-        label = run_name or run_id
+    for run in tracking.evaluation_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment):
+        label = run.run_name or run.run_id
         if label in evaluations:
-            label = f"{label} ({run_id[:8]})"
-        evaluations[label] = Evaluation.from_dict(json.loads(metrics.read_text(encoding="utf-8")))
+            label = f"{label} ({run.run_id[:8]})"
+        if run.incomplete:
+            label += " (incomplete)"
+        metrics = json.loads(run.metrics_file.read_text(encoding="utf-8"))
+        evaluations[label] = Evaluation.from_dict(metrics)
     if not evaluations:
         raise ConfigError("mlflow.experiment", f"{cfg.mlflow.experiment!r} holds no evaluation "
                                                f"runs at {cfg.mlflow.tracking_uri}")

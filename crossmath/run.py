@@ -2,19 +2,30 @@
 
 See ``crossmath.pipeline.evaluation`` for what a run does; ``conf/run.yaml`` for its options.
 ``-m model=a,b`` gives one MLflow run per model.
+
+Exit status: 0 when every request was answered; ``EXIT_INCOMPLETE`` (3) when some failed (the
+results and scores are written all the same, the failures counted as wrong; rerun to retry
+them); 2 when the evaluation could not start (tracking store unreachable, results folder of
+another evaluation, a model or prompt set that cannot be identified).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from crossmath.pipeline.evaluation import run_evaluation
+from crossmath.pipeline.failures import EXIT_INCOMPLETE
 from crossmath.runtime.errors import reports_failures
 from crossmath.summary.views import console_summary
+
+# Results folders of the runs of this process that ended with failed requests (a multirun
+# runs every job before the process exits with EXIT_INCOMPLETE).
+incomplete_runs: list[str] = []
 
 
 @hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="run")
@@ -23,11 +34,17 @@ def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     outcome = run_evaluation(cfg)
     print(console_summary(outcome.evaluation, cfg.model.name))
+    for line in outcome.failures.summary_lines():
+        print(line)
     print(f"{outcome.n_requests} requests ({outcome.n_run_now} run now, the rest resumed); "
           f"results in {outcome.out_dir}; MLflow run {outcome.mlflow_run_id} at "
           f"{cfg.mlflow.tracking_uri}")
+    if not outcome.complete:
+        incomplete_runs.append(str(outcome.out_dir))
 
 
 if __name__ == "__main__":
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     main()
+    if incomplete_runs:
+        sys.exit(EXIT_INCOMPLETE)

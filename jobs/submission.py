@@ -74,9 +74,8 @@ def placement_defaults(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run_defaults(args: argparse.Namespace) -> dict[str, str]:
-    """``placement_defaults`` and outputs in shared storage, one folder per model and data set."""
-    return {**placement_defaults(args),
-            "out_dir": f"{args.storage}/runs/${{model.name}}/${{data.name}}"}
+    """``placement_defaults`` and outputs in shared storage, one folder per evaluation."""
+    return {**placement_defaults(args), "runs_dir": f"{args.storage}/runs"}
 
 
 class Shell(str):

@@ -9,8 +9,9 @@ Runs, each as its own process and stopping at the first that fails:
   2. ``python -m crossmath.train model=M out_dir=OUT/train``;
   3. ``python -m crossmath.run model=M model.adapter=OUT/train/adapter model.name=M-lora``.
 
-The tuned model is evaluated under its own name (``M-lora``) and output folder, so its requests
-never collide with the untuned model's and both runs sit side by side in MLflow. ``--train`` and
+The tuned model is evaluated under its own name (``M-lora``); each evaluation gets its own
+folder under ``OUT/eval-base`` or ``OUT/eval-lora`` (``runs_dir``), so retraining and evaluating
+again adds a folder rather than mixing adapters, and the runs sit side by side in MLflow. ``--train`` and
 ``--eval`` take Hydra overrides for their step (``--eval`` ones go to both evaluations). Every
 step resumes, so rerunning the same command after a failure continues where it stopped. On a
 Ray cluster, submit this script as a Ray job; the steps then join the cluster through
@@ -43,12 +44,12 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     steps = []
     if args.baseline:
         steps.append(("evaluate the untuned model", [*python, "crossmath.run", f"model={args.model}",
-                                                      f"out_dir={out / 'eval-base'}", *args.eval]))
+                                                      f"runs_dir={out / 'eval-base'}", *args.eval]))
     steps.append(("train", [*python, "crossmath.train", f"model={args.model}",
                             f"out_dir={out / 'train'}", *args.train]))
     steps.append(("evaluate the tuned model", [
         *python, "crossmath.run", f"model={args.model}", f"model.adapter={out / 'train' / 'adapter'}",
-        f"model.name={args.model}-lora", f"out_dir={out / 'eval-lora'}", *args.eval]))
+        f"model.name={args.model}-lora", f"runs_dir={out / 'eval-lora'}", *args.eval]))
     return steps
 
 

@@ -1,8 +1,11 @@
 """Backends that misbehave on purpose, know the answers, or talk like a model without being one.
 
-``SlowBackend`` answers like the oracle after a delay per request, so a run can be stopped
-halfway. ``CrashingBackend`` kills its own worker process on its first batch (once per marker
-file), as an out-of-memory kill or a lost node would, so Ray's actor restart is tested for real.
+``SlowBackend`` answers like the oracle (``SlowRandomBackend`` like chance, a different answer
+per sample) after a delay per request, so a run can be stopped halfway. ``CrashingBackend``
+kills its own worker process on its first batch (once per marker file), as an out-of-memory
+kill or a lost node would, so Ray's actor restart is tested for real. ``ImageDecodingOracle``
+decodes every image it is shown, as a VLM's processor does, and fails the requests whose image
+does not decode, as the HF backend does.
 
 For the transfer tasks, ``AnswerKeyBackend`` answers every item with its gold answer (a run
 must score 100%) and ``RandomChoiceBackend`` guesses an option letter (chance). Both learn
@@ -20,6 +23,7 @@ and logs every call (``bench/pipeline.py`` and the pipeline tests read the log).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -28,20 +32,52 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from PIL import Image
+
 from crossmath.metrics.answers import answer_block
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.models.baselines import OracleBackend, RandomBackend, _RuleBackend
 from crossmath.tasks import TaskItem, prompt_key
 
 
-class SlowBackend(OracleBackend):
+class _Slow:
+    delay_s: float
+
+    def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
+        time.sleep(self.delay_s * len(requests))
+        return super().generate(requests)  # type: ignore[misc]
+
+
+class SlowBackend(_Slow, OracleBackend):
     def __init__(self, name: str = "slow-oracle", delay_s: float = 0.05) -> None:
         super().__init__(name)
         self.delay_s = delay_s
 
+
+class SlowRandomBackend(_Slow, RandomBackend):
+    def __init__(self, name: str = "slow-random", seed: int = 0, delay_s: float = 0.05) -> None:
+        super().__init__(name, seed)
+        self.delay_s = delay_s
+
+
+class ImageDecodingOracle(OracleBackend):
+    def __init__(self, name: str = "decoding-oracle") -> None:
+        super().__init__(name)
+
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
-        time.sleep(self.delay_s * len(requests))
-        return super().generate(requests)
+        readable = [r for r in requests if all(_decodes(png) for png in r.prompt.images)]
+        answers = {r.request_id: r for r in super().generate(readable)}
+        return [answers.get(r.request_id) or ModelResponse(
+                    r.request_id, "", error="UnidentifiedImageError: cannot identify image file")
+                for r in requests]
+
+
+def _decodes(png: bytes) -> bool:
+    try:
+        Image.open(io.BytesIO(png)).load()
+    except Exception:
+        return False
+    return True
 
 
 class CrashingBackend(OracleBackend):
@@ -159,23 +195,20 @@ class FailingStage:
 class FlatCostBackend(OracleBackend):
     """A stand-in for a memory-bound GPU decode: a call costs ``call_s`` whether it holds one
     sequence or ``batch_size`` (more are answered in several rounds, as the hf backend splits
-    them), and answers like the oracle.
-
-    ``do_sample`` false (as in the hf backend) counts a prompt's samples as one sequence, as
-    greedy decoding answers them once.
+    them), and answers like the oracle; each request is one sequence.
     With ``call_log`` set, each call appends one JSON line: process id, start and end (epoch
     seconds), requests and sequences; Ray actors in other processes can all append to it.
     """
 
     def __init__(self, name: str = "flat-cost", batch_size: int = 64, call_s: float = 1.0,
-                 do_sample: bool = False, call_log: str | None = None) -> None:
+                 call_log: str | None = None) -> None:
         super().__init__(name)
-        self.batch_size, self.call_s, self.do_sample = batch_size, call_s, do_sample
+        self.batch_size, self.call_s = batch_size, call_s
         self.call_log = Path(call_log) if call_log else None
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
         started = time.time()
-        sequences = len(requests) if self.do_sample else len({r.prompt for r in requests})
+        sequences = len(requests)
         responses = super().generate(requests)  # the oracle's time is inside the call's cost
         time.sleep(max(0.0, started + self.call_s * math.ceil(sequences / self.batch_size)
                        - time.time()))

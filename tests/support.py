@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+from crossmath.pipeline.shards import PredictionStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,3 +21,40 @@ def command_env(**extra: str) -> dict[str, str]:
     inherited = os.environ.get("PYTHONPATH")
     path = str(REPO_ROOT) + (os.pathsep + inherited if inherited else "")
     return {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": path, **extra}
+
+
+def run_command(overrides: list[str], out: Path, database: Path) -> list[str]:
+    """``python -m crossmath.run`` with ``overrides``, results in ``out``, MLflow in ``database``."""
+    return [sys.executable, "-m", "crossmath.run", *overrides, f"out_dir={out}",
+            f"mlflow.tracking_uri=sqlite:///{database}", "ray.num_cpus=2"]
+
+
+def kill_midway(command: list[str], cwd: Path, out: Path, shards: int = 1,
+                timeout_s: float = 240) -> set[str]:
+    """Start ``command``, SIGKILL its whole process group once ``out`` holds ``shards``
+    prediction shards, and return the request ids saved by then."""
+    process = subprocess.Popen(command, cwd=cwd, env=command_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(list((out / "shards").glob("*.parquet"))) < shards:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and its process group die at once
+    process.wait()
+    return settled_request_ids(out)
+
+
+def settled_request_ids(out: Path) -> set[str]:
+    """Saved ids once a killed job's last workers have stopped writing (Ray reaps them late)."""
+    store, previous = PredictionStore(str(out)), None
+    while True:
+        current = store.saved_request_ids()
+        if current == previous:
+            return current
+        previous = current
+        time.sleep(3)
+
+
+def outputs_by_request(predictions) -> dict[str, str]:
+    """request_id -> output of a predictions table."""
+    return dict(zip(predictions.column("request_id").to_pylist(),
+                    predictions.column("output").to_pylist()))

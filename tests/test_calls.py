@@ -43,13 +43,12 @@ def prompts_of(call: dict) -> Counter:
 
 
 def test_capacity_comes_from_the_model_config():
-    greedy = model_capacity(model_config("qwen2.5-vl-3b"))
-    assert (greedy.sequences, greedy.samples_share_sequence) == (64, True)
-    assert greedy.new_tokens == 4096 and greedy.pixel_bounds == (200704, 1003520)
-    sampled = model_capacity(model_config("qwen3.5-9b"))
-    assert (sampled.sequences, sampled.samples_share_sequence) == (32, False)
+    hf = model_capacity(model_config("qwen2.5-vl-3b"))
+    assert hf.sequences == 64 and hf.pixel_bounds == (200704, 1003520)
+    assert hf.new_tokens == model_config("qwen2.5-vl-3b")["max_new_tokens"]
+    assert model_capacity(model_config("qwen3.5-9b")).sequences == 32
     client = model_capacity(model_config("openai"))
-    assert (client.sequences, client.samples_share_sequence) == (16, False)
+    assert client.sequences == 16
     assert client.pixel_bounds is None
     assert model_capacity(model_config("oracle")).sequences == RULE_BASED_CALL
     overridden = model_capacity(model_config("qwen2.5-vl-3b"), sequences=8, tokens=50_000)
@@ -58,15 +57,13 @@ def test_capacity_comes_from_the_model_config():
         CallCapacity(0)
 
 
-@pytest.mark.parametrize("samples, share, capacity", [(1, True, 10), (4, True, 10), (4, False, 10),
-                                                      (3, False, 16)])
-def test_every_request_lands_once_in_calls_that_are_full_but_the_last(samples, share, capacity):
+@pytest.mark.parametrize("samples, capacity", [(1, 10), (4, 10), (3, 16)])
+def test_every_request_lands_once_in_calls_that_are_full_but_the_last(samples, capacity):
     planned = units(samples)
-    calls = plan_calls(planned, CallCapacity(capacity, samples_share_sequence=share))
+    calls = plan_calls(planned, CallCapacity(capacity))
     asked = [r["request_id"] for call in calls for u in call["units"] for r in u["requests"]]
     assert sorted(asked) == sorted(r["request_id"] for u in planned for r in u["requests"])
-    per_prompt = samples if not share else 1
-    full = capacity - capacity % per_prompt  # whole prompts only
+    full = capacity - capacity % samples  # whole prompts only
     assert [call["sequences"] for call in calls[:-1]] == [full] * (len(calls) - 1)
     assert 0 < calls[-1]["sequences"] <= full
     assert [call["call"] for call in calls] == list(range(len(calls)))
@@ -77,16 +74,7 @@ def test_every_request_lands_once_in_calls_that_are_full_but_the_last(samples, s
             seen[prompt] += 1
     assert set(seen.values()) == {1}
     for call in calls:
-        sequences = sum(1 if share else n for n in prompts_of(call).values())
-        assert sequences == call["sequences"]
-
-
-def test_greedy_samples_count_once_so_a_call_holds_more_requests():
-    planned = units(4, modalities=("text",))
-    greedy = plan_calls(planned, CallCapacity(8, samples_share_sequence=True))
-    sampled = plan_calls(planned, CallCapacity(8, samples_share_sequence=False))
-    assert [len(call_requests(c)) for c in greedy] == [32, 16]  # 12 prompts x 4 samples
-    assert [len(call_requests(c)) for c in sampled] == [8] * 6
+        assert sum(prompts_of(call).values()) == call["sequences"]
 
 
 def test_a_prompt_with_more_samples_than_a_call_is_split():

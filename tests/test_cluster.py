@@ -86,7 +86,8 @@ def test_job_renders_on_cpu_nodes_infers_on_gpu_nodes_and_logs_to_the_server(clu
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", run.data.tags["git_commit"])
     assert {"predictions.parquet", "metrics.json", "report.md"} <= {
         f.path for f in client.list_artifacts(run_id)}  # uploaded through the server
-    out = Path(cluster.root, "storage", "runs", "oracle", "generated-mixed-n3-seed0")
+    (out,) = Path(cluster.root, "storage", "runs", "oracle", "generated-mixed-n3-seed0").iterdir()
+    assert out.name == run.data.tags["evaluation_id"][:12]  # one folder per evaluation
     assert run.data.tags["out_dir"] == out.as_uri()
     assert pq.read_table(out / "predictions.parquet").num_rows == 3 * (1 + 2)
 
@@ -95,19 +96,24 @@ def test_job_renders_on_cpu_nodes_infers_on_gpu_nodes_and_logs_to_the_server(clu
          "mlflow.experiment=placement", f"out={cluster.root / 'reports'}"],
         cwd=cluster.root, capture_output=True, text=True, timeout=120)
     assert compared.returncode == 0, compared.stderr[-3000:]
-    assert "| oracle/generated-mixed-n3-seed0 |" in compared.stdout
+    assert f"| oracle/generated-mixed-n3-seed0/{out.name} |" in compared.stdout
     assert (cluster.root / "reports" / "comparison.md").is_file()
 
 
 def test_run_completes_after_losing_the_inference_node(cluster):
-    out = Path(cluster.root, "storage", "runs", "slow-oracle", "generated-mixed-n6-seed0")
+    evaluations = Path(cluster.root, "storage", "runs", "slow-oracle", "generated-mixed-n12-seed0")
     job = submit(cluster, "model=oracle", "model._target_=tests.doubles.SlowBackend",
-                 "model.name=slow-oracle", "+model.delay_s=0.25", "data.n=6", "samples=2",
+                 "model.name=slow-oracle", "+model.delay_s=0.25", "data.n=12", "samples=1",
                  "styles=[original]", "resources.call_sequences=2", "mlflow.experiment=lost-node")
-    total = 6 * (1 + 2) * 2
-    store = PredictionStore(str(out))
+    total = 12 * (1 + 2)
     deadline = time.monotonic() + 240
-    while len(store.done_request_ids()) < 6:
+    while not evaluations.is_dir() or not any(evaluations.iterdir()):
+        assert job.poll() is None, job.communicate()[0][-4000:]
+        assert time.monotonic() < deadline, "the job never got going"
+        time.sleep(0.2)
+    (out,) = evaluations.iterdir()
+    store = PredictionStore(str(out))
+    while len(store.saved_request_ids()) < 6:
         assert job.poll() is None, job.communicate()[0][-4000:]
         assert time.monotonic() < deadline, "the job never got going"
         time.sleep(0.2)
@@ -119,14 +125,14 @@ def test_run_completes_after_losing_the_inference_node(cluster):
     assert len(inferring) == 1
     lost = cluster.node_name(inferring[0].node_id)
     cluster.kill_node(lost)
-    saved_before = store.done_request_ids()
+    saved_before = store.saved_request_ids()
     assert len(saved_before) < total, "the node was lost after the run had finished"
 
     output = finish(job)
     ids = pq.read_table(out / "predictions.parquet").column("request_id").to_pylist()
     assert len(ids) == len(set(ids)) == total
     assert saved_before <= set(ids)
-    assert store.done_request_ids() == set(ids)  # no stray request in any shard either
+    assert store.saved_request_ids() == set(ids)  # no stray request in any shard either
     restarted = job_actors(cluster, output)["InferPredictions"]
     assert {cluster.node_name(a.node_id) for a in restarted} == GPU_NODES - {lost}
     assert max(a.num_restarts for a in restarted) >= 1

@@ -128,7 +128,7 @@ def test_evaluate_job_command_composes_on_the_cluster(monkeypatch):
     words = shlex.split(line)  # what the head's shell hands to python
     assert words[:3] == ["python", "-m", "crossmath.run"]
     cfg = compose_config("run", words[3:])
-    assert cfg.out_dir == "s3://team-bucket/crossmath/runs/oracle/generated-mixed-n5-seed0"
+    assert cfg.runs_dir == "s3://team-bucket/crossmath/runs" and cfg.out_dir is None
     assert cfg.mlflow.tracking_uri == "http://10.0.0.5:5000"
     assert cfg.ray.address == "auto"
     assert cfg.resources.render_node_resource == CPU_NODE_RESOURCE

@@ -42,7 +42,7 @@ def test_predictions_saved_where_the_driver_cannot_see_are_reported_as_a_storage
     plan = RequestPlan(["text"], [], 1, None, "oracle")
     with pytest.raises(RuntimeError, match="every Ray node reaches"):
         run_pipeline(generated_puzzles(2, "easy", 0), plan, ORACLE, driver_view, StageResources())
-    assert len(PredictionStore(str(tmp_path / "elsewhere")).done_request_ids()) == 2
+    assert len(PredictionStore(str(tmp_path / "elsewhere")).saved_request_ids()) == 2
 
 
 def test_local_locations_and_publishing(tmp_path, monkeypatch):

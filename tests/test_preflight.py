@@ -157,7 +157,7 @@ def test_each_bad_training_option_is_named(tmp_path, overrides, where, says):
 def test_the_shipped_training_config_passes(tmp_path, official_sample):
     from crossmath.finetuning.preconditions import check_train_config
 
-    check_train_config(compose_train(tmp_path, "model=qwen-vl",
+    check_train_config(compose_train(tmp_path, "model=qwen-vl", "model.prompt=crossmath-v1",
                                      f"dataset.exclude_official={official_sample}"))
 
 

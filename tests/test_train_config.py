@@ -69,8 +69,9 @@ def test_train_then_eval_evaluates_the_adapter_it_trained(tmp_path: Path) -> Non
                          "train.epochs=1"]
     assert f"model.adapter={tmp_path / 'train' / 'adapter'}" in tuned
     assert "model.name=tiny-random-lora" in tuned and "data.n=4" in tuned and "data.n=4" in base
-    outs = [a for a in tuned + base if a.startswith("out_dir=")]
-    assert len(set(outs)) == 2  # the two evaluations never share a prediction store
+    roots = [a for a in tuned + base if a.startswith("runs_dir=")]
+    assert len(set(roots)) == 2  # the two evaluations never share a prediction store
+    assert not [a for a in tuned + base if a.startswith("out_dir=")]  # a folder per evaluation
     assert list(dict(job.plan(job.parse_args(["--model", "m"])))) == ["train", "evaluate the tuned model"]
 
 

@@ -106,13 +106,22 @@ def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id, "adapter")}
     assert "adapter/adapter_model.safetensors" in artifacts
 
-    # 3. the main job with the adapter answers in the trained format
+    # 3. the README's flow: evaluate the base model, then the adapter with the same command
+    #    plus model.adapter; the adapter's evaluation answers anew, in its own folder
     from crossmath import run
+    from crossmath.pipeline.evaluation import run_evaluation
 
-    eval_cfg = run_config("model=tiny-random", f"model.model.cache_dir={models}",
-                          f"model.adapter={outcome.adapter}", "model.name=tiny-random-lora",
-                          "data.n=2", "modalities=[image,text]", "styles=[original]", "samples=1")
-    run.main(eval_cfg)
-    outputs = pq.read_table(Path(eval_cfg.out_dir) / "predictions.parquet").column("output").to_pylist()
+    runs = tmp_path / "runs"
+    common = ["model=tiny-random", f"model.model.cache_dir={models}", "data.n=2",
+              "modalities=[image,text]", "styles=[original]", "samples=1", "out_dir=null",
+              f"runs_dir={runs}"]
+    base = run_evaluation(run_config(*common))
+    assert base.n_run_now == 4
+    run.main(run_config(*common, f"model.adapter={outcome.adapter}"))
+    (tuned_dir,) = [folder for folder in base.out_dir.parent.iterdir() if folder != base.out_dir]
+    outputs = pq.read_table(tuned_dir / "predictions.parquet").column("output").to_pylist()
     assert len(outputs) == 4
     assert all(output.startswith("<answer>") for output in outputs), outputs
+    assert sum(pq.read_metadata(p).num_rows for p in (tuned_dir / "shards").glob("*.parquet")) == 4
+    base_outputs = base.predictions.column("output").to_pylist()
+    assert not any(output.startswith("<answer>") for output in base_outputs), base_outputs

@@ -29,6 +29,8 @@ class _RuleBackend:
     """A backend whose reply to each request is a pure function of that request."""
 
     name: str
+    # True when the reply ignores the request's sample index: several samples would repeat it.
+    deterministic: bool
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
         responses = []
@@ -46,6 +48,8 @@ class _RuleBackend:
 
 class OracleBackend(_RuleBackend):
     """The symbolic solver as a model: exact on uniquely solvable text grids, silent otherwise."""
+
+    deterministic = True
 
     def __init__(self, name: str = "oracle") -> None:
         self.name = name
@@ -85,6 +89,8 @@ class RandomBackend(_RuleBackend):
     Each guess is drawn from a generator seeded by ``(seed, request_id)``, so it is the same
     in every rerun and on every worker, whatever the batch or order.
     """
+
+    deterministic = False  # each sample has its own request id, hence its own guesses
 
     def __init__(self, name: str = "random", seed: int = 0) -> None:
         self.name = name

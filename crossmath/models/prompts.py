@@ -8,7 +8,9 @@ changed wording must come with a new id (the golden prompt tests in ``tests/gold
 silent change).
 
 The shipped sets live in ``prompt_templates/`` beside this module and are named by file stem
-(``crossmath-v1``); a user's own set is named by its path.
+(``crossmath-v1``); a user's own set is named by its path. ``release`` (or the path of an
+``instruction_template.py``) names the CrossMath release's own instructions instead, which
+come with their own layout (see ``release_prompt``).
 
 The pipeline builds each request's prompt from its set at planning time (``PromptLayout``: the
 text parts and where the image goes), before any image exists; the image is attached once it
@@ -22,7 +24,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -61,9 +63,22 @@ class PromptTemplate:
             raise PromptTemplateError(f"{self.source}: field 'rules' must not include {{rules}}")
 
     def for_modality(self, modality: str) -> str:
-        if modality not in MODALITIES:
-            raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+        check_modality(modality)
         return getattr(self, modality)
+
+    def layout(self, modality: str, grid: str, n_blanks: int,
+               value_range: tuple[int, int]) -> PromptLayout:
+        """The prompt for one puzzle in one modality: one text part, the image (if any) first."""
+        check_modality(modality)
+        values = {
+            "grid": grid.strip(),
+            "n_blanks": n_blanks,
+            "value_min": value_range[0],
+            "value_max": value_range[1],
+        }
+        values["rules"] = self.rules.format(**values)
+        text = self.for_modality(modality).format(**values)
+        return PromptLayout((text,), None if modality == "text" else 0)
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,20 @@ class PromptLayout:
         if image is None:
             return Prompt(self.texts)
         return Prompt(self.texts, (image,), (self.image_at,))
+
+
+class PromptSet(Protocol):
+    """What the pipeline needs of a prompt set: an id to record and a layout per puzzle."""
+
+    id: str
+
+    def layout(self, modality: str, grid: str, n_blanks: int,
+               value_range: tuple[int, int]) -> PromptLayout: ...
+
+
+def check_modality(modality: str) -> None:
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
 
 
 def _check_placeholders(template: str, field: str, source: str) -> None:
@@ -107,8 +136,13 @@ def _check_placeholders(template: str, field: str, source: str) -> None:
         raise PromptTemplateError(f"{source}: field {field!r} must include the grid ({{grid}})")
 
 
-def load_prompt_template(name_or_path: str | Path) -> PromptTemplate:
-    """A shipped prompt set by name (``"crossmath-v1"``) or a user's YAML file by path."""
+def load_prompt_template(name_or_path: str | Path) -> PromptSet:
+    """A shipped prompt set by name (``"crossmath-v1"``), a user's YAML file by path, or the
+    release's instructions (``"release"`` or the path of an ``instruction_template.py``)."""
+    from crossmath.models.release_prompt import is_release_instructions, load_release_instructions
+
+    if is_release_instructions(name_or_path):
+        return load_release_instructions(name_or_path)
     path = Path(name_or_path).expanduser()
     if not path.is_file():
         shipped = TEMPLATE_DIR / f"{name_or_path}.yaml"
@@ -143,24 +177,14 @@ def load_prompt_template(name_or_path: str | Path) -> PromptTemplate:
     )
 
 
-def puzzle_layout(template: PromptTemplate, modality: str, grid: str, n_blanks: int,
+def puzzle_layout(prompt_set: PromptSet, modality: str, grid: str, n_blanks: int,
                   value_range: tuple[int, int]) -> PromptLayout:
-    """The prompt for one puzzle in one modality: one text part, the image (if any) first."""
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
-    values = {
-        "grid": grid.strip(),
-        "n_blanks": n_blanks,
-        "value_min": value_range[0],
-        "value_max": value_range[1],
-    }
-    values["rules"] = template.rules.format(**values)
-    text = template.for_modality(modality).format(**values)
-    return PromptLayout((text,), None if modality == "text" else 0)
+    """The prompt for one puzzle in one modality, as ``prompt_set`` lays it out."""
+    return prompt_set.layout(modality, grid, n_blanks, value_range)
 
 
 def puzzle_request(request_id: str, modality: str, grid: str, *, image: bytes | None = None,
-                   template: PromptTemplate | None = None, sample: int = 0, n_blanks: int = 0,
+                   template: PromptSet | None = None, sample: int = 0, n_blanks: int = 0,
                    value_range: tuple[int, int] = (0, 0)) -> ModelRequest:
     """A request for one puzzle in one modality, its prompt built from ``template`` (the
     default set when None), for callers outside the pipeline: benchmarks, rollouts, tests.

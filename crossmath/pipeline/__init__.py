@@ -1,1 +1,2 @@
-"""Ray Data stages of the evaluation pipeline: render (CPU actors), infer (GPU actors), store."""
+"""The evaluation pipeline: request and evaluation identities, the Ray Data stages (render on
+CPU actors, infer on GPU actors), the prediction store, results folders and failure counts."""

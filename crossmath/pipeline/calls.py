@@ -2,9 +2,8 @@
 
 A GPU decodes 64 sequences in little more time than one (a decode step is bound by reading the
 weights and the cache), so what a model backend costs is its number of calls, not its number
-of requests. Ray Data batches count rows, and rows are not sequences: a fixed row count hands a
-backend that takes 64 sequences calls of 16, and with greedy decoding 16 rows of 4 samples are
-only 4 prompts. So the driver plans the calls itself, from the model's capacity
+of requests. Ray Data batches count rows, and a fixed row count hands a backend that takes 64
+sequences calls of 16. So the driver plans the calls itself, from the model's capacity
 (``model_capacity``, read from the model config before any backend exists):
 
 1. the pending requests are grouped by prompt: the samples of one (puzzle, style, modality)
@@ -49,6 +48,7 @@ REQUEST_TYPE = pa.struct([
     ("request_id", pa.string()),
     ("modality", pa.string()),
     ("sample", pa.int64()),
+    ("attempt", pa.int64()),
     ("prompt_texts", pa.list_(pa.string())),
     ("image_at", pa.list_(pa.int64())),
 ])
@@ -76,14 +76,12 @@ CALL_SCHEMA = pa.schema([
 class CallCapacity:
     """What one backend call takes.
 
-    ``sequences`` are decoded together; with ``samples_share_sequence`` (greedy decoding) the
-    samples of one prompt are one sequence, since the backend decodes the prompt once. ``tokens``
-    optionally bounds the call's estimated KV cache: the sum over its sequences of prompt tokens
+    ``sequences`` are decoded together, one per request (a greedy model runs one sample per
+    prompt: ``RequestPlan`` sees to it). ``tokens`` optionally bounds the call's estimated KV cache: the sum over its sequences of prompt tokens
     plus ``new_tokens``. ``pixel_bounds`` are the model's image resize bounds (for the estimate).
     """
 
     sequences: int
-    samples_share_sequence: bool = False
     tokens: int | None = None
     new_tokens: int = 0
     pixel_bounds: tuple[int, int] | None = None
@@ -96,8 +94,7 @@ class CallCapacity:
 
     def describe(self) -> str:
         budget = f", at most {self.tokens} tokens" if self.tokens else ""
-        shared = " (a prompt's greedy samples count once)" if self.samples_share_sequence else ""
-        return f"up to {self.sequences} sequences{shared}{budget}"
+        return f"up to {self.sequences} sequences{budget}"
 
 
 def model_capacity(model_config: Mapping[str, Any], sequences: int | None = None,
@@ -106,8 +103,7 @@ def model_capacity(model_config: Mapping[str, Any], sequences: int | None = None
 
     Read from the config's own keys, before any backend is built:
 
-    * ``batch_size`` (the hf backend): sequences per ``generate`` call; with ``do_sample``
-      false the samples of a prompt are one sequence (the backend answers the prompt once);
+    * ``batch_size`` (the hf backend): sequences per ``generate`` call;
     * ``max_concurrency`` (the OpenAI client): requests in flight at once, each a sequence;
     * neither (rule-based backends): no limit; calls of ``RULE_BASED_CALL`` requests.
 
@@ -115,16 +111,15 @@ def model_capacity(model_config: Mapping[str, Any], sequences: int | None = None
     (``resources.call_tokens``) adds a token budget.
     """
     if "batch_size" in model_config:
-        configured, shared = model_config["batch_size"], not model_config.get("do_sample", False)
+        configured = model_config["batch_size"]
     elif "max_concurrency" in model_config:
-        configured, shared = model_config["max_concurrency"], False
+        configured = model_config["max_concurrency"]
     else:
-        configured, shared = RULE_BASED_CALL, False
+        configured = RULE_BASED_CALL
     new_tokens = model_config.get("max_new_tokens") or model_config.get("max_tokens") or 0
     bounds = model_config.get("min_pixels"), model_config.get("max_pixels")
     return CallCapacity(
         sequences=int(sequences or configured),
-        samples_share_sequence=shared,
         tokens=tokens,
         new_tokens=int(new_tokens),
         pixel_bounds=None if None in bounds else (int(bounds[0]), int(bounds[1])),
@@ -172,13 +167,10 @@ def _prompt_groups(index: int, unit: dict, capacity: CallCapacity) -> Iterator[_
         by_modality.setdefault(request["modality"], []).append(request)
     for requests in by_modality.values():
         tokens = estimated_prompt_tokens(unit, requests[0], capacity.pixel_bounds)
-        # Greedy samples are one sequence however many; sampled ones split only when a single
-        # prompt's samples exceed a whole call.
-        size = len(requests) if capacity.samples_share_sequence else capacity.sequences
-        for start in range(0, len(requests), size):
-            chunk = tuple(requests[start:start + size])
-            yield _PromptGroup(index, chunk, 1 if capacity.samples_share_sequence else len(chunk),
-                               tokens)
+        # A prompt's samples split only when they exceed a whole call.
+        for start in range(0, len(requests), capacity.sequences):
+            chunk = tuple(requests[start:start + capacity.sequences])
+            yield _PromptGroup(index, chunk, len(chunk), tokens)
 
 
 def estimated_prompt_tokens(unit: dict, request: dict,

@@ -12,8 +12,8 @@ inference actors, and each inference actor holds the next call while it answers 
 (``CALLS_QUEUED_PER_ACTOR``), so a model never waits for its input between calls.
 
 Actor stages rely on Ray Data's defaults for failures: a dead actor (or a lost node) is
-restarted and its call retried. Only requests without a saved prediction enter the pipeline, so
-rerunning the same command on the same output folder finishes an interrupted run. Ray Data does
+restarted and its call retried. Only pending requests enter the pipeline (no saved answer, or
+failed attempts left), so rerunning the same command finishes an interrupted run. Ray Data does
 not keep row order; nothing here relies on it: every row carries its ids and results are joined
 on them.
 
@@ -39,7 +39,7 @@ from crossmath.pipeline.calls import (
     needs_render,
     plan_calls,
 )
-from crossmath.pipeline.requests import RequestPlan, drop_done
+from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.shards import PredictionStore
 from crossmath.pipeline.sources import PuzzleSet
 
@@ -97,12 +97,13 @@ class PipelineResult:
 
 def run_pipeline(puzzle_set: PuzzleSet, plan: RequestPlan, model_config: dict[str, Any],
                  store: PredictionStore, resources: StageResources) -> PipelineResult:
-    """Answer every request of the plan that the store does not hold yet; return them all."""
+    """Answer every pending request of the plan (see ``RequestPlan.pending``); return the
+    latest prediction of every request."""
     units = plan.units(puzzle_set.puzzles, puzzle_set.official_images)
     wanted = {r["request_id"] for unit in units for r in unit["requests"]}
-    pending = drop_done(units, store.done_request_ids())
+    pending = plan.pending(units, store.latest_attempts())
     n_pending = sum(len(unit["requests"]) for unit in pending)
-    log.info("%d requests, %d already answered, %d to run", len(wanted), len(wanted) - n_pending,
+    log.info("%d requests, %d settled already, %d to run", len(wanted), len(wanted) - n_pending,
              n_pending)
     answered = set()
     if pending:

@@ -6,6 +6,11 @@ call (one row of ``calls.CALL_SCHEMA``, planned to fill the backend) is answered
 ``generate``, its answers extracted, and the predictions written as one shard before the call
 is handed on: work finished is never lost, even if a later call crashes the actor, and a call
 Ray retries after a crash is answered whole again (the store keeps one copy of each request).
+
+A request the backend could not answer (its response's ``error`` is set) is saved as a failure,
+with no answer and its attempt number, so that the run can report it and a rerun can try it
+again. A backend that raises breaks its contract (a bug): the run stops with that cause. A
+crash of the actor's process is Ray's to handle: it restarts the actor and retries the call.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from crossmath.pipeline.calls import call_requests
 from crossmath.pipeline.shards import PredictionStore
 
 REQUEST_COLUMNS = ("request_id", "puzzle_id", "name", "difficulty", "modality", "style",
-                   "sample", "grid", "n_blanks", "value_range", "prompt_texts", "images",
-                   "image_at")
+                   "sample", "attempt", "grid", "n_blanks", "value_range", "prompt_texts",
+                   "images", "image_at")
 
 
 class InferPredictions:
@@ -58,8 +63,8 @@ class InferPredictions:
     def _answer(self, requests: list[ModelRequest]) -> list[ModelResponse]:
         """The backend's responses, checked to be one per request in order.
 
-        A backend that raises fails the batch (Ray retries it); one that answers garbage is
-        recorded as is and scored wrong.
+        A backend that raises fails the run; one that answers garbage is recorded as is and
+        scored wrong.
         """
         responses = self.backend.generate(requests)
         ids = [r.request_id for r in responses]
@@ -73,7 +78,7 @@ class InferPredictions:
     def _prediction(self, row: dict, response: ModelResponse) -> dict:
         return {
             **{k: row[k] for k in ("request_id", "puzzle_id", "name", "difficulty", "modality",
-                                   "style", "sample")},
+                                   "style", "sample", "attempt")},
             "prompt_id": self.prompt_id,
             "model": self.backend.name,
             "output": response.output,

@@ -42,7 +42,11 @@ def check_run_config(cfg: DictConfig) -> None:
     check_data_options(options["data"])
     model_options(options["model"])
     check_resources(options["resources"])
-    writable_folder(options["out_dir"], "out_dir")
+    if options.get("out_dir") is None:  # the evaluation's folder is made under runs_dir
+        writable_folder(options["runs_dir"], "runs_dir")
+    else:
+        writable_folder(options["out_dir"], "out_dir")
+    whole_number(options["max_attempts"], "max_attempts")
 
 
 def check_data_options(data: Mapping[str, Any], where: str = "data") -> None:

@@ -2,9 +2,11 @@
 
 Each inference batch is written as its own parquet shard the moment it is answered, under a
 temporary name and then renamed, so a crash never leaves a half-written shard and never loses
-a finished batch. A rerun reads the shards' ``request_id`` column to skip what is done. A
-batch that Ray retried after its shard was written appears twice; reading keeps the first
-copy of each request, so the predictions hold every request exactly once.
+a finished batch. A prediction whose request failed (``error`` set) is saved too, with the
+number of its ``attempt``; a rerun tries it again, and the new attempt is saved beside the
+old one. Reading keeps, for each request, its latest attempt (and of two copies of the same
+attempt, which a batch retried by Ray after its shard was written leaves, an answered one),
+so the predictions hold every request exactly once.
 
 A store's ``root`` is always absolute (a relative path is resolved once, by the process that
 opens the store), so the workers that receive it write where the driver reads, whatever
@@ -14,6 +16,7 @@ their own working directory.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,8 +44,17 @@ PREDICTION_SCHEMA = pa.schema(
         ("latency_s", pa.float64()),
         ("error", pa.string()),
         ("finish_reason", pa.string()),
+        ("attempt", pa.int32()),
     ]
 )
+
+
+@dataclass(frozen=True)
+class SavedAttempt:
+    """The latest saved attempt at one request, and whether it failed."""
+
+    attempt: int
+    failed: bool
 
 
 class PredictionStore:
@@ -72,21 +84,37 @@ class PredictionStore:
             if info.path.endswith(".parquet") and not info.base_name.startswith(".")
         )
 
-    def done_request_ids(self) -> set[str]:
+    def saved_request_ids(self) -> set[str]:
+        """Every request with a saved prediction, answered or failed."""
         ids: set[str] = set()
         for path in self._shard_files():
             table = pq.read_table(path, columns=["request_id"], filesystem=self.fs)
             ids.update(table.column("request_id").to_pylist())
         return ids
 
+    def latest_attempts(self) -> dict[str, SavedAttempt]:
+        """Each saved request's latest attempt (the rule of ``read``), without the outputs."""
+        table = self._latest(["request_id", "attempt", "error"])
+        return {rid: SavedAttempt(attempt, error is not None) for rid, attempt, error in zip(
+            *(table.column(name).to_pylist() for name in ("request_id", "attempt", "error")))}
+
     def read(self) -> pa.Table:
-        """Every prediction once, in request_id order (shards in any order give the same table)."""
+        """Every request's latest attempt once, in request_id order (shards in any order give
+        the same table)."""
+        return self._latest(PREDICTION_SCHEMA.names)
+
+    def _latest(self, columns: list[str]) -> pa.Table:
+        schema = pa.schema([PREDICTION_SCHEMA.field(name) for name in columns])
         files = self._shard_files()
         if not files:
-            return PREDICTION_SCHEMA.empty_table()
-        tables = [pq.read_table(path, filesystem=self.fs, schema=PREDICTION_SCHEMA) for path in files]
-        table = pa.concat_tables(tables)
-        order = pc.sort_indices(table, sort_keys=[("request_id", "ascending")])
+            return schema.empty_table()
+        table = pa.concat_tables([pq.read_table(path, filesystem=self.fs, schema=schema)
+                                  for path in files])
+        failed = pc.is_valid(table.column("error"))
+        order = pc.sort_indices(
+            table.append_column("_failed", failed),
+            sort_keys=[("request_id", "ascending"), ("attempt", "descending"),
+                       ("_failed", "ascending")])
         table = table.take(order)
         ids = table.column("request_id").to_pylist()
         keep = [i for i, rid in enumerate(ids) if i == 0 or rid != ids[i - 1]]
@@ -116,6 +144,26 @@ def publish_files(files: list[Path], location: str) -> None:
     for file in files:
         pafs.copy_files(str(file), f"{folder}/{file.name}", source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=fs)
+
+
+def read_text(uri: str) -> str | None:
+    """The text of the file at ``uri`` (a path or URI); None when there is none."""
+    fs, path = pafs.FileSystem.from_uri(_as_uri(uri))
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as stream:
+        return stream.read().decode("utf-8")
+
+
+def write_text(uri: str, text: str) -> None:
+    """Replace the file at ``uri`` (a path or URI) with ``text``, whole or not at all."""
+    fs, path = pafs.FileSystem.from_uri(_as_uri(uri))
+    parent, name = path.rsplit("/", 1)
+    fs.create_dir(parent, recursive=True)
+    temporary = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(temporary) as stream:
+        stream.write(text.encode("utf-8"))
+    fs.move(temporary, path)
 
 
 def write_table(table: pa.Table, uri: str) -> None:

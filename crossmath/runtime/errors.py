@@ -63,11 +63,14 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from crossmath.drawing.style import StyleError
     from crossmath.metrics.release_logs import ReleaseLogError
     from crossmath.models.prompts import PromptTemplateError
+    from crossmath.pipeline.identity import IdentityError
+    from crossmath.pipeline.results_folder import ResultsFolderError
     from crossmath.pipeline.sources import DataSourceError
     from crossmath.puzzle.grid import GridFormatError
+    from crossmath.tracking.mlflow_store import TrackingUnavailable
 
     return (ConfigError, GridFormatError, StyleError, PromptTemplateError, DataSourceError,
-            ReleaseLogError)
+            ReleaseLogError, TrackingUnavailable, ResultsFolderError, IdentityError)
 
 
 def reports_failures(command: str) -> Callable[[Main], Main]:

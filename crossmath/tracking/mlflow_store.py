@@ -1,23 +1,41 @@
 """MLflow: the only module that imports it.
 
-One MLflow run per evaluation: the resolved config as params, tags that identify what was run,
+One MLflow run per evaluation, however often it is resumed: the run is found again by the tag
+``evaluation_id``, reopened, and gets the latest metrics and files each time. It holds the
+resolved config as params (logged when the run is created), tags that identify what was run,
 the flat metrics, and the run's files as artifacts. Tracking URIs and artifact locations are
 made absolute, since MLflow resolves relative ones against whatever the working directory
 was when the experiment was created.
+
+An evaluation's run is opened before any model loads, with a short timeout and no retries, so
+that an unreachable tracking server is reported within seconds (``TrackingUnavailable``), not
+after the inference.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
 MAX_PARAM_LENGTH = 6000
+MAX_BATCH_PARAMS = 100  # MLflow's limits per log_batch call
+MAX_BATCH_METRICS = 1000
+EVALUATION_TAG = "evaluation_id"
+INCOMPLETE_TAG = "incomplete"
+CHECK_TIMEOUT_S = 10
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be reached or written; the message is one line."""
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -54,36 +72,93 @@ def _experiment_id(tracking_uri: str, name: str) -> str:
     return client.create_experiment(name, artifact_location=artifact_location)
 
 
-def log_run(*, tracking_uri: str, experiment: str, run_name: str | None, params: Mapping[str, Any],
-            tags: Mapping[str, str], metrics: Mapping[str, float], artifacts: Iterable[Path]) -> str:
-    """Log one finished evaluation as an MLflow run; returns the run id."""
-    mlflow.set_tracking_uri(tracking_uri)
-    experiment_id = _experiment_id(tracking_uri, experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        mlflow.log_params(flatten(params))
-        mlflow.set_tags(dict(tags))
-        mlflow.log_metrics({name: float(value) for name, value in metrics.items()})
-        for path in artifacts:
-            mlflow.log_artifact(str(path))
-        return run.info.run_id
+@contextmanager
+def _fail_fast() -> Iterator[None]:
+    """MLflow's HTTP calls inside: one attempt each, ``CHECK_TIMEOUT_S`` at most (MLflow reads
+    these variables at every request)."""
+    settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": str(CHECK_TIMEOUT_S)}
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-def run_artifact_files(tracking_uri: str, experiment: str, artifact: str) -> list[tuple[str, str, Path]]:
-    """(run id, run name, local copy of ``artifact``) of every finished run that has it, oldest first."""
+def open_evaluation_run(*, tracking_uri: str, experiment: str, evaluation_id: str,
+                        run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    """The run of one evaluation, reopened when it exists (a resumed evaluation), created with
+    ``params`` and ``tags`` otherwise; returns its id.
+
+    Raises ``TrackingUnavailable`` within seconds when the store does not answer.
+    """
+    try:
+        with _fail_fast():
+            client = MlflowClient(tracking_uri)
+            experiment_id = _experiment_id(tracking_uri, experiment)
+            found = client.search_runs(
+                [experiment_id], filter_string=f"tags.{EVALUATION_TAG} = '{evaluation_id}'",
+                order_by=["attributes.start_time DESC"], max_results=1)
+            if found:
+                run_id = found[0].info.run_id
+                client.update_run(run_id, status="RUNNING")
+                return run_id
+            return _create_run(client, experiment_id, run_name, params,
+                               {**tags, EVALUATION_TAG: evaluation_id})
+    except Exception as error:  # connection refused, timeout, bad URI, unwritable database
+        reason = " ".join(str(error).split())[:300]
+        raise TrackingUnavailable(
+            f"MLflow tracking store {tracking_uri} is not usable ({type(error).__name__}: "
+            f"{reason}); start it, or point mlflow.tracking_uri at one that is") from None
+
+
+def finish_evaluation_run(tracking_uri: str, run_id: str, *, metrics: Mapping[str, float],
+                          tags: Mapping[str, str], artifacts: Iterable[Path]) -> None:
+    """An evaluation's latest metrics, tags and files into its run, which is then closed."""
+    MlflowClient(tracking_uri).log_batch(
+        run_id, tags=[mlflow.entities.RunTag(name, value) for name, value in tags.items()])
+    log_step_metrics(tracking_uri, run_id, metrics, step=0)
+    close_run(tracking_uri, run_id, artifacts=artifacts)
+
+
+@dataclass(frozen=True)
+class EvaluationRun:
+    """A finished evaluation's run, with a local copy of its ``metrics.json``."""
+
+    run_id: str
+    run_name: str
+    evaluation_id: str
+    incomplete: bool
+    metrics_file: Path
+
+
+def evaluation_runs(tracking_uri: str, experiment: str,
+                    artifact: str = "metrics.json") -> list[EvaluationRun]:
+    """One entry per evaluation (its latest finished run that holds ``artifact``), oldest
+    first; runs without it (trainings) are left out."""
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
     runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
-    files = []
+    latest: dict[str, EvaluationRun] = {}
     for run in runs:
         if run.info.status != "FINISHED":
             continue
         if artifact not in {f.path for f in client.list_artifacts(run.info.run_id)}:
             continue
-        local = client.download_artifacts(run.info.run_id, artifact)
-        files.append((run.info.run_id, run.info.run_name, Path(local)))
-    return files
+        evaluation_id = run.data.tags.get(EVALUATION_TAG, run.info.run_id)
+        latest.pop(evaluation_id, None)  # a later run of the same evaluation replaces it
+        latest[evaluation_id] = EvaluationRun(
+            run.info.run_id, run.info.run_name, evaluation_id,
+            run.data.tags.get(INCOMPLETE_TAG) == "true",
+            Path(client.download_artifacts(run.info.run_id, artifact)))
+    return list(latest.values())
 
 
 def open_run(*, tracking_uri: str, experiment: str, run_name: str | None, params: Mapping[str, Any],
@@ -102,21 +177,29 @@ def open_run(*, tracking_uri: str, experiment: str, run_name: str | None, params
         else:
             client.update_run(run_id, status="RUNNING")
             return run_id
-    run = client.create_run(_experiment_id(tracking_uri, experiment), run_name=run_name,
-                            tags=dict(tags))
+    return _create_run(client, _experiment_id(tracking_uri, experiment), run_name, params, tags)
+
+
+def _create_run(client: MlflowClient, experiment_id: str, run_name: str | None,
+                params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
     flat = flatten(params)
     names = list(flat)
-    for start in range(0, len(names), 100):  # MLflow takes at most 100 params per batch
+    for start in range(0, len(names), MAX_BATCH_PARAMS):
         client.log_batch(run.info.run_id, params=[
-            mlflow.entities.Param(name, flat[name]) for name in names[start:start + 100]])
+            mlflow.entities.Param(name, flat[name])
+            for name in names[start:start + MAX_BATCH_PARAMS]])
     return run.info.run_id
 
 
 def log_step_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float], step: int) -> None:
-    """Metrics of one training step into an open run."""
+    """Metrics of one step (a training step; 0 for an evaluation's results) into an open run."""
     now = int(time.time() * 1000)
-    MlflowClient(tracking_uri).log_batch(run_id, metrics=[
-        mlflow.entities.Metric(name, float(value), now, step) for name, value in metrics.items()])
+    entries = [mlflow.entities.Metric(name, float(value), now, step)
+               for name, value in metrics.items()]
+    client = MlflowClient(tracking_uri)
+    for start in range(0, len(entries), MAX_BATCH_METRICS):
+        client.log_batch(run_id, metrics=entries[start:start + MAX_BATCH_METRICS])
 
 
 def close_run(tracking_uri: str, run_id: str, *, artifacts: Iterable[Path] = (),

@@ -1,0 +1,153 @@
+"""What makes a prediction what it is: the identities of a backend, a request, an evaluation.
+
+A prediction is reused only when everything that could change its text is unchanged; see
+``docs/identity.md`` for the rules as users meet them. Everything here runs on the driver
+before any model loads.
+
+- **Backend identity**: the model config resolved, minus the keys listed in
+  ``NON_SHAPING_KEYS`` (every other key counts, so a new option is safe by default), with
+  ``dtype: auto`` resolved as the inference actor will resolve it, every value that names a
+  local file or folder replaced by its content fingerprint (checkpoint, adapter), and a
+  Hugging Face hub id replaced by the commit its snapshot comes from.
+- **Request identity**: the backend identity and the request's content: puzzle, modality,
+  style, sample, the final prompt's texts and image places, and the image's provenance (a
+  release image's bytes; for a rendered image, the style's definition, its font, the renderer's
+  version and Pillow's).
+- **Evaluation identity**: the backend identity, the data's identity (every puzzle with its
+  gold, and the folders of the release images used), and the plan (modalities, styles by
+  definition, samples, the prompts' texts). It names the results folder and finds the
+  evaluation's MLflow run. A release image whose bytes change in place (a corrupted file
+  repaired) stays in the same evaluation, but its requests are new ones: asked again, and the
+  old predictions never used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from crossmath.models.config import PROMPT_KEY, resolved_dtype
+from crossmath.pipeline.fingerprints import content_fingerprint, digest, file_fingerprint
+from crossmath.puzzle.model import Puzzle
+
+# Keys that cannot change an answer's text, wherever they appear in a model config.
+NON_SHAPING_KEYS = frozenset({
+    "batch_size",  # how many sequences share a call (batch invariance is the backend's promise)
+    "device",  # where the model runs; its effect on dtype is resolved, see resolved_dtype
+    "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s",  # HTTP retries
+    "max_concurrency",  # requests in flight at once
+    "api_key_env",  # where the API key is read from
+    "cache_dir",  # where a model built on first use is kept
+    PROMPT_KEY,  # the prompt set: the prompt's texts are part of each request instead
+})
+# Backends whose ``model`` may be a Hugging Face hub id.
+HUB_BACKENDS = frozenset({"crossmath.models.hf.HFBackend"})
+HUB_TIMEOUT_S = 10
+
+
+class IdentityError(ValueError):
+    """A setting whose identity cannot be known (e.g. a hub model neither cached nor reachable)."""
+
+
+@dataclass(frozen=True)
+class BackendIdentity:
+    """The id of a backend's answer-shaping settings, and those settings as hashed."""
+
+    id: str
+    settings: dict[str, Any]
+    checkpoint: Path | None  # the model's checkpoint folder on this machine, when there is one
+
+
+def backend_identity(model_config: Mapping[str, Any], gpus: float) -> BackendIdentity:
+    """The identity of the backend ``model_config`` builds, on an actor with ``gpus`` GPUs."""
+    settings = {key: _shaping(value) for key, value in model_config.items()
+                if key not in NON_SHAPING_KEYS}
+    if "dtype" in model_config:
+        settings["dtype"] = resolved_dtype(model_config, gpus)
+    checkpoint = None
+    model = model_config.get("model")
+    if model_config.get("_target_") in HUB_BACKENDS and isinstance(model, str):
+        checkpoint = _local_path(model)
+        if checkpoint is None:
+            settings["model"], checkpoint = _hub_snapshot(model)
+    return BackendIdentity(digest(settings), settings, checkpoint)
+
+
+def _shaping(value: Any) -> Any:
+    """A config value as it counts for identity: files by content, non-shaping keys dropped."""
+    if isinstance(value, Mapping):
+        return {k: _shaping(v) for k, v in value.items() if k not in NON_SHAPING_KEYS}
+    if isinstance(value, (list, tuple)):
+        return [_shaping(v) for v in value]
+    if isinstance(value, str):
+        path = _local_path(value)
+        if path is not None:
+            return {"content": content_fingerprint(path)}
+    return value
+
+
+def _local_path(value: str) -> Path | None:
+    if not value or "\n" in value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.exists() else None
+
+
+def _hub_snapshot(repo_id: str) -> tuple[dict[str, str], Path | None]:
+    """A hub model as ``{"hub": id, "revision": commit}`` (the commit names its content), and
+    its snapshot folder when it is in this machine's cache."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    if isinstance(cached, str):
+        snapshot = Path(cached).parent
+        return {"hub": repo_id, "revision": snapshot.name}, snapshot
+    try:
+        revision = HfApi().model_info(repo_id, timeout=HUB_TIMEOUT_S).sha
+    except Exception as error:  # offline, unknown repo, no access: all end the same way
+        raise IdentityError(
+            f"model {repo_id!r} is neither a local folder nor in the Hugging Face cache here, and "
+            f"the hub cannot tell its revision ({type(error).__name__}): download it first "
+            f"(hf download {repo_id}) or give the checkpoint folder as model.model=/path") from None
+    return {"hub": repo_id, "revision": revision}, None
+
+
+# ---------------------------------------------------------------- requests and images
+
+
+def request_id(backend_id: str, content: Mapping[str, Any]) -> str:
+    """The id of one request: the backend's identity and everything the request shows."""
+    return digest({"backend": backend_id, **content})
+
+
+def rendered_image_provenance(style_name: str) -> str:
+    """What a rendered image of ``style_name`` depends on besides its grid: the style's
+    definition, its font file, the renderer's output version and Pillow's version."""
+    import PIL
+
+    from crossmath.drawing import RENDERER_VERSION, load_style
+
+    style = load_style(style_name)
+    return digest({"style": dataclasses.asdict(style), "font": file_fingerprint(style.font_path),
+                   "renderer": RENDERER_VERSION, "pillow": PIL.__version__})
+
+
+def release_image_provenance(path: str | Path) -> str:
+    """A release image by its bytes: a changed (or repaired) file is a new request."""
+    return "file:" + file_fingerprint(path)
+
+
+# ---------------------------------------------------------------- data and evaluations
+
+
+def data_identity(puzzles: Sequence[Puzzle]) -> str:
+    """Which puzzles, in which order, each with its gold: everything that shapes the scores."""
+    return digest([[p.puzzle_id, p.answer, p.step_labels, p.difficulty, list(p.value_range)]
+                   for p in puzzles])
+
+
+def prompts_identity(prompt_texts: Iterable[Sequence[str]]) -> str:
+    """The distinct prompts of an evaluation, by their texts."""
+    return digest(sorted({tuple(texts) for texts in prompt_texts}))
