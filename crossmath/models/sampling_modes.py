@@ -49,7 +49,7 @@ _NOT_SHAPING = frozenset({
 _NEUTRAL = {
     "min_length": 0, "min_new_tokens": 0, "num_beams": 1, "num_beam_groups": 1,
     "diversity_penalty": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
-    "min_p": None, "top_h": None, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
+    "min_p": 0.0, "top_h": None, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
     "encoder_repetition_penalty": 1.0, "exponential_decay_length_penalty": None,
     "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
     "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None,
