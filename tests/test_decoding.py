@@ -11,8 +11,9 @@ from hf_models import NoStop, build_tiny_qwen3_vl, official_requests
 
 from crossmath.models import kv_cache
 from crossmath.models.base import ModelRequest, Prompt
+from crossmath.models.checkpoint_loading import load_pretrained_model
 from crossmath.models.decoding import Decoder, RowPlan
-from crossmath.models.hf import chat_prompt_text, decode_png, load_pretrained_model
+from crossmath.models.hf import chat_prompt_text, decode_png
 from crossmath.models.kv_cache import StaticKV, size_bucket
 from crossmath.models.processor import load_processor
 from crossmath.models.sampling import SamplingSettings, sequence_key

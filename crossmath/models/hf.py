@@ -34,10 +34,16 @@ from typing import Any, Iterator, Sequence
 
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText
 
 from crossmath.models.attention import SDPA_GQA, register_sdpa_gqa
 from crossmath.models.base import ModelRequest, ModelResponse, Prompt
+from crossmath.models.checkpoint_loading import (
+    load_pretrained_model,
+    merge_adapter,
+    resolve_device,
+    resolve_dtype,
+    stop_token_ids,
+)
 from crossmath.models.decoding import (
     Decoder,
     DecodeStats,
@@ -51,16 +57,6 @@ from crossmath.models.sampling import sequence_key
 from crossmath.models.sampling_modes import decoding_rule
 
 log = logging.getLogger(__name__)
-
-
-def load_pretrained_model(path: str | Path, dtype: torch.dtype,
-                          attn_implementation: str | None) -> torch.nn.Module:
-    """A checkpoint as the backend loads it; crossmath's ``sdpa_gqa`` is registered first."""
-    if attn_implementation == SDPA_GQA:
-        register_sdpa_gqa()
-    return AutoModelForImageTextToText.from_pretrained(
-        path, dtype=dtype, attn_implementation=attn_implementation
-    )
 
 
 def chat_prompt_text(processor: Any, prompt: Prompt, enable_thinking: bool | None) -> str:
@@ -176,8 +172,8 @@ class HFBackend:
             raise ValueError("a model passed already built needs its processor")
         self.model_path = type(model).__name__ if built else str(model)
         self.name = name or Path(self.model_path).name
-        self.device = torch.device(_resolve_device(device))
-        self.dtype = model.dtype if built else _resolve_dtype(dtype, self.device)
+        self.device = torch.device(resolve_device(device))
+        self.dtype = model.dtype if built else resolve_dtype(dtype, self.device)
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
         self.max_new_tokens = max_new_tokens
         self.sampling = sampling
@@ -199,14 +195,14 @@ class HFBackend:
         else:
             loaded = load_pretrained_model(self.model_path, self.dtype, attn_implementation)
         if self.adapter:
-            loaded = _merge_adapter(loaded, self.adapter)
+            loaded = merge_adapter(loaded, self.adapter)
         self.model = loaded.to(self.device).eval()
         self.rule = decoding_rule(
             sampling, temperature=temperature, top_k=top_k, top_p=top_p,
             repetition_penalty=repetition_penalty,
             checkpoint_config=self.model.generation_config.to_diff_dict(),
         )
-        self._stop_ids = _stop_token_ids(self.model, self.tokenizer)
+        self._stop_ids = stop_token_ids(self.model, self.tokenizer)
         self.decoder = Decoder(self.model, self._stop_ids, self.rule, kv_cache=kv_cache,
                                compile=compile, logits_processor_factory=logits_processor_factory)
         self.last_stats: list[DecodeStats] = []  # one per batch of the last ``generate`` call
@@ -364,41 +360,6 @@ class HFBackend:
         latency = time.perf_counter() - started
         return [_Decoded(output, int(n_prompt[plan.prompt]), latency)
                 for output, plan in zip(outputs, plans)]
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    resolved = getattr(torch, dtype, None)
-    if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use 'auto' or a torch dtype name (bfloat16)")
-    return resolved
-
-
-def _merge_adapter(model: torch.nn.Module, adapter: str) -> torch.nn.Module:
-    """Load a PEFT adapter onto ``model`` and fold it into the weights (plain model back)."""
-    from peft import PeftModel
-
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"adapter {adapter!r}: no adapter_config.json there")
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
-
-
-def _stop_token_ids(model: torch.nn.Module, tokenizer: Any) -> list[int]:
-    configured = model.generation_config.eos_token_id
-    ids = configured if isinstance(configured, list) else [configured]
-    ids = [i for i in ids if i is not None]
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    if not ids:
-        raise ValueError("the model has no end-of-sequence token configured")
-    return ids
 
 
 def _release_cuda_memory() -> None:

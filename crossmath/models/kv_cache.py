@@ -19,13 +19,12 @@ such as Qwen3.5, decodes with ``GrowingKV``, whose rows move with ``reorder_cach
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from transformers import StaticCache
 from transformers.cache_utils import StaticLayer
 
-KVCacheKind = Literal["dynamic", "static"]
 KV_CACHE_KINDS: tuple[str, ...] = ("dynamic", "static")
 MIN_STATIC_LENGTH = 256
 
@@ -42,15 +41,18 @@ def size_bucket(n: int, minimum: int = 1) -> int:
     return power
 
 
-class GrowingKV:
-    """A ``DynamicCache`` with one slot per live row; the attention mask grows with it."""
-
-    kind: KVCacheKind = "dynamic"
+class _SlotStore:
+    """What both stores hold: the transformers cache the model reads and writes, and the
+    attention mask of every slot (prompt padding hidden, room for new tokens)."""
 
     def __init__(self, model_config: Any) -> None:
         self.model_config = model_config
         self.cache: Any = None
         self._mask = torch.empty(0, 0, dtype=torch.bool)
+
+
+class GrowingKV(_SlotStore):
+    """A ``DynamicCache`` with one slot per live row; the attention mask grows with it."""
 
     def slots_for(self, n_rows: int) -> int:
         return n_rows
@@ -80,15 +82,11 @@ class GrowingKV:
         return self._mask[:, :length]
 
 
-class StaticKV:
+class StaticKV(_SlotStore):
     """A ``StaticCache`` whose slots and length are bucketed sizes; live rows move between them."""
 
-    kind: KVCacheKind = "static"
-
     def __init__(self, model_config: Any) -> None:
-        self.model_config = model_config
-        self.cache: Any = None
-        self._mask = torch.empty(0, 0, dtype=torch.bool)
+        super().__init__(model_config)
         self._max_length = 0
 
     def slots_for(self, n_rows: int) -> int:
