@@ -16,9 +16,11 @@ of *rows* to decode, each naming its prompt, its token cap and, when sampling, i
    in fewer slots (``kv_cache.size_bucket``), the finished ones are dropped from the cache, so
    a short cap or an early answer stops costing compute.
 
-The decode step can run on a static cache and be compiled (``torch.compile``, CUDA graphs):
-once per ``Decoder``, one graph per (slots, cache length) bucket; the first call of each shape
-is timed and reported as compile time.
+The decode step can run on a static cache and be compiled (``torch.compile`` in mode
+``reduce-overhead``: CUDA graphs), once per ``Decoder``. Shapes change only between buckets of
+slots and cache length; dynamo's automatic dynamic shapes make those dimensions symbolic at
+the first change, so later buckets record a new CUDA graph without compiling again. The first
+call at each shape is timed and reported as compile time.
 
 Written against the model's ``forward`` only (no ``generate``), so it behaves the same under
 transformers 5.17 and 5.24: the cache keyword (``past_key_values`` or ``cache``) is read from
@@ -41,7 +43,8 @@ from crossmath.models.sampling_modes import DecodingRule
 
 LogitsProcessorFactory = Callable[[], list]
 
-# Dynamo compiles the decode step once per shape; every (slots, length) bucket is one shape.
+# Room for dynamo's recompiles of the decode step (a new bucket before shapes turn dynamic,
+# guards on the cache object); beyond it dynamo would silently fall back to eager.
 RECOMPILE_LIMIT = 64
 
 
@@ -89,7 +92,7 @@ class Decoder:
         self.logits_processor_factory = logits_processor_factory
         self._cache_keyword = _cache_keyword(model)
         self._rope_index = getattr(getattr(model, "model", None), "get_rope_index", None)
-        self._step = torch.compile(self._forward_step, mode="reduce-overhead", dynamic=False) \
+        self._step = torch.compile(self._forward_step, mode="reduce-overhead") \
             if compile else self._forward_step
         self.compiled = compile
         self._shapes_seen: set[tuple[int, int]] = set()
@@ -181,11 +184,12 @@ class Decoder:
                     stats: DecodeStats) -> torch.Tensor:
         """One decode step; a compiled step's first call at a new shape counts as compile time."""
         mask = store.step_mask(length)
-        shape = (len(tokens), mask.shape[1])
-        first = shape not in self._shapes_seen
         if not self.compiled:
             return self._step(tokens[:, None], positions[:, None], mask, store.cache)
+        shape = (len(tokens), mask.shape[1])
+        first = shape not in self._shapes_seen
         started = time.perf_counter()
+        torch.compiler.cudagraph_mark_step_begin()  # the last step's outputs are consumed
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             logits = self._step(tokens[:, None], positions[:, None], mask, store.cache)
         if first:
