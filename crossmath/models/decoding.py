@@ -241,9 +241,10 @@ class _RowsState:
             scores = torch.where(self.seen, penalized, scores)
         for processor in processors:
             scores = processor(so_far, scores)
-        if rule.sampling is not None:
-            scores = SeededSampler(self.keys, self.prompt_length, rule.sampling)(so_far, scores)
-        chosen = scores.argmax(dim=-1)
+        if rule.sampling is None:
+            chosen = scores.argmax(dim=-1)
+        else:
+            chosen = SeededSampler(self.keys, self.prompt_length, rule.sampling).choose(so_far, scores)
         self.sequences[:, self.prompt_length + step] = chosen
         if self.seen is not None:
             self.seen.scatter_(1, chosen[:, None], True)
