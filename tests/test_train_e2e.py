@@ -111,7 +111,8 @@ def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter
 
     eval_cfg = run_config("model=tiny-random", f"model.model.cache_dir={models}",
                           f"model.adapter={outcome.adapter}", "model.name=tiny-random-lora",
-                          "data.n=2", "modalities=[image,text]", "styles=[original]", "samples=1")
+                          "data.n=2", "modalities=[image,text]", "styles=[original]", "samples=1",
+                          "model.sampling=greedy")  # tiny-random samples at temperature 1
     run.main(eval_cfg)
     outputs = pq.read_table(Path(eval_cfg.out_dir) / "predictions.parquet").column("output").to_pylist()
     assert len(outputs) == 4
