@@ -37,6 +37,8 @@ from PIL import Image
 from crossmath.metrics.answers import answer_block
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.models.baselines import OracleBackend, RandomBackend, _RuleBackend
+from crossmath.models.sampling import SamplingSettings
+from crossmath.models.sampling_modes import DecodingRule
 from crossmath.tasks import TaskItem, prompt_key
 
 
@@ -154,23 +156,25 @@ class WordsBackend:
     """A model that says ``length`` words, one token each, then stops.
 
     Like ``HFBackend``: ``max_new_tokens`` is its own limit, a request's ``max_new_tokens`` caps
-    it further, and an answer cut at the limit has ``finish_reason="length"``. Greedy
-    (``do_sample`` false), the words depend on the prompt only; sampling, on the request id
-    only (as keyed sampling does), so equal ids give equal answers in any batch.
+    it further, an answer cut at the limit has ``finish_reason="length"``, and ``rule`` says
+    how it decodes (``sampling`` "greedy" or "config"). Greedy, the words depend on the prompt
+    only; sampling, on the request id only (as keyed sampling does), so equal ids give equal
+    answers in any batch.
     """
 
     def __init__(self, name: str = "words", length: int = 12, max_new_tokens: int = 64,
-                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0) -> None:
+                 sampling: str = "greedy", temperature: float = 1.0, top_p: float = 1.0) -> None:
         self.name = name
         self.length = length
         self.max_new_tokens = max_new_tokens
-        self.do_sample, self.temperature, self.top_p = do_sample, temperature, top_p
+        self.rule = DecodingRule(None if sampling == "greedy"
+                                 else SamplingSettings(temperature, 0, top_p))
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
         return [self._answer(request) for request in requests]
 
     def _answer(self, request: ModelRequest) -> ModelResponse:
-        key = request.request_id if self.do_sample else repr(request.prompt)
+        key = request.request_id if self.rule.is_sampled else repr(request.prompt)
         digest = hashlib.sha256(key.encode()).digest()
         limit = min(self.max_new_tokens, request.max_new_tokens or self.max_new_tokens)
         said = [WORDS[digest[i % len(digest)] % len(WORDS)] for i in range(min(self.length, limit))]

@@ -1,24 +1,26 @@
-"""The hf backend on the tiny random Qwen2.5-VL: batching, sampling, OOM recovery, adapters."""
+"""The hf backend on the tiny random Qwen2.5-VL: batching, keyed sampling, sampling modes,
+per-request caps, out-of-memory recovery, adapters."""
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import hydra
 import pytest
 import torch
+from hf_models import REPO, NoStop, build_tiny_qwen3_vl, official_requests, tiny_backend
 from omegaconf import OmegaConf
 
 from crossmath.models.attention import sdpa_gqa_attention_forward
 from crossmath.models.base import ModelRequest
 from crossmath.models.config import backend_arguments
 from crossmath.models.hf import HFBackend
-from crossmath.models.prompts import puzzle_request
 from crossmath.models.tiny import build_tiny_random
-from crossmath.puzzle.records import read_official_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
 MAX_NEW_TOKENS = 12
 
 
@@ -27,64 +29,142 @@ def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_random(tmp_path_factory.getbasetemp() / "models")
 
 
+def _restored(backend: HFBackend):
+    """The shared backend, with the settings a test may change put back afterwards."""
+    saved = dict(vars(backend))
+    yield backend
+    vars(backend).update(saved)
+
+
 @pytest.fixture(scope="module")
-def module_backend(tiny_path: Path) -> HFBackend:
+def module_sampled(tiny_path: Path) -> HFBackend:
+    """The shipped tiny-random config as Hydra builds it: ``sampling: config``, temperature 1."""
     config = OmegaConf.load(REPO / "conf" / "model" / "tiny-random.yaml")
     config.model.cache_dir = str(tiny_path.parent)
     config.max_new_tokens = MAX_NEW_TOKENS
     return hydra.utils.instantiate(backend_arguments(OmegaConf.to_container(config)))
 
 
+@pytest.fixture(scope="module")
+def module_greedy(tiny_path: Path) -> HFBackend:
+    return tiny_backend(tiny_path, sampling="greedy", max_new_tokens=MAX_NEW_TOKENS)
+
+
 @pytest.fixture
-def backend(module_backend: HFBackend) -> HFBackend:
-    """The shared backend, with the settings a test may change put back afterwards."""
-    saved = dict(vars(module_backend))
-    yield module_backend
-    vars(module_backend).update(saved)
+def sampled(module_sampled: HFBackend) -> HFBackend:
+    yield from _restored(module_sampled)
+
+
+@pytest.fixture
+def greedy(module_greedy: HFBackend) -> HFBackend:
+    yield from _restored(module_greedy)
 
 
 @pytest.fixture(scope="module")
 def requests(official_jsonl: Path) -> list[ModelRequest]:
     """Nine real puzzles of the official sample, every modality, images of different sizes."""
-    made = []
-    for i, record in enumerate(read_official_jsonl(official_jsonl)[:9]):
-        modality = ("text", "image", "hybrid")[i % 3]
-        made.append(puzzle_request(
-            f"{record.name}-{i}", modality, record.fields["markdown_table"],
-            image=None if modality == "text" else record.image_blank_path.read_bytes(),
-        ))
-    return made
+    return official_requests(official_jsonl, 9)
+
+
+def _samples(requests: list[ModelRequest], n: int) -> list[ModelRequest]:
+    return [replace(r, request_id=f"{r.request_id}/s{s}", sample=s) for r in requests
+            for s in range(n)]
 
 
 def _answers(responses) -> list[tuple[str, str, int, int]]:
     return [(r.request_id, r.output, r.n_prompt_tokens, r.n_output_tokens) for r in responses]
 
 
-def test_config_builds_the_backend_on_the_tiny_folder(backend: HFBackend, tiny_path: Path) -> None:
-    assert isinstance(backend, HFBackend)
-    assert backend.name == "tiny-random"
-    assert backend.model_path == str(tiny_path)
-    assert backend.describe()["attn_implementation"] == "sdpa_gqa"
-    assert backend.model.config._attn_implementation == "sdpa_gqa"
+def _record_batches(backend: HFBackend, monkeypatch, fail_above: int | None = None):
+    """Record (prompts prefilled, rows decoded) of each batch; out of memory above a row count."""
+    calls: list[tuple[int, int]] = []
+    real = backend.decoder.decode
+
+    def decode(inputs, rows):
+        calls.append((len(inputs["input_ids"]), len(rows)))
+        if fail_above is not None and len(rows) > fail_above:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+        return real(inputs, rows)
+
+    monkeypatch.setattr(backend.decoder, "decode", decode)
+    return calls
 
 
-def test_greedy_answers_do_not_depend_on_batch_size(backend: HFBackend, requests) -> None:
+def test_config_builds_the_backend_on_the_tiny_folder(sampled: HFBackend, tiny_path: Path) -> None:
+    assert isinstance(sampled, HFBackend)
+    assert sampled.name == "tiny-random"
+    assert sampled.model_path == str(tiny_path)
+    described = sampled.describe()
+    assert described["attn_implementation"] == "sdpa_gqa"
+    assert sampled.model.config._attn_implementation == "sdpa_gqa"
+    assert described["sampling"] == "config"
+    assert described["decoding"] == {"do_sample": True, "temperature": 1.0, "top_k": 0,
+                                     "top_p": 1.0, "repetition_penalty": 1.0}
+    assert described["kv_cache"] == "dynamic" and described["compile"] is False
+
+
+# -- keyed sampling: a sample's text depends on (seed, request id) only ----------------------
+def test_sampled_answers_do_not_depend_on_batching_order_or_resume(sampled: HFBackend, requests,
+                                                                   tiny_path: Path) -> None:
+    asked = _samples(requests[:3], 4)  # text, image, hybrid
+    sampled.batch_size = 16
+    together = {r.request_id: r for r in sampled.generate(asked)}
+    assert all(r.error is None and r.n_output_tokens > 0 for r in together.values())
+    for puzzle in range(3):  # the samples of a puzzle are not all equal
+        assert len({together[a.request_id].output for a in asked[4 * puzzle:4 * puzzle + 4]}) > 1
+    expected = [_answers([together[a.request_id]])[0] for a in asked]
+
+    sampled.batch_size = 1
+    assert _answers([sampled.generate([a])[0] for a in asked]) == expected
+    sampled.batch_size = 16
+    assert _answers(sampled.generate(asked[::-1])) == expected[::-1]
+    halves = sampled.generate(asked[::2]) + sampled.generate(asked[1::2])  # samples split
+    assert sorted(_answers(halves)) == sorted(expected)
+    resumed = tiny_backend(tiny_path, max_new_tokens=MAX_NEW_TOKENS, batch_size=5)  # a new process
+    assert _answers(resumed.generate(asked[7:])) == expected[7:]
+    reseeded = tiny_backend(tiny_path, max_new_tokens=MAX_NEW_TOKENS, seed=1)
+    assert [r.output for r in reseeded.generate(asked[:4])] != [e[1] for e in expected[:4]]
+
+
+def test_samples_of_a_prompt_share_one_prefill(sampled: HFBackend, requests, monkeypatch) -> None:
+    calls = _record_batches(sampled, monkeypatch)
+    sampled.batch_size = 16
+    asked = _samples(requests[:3], 4)
+    answered = sampled.generate(asked)
+    assert calls == [(3, 12)]  # three prompts prefilled, twelve rows decoded, one batch
+    assert [r.request_id for r in answered] == [r.request_id for r in asked]
+
+
+def test_greedy_samples_share_one_sequence(greedy: HFBackend, requests, monkeypatch) -> None:
+    calls = _record_batches(greedy, monkeypatch)
+    greedy.batch_size = 16
+    asked = _samples(requests[:2], 3)
+    responses = greedy.generate(asked)
+    assert [r.request_id for r in responses] == [r.request_id for r in asked]
+    assert calls == [(2, 2)]  # two prompts, one sequence each
+    assert responses[0].output == responses[1].output == responses[2].output
+    assert responses[3].output == responses[4].output == responses[5].output
+
+
+def test_greedy_answers_do_not_depend_on_batch_size_or_seed(greedy: HFBackend, requests,
+                                                            tiny_path: Path) -> None:
     """Each request alone against mixed batches of 4 and 9 (left padding, varied image sizes)."""
-    backend.batch_size = 1
-    alone = [backend.generate([request])[0] for request in requests]
+    greedy.batch_size = 1
+    alone = [greedy.generate([request])[0] for request in requests]
     assert len({r.n_prompt_tokens for r in alone}) >= 6  # the lengths really differ
     assert len({r.output for r in alone}) >= 3  # the model does not say the same thing always
     assert all(r.error is None and r.n_output_tokens > 0 for r in alone)
     for batch_size in (4, 9):
-        backend.batch_size = batch_size
-        assert _answers(backend.generate(requests)) == _answers(alone), f"batch size {batch_size}"
+        greedy.batch_size = batch_size
+        assert _answers(greedy.generate(requests)) == _answers(alone), f"batch size {batch_size}"
+    other_seed = tiny_backend(tiny_path, sampling="greedy", max_new_tokens=MAX_NEW_TOKENS, seed=7)
+    assert _answers(other_seed.generate(requests)) == _answers(alone)
 
 
 def test_sdpa_gqa_decodes_like_sdpa(tiny_path: Path, requests) -> None:
-    reference = HFBackend(tiny_path, attn_implementation="sdpa", max_new_tokens=MAX_NEW_TOKENS,
-                          min_pixels=3136, max_pixels=50176, batch_size=9)
-    grouped = HFBackend(tiny_path, attn_implementation="sdpa_gqa", max_new_tokens=MAX_NEW_TOKENS,
-                        min_pixels=3136, max_pixels=50176, batch_size=9)
+    reference = tiny_backend(tiny_path, sampling="greedy", attn_implementation="sdpa",
+                             max_new_tokens=MAX_NEW_TOKENS, batch_size=9)
+    grouped = tiny_backend(tiny_path, sampling="greedy", max_new_tokens=MAX_NEW_TOKENS, batch_size=9)
     assert _answers(grouped.generate(requests)) == _answers(reference.generate(requests))
 
 
@@ -108,99 +188,179 @@ def test_sdpa_gqa_matches_sdpa_numerically(with_mask: bool) -> None:
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_greedy_samples_share_one_sequence(backend: HFBackend, requests, monkeypatch) -> None:
-    calls = _count_generate_rows(backend, monkeypatch)
-    backend.batch_size = 16
-    asked = [replace(r, request_id=f"{r.request_id}/s{s}", sample=s)
-             for r in requests[:2] for s in range(3)]
-    responses = backend.generate(asked)
-    assert [r.request_id for r in responses] == [r.request_id for r in asked]
-    assert calls == [(2, 1)]  # two prompts, one sequence each
-    assert responses[0].output == responses[1].output == responses[2].output
-    assert responses[3].output == responses[4].output == responses[5].output
+# -- per-request caps ----------------------------------------------------------------------
+@pytest.mark.parametrize("sampling", ["greedy", "config"])
+def test_a_request_cap_cuts_the_answer_as_a_shorter_decode_would(tiny_path: Path, requests,
+                                                                   sampling: str) -> None:
+    """Caps 3, 7 and none (12) in one batch: each answer equals a backend whose own limit is
+    that cap, ends with finish_reason "length", and a capped row stops costing compute."""
+    stop: list[int] = []
+    options = dict(sampling=sampling, batch_size=16, logits_processor_factory=lambda: [NoStop(stop)])
+    long = tiny_backend(tiny_path, max_new_tokens=MAX_NEW_TOKENS, **options)
+    stop += sorted(long.decoder.stop_ids)
+    asked = [replace(requests[1], request_id="a", max_new_tokens=3),
+             replace(requests[1], request_id="b", max_new_tokens=7),
+             replace(requests[1], request_id="c", max_new_tokens=99),  # above the backend's own
+             replace(requests[2], request_id="d", max_new_tokens=None)]
+    got = long.generate(asked)
+    assert [(r.n_output_tokens, r.finish_reason) for r in got] == [(3, "length"), (7, "length"),
+                                                                   (12, "length"), (12, "length")]
+    for request, response in zip(asked, got):
+        cap = min(request.max_new_tokens or MAX_NEW_TOKENS, MAX_NEW_TOKENS)
+        short = tiny_backend(tiny_path, max_new_tokens=cap, **options)
+        assert short.generate([replace(request, max_new_tokens=None)])[0].output == response.output
+    [stats] = long.last_stats
+    rows = 4 if sampling == "config" else 2  # greedy: one row per prompt, cut per request
+    assert stats.rows == rows and stats.steps == MAX_NEW_TOKENS
+    # a finished row leaves the batch: only live rows are computed
+    assert stats.slot_steps == (3 + 7 + 12 + 12 if sampling == "config" else 12 + 12)
 
 
-def test_sampled_answers_decode_samples_together(backend: HFBackend, requests, monkeypatch) -> None:
-    calls = _count_generate_rows(backend, monkeypatch)
-    backend.do_sample, backend.temperature, backend.batch_size = True, 5.0, 16
-    asked = [replace(r, request_id=f"{r.request_id}/s{s}", sample=s)
-             for r in requests[:3] for s in range(4)]
-    first = backend.generate(asked)
-    assert calls == [(3, 4)]  # three prompts, four samples each, one generate call
-    assert [r.request_id for r in first] == [r.request_id for r in asked]
-    assert len({r.output for r in first[:4]}) > 1  # the samples of a puzzle differ
-    assert _answers(backend.generate(asked)) == _answers(first)  # the seed makes it repeatable
+def test_a_cap_below_one_is_that_request_error(sampled: HFBackend, requests) -> None:
+    got = sampled.generate([replace(requests[0], request_id="zero", max_new_tokens=0), requests[1]])
+    assert got[0].error and "max_new_tokens must be at least 1" in got[0].error
+    assert got[1].error is None and got[1].n_output_tokens > 0
 
 
-def test_out_of_memory_halves_the_batch_and_loses_nothing(backend: HFBackend, requests, monkeypatch) -> None:
-    backend.batch_size = 9
-    expected = _answers(backend.generate(requests))
-    calls = _count_generate_rows(backend, monkeypatch, fail_above=2)
-    backend.batch_size = 9
-    got = backend.generate(requests)
+# -- failures --------------------------------------------------------------------------------
+def test_out_of_memory_halves_the_batch_and_loses_nothing(greedy: HFBackend, requests,
+                                                          monkeypatch) -> None:
+    greedy.batch_size = 9
+    expected = _answers(greedy.generate(requests))
+    calls = _record_batches(greedy, monkeypatch, fail_above=2)
+    greedy.batch_size = 9
+    got = greedy.generate(requests)
     assert [r.error for r in got] == [None] * len(requests)
     assert _answers(got) == expected
-    assert backend.batch_size == 2
-    assert calls[0] == (9, 1) and calls[1] == (4, 1)  # failed at 9, failed at 4, then pairs
-    assert all(rows <= 2 for rows, _ in calls[2:])
+    assert greedy.batch_size == 2
+    assert calls[0] == (9, 9) and calls[1] == (4, 4)  # failed at 9, failed at 4, then pairs
+    assert all(rows <= 2 for _, rows in calls[2:])
 
 
-def test_out_of_memory_of_a_single_prompt_is_that_request_error(backend: HFBackend, requests,
+def test_out_of_memory_of_a_single_sequence_is_that_request_error(greedy: HFBackend, requests,
                                                                   monkeypatch) -> None:
-    _count_generate_rows(backend, monkeypatch, fail_above=0)
-    backend.batch_size = 1
-    got = backend.generate(requests[:2])
+    _record_batches(greedy, monkeypatch, fail_above=0)
+    greedy.batch_size = 1
+    got = greedy.generate(requests[:2])
     assert all(r.error and "out of memory" in r.error and r.output == "" for r in got)
 
 
-def test_a_failing_prompt_is_isolated_and_the_rest_answers(backend: HFBackend, requests,
+def test_a_failing_prompt_is_isolated_and_the_rest_answers(sampled: HFBackend, requests,
                                                              monkeypatch) -> None:
-    backend.batch_size = 1
-    alone = backend.generate(requests[:4])
-    bad = alone[1].n_prompt_tokens
-    assert [r.n_prompt_tokens for r in alone].count(bad) == 1
-    real = backend.model.generate
+    asked = _samples(requests[:4], 2)
+    sampled.batch_size = 1
+    alone = sampled.generate(asked)
+    bad = alone[2].n_prompt_tokens  # the prompt of requests[1]
+    assert [r.n_prompt_tokens for r in alone].count(bad) == 2
+    real = sampled.decoder.decode
 
-    def generate(**kwargs):
-        if (kwargs["attention_mask"].sum(dim=1) == bad).any():
+    def decode(inputs, rows):
+        if (inputs["attention_mask"].sum(dim=1) == bad).any():
             raise RuntimeError("device-side assert (injected)")
-        return real(**kwargs)
+        return real(inputs, rows)
 
-    monkeypatch.setattr(backend.model, "generate", generate)
-    backend.batch_size = 4
-    got = backend.generate(requests[:4])
-    assert got[1].error == "RuntimeError: device-side assert (injected)" and got[1].output == ""
-    assert _answers(got[:1] + got[2:]) == _answers(alone[:1] + alone[2:])
+    monkeypatch.setattr(sampled.decoder, "decode", decode)
+    sampled.batch_size = 8
+    got = sampled.generate(asked)
+    assert [r.error for r in got[2:4]] == ["RuntimeError: device-side assert (injected)"] * 2
+    assert got[2].output == got[3].output == ""
+    assert _answers(got[:2] + got[4:]) == _answers(alone[:2] + alone[4:])
 
 
-def test_bad_requests_get_errors_and_the_rest_answers(backend: HFBackend, requests) -> None:
+def test_bad_requests_get_errors_and_the_rest_answers(sampled: HFBackend, requests) -> None:
     broken_png = replace(requests[1], request_id="broken",
                          prompt=replace(requests[1].prompt, images=(b"not a png",)))
     good = requests[0]
-    got = backend.generate([broken_png, good])
+    got = sampled.generate([broken_png, good])
     assert [r.request_id for r in got] == ["broken", good.request_id]
     assert got[0].error and "UnidentifiedImageError" in got[0].error
     assert got[1].error is None and got[1].n_output_tokens > 0
 
 
-def test_no_requests_no_answers(backend: HFBackend) -> None:
-    assert backend.generate([]) == []
+def test_no_requests_no_answers(sampled: HFBackend) -> None:
+    assert sampled.generate([]) == []
 
 
-def test_checkpoint_generation_defaults_do_not_leak(backend: HFBackend, requests, monkeypatch) -> None:
-    """Only the run's config shapes answers, not what a checkpoint's generation_config carries."""
-    before = _answers(backend.generate(requests[:3]))
-    monkeypatch.setattr(backend.model.generation_config, "repetition_penalty", 50.0, raising=False)
-    assert _answers(backend.generate(requests[:3])) == before
-    backend.generation_kwargs = {**backend.generation_kwargs, "repetition_penalty": 50.0}
-    assert _answers(backend.generate(requests[:3])) != before  # the option itself does matter
+# -- sampling modes ----------------------------------------------------------------------------
+def _with_generation_config(tiny_path: Path, folder: Path, **fields) -> Path:
+    """A copy of the tiny checkpoint whose generation_config.json ships ``fields``."""
+    shutil.copytree(tiny_path, folder)
+    path = folder / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    return folder
 
 
-def test_static_cache_option_answers_like_the_dynamic_cache(backend: HFBackend, requests) -> None:
-    backend.batch_size = 9
-    dynamic = _answers(backend.generate(requests))
-    backend.generation_kwargs = {**backend.generation_kwargs, "cache_implementation": "static"}
-    assert _answers(backend.generate(requests)) == dynamic
+def test_checkpoint_generation_defaults_do_not_leak(tiny_path: Path, tmp_path: Path, requests) -> None:
+    """In greedy and config modes only the run's config shapes answers, not what a checkpoint's
+    generation_config carries."""
+    shipped = _with_generation_config(tiny_path, tmp_path / "shipped", do_sample=True, top_k=1,
+                                      temperature=0.01, repetition_penalty=50.0)
+    for sampling in ("greedy", "config"):
+        plain = tiny_backend(tiny_path, sampling=sampling, max_new_tokens=MAX_NEW_TOKENS)
+        other = tiny_backend(shipped, sampling=sampling, max_new_tokens=MAX_NEW_TOKENS)
+        before = _answers(plain.generate(requests[:3]))
+        assert [a[1:] for a in _answers(other.generate(requests[:3]))] == [a[1:] for a in before]
+        penalized = tiny_backend(tiny_path, sampling=sampling, max_new_tokens=MAX_NEW_TOKENS,
+                                 repetition_penalty=50.0)
+        assert _answers(penalized.generate(requests[:3])) != before  # the option itself matters
+
+
+def test_checkpoint_mode_samples_as_the_checkpoint_ships(tiny_path: Path, tmp_path: Path,
+                                                         requests) -> None:
+    shipped = {"do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.8,
+               "repetition_penalty": 1.05}
+    folder = _with_generation_config(tiny_path, tmp_path / "qwen3-like", **shipped)
+    checkpoint = tiny_backend(folder, sampling="checkpoint", max_new_tokens=MAX_NEW_TOKENS)
+    assert checkpoint.describe()["decoding"] == shipped
+    assert checkpoint.describe()["sampling"] == "checkpoint"
+    same = tiny_backend(tiny_path, sampling="config", max_new_tokens=MAX_NEW_TOKENS,
+                        temperature=0.7, top_k=20, top_p=0.8, repetition_penalty=1.05)
+    asked = _samples(requests[:2], 3)
+    assert [r.output for r in checkpoint.generate(asked)] == [r.output for r in same.generate(asked)]
+
+
+def test_checkpoint_mode_refuses_what_it_cannot_honour(tiny_path: Path, tmp_path: Path) -> None:
+    folder = _with_generation_config(tiny_path, tmp_path / "ngram", do_sample=True,
+                                     no_repeat_ngram_size=3)
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):
+        tiny_backend(folder, sampling="checkpoint")
+
+
+def test_a_deterministic_checkpoint_warns_that_samples_are_identical(tiny_path: Path, tmp_path: Path,
+                                                                     requests, caplog) -> None:
+    """Qwen2.5-VL ships top_k 1: sampling with it is greedy."""
+    folder = _with_generation_config(tiny_path, tmp_path / "qwen25-like", do_sample=True, top_k=1,
+                                     top_p=0.001, temperature=0.1, repetition_penalty=1.05)
+    with caplog.at_level(logging.WARNING, logger="crossmath.models.sampling_modes"):
+        backend = tiny_backend(folder, sampling="checkpoint", max_new_tokens=MAX_NEW_TOKENS)
+    assert "identical" in caplog.text
+    answers = backend.generate(_samples(requests[:1], 3))
+    assert len({r.output for r in answers}) == 1
+
+
+def test_an_unknown_sampling_mode_is_a_clear_error(tiny_path: Path) -> None:
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        tiny_backend(tiny_path, sampling="beam")
+
+
+# -- decoding options --------------------------------------------------------------------------
+@pytest.mark.parametrize("sampling", ["greedy", "config"])
+def test_static_cache_and_separate_prefill_answer_like_the_default(tiny_path: Path, requests,
+                                                                   sampling: str) -> None:
+    asked = _samples(requests[:5], 2)
+    options = dict(sampling=sampling, max_new_tokens=MAX_NEW_TOKENS, batch_size=10)
+    expected = _answers(tiny_backend(tiny_path, **options).generate(asked))
+    static = tiny_backend(tiny_path, kv_cache="static", **options)
+    assert static.describe()["kv_cache"] == "static"
+    assert _answers(static.generate(asked)) == expected
+    separate = tiny_backend(tiny_path, shared_prefill=False, **options)
+    assert _answers(separate.generate(asked)) == expected
+    assert separate.last_stats[0].prompts == (len(asked) if sampling == "config" else 5)
+
+
+def test_compile_needs_the_static_cache(tiny_path: Path) -> None:
+    with pytest.raises(ValueError, match="compile needs kv_cache: static"):
+        tiny_backend(tiny_path, compile=True)
 
 
 def test_shipped_hf_configs_name_real_options() -> None:
@@ -217,12 +377,16 @@ def test_shipped_hf_configs_name_real_options() -> None:
         assert cfg.name == name
         if cfg.min_pixels is not None:
             assert cfg.min_pixels <= cfg.max_pixels
+    for name in ("qwen-vl", "qwen2.5-vl-3b", "qwen3-vl-8b", "qwen3.5-9b"):  # the release's protocol
+        assert (ours[name].sampling, ours[name].max_new_tokens) == ("checkpoint", 16384), name
+    assert ours["qwen3.5-9b"].enable_thinking is False
+    assert ours["tiny-random"].sampling == "config" and ours["tiny-random"].temperature == 1.0
 
 
-def test_thinking_switch_reaches_the_chat_template(backend: HFBackend, requests) -> None:
-    plain = backend.generate(requests[:1])[0]
-    backend.enable_thinking = False
-    no_think = backend.generate(requests[:1])[0]
+def test_thinking_switch_reaches_the_chat_template(greedy: HFBackend, requests) -> None:
+    plain = greedy.generate(requests[:1])[0]
+    greedy.enable_thinking = False
+    no_think = greedy.generate(requests[:1])[0]
     assert no_think.n_prompt_tokens > plain.n_prompt_tokens
 
 
@@ -252,7 +416,7 @@ def test_lora_adapter_is_loaded_and_merged(tiny_path: Path, tmp_path: Path, requ
 def test_qwen3_vl_family_loads_image_only_and_decodes_alike(tiny_path: Path, tmp_path: Path,
                                                             requests) -> None:
     """The Qwen3-VL processor and model (as Qwen3.5 uses) through the same backend path."""
-    folder = _tiny_qwen3_vl(tiny_path, tmp_path / "qwen3-vl")
+    folder = build_tiny_qwen3_vl(tiny_path, tmp_path / "qwen3-vl")
     reference = HFBackend(folder, attn_implementation="sdpa", max_new_tokens=MAX_NEW_TOKENS)
     alone = [reference.generate([request])[0] for request in requests]
     assert type(reference.processor).__name__ == "Qwen3VLProcessor"
@@ -263,55 +427,6 @@ def test_qwen3_vl_family_loads_image_only_and_decodes_alike(tiny_path: Path, tmp
     assert _answers(batched.generate(requests)) == _answers(alone)
 
 
-def _tiny_qwen3_vl(tiny_path: Path, folder: Path) -> Path:
-    from transformers import AutoTokenizer, Qwen3VLConfig, Qwen3VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-    from transformers.models.qwen3_vl import Qwen3VLProcessor
-
-    from crossmath.models.processor import image_only
-    from crossmath.models.tiny import CHAT_TEMPLATE
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
-    ids = tokenizer.convert_tokens_to_ids
-    image_processor = Qwen2VLImageProcessorPil(patch_size=16, merge_size=2, min_pixels=4 * 32 * 32,
-                                               max_pixels=64 * 32 * 32)
-    config = Qwen3VLConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                          "mrope_section": [4, 2, 2], "mrope_interleaved": True},
-                         eos_token_id=ids("<|im_end|>"), pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                           patch_size=16, deepstack_visual_indexes=[0], num_position_embeddings=64),
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
-    )
-    torch.manual_seed(0)
-    model = Qwen3VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids("<|im_end|>")
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    image_only(Qwen3VLProcessor)(image_processor=image_processor, tokenizer=tokenizer,
-                                 chat_template=CHAT_TEMPLATE).save_pretrained(folder)
-    return folder
-
-
 def test_missing_adapter_is_a_clear_error(tiny_path: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         HFBackend(tiny_path, adapter=tmp_path)
-
-
-def _count_generate_rows(backend: HFBackend, monkeypatch, fail_above: int | None = None):
-    """Record (prompt rows, num_return_sequences) of each generate call; OOM above a row count."""
-    calls: list[tuple[int, int]] = []
-    real = backend.model.generate
-
-    def generate(**kwargs):
-        rows = kwargs["input_ids"].shape[0]
-        calls.append((rows, kwargs.get("num_return_sequences", 1)))
-        if fail_above is not None and rows > fail_above:
-            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
-        return real(**kwargs)
-
-    monkeypatch.setattr(backend.model, "generate", generate)
-    return calls

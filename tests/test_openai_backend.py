@@ -33,6 +33,7 @@ from crossmath.models.openai_backend import (
 )
 from crossmath.models.openai_server import FaultPlan, create_app, serve_in_thread
 from crossmath.models.prompts import puzzle_request
+from crossmath.models.sampling import sequence_key
 from crossmath.puzzle.grid import parse_markdown_grid
 from crossmath.puzzle.records import OfficialRecord, read_official_jsonl
 
@@ -151,7 +152,8 @@ def test_request_body_and_messages_carry_the_image_as_a_data_url():
     remote = client("http://127.0.0.1:9/v1", seed=11, extra_body={"top_k": 5})
     body = remote.request_body(puzzle_request("h", "hybrid", "| ? | + | 3 | = | 5 |",
                                               image=PNG, sample=2))
-    assert body["model"] == "oracle" and body["seed"] == 13 and body["top_k"] == 5
+    assert body["model"] == "oracle" and body["top_k"] == 5
+    assert body["seed"] == sequence_key(11, "h") % 2**31  # the seed of the request's identity
     [message] = body["messages"]
     image_part, text_part = message["content"]
     assert image_part["type"] == "image_url"
@@ -162,6 +164,19 @@ def test_request_body_and_messages_carry_the_image_as_a_data_url():
     text_only = openai_messages(Prompt(("just words",)))
     assert text_only == [{"role": "user", "content": [{"type": "text", "text": "just words"}]}]
     remote.close()
+
+
+def test_each_request_sends_the_seed_of_its_own_identity():
+    """The seed follows (config seed, request id) only: not the batch, the order or a resume."""
+    asked = [puzzle_request(f"p/s{s}", "text", "| ? | + | 3 | = | 5 |", sample=s) for s in range(4)]
+    with client("http://127.0.0.1:9/v1", seed=3) as remote:
+        seeds = [remote.request_body(r)["seed"] for r in asked]
+        assert [remote.request_body(r)["seed"] for r in reversed(asked)] == seeds[::-1]
+    assert len(set(seeds)) == 4 and all(0 <= seed < 2**31 for seed in seeds)
+    with client("http://127.0.0.1:9/v1", seed=4) as other:
+        assert other.request_body(asked[0])["seed"] != seeds[0]
+    with client("http://127.0.0.1:9/v1", seed=None) as unseeded:
+        assert "seed" not in unseeded.request_body(asked[0])
 
 
 def test_client_against_the_tiny_hf_model_served_over_http(records, tmp_path_factory):

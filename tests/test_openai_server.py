@@ -36,9 +36,7 @@ class Recording:
     def __init__(self, inner) -> None:
         self.inner = inner
         self.name = inner.name
-        self.do_sample = getattr(inner, "do_sample", False)
-        self.temperature = getattr(inner, "temperature", 1.0)
-        self.top_p = getattr(inner, "top_p", 1.0)
+        self.rule = getattr(inner, "rule", None)
         self.seen: list[ModelRequest] = []
         self._lock = threading.Lock()
 
@@ -80,7 +78,7 @@ def image_part(data: bytes) -> dict:
 
 @pytest.mark.parametrize("sampling", [False, True])
 def test_streamed_and_whole_answers_agree(sampling):
-    backend = WordsBackend(do_sample=sampling)
+    backend = WordsBackend(sampling="config" if sampling else "greedy")
     with openai_client(backend) as client:
         whole = ask(client, seed=5)
         chunks = streamed(client, seed=5, stream_options={"include_usage": True})
@@ -145,7 +143,7 @@ def test_out_of_range_options_are_refused_naming_them(options, param):
 
 
 def test_n_asks_n_samples_and_answers_n_choices():
-    backend = Recording(WordsBackend(do_sample=True))
+    backend = Recording(WordsBackend(sampling="config"))
     with openai_client(backend) as client:
         three = ask(client, n=3, seed=11)
         one = ask(client, seed=11)
@@ -164,7 +162,7 @@ def test_n_asks_n_samples_and_answers_n_choices():
 
 
 def test_a_seed_makes_the_answer_a_function_of_seed_and_prompt():
-    with openai_client(WordsBackend(do_sample=True)) as client:
+    with openai_client(WordsBackend(sampling="config")) as client:
         first, again = ask(client, seed=3), ask(client, seed=3)
         other_seed = ask(client, seed=4)
         other_prompt = client.chat.completions.create(
@@ -178,7 +176,7 @@ def test_a_seed_makes_the_answer_a_function_of_seed_and_prompt():
 
 
 def test_without_a_seed_the_clients_request_id_is_the_identity():
-    backend = Recording(WordsBackend(do_sample=True))
+    backend = Recording(WordsBackend(sampling="config"))
     with openai_client(backend) as client:
         ask(client, extra_headers={"X-Request-Id": "puzzle-7/text/0"})
         ask(client, n=2, extra_headers={"X-Request-Id": "puzzle-7/text/0"})
@@ -198,7 +196,7 @@ def test_sampling_options_are_accepted_at_the_backends_values_only():
             ask(greedy, top_p=0.9)
     assert hot.value.param == "temperature" and "greedily" in hot.value.message
     assert nucleus.value.param == "top_p"
-    with openai_client(WordsBackend(do_sample=True, temperature=0.8, top_p=0.95)) as sampler:
+    with openai_client(WordsBackend(sampling="config", temperature=0.8, top_p=0.95)) as sampler:
         assert ask(sampler, temperature=0.8, top_p=0.95).choices
         with pytest.raises(openai.BadRequestError) as cold:
             ask(sampler, temperature=0)
@@ -207,7 +205,7 @@ def test_sampling_options_are_accepted_at_the_backends_values_only():
 
 def test_fixed_sampling_is_read_off_the_backend():
     assert FixedSampling.of(WordsBackend()) == FixedSampling(0.0, 1.0)
-    assert FixedSampling.of(WordsBackend(do_sample=True, temperature=0.6, top_p=0.9)) == \
+    assert FixedSampling.of(WordsBackend(sampling="config", temperature=0.6, top_p=0.9)) == \
         FixedSampling(0.6, 0.9)
     assert FixedSampling.of(BrokenBackend()) == FixedSampling(0.0, 1.0)  # rule-based
 
@@ -282,3 +280,30 @@ def test_a_backend_failure_stays_a_server_error():
         with pytest.raises(openai.InternalServerError):
             streamed(client)
     assert caught.value.status_code == 500 and "out of cheese" in caught.value.message
+
+
+# --- the real hf backend ----------------------------------------------------------------------
+
+
+def test_the_tiny_hf_model_behind_the_server_honours_caps_streams_and_seeds(tiny_model_config):
+    """The tiny Qwen2.5-VL (sampling at temperature 1) served and asked by the official client:
+    a cap of 3 tokens is kept and reported, a stream joins to the same text, a seed repeats."""
+    import hydra.utils
+
+    from crossmath.models.config import backend_arguments
+
+    backend = hydra.utils.instantiate(backend_arguments(tiny_model_config))
+    assert FixedSampling.of(backend) == FixedSampling(1.0, 1.0)
+    with openai_client(backend) as client:
+        capped = client.chat.completions.create(model=backend.name, messages=QUESTION,
+                                                max_tokens=3, seed=7)
+        assert capped.usage.completion_tokens <= 3
+        assert capped.choices[0].finish_reason == "length"
+        chunks = list(client.chat.completions.create(model=backend.name, messages=QUESTION,
+                                                     max_tokens=3, seed=7, stream=True))
+        joined = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+        assert joined == capped.choices[0].message.content
+        other = client.chat.completions.create(model=backend.name, messages=QUESTION,
+                                               max_tokens=12, seed=8, n=3)
+        texts = [choice.message.content for choice in other.choices]
+        assert len(set(texts)) > 1  # samples of one prompt differ

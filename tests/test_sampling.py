@@ -12,6 +12,7 @@ from crossmath.models.sampling import (
     sequence_key,
     sequence_keys,
     uniform_noise,
+    uniform_noise_at,
 )
 
 
@@ -76,3 +77,37 @@ def test_the_sampler_refuses_a_batch_that_does_not_match_its_keys():
     sampler = SeededSampler(sequence_keys(0, ["a"]), 1, SamplingSettings())
     with pytest.raises(ValueError, match="2 rows to sample but 1 keys"):
         sampler(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 5))
+
+
+def test_noise_at_chosen_tokens_is_the_full_noise_there():
+    keys = sequence_keys(5, ["a", "b", "c"])
+    tokens = torch.tensor([[7, 0, 99], [3, 3, 50], [98, 1, 2]])
+    full = uniform_noise(keys, 4, 100)
+    assert torch.equal(uniform_noise_at(keys, 4, tokens), full.gather(1, tokens))
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.7])
+def test_choosing_among_top_k_candidates_draws_what_the_full_warp_draws(top_p):
+    """Noise on the candidates only: the same token as noise on the whole vocabulary, ties at
+    the k-th score included (scores on a coarse grid tie often; one row ties past the margin),
+    and a row's draw does not depend on the rows beside it."""
+    torch.manual_seed(0)
+    n, vocab = 300, 500
+    scores = (torch.randn(n, vocab) * 3).round() / 2  # coarse grid: many ties
+    scores[0, :80] = 9.0  # 80 tokens tie for the top: past top_k + margin
+    keys = sequence_keys(1, [str(i) for i in range(n)])
+    sampler = SeededSampler(keys, 2, SamplingSettings(temperature=0.8, top_k=5, top_p=top_p))
+    input_ids = torch.zeros(n, 9, dtype=torch.long)
+    chosen = sampler.choose(input_ids, scores)
+    assert torch.equal(chosen, sampler(input_ids, scores).argmax(dim=-1))
+    alone = SeededSampler(keys[:1], 2, sampler.settings).choose(input_ids[:1], scores[:1])
+    assert alone.item() == chosen[0].item() and scores[0, chosen[0]] == 9.0
+    assert len(set(chosen.tolist())) > 50  # rows draw differently
+
+
+def test_top_p_keeps_or_cuts_tied_scores_together():
+    """[2, 1, 1, 0]: probabilities 0.53, 0.20, 0.20, 0.07. At top_p 0.6 both 1s stay (the mass
+    scored higher than either is 0.53), whichever way a sort orders them."""
+    for logits in (torch.tensor([[2.0, 1.0, 1.0, 0.0]]), torch.tensor([[1.0, 0.0, 2.0, 1.0]])):
+        kept = torch.isfinite(SamplingSettings(top_p=0.6).warp(logits))
+        assert kept.sum() == 3 and not kept[0, (logits[0] == 0).nonzero()[0, 0]]

@@ -114,7 +114,7 @@ def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter
     runs = tmp_path / "runs"
     common = ["model=tiny-random", f"model.model.cache_dir={models}", "data.n=2",
               "modalities=[image,text]", "styles=[original]", "samples=1", "out_dir=null",
-              f"runs_dir={runs}"]
+              f"runs_dir={runs}", "model.sampling=greedy"]  # tiny-random samples at temperature 1
     base = run_evaluation(run_config(*common))
     assert base.n_run_now == 4
     run.main(run_config(*common, f"model.adapter={outcome.adapter}"))

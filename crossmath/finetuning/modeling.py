@@ -114,7 +114,7 @@ def load_processor_for(spec: ModelSpec):
 
 def load_base_model(spec: ModelSpec, dtype: torch.dtype) -> torch.nn.Module:
     """The checkpoint as ``HFBackend`` loads it (same attention implementation), in ``dtype``."""
-    from crossmath.models.hf import load_pretrained_model
+    from crossmath.models.checkpoint_loading import load_pretrained_model
 
     return load_pretrained_model(spec.path, dtype, spec.attn_implementation)
 

@@ -67,11 +67,13 @@ class FixedSampling:
 
     @classmethod
     def of(cls, backend: Any) -> "FixedSampling":
-        """From a backend's ``do_sample``, ``temperature`` and ``top_p`` (as ``HFBackend`` has
-        them); a backend without ``do_sample`` set answers deterministically, like greedy."""
-        if getattr(backend, "do_sample", False):
-            return cls(float(backend.temperature), float(backend.top_p))
-        return cls()
+        """From a backend's decoding rule (``HFBackend.rule``) and thinking switch; a backend
+        without a sampling rule (greedy, or rule-based) answers deterministically: temperature 0."""
+        settings = getattr(getattr(backend, "rule", None), "sampling", None)
+        thinking = getattr(backend, "enable_thinking", None)
+        if settings is None:
+            return cls(enable_thinking=thinking)
+        return cls(settings.temperature, settings.top_p, settings.top_k, thinking)
 
 
 @dataclass(frozen=True)

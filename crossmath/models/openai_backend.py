@@ -26,6 +26,7 @@ from requests import Session
 from requests import exceptions as http_errors
 
 from crossmath.models.base import ModelRequest, ModelResponse, Prompt
+from crossmath.models.sampling import sequence_key
 
 # Worth another try: request timeout, conflict (both used by load balancers), rate limit, and
 # every server-side failure. Any other 4xx means the request itself is wrong.
@@ -43,6 +44,12 @@ def openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
                else {"type": "image_url", "image_url": {"url": png_data_url(part)}}
                for part in prompt.parts()]
     return [{"role": "user", "content": content}]
+
+
+def request_seed(seed: int, request_id: str) -> int:
+    """The seed sent for one request: its sequence key (``crossmath.models.sampling``) folded
+    to the non-negative 31-bit range every server accepts."""
+    return sequence_key(seed, request_id) % 2**31
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -83,8 +90,10 @@ class OpenAIChatBackend:
     ``api_key_env`` names the environment variable holding the key (the key itself never
     goes in a config); when it is set the variable must exist, and its value is sent as a
     Bearer token. ``timeout_s`` bounds connecting and each wait for data, per attempt.
-    ``seed``, when set, is sent as ``seed + sample`` so that sampled answers can be
-    reproduced by servers that honour it. ``extra_body`` is merged into every request, for
+    ``seed``, when set, becomes each request's own seed, ``request_seed(seed, request_id)``:
+    a sample's seed depends on its identity only (never on batching, order or resumes), the
+    rule the hf backend follows. Servers honour seeds best-effort (vLLM per request; hosted
+    APIs may not at all), so that is the most a client can do for reproducibility. ``extra_body`` is merged into every request, for
     server-specific options such as vLLM's ``chat_template_kwargs``.
     """
 
@@ -157,7 +166,7 @@ class OpenAIChatBackend:
         if request.max_new_tokens is not None:
             body["max_tokens"] = min(body["max_tokens"], request.max_new_tokens)
         if self.seed is not None:
-            body["seed"] = self.seed + request.sample
+            body["seed"] = request_seed(self.seed, request.request_id)
         body.update(self.extra_body)
         return body
 

@@ -27,6 +27,8 @@ import torch
 
 _MASK32 = 0xFFFFFFFF
 _UNIFORM_BITS = 24  # float32 holds 24 significant bits: the uniforms are exact multiples of 2^-24
+# Candidates beyond top_k scored when top_k is set, to catch ties with the k-th score.
+CANDIDATE_MARGIN = 32
 
 
 def sequence_key(seed: int, identity: str) -> int:
@@ -58,8 +60,14 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
 def uniform_noise(keys: torch.Tensor, step: int, vocab_size: int) -> torch.Tensor:
     """Uniforms in (0, 1), shape ``(len(keys), vocab_size)``: entry ``[i, t]`` depends only on
     ``(keys[i], step, t)``."""
-    keys = keys.to(torch.int64).unsqueeze(1)
     tokens = torch.arange(vocab_size, dtype=torch.int64, device=keys.device).unsqueeze(0)
+    return uniform_noise_at(keys, step, tokens)
+
+
+def uniform_noise_at(keys: torch.Tensor, step: int, tokens: torch.Tensor) -> torch.Tensor:
+    """``uniform_noise`` at the given token ids only: ``tokens`` is ``(1 or len(keys), n)``."""
+    keys = keys.to(torch.int64).unsqueeze(1)
+    tokens = tokens.to(torch.int64)
     state = _mix32((keys & _MASK32) ^ _mix32(torch.full_like(keys, step & _MASK32)))
     state = _mix32(state ^ ((keys >> 32) & _MASK32))
     bits = _mix32(state ^ _mix32(tokens))
@@ -70,6 +78,11 @@ def uniform_noise(keys: torch.Tensor, step: int, vocab_size: int) -> torch.Tenso
 def gumbel_noise(keys: torch.Tensor, step: int, vocab_size: int) -> torch.Tensor:
     """Standard Gumbel noise, ``-log(-log(u))``, for each (key, token) at ``step``."""
     return -torch.log(-torch.log(uniform_noise(keys, step, vocab_size)))
+
+
+def gumbel_noise_at(keys: torch.Tensor, step: int, tokens: torch.Tensor) -> torch.Tensor:
+    """``gumbel_noise`` at the given token ids only (see ``uniform_noise_at``)."""
+    return -torch.log(-torch.log(uniform_noise_at(keys, step, tokens)))
 
 
 @dataclass(frozen=True)
@@ -96,13 +109,22 @@ class SamplingSettings:
             scores = scores.masked_fill(scores < kth, float("-inf"))
         if self.top_p < 1:
             ordered, order = torch.sort(scores, dim=-1, descending=True)
-            probabilities = ordered.softmax(dim=-1)
-            # a token stays if the mass strictly before it is below top_p (the first always stays)
-            before = probabilities.cumsum(dim=-1) - probabilities
-            drop_sorted = before >= self.top_p
+            drop_sorted = self.top_p_drops(ordered)
             drop = torch.empty_like(drop_sorted).scatter_(-1, order, drop_sorted)
             scores = scores.masked_fill(drop, float("-inf"))
         return scores
+
+    def top_p_drops(self, ordered: torch.Tensor) -> torch.Tensor:
+        """Which of the descending ``ordered`` scores top-p cuts: a token stays if the mass of
+        the tokens scored strictly higher is below ``top_p`` (the first always stays). Equal
+        scores stay or go together, so the cut never depends on how a sort orders ties."""
+        probabilities = ordered.softmax(dim=-1)
+        before = probabilities.cumsum(dim=-1) - probabilities
+        positions = torch.arange(ordered.shape[-1], device=ordered.device).expand_as(ordered)
+        starts = torch.ones_like(ordered, dtype=torch.bool)
+        starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+        first_of_tie = positions.masked_fill(~starts, 0).cummax(dim=-1).values
+        return before.gather(-1, first_of_tie) >= self.top_p
 
 
 class SeededSampler:
@@ -119,9 +141,41 @@ class SeededSampler:
         self.settings = settings
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if input_ids.shape[0] != self.keys.shape[0]:
-            raise ValueError(f"{input_ids.shape[0]} rows to sample but {self.keys.shape[0]} keys")
-        step = input_ids.shape[1] - self.prompt_length
+        step = self._step(input_ids)
         warped = self.settings.warp(scores)
         noise = gumbel_noise(self.keys.to(scores.device), step, scores.shape[-1])
         return warped + noise
+
+    def choose(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Each row's sampled token: the argmax of what ``__call__`` returns.
+
+        With ``top_k`` set, only the candidates are warped and get noise (a few dozen tokens
+        instead of the vocabulary): the top ``top_k + CANDIDATE_MARGIN`` scores, of which those
+        below the k-th are cut, so ties with the k-th stay in as the full warp keeps them. A
+        row whose ties run past the margin takes the full path. Either way the path depends
+        on the row's own scores only.
+        """
+        k, vocab = self.settings.top_k, scores.shape[-1]
+        width = k + CANDIDATE_MARGIN
+        if k <= 0 or width >= vocab:
+            return self(input_ids, scores).argmax(dim=-1)
+        step = self._step(input_ids)
+        values, tokens = torch.topk(scores.float() / self.settings.temperature, width, dim=-1)
+        kth = values[:, k - 1:k]
+        overflow = values[:, -1] == kth[:, 0]  # descending: the last candidate ties the k-th
+        values = values.masked_fill(values < kth, float("-inf"))
+        if self.settings.top_p < 1:
+            values = values.masked_fill(self.settings.top_p_drops(values), float("-inf"))
+        noise = gumbel_noise_at(self.keys.to(scores.device), step, tokens)
+        chosen = tokens.gather(1, (values + noise).argmax(dim=-1, keepdim=True))[:, 0]
+        if overflow.any():
+            rows = overflow.nonzero()[:, 0]
+            full = SeededSampler(self.keys[rows.to(self.keys.device)], self.prompt_length,
+                                 self.settings)
+            chosen[rows] = full(input_ids[rows], scores[rows]).argmax(dim=-1)
+        return chosen
+
+    def _step(self, input_ids: torch.Tensor) -> int:
+        if input_ids.shape[0] != self.keys.shape[0]:
+            raise ValueError(f"{input_ids.shape[0]} rows to sample but {self.keys.shape[0]} keys")
+        return input_ids.shape[1] - self.prompt_length
