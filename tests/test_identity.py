@@ -106,11 +106,11 @@ def test_auto_dtype_is_resolved_where_the_actor_runs(hf_config):
 def test_auto_dtype_rule_is_the_hf_backends():
     import torch
 
+    from crossmath.models.checkpoint_loading import resolve_dtype
     from crossmath.models.config import AUTO_DTYPES
-    from crossmath.models.hf import _resolve_dtype
 
     for device, name in AUTO_DTYPES.items():
-        assert _resolve_dtype("auto", torch.device(device)) == getattr(torch, name)
+        assert resolve_dtype("auto", torch.device(device)) == getattr(torch, name)
 
 
 def test_nested_model_builder_counts_without_its_cache_folder(hf_config):

@@ -190,7 +190,7 @@ def test_client_against_the_tiny_hf_model_served_over_http(records, tmp_path_fac
     requests_ = [request_for(r, m) for r in records[:2] for m in ("text", "image", "hybrid")]
     # One request per generate call on both sides, so the comparison needs no batch invariance.
     with running(backend, max_batch_size=1) as base_url:
-        with client(base_url, model="tiny-random", max_concurrency=2) as remote:
+        with client(base_url, model="tiny-random", max_concurrency=2, temperature=1.0) as remote:
             over_http = remote.generate(requests_)
     direct = [backend.generate([request])[0] for request in requests_]
     assert all(r.error is None for r in over_http), [r.error for r in over_http]

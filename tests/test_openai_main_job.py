@@ -11,11 +11,12 @@ from fastapi import Request
 from crossmath.models.base import TEXT_STYLE
 from crossmath.models.baselines import OracleBackend
 from crossmath.models.chat_protocol import FixedSampling
+from crossmath.models.openai_backend import request_seed
 from crossmath.models.openai_server import create_app, serve_in_thread
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 
 # What docs/vllm.md tells a user to pass for the release's protocol (Qwen3.5-9B): sampling as
-# the checkpoint's generation config says, 16384 new tokens, thinking off, a seed per sample.
+# the checkpoint's generation config says, 16384 new tokens, thinking off, a seed per request.
 RELEASE_PROTOCOL = (
     "model.temperature=0.7", "model.top_p=0.8", "model.max_tokens=16384", "model.seed=1234",
     "++model.extra_body={top_k: 20, chat_template_kwargs: {enable_thinking: false}}",
@@ -26,11 +27,13 @@ def test_main_job_against_a_chat_server_passes_the_release_protocol(ray_local, r
     # served as "oracle", standing in for a vLLM that samples as the release protocol says
     app = create_app(OracleBackend(), sampling=FixedSampling(0.7, 0.8, 20, False))
     bodies: list[dict] = []
+    request_ids: list[str] = []
 
     @app.middleware("http")
     async def keep_body(request: Request, call_next):
         if request.url.path.endswith("/chat/completions"):
             bodies.append(json.loads(await request.body()))
+            request_ids.append(request.headers["x-request-id"])
         return await call_next(request)
 
     with serve_in_thread(app) as base_url:
@@ -50,7 +53,9 @@ def test_main_job_against_a_chat_server_passes_the_release_protocol(ray_local, r
         assert (body["temperature"], body["top_p"], body["top_k"]) == (0.7, 0.8, 20)
         assert body["max_tokens"] == 16384
         assert body["chat_template_kwargs"] == {"enable_thinking": False}
-    assert sorted(body["seed"] for body in bodies) == [1234] * 6 + [1235] * 6  # seed + sample
+    # each request's own seed, from the run's seed and the request's identity only
+    assert [body["seed"] for body in bodies] == [request_seed(1234, rid) for rid in request_ids]
+    assert len({body["seed"] for body in bodies}) == len(bodies)
     images = [part for body in bodies for part in body["messages"][0]["content"]
               if part["type"] == "image_url"]
     assert len(images) == 2 * 2 * 2  # image and hybrid requests, inline PNGs
