@@ -4,7 +4,8 @@
 and running it as one of N Ray Train workers is only the small ``WorkerEnv`` it is handed: the
 rank and device, how the model is wrapped (DDP or not), how sums are reduced across workers, and
 where checkpoints go. The step, the loss, the schedule, validation and checkpoint contents are
-written once, here, so a single-process run and a distributed one cannot drift apart.
+written once, here, so a single-process run and a distributed one cannot drift apart. GRPO
+(``grpo.py``) reuses the model setup, optimizer, schedule, resume and checkpoints from here.
 
 Loss: summed cross-entropy over the target tokens of an optimizer step (all micro-batches, all
 workers) divided by their total count, i.e. every target token weighs the same whatever batch

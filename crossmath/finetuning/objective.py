@@ -14,8 +14,8 @@ introduced it, with DAPO's token-level averaging):
       l_t = -min(ratio A_i, clip(ratio, 1 - eps_low, 1 + eps_high) A_i) + beta KL_t
 
   averaged over *tokens*: the sum over every completion token of a step (all completions, all
-  workers) divided by their count, so a long completion weighs by its length (DAPO,
-  Dr. GRPO), not as one sequence (the original GRPO's per-sequence mean).
+  workers) divided by their count, so a long completion weighs by its length (as in DAPO), not
+  as one sequence (the original GRPO's per-sequence mean).
 - **KL.** The k3 estimator of KL(pi || pi_ref), ``exp(r - p) - (r - p) - 1`` with p, r the
   token's log-probabilities under the policy and the reference: non-negative, 0 where they agree.
 
