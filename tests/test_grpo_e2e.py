@@ -8,10 +8,6 @@ save an adapter that the main job loads.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,7 +16,7 @@ from hydra import compose, initialize_config_module
 from mlflow.tracking import MlflowClient
 
 from crossmath.models.tiny import build_tiny_random
-from tests.test_train_e2e import CHECKPOINT_TIMEOUT_S, _kill_session, _latest_checkpoint_step
+from tests.support import train_until_first_checkpoint
 
 GRPO_METRICS = {"grpo/reward_mean", "grpo/reward_std", "grpo/zero_variance_groups",
                 "grpo/answer_tag_rate", "grpo/completion_tokens", "grpo/truncated_rate", "grpo/kl",
@@ -37,21 +33,8 @@ def test_grpo_resumes_after_a_kill_logs_its_metrics_and_the_main_job_loads_the_a
                  f"out_dir={out}", f"mlflow.tracking_uri={tracking_uri}"]
 
     # 1. the CLI, killed once a checkpoint is committed
-    log_path = tmp_path / "killed-run.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "crossmath.train", *overrides],
-                                   cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
-    snapshot = out / "ray" / "grpo" / "checkpoint_manager_snapshot.json"
-    deadline = time.monotonic() + CHECKPOINT_TIMEOUT_S
-    try:
-        while _latest_checkpoint_step(snapshot) is None:
-            assert process.poll() is None, f"training exited early:\n{log_path.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "no checkpoint in time"
-            time.sleep(0.2)
-    finally:
-        _kill_session(process)
-    killed_at = _latest_checkpoint_step(snapshot)
+    killed_at = train_until_first_checkpoint(
+        overrides, tmp_path, out / "ray" / "grpo" / "checkpoint_manager_snapshot.json")
     assert not (out / "adapter").exists(), "the killed run must not have finished"
 
     # 2. the same config again: it continues from that checkpoint to the end

@@ -31,13 +31,14 @@ import contextlib
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import pyarrow as pa
 import torch
 
 from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate, with_reply
+from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.loop import (
     Schedule,
     TrainSettings,
@@ -87,10 +88,9 @@ class GrpoSettings:
     reward: StepWeightedReward = field(default_factory=StepWeightedReward)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "prompts_per_step", "rollouts", "max_completion_tokens", "ppo_epochs",
-                     "rollout_batch_size", "micro_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"grpo.{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least_one("grpo", self, ("steps", "prompts_per_step", "rollouts", "ppo_epochs",
+                                          "max_completion_tokens", "rollout_batch_size",
+                                          "micro_batch_size"))
         if self.truncated not in TRUNCATED_RULES:
             raise ValueError(f"grpo.truncated must be one of {TRUNCATED_RULES}, got {self.truncated!r}")
         if not (0 <= self.clip_low < 1 and self.clip_high >= 0):
@@ -112,10 +112,7 @@ class GrpoSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "GrpoSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"grpo: unknown field(s) {unknown}; known: {sorted(known)}")
+        check_known_fields("grpo", values, cls)
         values = dict(values)
         values["reward"] = StepWeightedReward.from_mapping(values.get("reward") or {})
         return cls(**values)

@@ -27,7 +27,7 @@ import math
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -36,6 +36,7 @@ import pyarrow as pa
 import torch
 
 from crossmath.finetuning.collate import EXAMPLE_COLUMNS, IGNORE_INDEX, ExampleEncoder, collate
+from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.dataset import split_validation
 from crossmath.finetuning.modeling import (
     LoraSettings,
@@ -82,9 +83,8 @@ class TrainSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accumulation", "epochs", "log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least_one("train", self, ("batch_size", "grad_accumulation", "epochs", "log_every",
+                                           "keep_checkpoints"))
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"train.max_steps must be at least 1 or null, got {self.max_steps}")
         if not 0 <= self.warmup_ratio < 1:
@@ -92,15 +92,10 @@ class TrainSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "TrainSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"train: unknown field(s) {unknown}; known: {sorted(known)}")
+        check_known_fields("train", values, cls)
         values = dict(values)
         lora = dict(values.pop("lora", {}) or {})
-        unknown = sorted(set(lora) - {f.name for f in fields(LoraSettings)})
-        if unknown:
-            raise ValueError(f"train.lora: unknown field(s) {unknown}")
+        check_known_fields("train.lora", lora, LoraSettings)
         for key in ("target_modules", "extra_target_modules", "vision_target_modules"):
             if key in lora:
                 lora[key] = tuple(lora[key])

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence
 
+from crossmath.finetuning.config_checks import check_known_fields
 from crossmath.metrics.accuracy import position_hits
 from crossmath.metrics.answers import extract_answer
 
@@ -61,10 +62,7 @@ class StepWeightedReward:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "StepWeightedReward":
-        unknown = sorted(set(values) - {"step_weights", "format_weight"})
-        if unknown:
-            raise ValueError(f"grpo.reward: unknown field(s) {unknown}; known: "
-                             "['format_weight', 'step_weights']")
+        check_known_fields("grpo.reward", values, cls)
         weights = values.get("step_weights")
         return cls(None if weights is None else tuple(float(w) for w in weights),
                    float(values.get("format_weight", 0.0)))
