@@ -171,16 +171,16 @@ def score_rollouts(rollouts: Sequence[Rollout], rows: Sequence[Mapping[str, Any]
 # the policy update
 
 
-@dataclass
+@dataclass(frozen=True)
 class UpdateTotals:
-    """Sums over the update's tokens (all epochs) on this worker; reduced when logged."""
+    """Sums over the update's loss tokens (all epochs) on this worker; reduced when logged."""
 
-    loss: float = 0.0
-    kl: float = 0.0
-    clipped: float = 0.0
-    tokens: float = 0.0
-    grad_norm: float = 0.0
-    updates: int = 0
+    loss: float  # per-token losses, summed
+    kl: float  # per-token KL estimates, summed
+    clipped: float  # tokens where the clip acted
+    tokens: float  # loss tokens, once per epoch
+    grad_norm: float  # summed over the optimizer steps
+    updates: int  # optimizer steps
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,7 @@ class UpdateBatch:
     positions: torch.Tensor  # flat positions predicting a completion token, on the device
     advantages: torch.Tensor  # per such position
     weights: torch.Tensor  # per such position: 1 in the loss, 0 left out
+    loss_tokens: int  # positions of weight 1 (counted on the host: no device sync)
 
 
 def update_batches(sequences: Sequence[EncodedExample], advantages: torch.Tensor,
@@ -203,22 +204,23 @@ def update_batches(sequences: Sequence[EncodedExample], advantages: torch.Tensor
         host = collate(sequences[start:start + size], pad_token_id)
         positions = target_positions(host["labels"])
         rows = torch.div(positions, host["labels"].shape[1], rounding_mode="floor") + start
+        weights = included[rows].float()
         batches.append(UpdateBatch(
             {k: v.to(device, non_blocking=True) for k, v in host.items()},
-            positions.to(device), advantages[rows].float().to(device),
-            included[rows].float().to(device)))
+            positions.to(device), advantages[rows].float().to(device), weights.to(device),
+            int(weights.sum())))
     return batches
 
 
 def policy_update(model: torch.nn.Module, batches: Sequence[UpdateBatch],
-                  optimizer: torch.optim.Optimizer, scheduler: Any, env: WorkerEnv, precision: Precision, grpo: GrpoSettings,
-                  max_grad_norm: float) -> UpdateTotals:
+                  optimizer: torch.optim.Optimizer, scheduler: Any, env: WorkerEnv,
+                  precision: Precision, grpo: GrpoSettings, max_grad_norm: float) -> UpdateTotals:
     """``grpo.ppo_epochs`` optimizer steps on the clipped objective over ``batches``.
 
     The loss is the token-level mean over every weighted completion token of all workers
     (DDP averages gradients over workers; scaling by ``world_size / tokens`` makes that mean).
     """
-    local_tokens = float(sum(float(b.weights.sum()) for b in batches))
+    local_tokens = float(sum(b.loss_tokens for b in batches))
     total = env.all_reduce_sum(torch.tensor([local_tokens], device=env.device))
     scale = env.world_size / total.clamp(min=1.0)
     policy = unwrap(model)
@@ -228,7 +230,7 @@ def policy_update(model: torch.nn.Module, batches: Sequence[UpdateBatch],
             logits, targets = target_logits(policy, batch.inputs, batch.positions)
             reference.append(token_logprobs(logits, targets, grpo.temperature))
     old: list[torch.Tensor] = []
-    totals = UpdateTotals(tokens=local_tokens * grpo.ppo_epochs)
+    sums = torch.zeros(4, device=env.device)  # loss, kl, clipped tokens, grad norms: kept on the device
     no_sync = getattr(model, "no_sync", None)
     for epoch in range(grpo.ppo_epochs):
         for index, batch in enumerate(batches):
@@ -244,16 +246,16 @@ def policy_update(model: torch.nn.Module, batches: Sequence[UpdateBatch],
                                         kl_beta=grpo.kl_beta)
                 summed = (terms.loss * batch.weights).sum()
                 (summed * scale).backward()
-            totals.loss += float(summed.detach())
-            totals.kl += float((terms.kl * batch.weights).sum())
-            totals.clipped += float((terms.clipped.float() * batch.weights).sum())
+            sums[0] += summed.detach()
+            sums[1] += (terms.kl * batch.weights).sum()
+            sums[2] += (terms.clipped.float() * batch.weights).sum()
         parameters = [p for p in model.parameters() if p.requires_grad]
-        totals.grad_norm += float(torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm))
-        totals.updates += 1
+        sums[3] += torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm).detach()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-    return totals
+    loss, kl, clipped, grad_norm = sums.tolist()
+    return UpdateTotals(loss, kl, clipped, local_tokens * grpo.ppo_epochs, grad_norm, grpo.ppo_epochs)
 
 
 # --------------------------------------------------------------------------------------------
