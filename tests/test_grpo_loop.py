@@ -9,6 +9,8 @@ up, clearly, within 20 steps.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -16,8 +18,8 @@ from safetensors.torch import load_file
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
 from crossmath.finetuning.grpo import GrpoJob, GrpoSettings, grpo_schedule, score_rollouts
 from crossmath.finetuning.local import LocalEnv, train_locally
-from crossmath.finetuning.loop import ADAPTER_DIR, TrainSettings
-from crossmath.finetuning.modeling import LoraSettings
+from crossmath.finetuning.loop import ADAPTER_DIR, TrainSettings, prepare_worker_model
+from crossmath.finetuning.modeling import LoraSettings, save_adapter
 from crossmath.finetuning.rewards import StepWeightedReward
 from crossmath.finetuning.rollouts import Rollout
 from tests.test_train_loop import CrashAfter
@@ -150,6 +152,24 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_c
     for key, value in weights["whole"].items():
         assert torch.allclose(value, weights["split"][key], atol=1e-6), key
     assert any(v.abs().max() > 0 for k, v in weights["whole"].items() if "lora_B" in k)
+
+
+def test_grpo_starts_from_a_saved_adapter_of_the_same_shape(tiny_model_config, tmp_path) -> None:
+    settings = _tiny_settings(lr=1e-2, checkpoint_every=0)
+    env = LocalEnv(tmp_path / "checkpoints", "cpu")
+    source = prepare_worker_model(tiny_model_config, settings, env).model
+    for module in source.modules():  # an "SFT" adapter that has moved off zero
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.1)
+    save_adapter(source, tmp_path / "sft")
+    started = prepare_worker_model(tiny_model_config, settings, env, init_adapter=tmp_path / "sft").model
+    expected = {k: v for k, v in source.state_dict().items() if "lora_" in k}
+    loaded = started.state_dict()
+    assert expected and all(torch.equal(loaded[k], v) for k, v in expected.items())
+    assert all(p.requires_grad for k, p in started.named_parameters() if "lora_" in k)
+    wider = dataclasses.replace(settings, lora=dataclasses.replace(settings.lora, rank=8))
+    with pytest.raises(ValueError, match="adapter_config.json: field 'r' is 4, but train.lora gives 8"):
+        prepare_worker_model(tiny_model_config, wider, env, init_adapter=tmp_path / "sft")
 
 
 def test_mean_reward_of_the_last_quarter_clearly_beats_the_first(tiny_model_config, tmp_path) -> None:
