@@ -2,9 +2,9 @@
 
 Prompts are the evaluation's, token for token (``ExampleEncoder``: the model's prompt set and
 chat template, the image through the processor with the model's size bounds). Generation is
-batched the way the evaluation's backend batches it: prompts padded on the left, a whole batch
-decoded by one ``generate`` call, the checkpoint's repetition penalty neutralised
-(``NEUTRAL_GENERATION``).
+batched: prompts padded on the left, a whole batch decoded by one ``generate`` call. Only
+``grpo``'s sampling settings shape the draw: the checkpoint's own repetition penalty
+(Qwen2.5-VL ships 1.05) is set back to 1.
 
 Sampling is keyed (``crossmath.models.sampling``): completion ``s`` of example ``e`` at step
 ``k`` draws its noise from ``sequence_key(seed, "k/e/s")`` through a ``SeededSampler`` on top
@@ -28,7 +28,6 @@ from typing import Sequence
 import torch
 
 from crossmath.finetuning.collate import EncodedExample, collate
-from crossmath.models.hf import NEUTRAL_GENERATION
 from crossmath.models.sampling import SamplingSettings, SeededSampler, sequence_keys
 
 
@@ -114,7 +113,7 @@ class RolloutGenerator:
             **batch, do_sample=False, max_new_tokens=self.max_new_tokens, use_cache=True,
             logits_processor=[SeededSampler(keys, prompt_length, self.sampling)],
             pad_token_id=self.pad_token_id, eos_token_id=stops, suppress_tokens=suppressed or None,
-            **NEUTRAL_GENERATION)
+            repetition_penalty=1.0)
         generated = sequences[:, prompt_length:].tolist()
         rollouts = []
         for (index, sample), tokens in zip(chunk, generated):
