@@ -108,6 +108,14 @@ def save_random_model(dims: dict, processor: Any, folder: Path, device: torch.de
     return config
 
 
+def bench_model_config(model_folder: Path, max_pixels: int, attn_implementation: str = "sdpa") -> dict[str, Any]:
+    """The ``conf/model`` entry training reads for the saved model."""
+    return {"_target_": "crossmath.models.hf.HFBackend", "name": "bench-model",
+            "model": str(model_folder), "prompt": "crossmath-v1",
+            "attn_implementation": attn_implementation, "enable_thinking": None,
+            "min_pixels": 4 * 28 * 28, "max_pixels": max_pixels}
+
+
 # ------------------------------------------------------------------------------------------
 # Model FLOPs of LoRA training
 @dataclass(frozen=True)
@@ -250,19 +258,28 @@ def _peak_flops(args: argparse.Namespace, device: torch.device) -> float | None:
     return next((peak for key, peak in DENSE_BF16_PEAK.items() if key in name), None)
 
 
-def _watchdog(budget_s: float, report: dict, out_path: Path | None) -> None:
+def watchdog(budget_s: float, report: dict, out_path: Path | None) -> None:
     """Writes what there is and ends the process if the run overstays its budget."""
     def fire() -> None:
         time.sleep(budget_s)
         report["status"] = f"stopped by the watchdog at {budget_s:.0f} s"
-        _write(report, out_path)
+        write_report(report, out_path)
         print(json.dumps(report, indent=1), flush=True)
         os._exit(3)
 
     threading.Thread(target=fire, daemon=True).start()
 
 
-def _write(report: dict, out_path: Path | None) -> None:
+def machine_info(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """What a report records about where and how it ran."""
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "python": platform.python_version(), "shape": "tiny" if args.tiny else "Qwen2.5-VL-3B",
+        "args": dict(vars(args))}
+
+
+def write_report(report: dict, out_path: Path | None) -> None:
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -274,12 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
     out_path = Path(os.environ["OUT"]) / "train_gpu.json" if os.environ.get("OUT") else None
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    report: dict[str, Any] = {"status": "running", "info": {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__, "transformers": transformers.__version__,
-        "python": platform.python_version(), "shape": "tiny" if args.tiny else "Qwen2.5-VL-3B",
-        "args": {k: v for k, v in vars(args).items()}}}
-    _watchdog(args.time_budget_s, report, out_path)
+    report: dict[str, Any] = {"status": "running", "info": machine_info(args, device)}
+    watchdog(args.time_budget_s, report, out_path)
     work = Path(tempfile.mkdtemp(prefix="train-gpu-"))  # the saved model: gigabytes, removed after
     try:
         return run(args, report, device, dtype, work, started, out_path)
@@ -299,9 +312,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, dtype: tor
         TrainingSetSpec(n_puzzles=args.puzzles, seed=2024, styles=("original", "noborder"),
                         target=args.target), work / "data")
     table, _ = split_validation(training_set.read(), 0.0)  # the row order the loop uses
-    model_config = {"_target_": "crossmath.models.hf.HFBackend", "name": "bench-model",
-                    "model": str(model_folder), "prompt": "crossmath-v1", "attn_implementation": "sdpa",
-                    "enable_thinking": None, "min_pixels": 4 * 28 * 28, "max_pixels": args.max_pixels}
+    model_config = bench_model_config(model_folder, args.max_pixels)
     settings = TrainSettings(
         lora=LoraSettings(rank=16, alpha=32, dropout=0.05), lr=2e-4, batch_size=args.batch_size,
         grad_accumulation=1, epochs=1000, max_steps=args.steps, precision="auto",
@@ -347,7 +358,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, dtype: tor
         "mean_image_patches": round(sum(c["patches"] for c in used) / len(used), 1)}
     peak = _peak_flops(args, device)
     report["plain"] = plain.summary(args.log_every, step_flops, peak)
-    _write(report, out_path)  # the baseline is kept even if the Ray path fails
+    write_report(report, out_path)  # the baseline is kept even if the Ray path fails
 
     # ray: the same steps through Ray Train
     tick = time.monotonic()
@@ -355,7 +366,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, dtype: tor
         ray_path = run_ray_path(model_config, settings, table, plain.steps, device, work)
     except Exception as error:  # recorded with the plain numbers before it propagates
         report.update(status=f"ray path failed: {type(error).__name__}: {error}"[:2000])
-        _write(report, out_path)
+        write_report(report, out_path)
         print(json.dumps(report, indent=1), flush=True)
         raise
     ray_path.wall_s = time.monotonic() - tick
@@ -374,7 +385,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, dtype: tor
                   meets_target=None if ratio is None else ratio >= 0.95,
                   peak_dense_bf16_tflops=None if peak is None else peak / 1e12,
                   total_s=round(time.monotonic() - started, 1))
-    _write(report, out_path)
+    write_report(report, out_path)
     print(json.dumps(report, indent=1), flush=True)
     if out_path:
         print(f"results: {out_path}")

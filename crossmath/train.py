@@ -1,4 +1,5 @@
-"""``python -m crossmath.train model=<name> train=lora``: LoRA SFT on generated puzzles, on Ray Train.
+"""``python -m crossmath.train model=<name> [method=sft|grpo]``: LoRA SFT or GRPO on generated
+puzzles, on Ray Train.
 
 See ``crossmath.finetuning.job`` for what a run does and docs/training.md for the options.
 """
@@ -23,9 +24,13 @@ def main(cfg: DictConfig) -> None:
     check_train_config(cfg)
     outcome = train(cfg)
     summary = outcome.summary
-    print(f"trained {summary.get('final_step')} steps (resumed from step "
-          f"{summary.get('resumed_from_step')}); final train loss {summary.get('final_train_loss')}, "
-          f"validation loss {summary.get('val_loss')}")
+    if cfg.method == "grpo":
+        result = f"final mean reward {summary.get('final_reward_mean')}"
+    else:
+        result = (f"final train loss {summary.get('final_train_loss')}, "
+                  f"validation loss {summary.get('val_loss')}")
+    print(f"trained {summary.get('final_step')} {cfg.method} steps (resumed from step "
+          f"{summary.get('resumed_from_step')}); {result}")
     print(f"adapter: {outcome.adapter}\nMLflow run {outcome.run_id} at {cfg.mlflow.tracking_uri}")
     print(f"evaluate: python -m crossmath.run model={cfg.model.name} model.adapter={outcome.adapter}")
 

@@ -1,21 +1,30 @@
 """Fine-tune a model, then evaluate the tuned model with the main job, in one go.
 
     python jobs/train_then_eval.py --model tiny-random [--baseline] \
-        [--train KEY=VALUE ...] [--eval KEY=VALUE ...] [--out runs/tuned/tiny-random]
+        [--train KEY=VALUE ...] [--grpo [KEY=VALUE ...]] [--eval KEY=VALUE ...] \
+        [--out runs/tuned/tiny-random]
 
 Runs, each as its own process and stopping at the first that fails:
 
   1. (with ``--baseline``) ``python -m crossmath.run model=M`` on the untuned model;
-  2. ``python -m crossmath.train model=M out_dir=OUT/train``;
-  3. ``python -m crossmath.run model=M model.adapter=OUT/train/adapter model.name=M-lora``.
+  2. ``python -m crossmath.train model=M out_dir=OUT/train`` (LoRA SFT);
+  3. ``python -m crossmath.run model=M model.adapter=OUT/train/adapter model.name=M-lora``;
 
-The tuned model is evaluated under its own name (``M-lora``); each evaluation gets its own
-folder under ``OUT/eval-base`` or ``OUT/eval-lora`` (``runs_dir``), so retraining and evaluating
-again adds a folder rather than mixing adapters, and the runs sit side by side in MLflow. ``--train`` and
-``--eval`` take Hydra overrides for their step (``--eval`` ones go to both evaluations). Every
-step resumes, so rerunning the same command after a failure continues where it stopped. On a
-Ray cluster, submit this script as a Ray job; the steps then join the cluster through
-``ray.address=auto`` (pass it in ``--train`` and ``--eval``).
+and with ``--grpo``, the study's second stage from the SFT adapter:
+
+  4. ``python -m crossmath.train model=M method=grpo init_adapter=OUT/train/adapter
+     out_dir=OUT/grpo``;
+  5. ``python -m crossmath.run model=M model.adapter=OUT/grpo/adapter model.name=M-grpo``.
+
+Each tuned model is evaluated under its own name (``M-lora``, ``M-grpo``); each evaluation gets
+its own folder under ``OUT/eval-base``, ``OUT/eval-lora`` or ``OUT/eval-grpo`` (``runs_dir``),
+so retraining and evaluating again adds a folder rather than mixing adapters, and the runs sit
+side by side in MLflow. ``--train``, ``--grpo`` and ``--eval`` take Hydra overrides for their
+steps (``--train`` ones go to the SFT step, ``--grpo`` ones to the GRPO step, ``--eval`` ones
+to every evaluation). Every step resumes, so rerunning the same command after a failure
+continues where it stopped. On a Ray cluster, submit this script as a Ray job (``python -m
+jobs.finetune``); the steps then join the cluster through ``ray.address=auto`` (pass it in
+``--train``, ``--grpo`` and ``--eval``).
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=None, help="root of this job's outputs (default runs/tuned/MODEL)")
     parser.add_argument("--baseline", action="store_true", help="evaluate the untuned model first")
     parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for training")
+    parser.add_argument("--grpo", nargs="*", default=None, metavar="KEY=VALUE",
+                        help="add GRPO from the SFT adapter, with these overrides")
     parser.add_argument("--eval", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for evaluation")
     return parser.parse_args(argv)
 
@@ -47,10 +58,19 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
                                                       f"runs_dir={out / 'eval-base'}", *args.eval]))
     steps.append(("train", [*python, "crossmath.train", f"model={args.model}",
                             f"out_dir={out / 'train'}", *args.train]))
-    steps.append(("evaluate the tuned model", [
-        *python, "crossmath.run", f"model={args.model}", f"model.adapter={out / 'train' / 'adapter'}",
-        f"model.name={args.model}-lora", f"runs_dir={out / 'eval-lora'}", *args.eval]))
+    steps.append(("evaluate the tuned model", _evaluation(args, out / "train" / "adapter", "lora", out)))
+    if args.grpo is not None:
+        steps.append(("grpo", [*python, "crossmath.train", f"model={args.model}", "method=grpo",
+                               f"init_adapter={out / 'train' / 'adapter'}", f"out_dir={out / 'grpo'}",
+                               *args.grpo]))
+        steps.append(("evaluate the grpo model", _evaluation(args, out / "grpo" / "adapter", "grpo", out)))
     return steps
+
+
+def _evaluation(args: argparse.Namespace, adapter: Path, suffix: str, out: Path) -> list[str]:
+    """The main job on the model with ``adapter``, named ``<model>-<suffix>``."""
+    return [sys.executable, "-m", "crossmath.run", f"model={args.model}", f"model.adapter={adapter}",
+            f"model.name={args.model}-{suffix}", f"runs_dir={out / f'eval-{suffix}'}", *args.eval]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -58,3 +59,53 @@ def outputs_by_request(predictions) -> dict[str, str]:
     """request_id -> output of a predictions table."""
     return dict(zip(predictions.column("request_id").to_pylist(),
                     predictions.column("output").to_pylist()))
+
+
+def latest_checkpoint_step(snapshot: Path) -> int | None:
+    """The step of the latest checkpoint Ray Train has committed, from its run snapshot."""
+    try:
+        state = json.loads(snapshot.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or mid-write
+        return None
+    latest = state.get("latest_checkpoint_result")
+    return int(latest["metrics"]["step"]) if latest else None
+
+
+def kill_session(process: subprocess.Popen) -> None:
+    """SIGKILL the run's process group, then any Ray process it left in its session."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 30
+    while True:
+        listed = subprocess.run(["ps", "-o", "pid=", "-s", str(process.pid)], capture_output=True,
+                                text=True).stdout.split()
+        if not listed:
+            return
+        if time.monotonic() > deadline:  # Ray workers normally exit by themselves once orphaned
+            for pid in listed:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.5)
+
+
+def train_until_first_checkpoint(overrides: list[str], cwd: Path, snapshot: Path,
+                                 timeout_s: float = 300) -> int:
+    """Run ``python -m crossmath.train`` with ``overrides`` in its own session and SIGKILL it
+    (Ray's processes included) once Ray Train has committed a checkpoint (``snapshot`` is the
+    run's ``checkpoint_manager_snapshot.json``); returns that checkpoint's step."""
+    log_path = cwd / "killed-run.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "crossmath.train", *overrides],
+                                   cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while latest_checkpoint_step(snapshot) is None:
+            assert process.poll() is None, f"training exited early:\n{log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "no checkpoint in time"
+            time.sleep(0.2)
+    finally:
+        kill_session(process)
+    return latest_checkpoint_step(snapshot)

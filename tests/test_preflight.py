@@ -145,6 +145,9 @@ def compose_train(tmp_path: Path, *overrides: str):
     (["scaling.num_workers=0"], "scaling.num_workers", ">= 1"),
     (["model=oracle"], "model", "needs a local transformers model"),
     (["model.adapter=/some/adapter"], "model", "model.adapter is set"),
+    (["method=grpo", "grpo.rollouts=0"], "grpo", "rollouts"),
+    (["method=grpo", "grpo.prompts_per_step=3"], "grpo", "prompts_per_step"),
+    (["method=grpo", "init_adapter=/no/such/adapter"], "init_adapter", "does not exist"),
 ])
 def test_each_bad_training_option_is_named(tmp_path, overrides, where, says):
     from crossmath.finetuning.preconditions import check_train_config

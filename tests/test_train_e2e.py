@@ -8,12 +8,6 @@ the loss must fall below 70% of its first value, and the main job must load the 
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,38 +16,9 @@ from hydra import compose, initialize_config_module
 from mlflow.tracking import MlflowClient
 
 from crossmath.models.tiny import build_tiny_random
+from tests.support import train_until_first_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKPOINT_TIMEOUT_S = 300
-
-
-def _latest_checkpoint_step(snapshot: Path) -> int | None:
-    """The step of the latest checkpoint Ray Train has committed, from its run snapshot."""
-    try:
-        state = json.loads(snapshot.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or mid-write
-        return None
-    latest = state.get("latest_checkpoint_result")
-    return int(latest["metrics"]["step"]) if latest else None
-
-
-def _kill_session(process: subprocess.Popen) -> None:
-    """SIGKILL the run's process group, then any Ray process it left in its session."""
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    deadline = time.monotonic() + 30
-    while True:
-        listed = subprocess.run(["ps", "-o", "pid=", "-s", str(process.pid)], capture_output=True,
-                                text=True).stdout.split()
-        if not listed:
-            return
-        if time.monotonic() > deadline:  # Ray workers normally exit by themselves once orphaned
-            for pid in listed:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        time.sleep(0.5)
 
 
 def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter(
@@ -66,21 +31,8 @@ def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter
                  f"mlflow.tracking_uri={tracking_uri}"]
 
     # 1. the CLI, killed once a checkpoint is committed
-    log_path = tmp_path / "killed-run.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "crossmath.train", *overrides],
-                                   cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
-    snapshot = out / "ray" / "lora" / "checkpoint_manager_snapshot.json"
-    deadline = time.monotonic() + CHECKPOINT_TIMEOUT_S
-    try:
-        while _latest_checkpoint_step(snapshot) is None:
-            assert process.poll() is None, f"training exited early:\n{log_path.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "no checkpoint in time"
-            time.sleep(0.2)
-    finally:
-        _kill_session(process)
-    killed_at = _latest_checkpoint_step(snapshot)
+    killed_at = train_until_first_checkpoint(
+        overrides, tmp_path, out / "ray" / "lora" / "checkpoint_manager_snapshot.json")
     assert not (out / "adapter").exists(), "the killed run must not have finished"
 
     # 2. the same config again: it continues from that checkpoint to the end

@@ -1,7 +1,9 @@
-"""Fine-tuning: a CrossMath training set and LoRA SFT on Ray Train (see docs/training.md).
+"""Fine-tuning: a CrossMath training set, LoRA SFT and GRPO on Ray Train (see docs/training.md).
 
 Submodules: ``targets`` (what the model learns to reply), ``dataset`` (the training set on
-disk), ``collate`` (examples to model inputs), ``modeling`` (model, LoRA), ``loop`` (the step,
-loss, validation and checkpoints every path shares), ``local`` and ``ray_trainer`` (running it
-in one process or on Ray Train). Importing this package imports neither torch nor Ray.
+disk), ``collate`` (examples to model inputs), ``modeling`` (model, LoRA), ``loop`` (the SFT
+step, and the setup, resume and checkpoints every method shares), ``grpo`` (the GRPO worker
+loop), ``rollouts`` (sampling completions), ``rewards`` (scoring them), ``objective`` (GRPO's
+advantages and loss), ``local`` and ``ray_trainer`` (running a job in one process or on Ray
+Train), ``job`` (the command's job). Importing this package imports neither torch nor Ray.
 """

@@ -7,8 +7,12 @@ end-of-turn token, so the model learns to stop) is tokenised on its own and appe
 keeps the prompt's tokens exactly those the model sees at evaluation. Labels are ``-100``
 everywhere but on the target's tokens.
 
-Batches are padded on the right: in training nothing is generated after the sequence, and the
-attention mask keeps padding out of both attention and the multimodal position ids.
+The same prompt encoding serves GRPO: ``encode_prompt_example`` is the prompt a rollout is
+generated from, and ``with_reply`` appends the generated completion's token ids as the target.
+
+Training batches are padded on the right: nothing is generated after the sequence, and the
+attention mask keeps padding out of both attention and the multimodal position ids. Prompts to
+generate from are padded on the left, as the evaluation's batched backend pads them.
 """
 
 from __future__ import annotations
@@ -76,10 +80,14 @@ class ExampleEncoder:
                                    return_tensors="pt", **self.image_kwargs))
 
     def encode(self, row: Mapping[str, Any]) -> EncodedExample:
+        """The example's prompt followed by its target reply and the end-of-turn token."""
+        target = self.tokenizer(row["target"], add_special_tokens=False)["input_ids"]
+        return with_reply(self.encode_prompt_example(row), target + self.end_of_turn)
+
+    def encode_prompt_example(self, row: Mapping[str, Any]) -> EncodedExample:
+        """The example's prompt alone (what generation starts from), without labels."""
         features = self.encode_prompt(row)
         n_prompt = features["input_ids"].shape[1]
-        target = self.tokenizer(row["target"], add_special_tokens=False)["input_ids"]
-        target_ids = torch.tensor(target + self.end_of_turn, dtype=torch.long)
         tokens: dict[str, torch.Tensor] = {}
         images: dict[str, torch.Tensor] = {}
         for key, value in features.items():
@@ -89,16 +97,35 @@ class ExampleEncoder:
             if value.ndim != 2 or value.shape != (1, n_prompt):
                 raise ValueError(f"processor output {key!r} has shape {tuple(value.shape)}; expected "
                                  f"(1, {n_prompt}) per token or one of {IMAGE_KEYS}")
-            tail = target_ids if key == "input_ids" else (
-                torch.ones_like(target_ids) if key == "attention_mask" else torch.zeros_like(target_ids))
-            tokens[key] = torch.cat([value[0].to(tail.dtype), tail])
-        tokens["labels"] = torch.cat(
-            [torch.full((n_prompt,), IGNORE_INDEX, dtype=torch.long), target_ids])
+            tokens[key] = value[0]
         return EncodedExample(row["example_id"], tokens, images, n_prompt)
 
 
-def collate(examples: Sequence[EncodedExample], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """A right-padded batch; image arrays concatenated in example order (the model's order)."""
+def with_reply(prompt: EncodedExample, reply_ids: Sequence[int]) -> EncodedExample:
+    """``prompt`` (labels-free, from ``encode_prompt_example``) followed by ``reply_ids``.
+
+    The reply's tokens get attention 1 and 0 in every other per-token field; labels are the
+    reply's ids and ``IGNORE_INDEX`` over the prompt.
+    """
+    reply = torch.tensor(list(reply_ids), dtype=torch.long)
+    tokens: dict[str, torch.Tensor] = {}
+    for key, value in prompt.tokens.items():
+        tail = reply if key == "input_ids" else (
+            torch.ones_like(reply) if key == "attention_mask" else torch.zeros_like(reply))
+        tokens[key] = torch.cat([value.to(tail.dtype), tail])
+    tokens["labels"] = torch.cat(
+        [torch.full((prompt.n_prompt_tokens,), IGNORE_INDEX, dtype=torch.long), reply])
+    return EncodedExample(prompt.example_id, tokens, prompt.images, prompt.n_prompt_tokens)
+
+
+def collate(examples: Sequence[EncodedExample], pad_token_id: int,
+            padding_side: str = "right") -> dict[str, torch.Tensor]:
+    """A padded batch; image arrays concatenated in example order (the model's order).
+
+    Training pads on the right; generation needs the prompts padded on the ``"left"``.
+    """
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     if not examples:
         raise ValueError("cannot collate an empty batch")
     keys = set(examples[0].tokens)
@@ -113,8 +140,10 @@ def collate(examples: Sequence[EncodedExample], pad_token_id: int) -> dict[str, 
         rows = []
         for example in examples:
             row = example.tokens[key]
-            rows.append(torch.nn.functional.pad(row, (0, length - row.shape[0]),
-                                                value=pad_values.get(key, 0)))
+            padding = length - row.shape[0]
+            rows.append(torch.nn.functional.pad(
+                row, (padding, 0) if padding_side == "left" else (0, padding),
+                value=pad_values.get(key, 0)))
         batch[key] = torch.stack(rows)
     for key in IMAGE_KEYS:
         parts = [example.images[key] for example in examples if key in example.images]

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from crossmath.finetuning.config_checks import check_known_fields
 from crossmath.finetuning.targets import TARGET_KINDS, target_text
 from crossmath.models.base import MODALITIES, TEXT_STYLE
 from crossmath.puzzle.model import Puzzle, grid_fingerprint
@@ -89,10 +90,7 @@ class TrainingSetSpec:
 
     @classmethod
     def from_mapping(cls, fields: Mapping) -> "TrainingSetSpec":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(fields) - known)
-        if unknown:
-            raise ValueError(f"dataset: unknown field(s) {unknown}; known: {sorted(known)}")
+        check_known_fields("dataset", fields, cls)
         values = dict(fields)
         for name in ("styles", "modalities"):
             if name in values:

@@ -1,9 +1,11 @@
 """The fine-tuning job behind ``python -m crossmath.train``, for a composed ``conf/train.yaml``.
 
-1. Build (or reuse) the training set in ``dataset.path``, disjoint from the evaluation sets.
-2. Open an MLflow run (the same one again when resuming) with the resolved config.
-3. Train on ``scaling.num_workers`` Ray Train workers; rank 0 logs metrics as it goes.
-4. Copy the final adapter to ``<out_dir>/adapter``, attach it to the MLflow run, close the run.
+1. Check the settings of the chosen ``method`` (``sft``: ``loop.TrainJob``; ``grpo``:
+   ``grpo.GrpoJob``, optionally from ``init_adapter``) before anything runs.
+2. Build (or reuse) the training set in ``dataset.path``, disjoint from the evaluation sets.
+3. Open an MLflow run (the same one again when resuming) with the resolved config.
+4. Train on ``scaling.num_workers`` Ray Train workers; rank 0 logs metrics as it goes.
+5. Copy the final adapter to ``<out_dir>/adapter``, attach it to the MLflow run, close the run.
 
 Running the same command again resumes: Ray Train finds its run under ``<out_dir>/ray`` and
 the workers continue from the latest checkpoint; the MLflow run id is kept in
@@ -12,13 +14,14 @@ the workers continue from the latest checkpoint; the MLflow run id is kept in
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,7 +32,8 @@ from crossmath.finetuning.dataset import (
     build_training_set,
     evaluation_puzzles,
 )
-from crossmath.finetuning.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSettings
+from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
+from crossmath.finetuning.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSettings, WorkerJob
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.runtime.ray_cluster import connect_ray
 from crossmath.tracking import mlflow_store as tracking
@@ -55,14 +59,15 @@ def train(cfg: DictConfig) -> TrainOutcome:
     settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     ModelSpec.from_backend_config(model_config)  # a model that cannot be trained fails here
+    make_job = method_job(cfg, model_config, settings)
     training_set = build_dataset(cfg.dataset)
     connect_ray(cfg.ray, dashboard=True)
     uri = cfg.mlflow.tracking_uri
     run_id = _open_mlflow_run(cfg, out, training_set.manifest["fingerprint"])
-    log.info("training %s on %d worker(s); MLflow run %s; state in %s", cfg.model.name,
-             cfg.scaling.num_workers, run_id, out)
+    log.info("training %s (%s) on %d worker(s); MLflow run %s; state in %s", cfg.model.name,
+             cfg.method, cfg.scaling.num_workers, run_id, out)
 
-    job = TrainJob(model_config, settings, share_examples(training_set.read()), MetricSink(uri, run_id))
+    job = make_job(load_examples=share_examples(training_set.read()), metrics=MetricSink(uri, run_id))
     try:
         result = fit(job, RayScaling(**OmegaConf.to_container(cfg.scaling)),
                      storage_path=out / "ray", name=cfg.run_name)
@@ -82,6 +87,31 @@ def train(cfg: DictConfig) -> TrainOutcome:
     return TrainOutcome(adapter, summary, run_id)
 
 
+def method_job(cfg: DictConfig, model_config: Mapping[str, Any],
+               settings: TrainSettings) -> Callable[..., WorkerJob]:
+    """The job class of ``cfg.method`` with its checked settings, waiting for the examples and
+    the metric sink (``load_examples=``, ``metrics=``)."""
+    if cfg.method == "sft":
+        return functools.partial(TrainJob, model_config, settings)
+    if cfg.method == "grpo":
+        grpo = GrpoSettings.from_mapping(OmegaConf.to_container(cfg.grpo, resolve=True))
+        grpo.prompts_per_worker(cfg.scaling.num_workers)  # fails here, not on every worker
+        return functools.partial(GrpoJob, model_config, settings, grpo,
+                                 init_adapter=initial_adapter(cfg.init_adapter))
+    raise ValueError(f"method must be sft or grpo, got {cfg.method!r}")
+
+
+def initial_adapter(path: str | None) -> str | None:
+    """``init_adapter`` as an absolute folder that holds an adapter (every worker reads it)."""
+    if not path:
+        return None
+    folder = Path(path).expanduser().resolve()
+    if not (folder / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"init_adapter={path}: no adapter_config.json in {folder}; give the "
+                                f"adapter folder of a finished run, e.g. runs/train/<model>/{ADAPTER_DIR}")
+    return str(folder)
+
+
 def build_dataset(dataset: DictConfig) -> TrainingSet:
     """The ``dataset`` section's training set, built or reused, clear of its evaluation sets."""
     fields = OmegaConf.to_container(dataset, resolve=True)
@@ -99,7 +129,7 @@ def _open_mlflow_run(cfg: DictConfig, out: Path, dataset_fingerprint: str) -> st
         run_name=cfg.mlflow.run_name or f"{cfg.model.name}/{cfg.run_name}",
         params=OmegaConf.to_container(cfg, resolve=True),
         tags={"model": cfg.model.name, "git_commit": tracking.git_commit(), "kind": "train",
-              "dataset_fingerprint": dataset_fingerprint},
+              "method": cfg.method, "dataset_fingerprint": dataset_fingerprint},
         run_id=run_id_file.read_text().strip() if run_id_file.is_file() else None,
     )
     run_id_file.parent.mkdir(parents=True, exist_ok=True)

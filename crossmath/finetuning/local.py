@@ -1,6 +1,6 @@
 """Training in this process, without Ray: one worker, checkpoints in a local folder.
 
-The same ``run_worker`` as the distributed path; only the environment differs. Benchmarks use
+The same job code as the distributed path (``job.run``); only the environment differs. Benchmarks use
 it as the plain single-process baseline, and tests use it where Ray's start-up would dominate.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from crossmath.finetuning.loop import TrainJob, run_worker
+from crossmath.finetuning.loop import WorkerJob
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -64,7 +64,7 @@ class LocalEnv:
             shutil.rmtree(old)
 
 
-def train_locally(job: TrainJob, checkpoint_root: str | Path, device: str = "auto") -> dict[str, Any]:
+def train_locally(job: WorkerJob, checkpoint_root: str | Path, device: str = "auto") -> dict[str, Any]:
     """Run (or resume) ``job`` in this process; returns the summary metrics."""
     env = LocalEnv(checkpoint_root, device, keep=job.settings.keep_checkpoints)
-    return run_worker(job, env)
+    return job.run(env)

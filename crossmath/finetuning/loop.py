@@ -4,7 +4,8 @@
 and running it as one of N Ray Train workers is only the small ``WorkerEnv`` it is handed: the
 rank and device, how the model is wrapped (DDP or not), how sums are reduced across workers, and
 where checkpoints go. The step, the loss, the schedule, validation and checkpoint contents are
-written once, here, so a single-process run and a distributed one cannot drift apart.
+written once, here, so a single-process run and a distributed one cannot drift apart. GRPO
+(``grpo.py``) reuses the model setup, optimizer, schedule, resume and checkpoints from here.
 
 Loss: summed cross-entropy over the target tokens of an optimizer step (all micro-batches, all
 workers) divided by their total count, i.e. every target token weighs the same whatever batch
@@ -26,7 +27,7 @@ import math
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -35,6 +36,7 @@ import pyarrow as pa
 import torch
 
 from crossmath.finetuning.collate import EXAMPLE_COLUMNS, IGNORE_INDEX, ExampleEncoder, collate
+from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.dataset import split_validation
 from crossmath.finetuning.modeling import (
     LoraSettings,
@@ -43,6 +45,7 @@ from crossmath.finetuning.modeling import (
     add_lora,
     load_adapter_weights,
     load_base_model,
+    load_initial_adapter,
     load_processor_for,
     save_adapter,
     trainable_parameter_counts,
@@ -80,9 +83,8 @@ class TrainSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accumulation", "epochs", "log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least_one("train", self, ("batch_size", "grad_accumulation", "epochs", "log_every",
+                                           "keep_checkpoints"))
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"train.max_steps must be at least 1 or null, got {self.max_steps}")
         if not 0 <= self.warmup_ratio < 1:
@@ -90,15 +92,10 @@ class TrainSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "TrainSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"train: unknown field(s) {unknown}; known: {sorted(known)}")
+        check_known_fields("train", values, cls)
         values = dict(values)
         lora = dict(values.pop("lora", {}) or {})
-        unknown = sorted(set(lora) - {f.name for f in fields(LoraSettings)})
-        if unknown:
-            raise ValueError(f"train.lora: unknown field(s) {unknown}")
+        check_known_fields("train.lora", lora, LoraSettings)
         for key in ("target_modules", "extra_target_modules", "vision_target_modules"):
             if key in lora:
                 lora[key] = tuple(lora[key])
@@ -166,6 +163,16 @@ class WorkerEnv(Protocol):
         """Every worker calls this at the same steps; rank 0's ``write`` fills the folder."""
 
 
+class WorkerJob(Protocol):
+    """A training job as the runners see it (SFT's ``TrainJob``, ``grpo.GrpoJob``): picklable,
+    with its settings, run on each worker."""
+
+    settings: TrainSettings
+
+    def run(self, env: WorkerEnv) -> dict[str, Any]:
+        """Train (or resume) on this worker; returns the run's summary metrics."""
+
+
 @dataclass(frozen=True)
 class MetricSink:
     """Where rank 0 sends metrics: an open MLflow run."""
@@ -187,6 +194,10 @@ class TrainJob:
     settings: TrainSettings
     load_examples: Callable[[], pa.Table]
     metrics: Callable[[Mapping[str, float], int], None] | None = None
+
+    def run(self, env: "WorkerEnv") -> dict[str, Any]:
+        """Train on one worker (see ``run_worker``); every way of running a job calls this."""
+        return run_worker(self, env)
 
 
 @dataclass
@@ -212,9 +223,9 @@ def target_positions(labels: torch.Tensor) -> torch.Tensor:
     return predicts_target.flatten().nonzero().squeeze(1)
 
 
-def summed_target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
-                       positions: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy summed over the batch's target tokens (labels are aligned with inputs).
+def target_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                  positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, target ids) at the positions that predict a target token, in row-major order.
 
     ``positions`` (from ``target_positions``) may be computed ahead on the CPU: found on the
     GPU, their count would stall the host until the forward pass reached the output head.
@@ -225,7 +236,13 @@ def summed_target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
         positions = target_positions(labels)
     with output_head_only_at(model, positions):
         logits = model(**inputs, use_cache=False).logits  # (target tokens, vocabulary)
-    targets = labels.flatten().index_select(0, positions + 1)  # position p predicts p + 1
+    return logits, labels.flatten().index_select(0, positions + 1)  # position p predicts p + 1
+
+
+def summed_target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                       positions: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy summed over the batch's target tokens (labels are aligned with inputs)."""
+    logits, targets = target_logits(model, batch, positions)
     return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
 
 
@@ -387,36 +404,73 @@ def read_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
 # the worker
 
 
+@dataclass
+class WorkerModel:
+    """The model a worker trains, prepared: LoRA on, wrapped for data parallelism, in train mode."""
+
+    spec: ModelSpec
+    precision: Precision
+    processor: Any
+    model: torch.nn.Module  # DDP-wrapped where there are several workers (``unwrap`` for peft's)
+    counts: dict[str, int]  # trainable and total parameters
+
+    @property
+    def pad_token_id(self) -> int:
+        tokenizer = self.processor.tokenizer
+        return tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+
+
+def prepare_worker_model(model_config: Mapping[str, Any], settings: TrainSettings, env: WorkerEnv,
+                         init_adapter: str | Path | None = None) -> WorkerModel:
+    """Load the base model, add the adapters (with ``init_adapter``'s weights, if given), wrap."""
+    spec = ModelSpec.from_backend_config(model_config)
+    precision = Precision.resolve(settings.precision, env.device)
+    processor = load_processor_for(spec)
+    model = add_lora(load_base_model(spec, precision.weights), settings.lora,
+                     gradient_checkpointing=settings.gradient_checkpointing)
+    if init_adapter is not None:
+        load_initial_adapter(model, Path(init_adapter), settings.lora)
+    counts = trainable_parameter_counts(model)
+    model = env.prepare_model(model, find_unused_parameters=settings.lora.vision_tower != "frozen")
+    model.train()
+    return WorkerModel(spec, precision, processor, model, counts)
+
+
+def adamw(model: torch.nn.Module, settings: TrainSettings, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, fused on CUDA."""
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
+                             weight_decay=settings.weight_decay, fused=device.type == "cuda")
+
+
+def resume(env: WorkerEnv, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           scheduler: Any, total: int) -> Progress:
+    """The progress of the latest checkpoint, its state loaded; a fresh ``Progress`` without one."""
+    with env.latest_checkpoint() as folder:
+        if folder is None:
+            return Progress()
+        progress = read_checkpoint(folder, model, optimizer, scheduler)
+    log.info("rank %d resumed from step %d of %d", env.rank, progress.step, total)
+    return progress
+
+
 def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
     """Train (or resume training) to the last step; returns the run's summary metrics."""
     from transformers import get_cosine_schedule_with_warmup
 
     settings = job.settings
     torch.manual_seed(settings.seed)
-    spec = ModelSpec.from_backend_config(job.model_config)
-    precision = Precision.resolve(settings.precision, env.device)
-    processor = load_processor_for(spec)
-    model = add_lora(load_base_model(spec, precision.weights), settings.lora,
-                     gradient_checkpointing=settings.gradient_checkpointing)
-    counts = trainable_parameter_counts(model)
-    model = env.prepare_model(model, find_unused_parameters=settings.lora.vision_tower != "frozen")
-    model.train()
+    prepared = prepare_worker_model(job.model_config, settings, env)
+    model, precision, counts = prepared.model, prepared.precision, prepared.counts
 
     train_rows, validation_rows = split_validation(job.load_examples(), settings.validation_fraction,
                                                    settings.seed)
     schedule = Schedule(train_rows.num_rows, env.world_size, settings.batch_size,
                         settings.grad_accumulation, settings.epochs, settings.max_steps, settings.seed)
     total = schedule.total_steps
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=settings.lr, weight_decay=settings.weight_decay,
-                                  fused=env.device.type == "cuda")
+    optimizer = adamw(model, settings, env.device)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * total),
                                                 total)
-    progress = Progress()
-    with env.latest_checkpoint() as folder:
-        if folder is not None:
-            progress = read_checkpoint(folder, model, optimizer, scheduler)
-            log.info("rank %d resumed from step %d of %d", env.rank, progress.step, total)
+    progress = resume(env, model, optimizer, scheduler, total)
     summary: dict[str, Any] = {
         **counts, "total_steps": total, "steps_per_epoch": schedule.steps_per_epoch,
         "train_examples": train_rows.num_rows, "validation_examples": validation_rows.num_rows,
@@ -426,9 +480,8 @@ def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
         log.info("rank %d: the run already finished at step %d", env.rank, progress.step)
         return summary
 
-    pad_id = processor.tokenizer.pad_token_id
-    pad_id = processor.tokenizer.eos_token_id if pad_id is None else pad_id
-    encoder = ExampleEncoder(processor, spec)
+    pad_id = prepared.pad_token_id
+    encoder = ExampleEncoder(prepared.processor, prepared.spec)
     train_batches = BatchMaker(train_rows, encoder, pad_id, settings.loader_threads,
                                pin_memory=env.device.type == "cuda")
     report = job.metrics if env.rank == 0 else None
@@ -487,15 +540,37 @@ def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
     return summary
 
 
-class _Window:
+class WindowClock:
+    """Wall time of a log window, leaving out what runs inside ``paused()`` (validation,
+    checkpoints), so rates measure training."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def lap(self) -> float:
+        """Seconds since the window started (pauses excluded); starts the next window."""
+        now = time.perf_counter()
+        seconds, self.started = now - self.started, now
+        return seconds
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.started += time.perf_counter() - started
+
+
+class _Window(WindowClock):
     """Sums over the steps since the last log line; reduced across workers when flushed.
 
     Time spent in validation and checkpoints is left out, so tokens/s measures training.
     """
 
     def __init__(self, device: torch.device) -> None:
+        super().__init__()
         self.device = device
-        self.started = time.perf_counter()
         self.sums = torch.zeros(3, device=device)  # loss, target tokens, tokens
         self.grad_norm = torch.zeros((), device=device)
         self.steps = 0
@@ -511,7 +586,7 @@ class _Window:
 
     def flush(self, env: WorkerEnv) -> dict[str, float]:
         totals = env.all_reduce_sum(self.sums).tolist()
-        seconds = time.perf_counter() - self.started
+        seconds = self.lap()
         metrics = {
             "train/loss": totals[0] / max(totals[1], 1.0),
             "train/tokens_per_s": totals[2] / seconds,
@@ -524,16 +599,7 @@ class _Window:
         self.sums.zero_()
         self.grad_norm.zero_()
         self.steps = 0
-        self.started = time.perf_counter()
         return metrics
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.started += time.perf_counter() - started
 
     @property
     def mean_tokens_per_s(self) -> float:

@@ -16,6 +16,7 @@ The vision tower is frozen by default; ``vision_tower: lora`` adds adapters to i
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +177,26 @@ def load_adapter_weights(model: torch.nn.Module, folder: Path) -> None:
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ValueError(f"adapter in {folder} does not fit the model: unexpected {unexpected[:5]}")
+    missing = [key for key in getattr(result, "missing_keys", []) if "lora_" in key]
+    if missing:
+        raise ValueError(f"adapter in {folder} does not fit the model: it lacks {missing[:5]}")
+
+
+def load_initial_adapter(model: torch.nn.Module, folder: Path, settings: LoraSettings) -> None:
+    """Start from a saved adapter (e.g. the SFT stage's) instead of fresh adapter weights.
+
+    The adapter must have the shape ``settings`` gives the model (rank, alpha, adapted modules):
+    a mismatch is an error naming the file and the field, never a silent partial load.
+    """
+    config_path = folder / "adapter_config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"init_adapter {folder}: no adapter_config.json there")
+    saved = json.loads(config_path.read_text(encoding="utf-8"))
+    for key, wanted in (("r", settings.rank), ("lora_alpha", settings.alpha)):
+        if saved.get(key) != wanted:
+            raise ValueError(f"{config_path}: field {key!r} is {saved.get(key)!r}, but train.lora "
+                             f"gives {wanted!r}; set train.lora to the adapter's shape")
+    load_adapter_weights(model, folder)
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.finetuning.dataset import TrainingSetSpec
+from crossmath.finetuning.grpo import GrpoSettings
 from crossmath.finetuning.loop import TrainSettings
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.pipeline.preflight import check_data_options, release_jsonl
 from crossmath.runtime.checks import (
+    adapter_folder,
     non_negative_number,
     prompt_set,
     puzzle_generation,
@@ -32,10 +34,20 @@ def check_train_config(cfg: DictConfig) -> None:
     whole_number(scaling.get("num_workers"), "scaling.num_workers")
     non_negative_number(scaling.get("cpus_per_worker"), "scaling.cpus_per_worker")
     whole_number(scaling.get("max_failures"), "scaling.max_failures", minimum=0)
+    if options["method"] == "grpo":
+        check_grpo_options(options, scaling["num_workers"])
     # Last: for a model built on first use (tiny-random) this builds it, as training would.
     validated(lambda: ModelSpec.from_backend_config(options["model"]), "model")
     if options["model"].get("prompt") is not None:
         prompt_set(options["model"]["prompt"], "model.prompt")
+
+
+def check_grpo_options(options: Mapping[str, Any], num_workers: int) -> None:
+    """GRPO's settings (``grpo``) and its starting adapter (``init_adapter``)."""
+    grpo = validated(lambda: GrpoSettings.from_mapping(options["grpo"]), "grpo")
+    validated(lambda: grpo.prompts_per_worker(num_workers), "grpo")
+    if options.get("init_adapter"):
+        adapter_folder(options["init_adapter"], "init_adapter")
 
 
 def check_dataset_options(dataset: Mapping[str, Any], where: str = "dataset") -> None:

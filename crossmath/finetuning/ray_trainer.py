@@ -1,4 +1,4 @@
-"""Distributed training on Ray Train: ``TorchTrainer`` running ``run_worker`` on N workers.
+"""Distributed training on Ray Train: ``TorchTrainer`` running a job (SFT or GRPO) on N workers.
 
 Each worker gets a ``RayEnv``: its rank and device from Ray Train, DDP through
 ``ray.train.torch.prepare_model`` (gloo on CPU, NCCL on GPU), sums through
@@ -10,7 +10,7 @@ it once and puts the table there, so worker nodes need no access to the driver's
 the workers of one node share one copy in memory (Arrow buffers are read in place).
 
 Resuming: Ray Train (V2) keeps a run's state under ``storage_path/name``; running again with
-the same pair picks up the latest reported checkpoint, which ``run_worker`` continues from.
+the same pair picks up the latest reported checkpoint, which the job continues from.
 Ray Train also restarts the workers from that checkpoint by itself after a worker dies, up to
 ``max_failures`` times.
 """
@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 import torch
 
-from crossmath.finetuning.loop import TrainJob, run_worker
+from crossmath.finetuning.loop import WorkerJob
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_loop(config: dict[str, Any]) -> None:
-    run_worker(config["job"], RayEnv())
+    config["job"].run(RayEnv())
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class RayScaling:
     max_failures: int = 0
 
 
-def fit(job: TrainJob, scaling: RayScaling, *, storage_path: str | Path, name: str):
+def fit(job: WorkerJob, scaling: RayScaling, *, storage_path: str | Path, name: str):
     """Run ``job`` on Ray Train; resumes the run ``storage_path/name`` if it exists.
 
     Returns Ray's ``Result``: ``metrics`` is the final summary, ``checkpoint`` holds the

@@ -51,6 +51,13 @@ class PuzzleScore:
         return self.n_correct / self.n_gold
 
 
+def position_hits(pred: Sequence[str] | None, gold: Sequence[str]) -> list[bool]:
+    """Per gold position, whether the predicted token at that position equals it (the release's
+    comparison: missing positions are wrong, extra predicted tokens are ignored)."""
+    predicted = list(pred) if pred is not None else []
+    return [i < len(predicted) and predicted[i] == token for i, token in enumerate(gold)]
+
+
 def score_answer(pred: Sequence[str] | None, gold: Sequence[str], steps: Sequence[int]) -> PuzzleScore:
     """Score one answer; ``pred`` None (no answer, or no prediction at all) is wrong everywhere."""
     if not gold:
@@ -58,7 +65,7 @@ def score_answer(pred: Sequence[str] | None, gold: Sequence[str], steps: Sequenc
     if len(steps) != len(gold):
         raise ValueError(f"{len(steps)} step labels for {len(gold)} gold tokens")
     predicted = list(pred) if pred is not None else []
-    hits = [i < len(predicted) and predicted[i] == token for i, token in enumerate(gold)]
+    hits = position_hits(predicted, gold)
     step_correct: dict[str, int] = {}
     step_total: dict[str, int] = {}
     for hit, label in zip(hits, steps):

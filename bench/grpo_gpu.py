@@ -1,0 +1,222 @@
+"""GRPO on one GPU: rollout tokens/s and step time on the Qwen2.5-VL-3B shape.
+
+A random-weight model with the shape of Qwen2.5-VL-3B is built from its published config and
+saved (``train_gpu.save_random_model``: nothing downloaded; the tokenizer and image processor are
+the tiny model's), with crossmath's ``sdpa_gqa`` attention as the evaluation's backend uses it.
+The prompts are rendered training puzzles in the image modality, GRPO's default. In one run:
+
+  rollouts, loop     the release's way of sampling: one ``generate`` call per puzzle, its
+                     ``--rollouts`` samples together (the baseline)
+  rollouts, batched  crossmath's rollouts (``crossmath.finetuning.rollouts``): every puzzle of the
+                     step times its samples, left-padded, in one call
+  grpo steps         ``--steps`` whole GRPO steps through ``crossmath.finetuning.local`` (the same
+                     worker loop as ``python -m crossmath.train method=grpo``): rollouts, rewards,
+                     the reference forward and the update; step time and rollout tokens/s as the
+                     loop measures and logs them
+
+Both rollout variants sample with the same keys, so they generate the same completions (up to
+bf16 differences between padded and unpadded batches; the share of identical ones is reported).
+Random weights almost never emit an end token, so completions run to
+``--max-completion-tokens``: the worst case, and equal work per sequence in both variants.
+
+    python bench/grpo_gpu.py --tiny                  # CPU smoke run, about a minute
+    python bench/grpo_gpu.py --time-budget-s 420     # one GPU (H100/H200)
+
+Results go to ``$OUT/grpo_gpu.json`` when OUT is set. Printed: the batched rollouts' tokens/s
+over the loop's, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing it
+
+import torch  # noqa: E402
+from shapes import QWEN25_VL_3B, TINY  # noqa: E402  (bench/shapes.py)
+from train_gpu import (  # noqa: E402  (bench/train_gpu.py)
+    LORA_TARGETS,
+    bench_model_config,
+    machine_info,
+    save_random_model,
+    watchdog,
+    write_report,
+)
+
+from crossmath.finetuning.collate import ExampleEncoder  # noqa: E402
+from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set  # noqa: E402
+from crossmath.finetuning.grpo import GrpoJob, GrpoSettings  # noqa: E402
+from crossmath.finetuning.local import train_locally  # noqa: E402
+from crossmath.finetuning.loop import TrainSettings, autocast  # noqa: E402
+from crossmath.finetuning.modeling import (  # noqa: E402
+    LoraSettings,
+    ModelSpec,
+    Precision,
+    add_lora,
+    load_base_model,
+)
+from crossmath.finetuning.rollouts import RolloutGenerator  # noqa: E402
+from crossmath.models.processor import load_processor  # noqa: E402
+from crossmath.models.tiny import build_tiny_random  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="tiny model on CPU: a smoke test")
+    parser.add_argument("--time-budget-s", type=float, default=None, help="whole run, model build included")
+    parser.add_argument("--prompts", type=int, default=None, help="puzzles per GRPO step")
+    parser.add_argument("--loop-prompts", type=int, default=None, help="puzzles the baseline loop samples")
+    parser.add_argument("--rollouts", type=int, default=4, help="completions per puzzle")
+    parser.add_argument("--max-completion-tokens", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="whole GRPO steps")
+    parser.add_argument("--micro-batch-size", type=int, default=None, help="sequences per update forward")
+    parser.add_argument("--max-pixels", type=int, default=None, help="image size bound (pixels)")
+    parser.add_argument("--cache-dir", default=None, help="where the tiny tokenizer/processor is built")
+    args = parser.parse_args(argv)
+    defaults = (dict(time_budget_s=150.0, prompts=4, loop_prompts=2, max_completion_tokens=8, steps=2,
+                     micro_batch_size=4, max_pixels=64 * 28 * 28)
+                if args.tiny else
+                dict(time_budget_s=420.0, prompts=16, loop_prompts=4, max_completion_tokens=512,
+                     steps=3, micro_batch_size=2, max_pixels=1280 * 28 * 28))
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if not 1 <= args.loop_prompts <= args.prompts:
+        parser.error("--loop-prompts must lie in 1..--prompts")
+    return args
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_rollouts(policy: torch.nn.Module, generator: RolloutGenerator, prompts: list,
+                  device: torch.device, precision: Precision) -> dict[str, Any]:
+    """Generated tokens, seconds and tokens/s of one ``generate`` pass over ``prompts``."""
+    _sync(device)
+    started = time.perf_counter()
+    with autocast(device, precision):
+        rollouts = generator.generate(policy, prompts, step=0, device=device)
+    _sync(device)
+    seconds = time.perf_counter() - started
+    tokens = sum(len(r.token_ids) for r in rollouts)
+    return {"sequences": len(rollouts), "tokens": tokens, "seconds": round(seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 1),
+            "truncated_share": sum(r.truncated for r in rollouts) / len(rollouts),
+            "token_ids": [r.token_ids for r in rollouts]}
+
+
+class Recorder:
+    """Metrics sink of the GRPO steps: keeps each step's line."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict] = []
+
+    def __call__(self, metrics, step: int) -> None:
+        self.steps.append({"step": step, **metrics})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    started = time.monotonic()
+    out_path = Path(os.environ["OUT"]) / "grpo_gpu.json" if os.environ.get("OUT") else None
+    device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
+    report: dict[str, Any] = {"status": "running", "info": machine_info(args, device)}
+    watchdog(args.time_budget_s, report, out_path)
+    work = Path(tempfile.mkdtemp(prefix="grpo-gpu-"))  # the saved model: gigabytes, removed after
+    try:
+        return run(args, report, device, work, started, out_path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, report: dict, device: torch.device, work: Path, started: float,
+        out_path: Path | None) -> dict:
+    precision = Precision.resolve("auto", device)
+    processor = load_processor(build_tiny_random(args.cache_dir))
+    model_folder = work / "model"
+    save_random_model(TINY if args.tiny else QWEN25_VL_3B, processor, model_folder, device,
+                      precision.weights)
+    report["info"]["model_build_s"] = round(time.monotonic() - started, 1)
+    training_set = build_training_set(
+        TrainingSetSpec(n_puzzles=args.prompts * (args.steps + 1), seed=2025, styles=("original",),
+                        modalities=("image",), target="answer"), work / "data")
+    table = training_set.read()
+    model_config = bench_model_config(model_folder, args.max_pixels, "sdpa_gqa")
+    spec = ModelSpec.from_backend_config(model_config)
+    encoder = ExampleEncoder(processor, spec)
+    prompts = [encoder.encode_prompt_example(row)
+               for row in table.sort_by("example_id").slice(0, args.prompts).to_pylist()]
+    report["info"]["mean_prompt_tokens"] = round(statistics.mean(p.n_prompt_tokens for p in prompts), 1)
+    lora = LoraSettings(rank=16, alpha=32, dropout=0.0, target_modules=LORA_TARGETS)
+
+    # rollouts: the loop against the batched generator, same policy, same keys
+    policy = add_lora(load_base_model(spec, precision.weights), lora, gradient_checkpointing=True)
+    policy = policy.to(device).eval()
+
+    def generator(batch_size: int, tokens: int = args.max_completion_tokens) -> RolloutGenerator:
+        return RolloutGenerator(encoder.tokenizer, samples=args.rollouts, max_new_tokens=tokens,
+                                batch_size=batch_size, sampling=GrpoSettings().sampling, seed=0)
+
+    time_rollouts(policy, generator(args.rollouts, tokens=2), prompts[:1], device, precision)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    loop = time_rollouts(policy, generator(args.rollouts), prompts[:args.loop_prompts], device, precision)
+    batched = time_rollouts(policy, generator(args.prompts * args.rollouts), prompts, device, precision)
+    compared = len(loop["token_ids"])
+    same = sum(a == b for a, b in zip(loop.pop("token_ids"), batched.pop("token_ids")[:compared]))
+    report["rollouts"] = {
+        "loop": loop, "batched": batched, "identical_completions": f"{same}/{compared}",
+        "ratio_batched_vs_loop": round(batched["tokens_per_s"] / loop["tokens_per_s"], 2),
+        "peak_memory_gib": (round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+                            if device.type == "cuda" else None)}
+    write_report(report, out_path)
+    del policy
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    # whole GRPO steps, through the worker loop the CLI runs
+    settings = TrainSettings(lora=lora, lr=1e-6, warmup_ratio=0.0, precision="auto",
+                             gradient_checkpointing=True, checkpoint_every=0, keep_checkpoints=1,
+                             log_every=1, seed=0)
+    grpo = GrpoSettings(steps=args.steps, prompts_per_step=args.prompts, rollouts=args.rollouts,
+                        max_completion_tokens=args.max_completion_tokens,
+                        rollout_batch_size=args.prompts * args.rollouts,
+                        micro_batch_size=args.micro_batch_size)
+    recorder = Recorder()
+    tick = time.monotonic()
+    train_locally(GrpoJob(model_config, settings, grpo, lambda: table, recorder), work / "grpo",
+                  device=str(device))
+    measured = recorder.steps[1:] or recorder.steps  # the first step warms the update's kernels
+    step_time = statistics.median(m["train/step_time_s"] for m in measured)
+    rollout_time = statistics.median(m["rollout/time_s"] for m in measured)
+    report["grpo_steps"] = {
+        "steps": len(recorder.steps), "measured_steps": len(measured),
+        "step_time_s": round(step_time, 3), "rollout_time_s": round(rollout_time, 3),
+        "update_time_s": round(step_time - rollout_time, 3),
+        "rollout_tokens_per_s": round(statistics.median(m["rollout/tokens_per_s"] for m in measured), 1),
+        "completion_tokens": measured[-1]["grpo/completion_tokens"],
+        "peak_memory_gib": measured[-1].get("train/peak_memory_gb"),
+        "wall_s_with_startup": round(time.monotonic() - tick, 1)}
+    report.update(status="done", total_s=round(time.monotonic() - started, 1))
+    write_report(report, out_path)
+    print(json.dumps(report, indent=1), flush=True)
+    print(f"rollout tokens/s, batched / loop: {report['rollouts']['ratio_batched_vs_loop']}x "
+          f"({batched['tokens_per_s']} / {loop['tokens_per_s']}); GRPO step {step_time:.2f} s, "
+          f"of which rollouts {rollout_time:.2f} s")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""method=grpo composes to the study's setup, checks its settings early, and chains after SFT."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
+from crossmath.finetuning.job import method_job
+from crossmath.finetuning.loop import TrainJob, TrainSettings
+from jobs import finetune, train_then_eval
+
+
+def _compose(*overrides: str):
+    with initialize_config_module("crossmath.conf", version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def _settings(cfg) -> tuple[TrainSettings, GrpoSettings]:
+    return (TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True)),
+            GrpoSettings.from_mapping(OmegaConf.to_container(cfg.grpo, resolve=True)))
+
+
+def test_grpo_defaults_are_the_study_setup() -> None:
+    cfg = _compose("model=openai", "method=grpo")  # no preset: the shipped defaults as they are
+    train, grpo = _settings(cfg)
+    assert (grpo.rollouts, grpo.steps, grpo.max_completion_tokens) == (4, 200, 6000)
+    assert train.lr == 1e-6 and train.lora.rank == 16 and grpo.kl_beta == 0.0
+    assert grpo.reward.step_weights is None and grpo.reward.format_weight == 0.0  # w = depth
+    assert grpo.truncated == "zero" and grpo.ppo_epochs == 1
+    assert list(cfg.dataset.modalities) == ["image"] and cfg.dataset.seed not in (0, 1000)
+    assert cfg.dataset.exclude_generated[0].seed == 0  # the evaluation's puzzles stay out
+    assert (cfg.out_dir, cfg.run_name, cfg.init_adapter) == (f"runs/grpo/{cfg.model.name}", "grpo", None)
+
+
+def test_sft_stays_the_default_and_carries_no_grpo_block() -> None:
+    cfg = _compose("model=openai")
+    assert cfg.method == "sft" and "grpo" not in cfg and "init_adapter" not in cfg
+    assert (cfg.out_dir, cfg.run_name, cfg.train.lr) == (f"runs/train/{cfg.model.name}", "lora", 2e-4)
+
+
+def test_the_tiny_model_gets_its_grpo_preset_and_the_command_line_still_wins() -> None:
+    cfg = _compose("model=tiny-random", "method=grpo")
+    train, grpo = _settings(cfg)
+    assert grpo.steps == 6 and grpo.max_completion_tokens == 16 and cfg.dataset.n_puzzles == 16
+    assert train.lora.extra_target_modules == ("lm_head",) and train.lr == 5e-3
+    assert _compose("model=tiny-random", "method=grpo", "grpo.steps=3").grpo.steps == 3
+    assert _compose("model=tiny-random", "method=grpo", "train.lr=0.1").train.lr == 0.1
+    sft = _compose("model=tiny-random")
+    assert "grpo" not in sft and sft.dataset.n_puzzles == 40  # the GRPO preset stays out of SFT
+
+
+def test_the_method_job_checks_its_settings_before_anything_runs(tmp_path: Path) -> None:
+    def job(*overrides: str):
+        cfg = _compose("model=tiny-random", *overrides)
+        settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
+        return method_job(cfg, OmegaConf.to_container(cfg.model), settings)
+
+    assert job().func is TrainJob
+    grpo = job("method=grpo")
+    assert grpo.func is GrpoJob and grpo.keywords["init_adapter"] is None
+    with pytest.raises(FileNotFoundError, match=f"init_adapter={tmp_path}: no adapter_config.json"):
+        job("method=grpo", f"init_adapter={tmp_path}")
+    (tmp_path / "adapter_config.json").write_text("{}")
+    assert job("method=grpo", f"init_adapter={tmp_path}").keywords["init_adapter"] == str(tmp_path)
+    with pytest.raises(ValueError, match=r"prompts_per_step \(4\) must be a multiple .* \(3\)"):
+        job("method=grpo", "scaling.num_workers=3")
+    with pytest.raises(ValueError, match="grpo.truncated must be one of"):
+        job("method=grpo", "grpo.truncated=drop")
+
+
+def test_the_chained_job_runs_sft_then_grpo_from_its_adapter_then_evaluates(tmp_path: Path) -> None:
+    args = train_then_eval.parse_args(["--model", "tiny-random", "--out", str(tmp_path),
+                                       "--train", "train.epochs=1", "--grpo", "grpo.steps=3",
+                                       "--eval", "data.n=4"])
+    steps = dict(train_then_eval.plan(args))
+    assert list(steps) == ["train", "evaluate the tuned model", "grpo", "evaluate the grpo model"]
+    grpo = steps["grpo"][steps["grpo"].index("crossmath.train") + 1:]
+    cfg = _compose(*grpo)
+    assert cfg.method == "grpo" and cfg.grpo.steps == 3
+    assert cfg.init_adapter == str(tmp_path / "train" / "adapter")
+    assert cfg.out_dir == str(tmp_path / "grpo") and "train.epochs=1" not in grpo
+    evaluate = steps["evaluate the grpo model"]
+    assert f"model.adapter={tmp_path / 'grpo' / 'adapter'}" in evaluate
+    assert "model.name=tiny-random-grpo" in evaluate and "data.n=4" in evaluate
+    outs = {a.split("=", 1)[1] for step in steps.values() for a in step
+            if a.startswith(("out_dir=", "runs_dir="))}
+    assert len(outs) == 4  # no two steps share an output folder
+    plain = train_then_eval.parse_args(["--model", "m", "--grpo"])
+    assert list(dict(train_then_eval.plan(plain)))[-2:] == ["grpo", "evaluate the grpo model"]
+
+
+def test_the_cluster_job_passes_the_grpo_stage_with_the_training_defaults() -> None:
+    args = argparse.Namespace(storage="/efs", mlflow_uri="http://mlflow:5000", gpus=1.0,
+                              model="qwen2.5-vl-3b", baseline=False, workers=4,
+                              train=["train.epochs=1"], eval=["data=official"])
+    words = shlex.split(finetune.entrypoint(args, ["grpo.steps=50", "scaling.num_workers=2"]))
+    assert words[:2] == ["python", "jobs/train_then_eval.py"]
+    parsed = train_then_eval.parse_args(words[2:])
+    assert parsed.train[-1] == "train.epochs=1" and parsed.eval[-1] == "data=official"
+    assert "ray.address=auto" in parsed.grpo and "scaling.use_gpu=true" in parsed.grpo
+    assert "scaling.num_workers=2" in parsed.grpo and "scaling.num_workers=4" not in parsed.grpo
+    assert parsed.grpo[-1] == "scaling.num_workers=2"
+    assert train_then_eval.parse_args(shlex.split(finetune.entrypoint(args))[2:]).grpo is None
