@@ -29,8 +29,9 @@ def main(cfg: DictConfig) -> None:
     else:
         result = (f"final train loss {summary.get('final_train_loss')}, "
                   f"validation loss {summary.get('val_loss')}")
-    print(f"trained {summary.get('final_step')} {cfg.method} steps (resumed from step "
-          f"{summary.get('resumed_from_step')}); {result}")
+    resumed = summary.get("resumed_from_step", -1)  # -1: a fresh start (Ray keeps numbers only)
+    start = "from scratch" if resumed in (None, -1) else f"resumed from step {resumed}"
+    print(f"trained {summary.get('final_step')} {cfg.method} steps ({start}); {result}")
     print(f"adapter: {outcome.adapter}\nMLflow run {outcome.run_id} at {cfg.mlflow.tracking_uri}")
     print(f"evaluate: python -m crossmath.run model={cfg.model.name} model.adapter={outcome.adapter}")
 
