@@ -8,6 +8,7 @@ and PNG in ``out``. An evaluation that finished with failed requests is marked i
 from __future__ import annotations
 
 import json
+import os
 
 import hydra
 from omegaconf import DictConfig
@@ -39,4 +40,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run
     main()
