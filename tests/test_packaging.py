@@ -8,6 +8,7 @@ is built and read here.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,8 +18,14 @@ from tests.support import REPO_ROOT
 
 
 def test_the_wheel_ships_configs_styles_fonts_and_prompt_sets(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a clean copy: a build/ folder left in the checkout would hide gaps
+    for name in ("crossmath", "conf"):
+        shutil.copytree(REPO_ROOT / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(REPO_ROOT)], check=True, capture_output=True)
+                    "-q", "-w", str(tmp_path), str(source)], check=True, capture_output=True)
     [wheel] = tmp_path.glob("crossmath-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
     conf = REPO_ROOT / "conf"
