@@ -115,5 +115,5 @@ def test_release_protocol_preset_and_the_qwen_defaults():
     for qwen in ("qwen-vl", "qwen2.5-vl-3b", "qwen3-vl-8b", "qwen3.5-9b"):
         assert _run_config(f"model={qwen}").model.prompt == "release", qwen
     ours = _run_config("model=qwen3.5-9b", "model.prompt=crossmath-v1")
-    assert load_prompt_template(ours.model.prompt).id == "crossmath-v1"
+    assert load_prompt_template(ours.model.prompt).id == "crossmath-v1.1"
     assert _run_config("model=tiny-random").model.prompt == "crossmath-v1"  # works offline
