@@ -16,6 +16,7 @@ from crossmath.pipeline.results_folder import (
     record_mlflow_run,
 )
 from crossmath.pipeline.shards import PredictionStore, SavedAttempt
+from crossmath.pipeline.units import pending_units
 from crossmath.puzzle.synthesis import generate_puzzles
 
 
@@ -52,10 +53,10 @@ def test_pending_requests_are_the_unanswered_and_the_failed_with_attempts_left()
     first, second, third = (r["request_id"] for r in units[0]["requests"])
     assert all(r["attempt"] == 1 for r in units[0]["requests"])
     saved = {first: SavedAttempt(1, False), second: SavedAttempt(1, True)}
-    (unit,) = plan.pending(units, saved)
+    (unit,) = pending_units(units, saved, plan.max_attempts)
     assert [(r["request_id"], r["attempt"]) for r in unit["requests"]] == [(second, 2), (third, 1)]
     saved.update({second: SavedAttempt(2, True), third: SavedAttempt(1, False)})
-    assert plan.pending(units, saved) == []  # the second used up its attempts
+    assert pending_units(units, saved, plan.max_attempts) == []  # the second used up its attempts
     with pytest.raises(ValueError, match="max_attempts"):
         RequestPlan(["text"], [], 1, None, "b", max_attempts=0)
 

@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from conftest import OFFICIAL_STYLES, REPO_ROOT
 from PIL import Image
@@ -23,6 +22,7 @@ from crossmath.drawing import load_style, render_puzzle_array, render_puzzle_png
 from crossmath.drawing.fidelity import cell_colors
 from crossmath.drawing.naive import draw_reference_image, reference_font
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
+from crossmath.pipeline.calls import CallCapacity, call_table, plan_calls
 from crossmath.pipeline.render_stage import RenderImages
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.puzzle.consistency import lint_record
@@ -110,9 +110,9 @@ def test_text_prompts_show_the_multiplication_sign_and_images_keep_the_spelling(
     assert image_unit["grid"].count("| x |") == 2
     assert parse_markdown_grid(image_unit["grid"]) == puzzle.grid
 
-    stage = RenderImages()
-    batch = pa.Table.from_pylist([{k: image_unit[k] for k in ("grid", "style", "modality")}])
-    [png] = stage(batch).column("image").to_pylist()
+    [call] = plan_calls([image_unit], CallCapacity(1))
+    [unit] = RenderImages()(call_table(call)).column("units").to_pylist()[0]
+    [png] = unit["images"]
     assert png == render_puzzle_png(puzzle.grid, load_style("noborder"))
     with Image.open(io.BytesIO(png)) as image:
         colors = cell_colors(np.asarray(image.convert("RGB")), puzzle.grid, load_style("noborder"))
