@@ -15,8 +15,9 @@ from crossmath.models.base import TEXT_STYLE
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.failures import EXIT_INCOMPLETE
-from crossmath.pipeline.requests import RequestPlan, expand_unit
+from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.results_folder import ResultsFolderError
+from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.tracking.mlflow_store import evaluation_runs
 from tests.conftest import OFFICIAL_STYLES
