@@ -77,7 +77,8 @@ class RequestPlan:
     def __post_init__(self) -> None:
         unknown = set(self.modalities) - set(PLAN_MODALITIES)
         if unknown:
-            raise ValueError(f"unknown modality {sorted(unknown)}; use {', '.join(PLAN_MODALITIES)}")
+            raise ValueError(f"unknown modality {sorted(unknown)}; "
+                             f"use {', '.join(PLAN_MODALITIES)}")
         if self.samples < 1:
             raise ValueError("samples must be at least 1")
         if self.max_attempts < 1:

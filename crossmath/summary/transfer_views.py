@@ -26,8 +26,8 @@ def transfer_report(summary: TaskSummary, model: str) -> str:
     for field_name, tallies in summary.groups.items():
         label = FIELD_LABELS.get(field_name, field_name)
         lines += [f"## By {label}", "", f"| {label} | replies | accuracy | answered |",
-                  "|---|---:|---:|---:|", *(_row(value, counts) for value, counts in tallies.items()),
-                  ""]
+                  "|---|---:|---:|---:|",
+                  *(_row(value, counts) for value, counts in tallies.items()), ""]
     return "\n".join(lines)
 
 

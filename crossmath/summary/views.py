@@ -1,8 +1,9 @@
 """Human-facing views of an :class:`~crossmath.metrics.Evaluation`: markdown tables and PNG plots.
 
 Plots are drawn with matplotlib's object API on the Agg canvas (``figures``), so this is safe
-inside workers and tests; the perception probe's section and plot are in ``probe_views``. Functions return the markdown text or the
-paths they wrote; logging them anywhere (MLflow) is the caller's business.
+inside workers and tests; the perception probe's section and plot are in ``probe_views``.
+Functions return the markdown text or the paths they wrote; logging them anywhere (MLflow)
+is the caller's business.
 """
 
 from __future__ import annotations
