@@ -41,12 +41,11 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from crossmath.metrics.probe import ProbeSummary
-from crossmath.metrics.scorecard import Evaluation
 from crossmath.pipeline.evaluation import plan_evaluation
+from crossmath.pipeline.puzzle_questions import PuzzleScores
 from crossmath.pipeline.shards import read_text
+from crossmath.pipeline.task_questions import TransferScores
 from crossmath.summary.stages import StageComparison, StageResults, compare_stages
-from crossmath.tasks.tallies import TaskSummary
 from crossmath.tracking import mlflow_store as tracking
 from jobs.submission import with_defaults
 
@@ -111,13 +110,13 @@ def evaluations(args: argparse.Namespace, stage: str, adapter: Path | None) -> l
     tuned = [] if adapter is None else [f"model.adapter={adapter}",
                                         f"model.name={args.model}-{stage}"]
     common = [f"model={args.model}", *tuned, f"runs_dir={output_root(args) / 'eval' / stage}"]
-    kinds = [(CROSSMATH, [] if args.no_probe else [f"modalities={PROBE_MODALITIES}"])]
+    kinds = [(CROSSMATH, {} if args.no_probe else {"modalities": PROBE_MODALITIES})]
     for spec in args.tasks:
         task, _, path = spec.partition("=")
-        kinds.append((task, [f"task={task}", *([f"task.path={path}"] if path else [])]))
+        kinds.append((task, {"task": task, **({"task.path": path} if path else {})}))
     steps = []
-    for task, own in kinds:
-        overrides = with_defaults(dict(o.split("=", 1) for o in own), [*common, *args.eval])
+    for task, defaults in kinds:
+        overrides = with_defaults(defaults, [*common, *args.eval])
         steps.append(Step(f"evaluate {stage} on {task}",
                           [sys.executable, "-m", "crossmath.run", *overrides],
                           stage=stage, task=task, overrides=tuple(overrides)))
@@ -158,11 +157,10 @@ def stage_results(steps: list[Step], incomplete: set[str]) -> tuple[list[StageRe
             found = stages.setdefault(step.stage, {"model": cfg.model.name, "transfer": {},
                                                    "incomplete": []})
             if step.task == CROSSMATH:
-                found["scorecard"] = Evaluation.from_dict(scores)
-                found["probe"] = (ProbeSummary.from_dict(scores["probe"])
-                                  if "probe" in scores else None)
+                puzzles = PuzzleScores.from_dict(scores)
+                found["scorecard"], found["probe"] = puzzles.evaluation, puzzles.probe
             else:
-                found["transfer"][step.task] = TaskSummary.from_dict(scores["transfer"])
+                found["transfer"][step.task] = TransferScores.from_dict(scores).summary
             if step.name in incomplete:
                 found["incomplete"].append(step.task)
     results = [StageResults(stage, s["model"], s.get("scorecard"), s.get("probe"), s["transfer"],

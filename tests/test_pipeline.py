@@ -44,7 +44,7 @@ def test_request_ids_are_stable_and_distinct():
 def test_units_expand_to_request_rows_with_their_image():
     plan = RequestPlan(["image", "hybrid"], ["original"], 2, load_prompt_template(DEFAULT_PROMPT), "m")
     (unit,) = plan.units(PUZZLES[:1])
-    rows = expand_unit(unit, b"png")
+    rows = expand_unit(unit, [b"png"])
     assert [row["request_id"] for row in rows] == [r["request_id"] for r in unit["requests"]]
     assert [row["images"] for row in rows] == [[b"png"]] * 4
     assert all(row["image_at"] == [0] and len(row["prompt_texts"]) == 1 for row in rows)

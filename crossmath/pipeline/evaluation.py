@@ -163,7 +163,7 @@ def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdenti
         for line in puzzle_set.flagged:
             log.warning("skipped flagged record %s", line)
         plan = RequestPlan(list(cfg.modalities), list(cfg.styles), samples,
-                           prompt_set(model_config), backend.id, cfg.max_attempts)
+                           prompt_set(model_config), backend.id)
         return PuzzleQuestions(puzzle_set, plan, cfg.data.name)
     task = get_task(cfg.task.name)
     items = task.load(cfg.task.path, cache_dir=cfg.task.cache_dir)[:cfg.task.n]

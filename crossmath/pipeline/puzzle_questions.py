@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,7 +43,8 @@ class PuzzleScores:
         return scores
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PuzzleScores":
+    def from_dict(cls, data: Mapping[str, Any]) -> "PuzzleScores":
+        """The scores back from ``metrics.json`` (``to_dict``)."""
         probe = data.get("probe")
         return cls(Evaluation.from_dict(data),
                    None if probe is None else ProbeSummary.from_dict(probe))

@@ -48,7 +48,6 @@ class RequestPlan:
     samples: int
     prompt: PromptSet | None
     backend_id: str
-    max_attempts: int = 1
 
     @property
     def prompt_id(self) -> str:
@@ -81,8 +80,6 @@ class RequestPlan:
                              f"use {', '.join(PLAN_MODALITIES)}")
         if self.samples < 1:
             raise ValueError("samples must be at least 1")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         if any(m != "text" for m in self.modalities) and not self.styles:
             raise ValueError("image, hybrid and transcribe requests need at least one style")
 

@@ -45,6 +45,7 @@ class TransferScores:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TransferScores":
+        """The scores back from ``metrics.json`` (``to_dict``)."""
         return cls(TaskSummary.from_dict(data["transfer"]))
 
     def flat_metrics(self, model: str) -> dict[str, float]:

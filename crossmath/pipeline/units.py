@@ -40,6 +40,8 @@ def pending_units(units: list[dict], saved: Mapping[str, SavedAttempt],
     """Units with only their pending requests, each numbered with its next attempt; units
     left with none are dropped. Answered requests, and failed ones that used up
     ``max_attempts``, are not pending."""
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
     result = []
     for unit in units:
         requests = []
