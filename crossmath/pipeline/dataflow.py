@@ -7,7 +7,9 @@
         --render actors (CPU)--> + each unit's image, where it has none yet
         --inference actors (one per GPU, or CPU)--> one generate per call, one shard per call
 
-The driver packs the pending requests into calls that fill the backend (its capacity comes from
+The dataflow does not know what it asks: it takes units (``units``) planned by whoever asks
+(``questions``), answers their pending requests and returns the latest prediction of each. The
+driver packs the pending requests into calls that fill the backend (its capacity comes from
 the model config) and hands each call to Ray Data as one row. Render actors work ahead of the
 inference actors, and each inference actor holds the next call while it answers the current one
 (``CALLS_QUEUED_PER_ACTOR``), so a model never waits for its input between calls.
