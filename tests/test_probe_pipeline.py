@@ -12,10 +12,12 @@ from crossmath.metrics.transcription import TRANSCRIBE, TRANSCRIBED
 from crossmath.models.base import TEXT_STYLE
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template, transcription_layout
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
+from crossmath.pipeline.preflight import check_run_config
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.sources import official_puzzles
 from crossmath.puzzle.grid import is_number_token
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.runtime.errors import ConfigError
 from tests.doubles import swapped_cells
 
 PUZZLES = generate_puzzles(2, "easy", seed=4)
@@ -145,3 +147,12 @@ def test_the_tiny_vlm_runs_the_probe_and_reports_the_decomposition(
     assert outcome.scores.probe.group("tiny-random").metric("cell_acc") is not None
     report = (outcome.out_dir / "report.md").read_text(encoding="utf-8")
     assert "Reading or reasoning" in report
+
+
+def test_transcribe_is_an_option_of_the_door_and_its_second_round_is_not(run_config):
+    check_run_config(run_config(f"modalities=[text,{TRANSCRIBE}]"))
+    with pytest.raises(ConfigError, match=r"modalities\[1\]: must be one of text, image, hybrid, "
+                                          r"transcribe; got 'transcribed'"):
+        check_run_config(run_config(f"modalities=[text,{TRANSCRIBED}]"))
+    with pytest.raises(ConfigError, match="transcribe requests need a style"):
+        check_run_config(run_config(f"modalities=[{TRANSCRIBE}]", "styles=[]"))
