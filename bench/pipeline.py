@@ -97,7 +97,7 @@ def run_fixed_rows(puzzle_set: PuzzleSet, plan: RequestPlan, model_config: dict,
 
     units = plan.units(puzzle_set.puzzles)
     one_unit_calls = [call_table({"call": i, "sequences": len(unit["requests"]),
-                                  "units": [{**unit, "image": None}]})
+                                  "units": [{**unit, "images": None}]})
                       for i, unit in enumerate(units)]
     blocks = [pa.concat_tables(one_unit_calls[i:i + OLD_UNITS_PER_RENDER])
               for i in range(0, len(one_unit_calls), OLD_UNITS_PER_RENDER)]
@@ -161,7 +161,8 @@ def main() -> None:
                 store = PredictionStore(str(folder))
                 started = time.perf_counter()
                 if variant == "planned":
-                    result = run_pipeline(puzzle_set, plan, model, store, resources)
+                    result = run_pipeline(plan.units(puzzle_set.puzzles), model, store, resources,
+                                          prompt_id=plan.prompt_id)
                     predictions = result.predictions
                 else:
                     predictions = run_fixed_rows(puzzle_set, plan, model, store, resources)

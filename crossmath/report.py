@@ -3,6 +3,8 @@
 Reads the latest ``metrics.json`` of each evaluation (one MLflow run per evaluation, however
 often it was resumed) and prints a models × modality table with the gaps, saved as markdown
 and PNG in ``out``. An evaluation that finished with failed requests is marked incomplete.
+Evaluations of transfer tasks have no modalities to compare and are left out (their
+``transfer/<task>/acc`` metrics are in MLflow).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main(cfg: DictConfig) -> None:
         if run.incomplete:
             label += " (incomplete)"
         metrics = json.loads(run.metrics_file.read_text(encoding="utf-8"))
+        if "groups" not in metrics:  # a transfer task's tallies
+            continue
         evaluations[label] = Evaluation.from_dict(metrics)
     if not evaluations:
         raise ConfigError("mlflow.experiment", f"{cfg.mlflow.experiment!r} holds no evaluation "

@@ -1,4 +1,6 @@
-"""``python -m crossmath.run model=<name>``: evaluate one model across modalities and styles.
+"""``python -m crossmath.run model=<name>``: evaluate one model across modalities and styles
+(with ``transcribe`` among the modalities, the perception probe too), or on a transfer task
+(``task=mathverse-vision``, ``task=mmmu-val``).
 
 See ``crossmath.pipeline.evaluation`` for what a run does; ``conf/run.yaml`` for its options.
 ``-m model=a,b`` gives one MLflow run per model.
@@ -21,7 +23,6 @@ from omegaconf import DictConfig
 from crossmath.pipeline.evaluation import run_evaluation
 from crossmath.pipeline.failures import EXIT_INCOMPLETE
 from crossmath.runtime.errors import reports_failures
-from crossmath.summary.views import console_summary
 
 # Results folders of the runs of this process that ended with failed requests (a multirun
 # runs every job before the process exits with EXIT_INCOMPLETE).
@@ -33,7 +34,7 @@ incomplete_runs: list[str] = []
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     outcome = run_evaluation(cfg)
-    print(console_summary(outcome.evaluation, cfg.model.name))
+    print(outcome.scores.console(cfg.model.name))
     for line in outcome.failures.summary_lines():
         print(line)
     print(f"{outcome.n_requests} requests ({outcome.n_run_now} run now, the rest resumed); "

@@ -8,10 +8,13 @@ decodes every image it is shown, as a VLM's processor does, and fails the reques
 does not decode, as the HF backend does.
 
 For the transfer tasks, ``AnswerKeyBackend`` answers every item with its gold answer (a run
-must score 100%) and ``RandomChoiceBackend`` guesses an option letter (chance). Both learn
-about an item from an *item key*, a JSON file that ``write_item_key`` writes from the loaded
-items, keyed by each prompt's content key: a backend sees only the prompt, hashes it the same
-way, and finds the item, whatever request ids the pipeline uses.
+must score 100%; chance is the real ``RandomBackend``, which reads a request's option letters).
+It learns about an item from an *item key*, a JSON file that ``write_item_key`` writes from the
+loaded items, keyed by each prompt's content key: a backend sees only the prompt, hashes it the
+same way, and finds the item, whatever request ids the pipeline uses.
+
+For the perception probe, ``CopyGridBackend`` transcribes perfectly (it reads the request's grid)
+and ``SwappedNumbersBackend`` swaps two numbers as it copies; both answer puzzles as the oracle.
 
 ``BrokenBackend`` raises from ``generate``, as a backend with a bug would. ``WordsBackend``
 answers in words, one token each, honouring token caps and keyed sampling as a real model does.
@@ -27,7 +30,6 @@ import io
 import json
 import math
 import os
-import random
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -35,10 +37,12 @@ from typing import Iterable, Sequence
 from PIL import Image
 
 from crossmath.metrics.answers import answer_block
+from crossmath.metrics.transcription import TRANSCRIBE
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.models.baselines import OracleBackend, RandomBackend, _RuleBackend
 from crossmath.models.sampling import SamplingSettings
 from crossmath.models.sampling_modes import DecodingRule
+from crossmath.puzzle.grid import Grid, Position, is_number_token, parse_markdown_grid
 from crossmath.tasks import TaskItem, prompt_key
 
 
@@ -95,9 +99,8 @@ class CrashingBackend(OracleBackend):
 
 
 def write_item_key(items: Iterable[TaskItem], path: str | Path) -> Path:
-    """The item key of ``items``: content key -> first gold answer and option letters."""
-    key = {item.content_key: {"answer": item.gold[0], "letters": list(item.letters)}
-           for item in items}
+    """The item key of ``items``: content key -> first gold answer."""
+    key = {item.content_key: {"answer": item.gold[0]} for item in items}
     Path(path).write_text(json.dumps(key, indent=1), encoding="utf-8")
     return Path(path)
 
@@ -121,20 +124,41 @@ class AnswerKeyBackend(_RuleBackend):
         return "From the answer key.\n" + answer_block([entry["answer"]])
 
 
-class RandomChoiceBackend(RandomBackend):
-    """Chance on transfer tasks: a uniform option letter for multiple choice, seeded by
-    ``(seed, request_id)`` as ``RandomBackend`` is; open questions get no answer."""
+class CopyGridBackend(OracleBackend):
+    """Transcribes perfectly: a ``transcribe`` request is answered with the request's own grid
+    (read from the request, not the image: a test of the probe's plumbing), every other request
+    as the oracle answers it."""
 
-    def __init__(self, item_key: str, name: str = "random-choice", seed: int = 0) -> None:
-        super().__init__(name, seed)
-        self.key = _read_item_key(item_key)
+    def __init__(self, name: str = "copy-grid") -> None:
+        super().__init__(name)
 
     def answer(self, request: ModelRequest) -> str:
-        entry = self.key.get(prompt_key(request.prompt))
-        if entry is None or not entry["letters"]:
-            return "I cannot guess an open answer."
-        rng = random.Random(self._seed_for(request.request_id))
-        return "A random guess.\n" + answer_block([rng.choice(entry["letters"])])
+        if request.modality != TRANSCRIBE:
+            return super().answer(request)
+        grid = self.transcribe(parse_markdown_grid(request.grid_markdown))
+        return f"The grid, copied:\n<answer>\n{grid.to_markdown(as_written=True)}\n</answer>"
+
+    def transcribe(self, grid: Grid) -> Grid:
+        return grid
+
+
+class SwappedNumbersBackend(CopyGridBackend):
+    """Transcribes with one misreading: the values of the grid's first two given numbers that
+    differ (row-major) swapped, so exactly two number cells are wrong."""
+
+    def __init__(self, name: str = "swapped-numbers") -> None:
+        super().__init__(name)
+
+    def transcribe(self, grid: Grid) -> Grid:
+        first, second = swapped_cells(grid)
+        return grid.with_values({first: int(grid[second]), second: int(grid[first])})
+
+
+def swapped_cells(grid: Grid) -> tuple[Position, Position]:
+    """The two cells ``SwappedNumbersBackend`` swaps."""
+    numbers = [p for p in grid.positions() if is_number_token(grid[p])]
+    first = numbers[0]
+    return first, next(p for p in numbers[1:] if grid[p] != grid[first])
 
 
 class BrokenBackend(OracleBackend):

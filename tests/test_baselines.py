@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ from conftest import OFFICIAL_STYLES, REPO_ROOT
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from crossmath.models.base import ModelRequest
+from crossmath.metrics.transcription import TRANSCRIBE, read_transcription
+from crossmath.models.base import ModelRequest, Prompt
 from crossmath.models.baselines import OracleBackend, RandomBackend
 from crossmath.models.prompts import puzzle_request
 from crossmath.puzzle.grid import parse_markdown_grid
@@ -56,10 +59,14 @@ def test_oracle_answers_every_sample_puzzle_correctly(records, modality):
         assert response.output.index("<answer>") > 0
 
 
-def test_oracle_gives_no_answer_to_image_only_requests(records):
-    responses = OracleBackend().generate([request_for(record, "image") for record in records])
+@pytest.mark.parametrize("modality", ["image", TRANSCRIBE])
+def test_oracle_gives_no_answer_to_image_only_requests(records, modality):
+    """It has no eyes: no answer to an image, and no table for the probe's transcription."""
+    requests = [replace(request_for(record, "image"), modality=modality) for record in records]
+    responses = OracleBackend().generate(requests)
     assert all(answer_of(r.output) is None and r.error is None for r in responses)
     assert all(r.output.strip() for r in responses)
+    assert not any(read_transcription(r.output).found for r in responses)
 
 
 def test_oracle_answers_every_style_of_the_sample(official_sample):
@@ -168,6 +175,15 @@ def test_random_falls_back_to_the_grid_for_blank_count_and_range():
     assert all(len(g) == 2 for g in guesses)
     values = {int(v) for g in guesses for v in g}
     assert values <= set(range(12, 41)) and len(values) > 5
+
+
+def test_random_picks_an_option_letter_of_a_multiple_choice_question_at_chance():
+    requests = [ModelRequest(f"q{i}", Prompt(("Which?",)), options=("A", "B", "C", "D"))
+                for i in range(400)]
+    letters = Counter(answer_of(r.output)[0] for r in RandomBackend().generate(requests))
+    assert set(letters) == {"A", "B", "C", "D"} and min(letters.values()) > 60
+    assert [r.output for r in RandomBackend().generate(requests[:5])] == [
+        r.output for r in RandomBackend().generate(requests[:5])]
 
 
 def test_random_without_blanks_gives_no_answer():

@@ -118,14 +118,15 @@ def test_image_token_estimate_follows_grid_size_style_and_bounds():
 
 def test_a_call_row_round_trips_through_arrow_and_expands_to_request_rows():
     [call] = plan_calls(units(2, modalities=("image",), puzzles=PUZZLES[:1]), CallCapacity(64))
-    call["units"][0]["image"] = b"png"
+    for unit in call["units"]:
+        unit["images"] = [b"png"]
     table = call_table(call)
     assert table.num_rows == 1
     [back] = table.to_pylist()
     rows = call_requests(back)
     assert len(rows) == 2 * len(STYLES) and {row["sample"] for row in rows} == {0, 1}
     assert rows[0]["images"] == [b"png"] and rows[0]["image_at"] == [0]
-    assert "requests" not in rows[0] and "image" not in rows[0]
+    assert "requests" not in rows[0] and "image_path" not in rows[0]
     call["units"][0]["colour"] = "blue"
     with pytest.raises(ValueError, match=r"call 0: unit field\(s\) \['colour'\]"):
         call_table(call)

@@ -9,12 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from crossmath.models.base import TEXT_STYLE
-from crossmath.pipeline.calls import CallCapacity, call_requests, plan_calls
+from crossmath.pipeline.calls import CallCapacity, plan_calls
 from crossmath.pipeline.dataflow import StageResources, attach_release_images, run_pipeline
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.shards import PredictionStore, local_path, publish_files
 from crossmath.pipeline.sources import generated_puzzles, official_puzzles
+from crossmath.pipeline.units import expand_unit
 
 ORACLE = {"_target_": "crossmath.models.baselines.OracleBackend", "name": "oracle"}
 
@@ -41,7 +42,8 @@ def test_predictions_saved_where_the_driver_cannot_see_are_reported_as_a_storage
     driver_view.root = PredictionStore(str(tmp_path / "elsewhere")).root  # what the actors get
     plan = RequestPlan(["text"], [], 1, None, "oracle")
     with pytest.raises(RuntimeError, match="every Ray node reaches"):
-        run_pipeline(generated_puzzles(2, "easy", 0), plan, ORACLE, driver_view, StageResources())
+        run_pipeline(plan.units(generated_puzzles(2, "easy", 0).puzzles), ORACLE, driver_view,
+                     StageResources(), prompt_id=plan.prompt_id)
     assert len(PredictionStore(str(tmp_path / "elsewhere")).saved_request_ids()) == 2
 
 
@@ -63,15 +65,17 @@ def test_release_images_travel_as_bytes_from_the_driver(official_sample):
     plan = RequestPlan(["text", "hybrid"], ["original", "handwritten"], 2, None, "oracle")
     calls = plan_calls(plan.units(puzzle_set.puzzles, puzzle_set.official_images), CallCapacity(3))
     attach_release_images(calls)
-    rows = [row for call in calls for row in call_requests(call)]
+    rows = [row for call in calls for unit in call["units"] if unit["style"] != "handwritten"
+            for row in expand_unit(unit, unit["images"])]
     released = [row for row in rows if row["style"] == "original"]
     assert len(released) == 2 * 2  # original only: 2 puzzles x 2 samples; handwritten is rendered
     for row in released:
         path = puzzle_set.official_images[(row["name"], "original")]
         assert row["images"] == [path.read_bytes()]
         assert "image_path" not in row  # nothing for a worker to open
-    drawn_later = [row["images"] for row in rows if row["style"] == "handwritten"]
-    assert drawn_later == [[None]] * 4  # the render stage's job
+    drawn_later = [unit["images"] for call in calls for unit in call["units"]
+                   if unit["style"] == "handwritten"]
+    assert drawn_later == [None] * 2  # the render stage's job
 
 
 def test_rendered_and_release_images_flow_through_one_run(ray_local, run_config, official_sample):

@@ -16,6 +16,7 @@ from crossmath.pipeline.results_folder import (
     record_mlflow_run,
 )
 from crossmath.pipeline.shards import PredictionStore, SavedAttempt
+from crossmath.pipeline.units import pending_units
 from crossmath.puzzle.synthesis import generate_puzzles
 
 
@@ -47,17 +48,17 @@ def test_store_keeps_each_requests_latest_attempt(tmp_path):
 
 
 def test_pending_requests_are_the_unanswered_and_the_failed_with_attempts_left():
-    plan = RequestPlan(["image"], ["original"], 3, None, "b", max_attempts=2)
+    plan = RequestPlan(["image"], ["original"], 3, None, "b")
     units = plan.units(generate_puzzles(1, "easy", seed=0))
     first, second, third = (r["request_id"] for r in units[0]["requests"])
     assert all(r["attempt"] == 1 for r in units[0]["requests"])
     saved = {first: SavedAttempt(1, False), second: SavedAttempt(1, True)}
-    (unit,) = plan.pending(units, saved)
+    (unit,) = pending_units(units, saved, max_attempts=2)
     assert [(r["request_id"], r["attempt"]) for r in unit["requests"]] == [(second, 2), (third, 1)]
     saved.update({second: SavedAttempt(2, True), third: SavedAttempt(1, False)})
-    assert plan.pending(units, saved) == []  # the second used up its attempts
+    assert pending_units(units, saved, max_attempts=2) == []  # the second used up its attempts
     with pytest.raises(ValueError, match="max_attempts"):
-        RequestPlan(["text"], [], 1, None, "b", max_attempts=0)
+        pending_units(units, saved, max_attempts=0)
 
 
 def test_failures_are_counted_per_modality_and_style(tmp_path):

@@ -15,8 +15,9 @@ from crossmath.models.base import TEXT_STYLE
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.failures import EXIT_INCOMPLETE
-from crossmath.pipeline.requests import RequestPlan, expand_unit
+from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.results_folder import ResultsFolderError
+from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.tracking.mlflow_store import evaluation_runs
 from tests.conftest import OFFICIAL_STYLES
@@ -43,7 +44,7 @@ def test_request_ids_are_stable_and_distinct():
 def test_units_expand_to_request_rows_with_their_image():
     plan = RequestPlan(["image", "hybrid"], ["original"], 2, load_prompt_template(DEFAULT_PROMPT), "m")
     (unit,) = plan.units(PUZZLES[:1])
-    rows = expand_unit(unit, b"png")
+    rows = expand_unit(unit, [b"png"])
     assert [row["request_id"] for row in rows] == [r["request_id"] for r in unit["requests"]]
     assert [row["images"] for row in rows] == [[b"png"]] * 4
     assert all(row["image_at"] == [0] and len(row["prompt_texts"]) == 1 for row in rows)

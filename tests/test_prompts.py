@@ -13,6 +13,7 @@ from crossmath.models.prompts import (
     chat_messages,
     load_prompt_template,
     puzzle_request,
+    transcription_layout,
 )
 from crossmath.puzzle.records import read_official_jsonl
 
@@ -42,8 +43,25 @@ def test_prompt_matches_golden_snapshot(modality: str, official_grid: str) -> No
     )
 
 
+def test_transcription_prompt_matches_golden_snapshot() -> None:
+    template = load_prompt_template(DEFAULT_PROMPT)
+    layout = transcription_layout(template)
+    golden = GOLDEN / f"prompt_{template.id}_transcribe.txt"
+    assert layout.texts == (golden.read_text(encoding="utf-8"),) and layout.image_at == 0
+    assert "|" in layout.texts[0] and "?" in layout.texts[0]  # asks for a table, blanks as ?
+
+
+def test_a_set_without_a_transcription_prompt_borrows_ours_and_models_without_a_set_see_none(
+        tmp_path: Path) -> None:
+    path = tmp_path / "plain.yaml"
+    path.write_text("id: plain\ntext: '{grid}'\nimage: 'i'\nhybrid: '{grid}'\n", encoding="utf-8")
+    ours = transcription_layout(load_prompt_template(DEFAULT_PROMPT))
+    assert transcription_layout(load_prompt_template(path)) == ours
+    assert transcription_layout(None).texts == ()
+
+
 def test_default_prompt_id_is_recorded() -> None:
-    assert load_prompt_template(DEFAULT_PROMPT).id == "crossmath-v1"
+    assert load_prompt_template(DEFAULT_PROMPT).id == "crossmath-v1.1"
 
 
 def test_grid_and_image_reach_exactly_the_modalities_that_show_them(official_grid: str) -> None:
@@ -101,6 +119,8 @@ def test_user_prompt_file_is_loaded_by_path(tmp_path: Path) -> None:
     ("body", "message"),
     [
         ("id: x\ntext: '{grid}'\nimage: 'see {grid}'\nhybrid: '{grid}'\n", "'image' must not show"),
+        ("id: x\ntext: '{grid}'\nimage: 'i'\nhybrid: '{grid}'\ntranscribe: 'copy {grid}'\n",
+         "'transcribe' takes no placeholder"),
         ("id: x\ntext: 'no grid'\nimage: 'i'\nhybrid: '{grid}'\n", "'text' must include the grid"),
         ("id: x\ntext: '{grid} {colour}'\nimage: 'i'\nhybrid: '{grid}'\n", "unknown placeholder"),
         ("id: x\ntext: '{grid}'\nimage: 'i'\n", "missing field"),

@@ -16,7 +16,8 @@ from crossmath.models.release_prompt import (
     fetch_release_template,
     read_release_instructions,
 )
-from crossmath.pipeline.requests import RequestPlan, expand_unit
+from crossmath.pipeline.requests import RequestPlan
+from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.synthesis import generate_puzzles
 
 STAND_IN = '''\
@@ -70,7 +71,7 @@ def test_requests_carry_the_release_layout(stand_in):
     plan = RequestPlan(["text", "image", "hybrid"], ["original"], 1,
                        load_prompt_template(stand_in), "b")
     rows = {row["modality"]: row for unit in plan.units([puzzle])
-            for row in expand_unit(unit, None if unit["style"] == "markdown" else b"PNG")}
+            for row in expand_unit(unit, None if unit["style"] == "markdown" else [b"PNG"])}
     instruction = plan.prompt.instruction
     assert rows["text"]["prompt_texts"] == [instruction("text"), puzzle.markdown_table]
     assert rows["text"]["image_at"] == [] and rows["text"]["images"] == []
@@ -115,5 +116,5 @@ def test_release_protocol_preset_and_the_qwen_defaults():
     for qwen in ("qwen-vl", "qwen2.5-vl-3b", "qwen3-vl-8b", "qwen3.5-9b"):
         assert _run_config(f"model={qwen}").model.prompt == "release", qwen
     ours = _run_config("model=qwen3.5-9b", "model.prompt=crossmath-v1")
-    assert load_prompt_template(ours.model.prompt).id == "crossmath-v1"
+    assert load_prompt_template(ours.model.prompt).id == "crossmath-v1.1"
     assert _run_config("model=tiny-random").model.prompt == "crossmath-v1"  # works offline

@@ -110,9 +110,9 @@ def test_text_prompts_show_the_multiplication_sign_and_images_keep_the_spelling(
     assert image_unit["grid"].count("| x |") == 2
     assert parse_markdown_grid(image_unit["grid"]) == puzzle.grid
 
-    [call] = plan_calls([image_unit], CallCapacity(4))
-    [rendered] = RenderImages()(call_table(call)).to_pylist()
-    [png] = [unit["image"] for unit in rendered["units"]]
+    [call] = plan_calls([image_unit], CallCapacity(1))
+    [unit] = RenderImages()(call_table(call)).column("units").to_pylist()[0]
+    [png] = unit["images"]
     assert png == render_puzzle_png(puzzle.grid, load_style("noborder"))
     with Image.open(io.BytesIO(png)) as image:
         colors = cell_colors(np.asarray(image.convert("RGB")), puzzle.grid, load_style("noborder"))

@@ -27,16 +27,16 @@ def calls(official_sample) -> list[dict]:
     for call in planned:
         for unit in call["units"]:
             if unit["image_path"]:
-                unit["image"] = b"the release's png"
+                unit["images"] = [b"the release's png"]
     return planned
 
 
-def expected_image(unit: dict) -> bytes | None:
+def expected_images(unit: dict) -> list[bytes] | None:
     if unit["modality"] == "text":
         return None
     if unit["image_path"]:
-        return b"the release's png"
-    return render_puzzle_png(parse_markdown_grid(unit["grid"]), load_style(unit["style"]))
+        return [b"the release's png"]
+    return [render_puzzle_png(parse_markdown_grid(unit["grid"]), load_style(unit["style"]))]
 
 
 def units_by_key(rows: list[dict]) -> dict:
@@ -55,7 +55,7 @@ def test_render_stage_on_ray_data(ray_local, calls):
     planned = units_by_key(calls)
     assert sorted(out) == sorted(planned)
     for key, unit in planned.items():
-        assert out[key]["image"] == expected_image(unit), key
+        assert out[key]["images"] == expected_images(unit), key
         assert out[key]["requests"] == unit["requests"]
     kinds = {("text" if u["modality"] == "text" else "release" if u["image_path"] else "drawn")
              for u in planned.values()}
@@ -73,7 +73,7 @@ def test_render_stage_keeps_the_schema_and_names_what_is_wrong(calls):
         stage(table.drop_columns(["units"]))
     drawn = next(call for call in calls
                  if any(u["modality"] != "text" and not u["image_path"] for u in call["units"]))
-    broken = {**drawn, "units": [{**unit, "grid": "| 7 | + | what |", "image": None}
+    broken = {**drawn, "units": [{**unit, "grid": "| 7 | + | what |", "images": None}
                                  for unit in drawn["units"] if unit["modality"] != "text"]}
     with pytest.raises(GridFormatError, match=r"puzzle \S+.*field 'grid'.*'what'"):
         stage(call_table(broken))

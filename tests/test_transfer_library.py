@@ -3,6 +3,7 @@ content keys, items as rows, tallies, and a core free of Ray and torch."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from crossmath.models.base import Prompt
 from crossmath.tasks import TASKS, TaskDataError, TaskItem, get_task, prompt_key, summarize
 from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN
-from crossmath.tasks.tallies import Outcome, tally_by
+from crossmath.tasks.tallies import Outcome, TaskSummary, tally_by
 
 
 def test_tasks_by_name():
@@ -127,3 +128,11 @@ def test_the_task_library_imports_neither_ray_nor_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+def test_a_summary_round_trips_through_json_and_names_are_fit_for_mlflow():
+    outcomes = [outcome("1", "Algebra & Number (Theory)", OPEN, True),
+                outcome("2", "Math", MULTIPLE_CHOICE, False)]
+    summary = summarize("mmmu-val", outcomes)
+    assert TaskSummary.from_dict(json.loads(json.dumps(summary.to_dict()))) == summary
+    assert "transfer/mmmu-val/subject/Algebra _ Number _Theory_/acc" in summary.flat_metrics()

@@ -16,11 +16,12 @@ import pytest
 from PIL import Image
 
 from crossmath.models.base import ModelRequest
+from crossmath.models.baselines import RandomBackend
 from crossmath.tasks import TaskDataError, get_task, summarize
 from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN
 from crossmath.tasks.mathverse import CHOICE_INSTRUCTION, OPEN_INSTRUCTION, choice_options
 from crossmath.tasks.tallies import Outcome
-from tests.doubles import AnswerKeyBackend, RandomChoiceBackend, write_item_key
+from tests.doubles import AnswerKeyBackend, write_item_key
 
 TASK = get_task("mathverse-vision")
 METADATA = pa.struct([("split", pa.string()), ("source", pa.string()),
@@ -248,8 +249,10 @@ def test_answer_key_double_scores_every_item_and_chance_guesses_letters(items, t
     summary = summarize(TASK.name, [Outcome.of(item, j) for item, j in zip(items.values(), judged)])
     assert summary.flat_metrics()["transfer/mathverse-vision/acc"] == 100.0
 
-    guesses = RandomChoiceBackend(str(key)).generate(requests)
-    again = RandomChoiceBackend(str(key)).generate(requests)
+    chance = [ModelRequest(f"r{i}", item.prompt, modality="image", options=item.letters)
+              for i, item in enumerate(items.values())]
+    guesses = RandomBackend().generate(chance)
+    again = RandomBackend().generate(chance)
     assert [g.output for g in guesses] == [g.output for g in again]
     for item, guess in zip(items.values(), guesses):
         judgement = TASK.judge(item, guess.output)

@@ -21,9 +21,11 @@ Rows are joined on ``puzzle_id``, never on position. Every gold puzzle counts in
 same rows in any order give the same numbers (bootstrap included).
 
 Style ``all`` pools a modality's styles: each (puzzle, style) pair is one item of a run, and
-the group still counts its puzzles once. The gaps T−TI (text − hybrid) and T−I (text − image)
-are computed per style and over all styles, on macro, micro and lenient macro accuracy; when
-text was run in a single style it is paired with every style of the other modality.
+the group still counts its puzzles once. The gaps T−TI (text − hybrid) and T−I (text − image),
+and with the perception probe T−T̂ and T̂−I (``transcribed``: the model's own transcription
+solved as text), are computed per style and over all styles, on macro, micro and lenient macro
+accuracy; when one side was run in a single style (text) it is paired with every style of the
+other.
 """
 
 from __future__ import annotations
@@ -51,9 +53,14 @@ from crossmath.metrics.rows import (
     read_prediction_rows,
     table_rows,
 )
+from crossmath.metrics.transcription import TRANSCRIBED
 from crossmath.puzzle.model import DIFFICULTIES
 
-GAP_PAIRS: dict[str, tuple[str, str]] = {"T-TI": ("text", "hybrid"), "T-I": ("text", "image")}
+# The modality gaps, and the perception probe's split of T−I into T−T̂ and T̂−I (T̂: the
+# model's own transcription of the image, solved as text; crossmath.metrics.probe).
+GAP_PAIRS: dict[str, tuple[str, str]] = {"T-TI": ("text", "hybrid"), "T-I": ("text", "image"),
+                                         "T-That": ("text", TRANSCRIBED),
+                                         "That-I": (TRANSCRIBED, "image")}
 # Each gap metric's per-request value, averaged per puzzle before pairing.
 _GAP_VALUES: dict[str, Callable[[AnswerCheck], float]] = {
     "macro_acc": lambda check: float(check.score.exact),
@@ -61,7 +68,7 @@ _GAP_VALUES: dict[str, Callable[[AnswerCheck], float]] = {
     "lenient_macro_acc": lambda check: float(check.lenient.exact),
 }
 GAP_METRICS: tuple[str, ...] = tuple(_GAP_VALUES)
-MODALITY_ORDER = ("text", "image", "hybrid")
+MODALITY_ORDER = ("text", "image", "hybrid", TRANSCRIBED)
 STYLE_ORDER = ("original", "noborder", "beige", "altstyle")
 STEP_METRIC_NAMES = {"step1": "step1_acc", "step2": "step2_acc", "step3": "step3_acc",
                      "step4+": "step4plus_acc"}  # MLflow metric names may not contain "+"
@@ -106,7 +113,7 @@ class GroupMetrics:
 
     def step(self, group: str) -> MeanStd | None:
         """Step-wise accuracy, or None where the puzzles have no blank of that depth."""
-        return _defined_mean_std([run.step_rate(group) for run in self.runs])
+        return defined_mean_std([run.step_rate(group) for run in self.runs])
 
     def summary(self) -> dict[str, MeanStd]:
         """Every defined accuracy by its name (``macro_acc``, ``step4plus_acc``, ...)."""
@@ -123,7 +130,7 @@ class GroupMetrics:
         if not self.formats:
             return {}
         rates = [run.rates() for run in self.formats]
-        values = {name: _defined_mean_std([r[name] for r in rates]) for name in DIAGNOSTIC_NAMES}
+        values = {name: defined_mean_std([r[name] for r in rates]) for name in DIAGNOSTIC_NAMES}
         return {name: stat for name, stat in values.items() if stat is not None}
 
     def metric(self, name: str) -> MeanStd | None:
@@ -153,7 +160,7 @@ class GroupMetrics:
                    tuple(RunFormat.from_dict(run) for run in data.get("formats", ())))
 
 
-def _defined_mean_std(fractions: Sequence[float | None]) -> MeanStd | None:
+def defined_mean_std(fractions: Sequence[float | None]) -> MeanStd | None:
     """Mean ± std over the runs, or None when some run leaves the value undefined."""
     if any(value is None for value in fractions):
         return None

@@ -71,8 +71,9 @@ class ModelRequest:
     ``request_id`` is the request's identity: equal ids mean the same work, whose answers a
     sampling backend must reproduce (its randomness depends on the id, never on the batch).
     ``max_new_tokens`` caps this request below the backend's own limit (a server client's
-    ``max_tokens``). The puzzle fields are for rule-based backends (the oracle, chance, test
-    doubles), which read the puzzle instead of a prompt; models see only ``prompt``.
+    ``max_tokens``). The puzzle fields, and the option letters of a transfer task's
+    multiple-choice question, are for rule-based backends (the oracle, chance, test doubles),
+    which read them instead of a prompt; models see only ``prompt``.
     """
 
     request_id: str
@@ -83,14 +84,16 @@ class ModelRequest:
     grid_markdown: str = ""
     n_blanks: int = 0
     value_range: tuple[int, int] = (0, 0)
+    options: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], request_id: str | None = None) -> "ModelRequest":
         """A request from a pipeline or training row.
 
-        The row holds the prompt as ``prompt_texts``, ``images`` and ``image_at``, and the
-        puzzle as ``modality``, ``grid``, ``n_blanks`` and ``value_range``. The one place rows
-        become requests, so training prompts are exactly evaluation prompts.
+        The row holds the prompt as ``prompt_texts``, ``images`` and ``image_at``, the puzzle
+        as ``modality``, ``grid``, ``n_blanks`` and ``value_range``, and a question's option
+        letters as ``options``. The one place rows become requests, so training prompts are
+        exactly evaluation prompts.
         """
         prompt = Prompt(tuple(row["prompt_texts"]), tuple(row.get("images") or ()),
                         tuple(row.get("image_at") or ()))
@@ -102,6 +105,7 @@ class ModelRequest:
             grid_markdown=row.get("grid") or "",
             n_blanks=row.get("n_blanks") or 0,
             value_range=tuple(row.get("value_range") or (0, 0)),
+            options=tuple(row.get("options") or ()),
         )
 
 

@@ -4,10 +4,12 @@ Both answer the way a model does (a short line, then ``<answer>…</answer>`` wh
 answer), so their predictions go through the same extraction and scoring as a VLM's.
 
 - ``OracleBackend`` reads the text grid with the symbolic solver. It answers only when the
-  grid has exactly one consistent solution, and never for image-only requests: it has no
-  eyes. On text it is the ceiling of what the text modality allows.
+  grid has exactly one consistent solution, and never for requests that show the image alone
+  (``image``, and the probe's ``transcribe``): it has no eyes. On text it is the ceiling of
+  what the text modality allows.
 - ``RandomBackend`` guesses every blank uniformly in the puzzle's value range, seeded from
-  the request id, so a rerun gives the same guesses: the chance floor.
+  the request id, so a rerun gives the same guesses: the chance floor. On a transfer task's
+  multiple-choice question it picks one of the option letters the same way.
 
 Neither imports torch; both are cheap enough to run anywhere.
 """
@@ -23,6 +25,9 @@ from crossmath.metrics.answers import answer_block
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.puzzle.grid import BLANK, Grid, GridFormatError, parse_markdown_grid
 from crossmath.puzzle.solver import propagate, search_solutions
+
+# Request kinds whose prompt shows the image without the grid as text.
+IMAGE_ONLY = ("image", "transcribe")
 
 
 class _RuleBackend:
@@ -56,7 +61,7 @@ class OracleBackend(_RuleBackend):
 
     def answer(self, request: ModelRequest) -> str:
         """The reply to one request: the unique solution in an answer tag, or why there is none."""
-        if request.modality == "image":
+        if request.modality in IMAGE_ONLY:
             return "I can only read the text grid, and this request shows an image only."
         try:
             grid = parse_markdown_grid(request.grid_markdown)
@@ -97,11 +102,13 @@ class RandomBackend(_RuleBackend):
         self.seed = seed
 
     def answer(self, request: ModelRequest) -> str:
+        rng = random.Random(self._seed_for(request.request_id))
+        if request.options:
+            return "A random guess.\n" + answer_block([rng.choice(request.options)])
         n_blanks = request.n_blanks or request.grid_markdown.count(BLANK)
         if n_blanks == 0:
             return "I cannot tell how many blanks the puzzle has, so I give no answer."
         low, high = sorted(_value_range(request))
-        rng = random.Random(self._seed_for(request.request_id))
         guesses = [rng.randint(low, high) for _ in range(n_blanks)]
         return "A random guess.\n" + answer_block(guesses)
 

@@ -1,7 +1,9 @@
 """Prompt sets: how a puzzle shown in one modality becomes the words and image a model sees.
 
 A prompt set is a small YAML file with an ``id`` and one template per modality (``text``,
-``image``, ``hybrid``) plus a shared ``rules`` block. Keeping the task rules in one block that
+``image``, ``hybrid``) plus a shared ``rules`` block, and optionally ``transcribe``: the
+perception probe's request, which shows the image alone and asks for the grid back as a table
+(see docs/probe.md). Keeping the task rules in one block that
 every modality includes means the three prompts differ only in how the grid is shown, which is
 what the modality gap is supposed to measure. The id is recorded with every prediction, so a
 changed wording must come with a new id (the golden prompt tests in ``tests/golden/`` catch a
@@ -36,6 +38,7 @@ NO_PROMPT_ID = "none"
 TEMPLATE_DIR = Path(__file__).with_name("prompt_templates")
 
 PLACEHOLDERS = frozenset({"grid", "rules", "n_blanks", "value_min", "value_max"})
+TRANSCRIBE = "transcribe"  # the optional field of the probe's transcription prompt
 
 
 class PromptTemplateError(ValueError):
@@ -52,6 +55,7 @@ class PromptTemplate:
     hybrid: str
     rules: str = ""
     source: str = "<inline>"
+    transcribe: str = ""
 
     def __post_init__(self) -> None:
         if not self.id or not self.id.strip():
@@ -59,6 +63,7 @@ class PromptTemplate:
         for modality in MODALITIES:
             _check_placeholders(getattr(self, modality), modality, self.source)
         _check_placeholders(self.rules, "rules", self.source)
+        _check_placeholders(self.transcribe, TRANSCRIBE, self.source)
         if "{rules}" in self.rules:
             raise PromptTemplateError(f"{self.source}: field 'rules' must not include {{rules}}")
 
@@ -79,6 +84,10 @@ class PromptTemplate:
         values["rules"] = self.rules.format(**values)
         text = self.for_modality(modality).format(**values)
         return PromptLayout((text,), None if modality == "text" else 0)
+
+    def transcription_layout(self) -> PromptLayout | None:
+        """The probe's transcription prompt, the image first; None if the set has none."""
+        return PromptLayout((self.transcribe,), 0) if self.transcribe else None
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,11 @@ def _check_placeholders(template: str, field: str, source: str) -> None:
             f"{source}: field {field!r} uses unknown placeholder(s) {sorted(unknown)}; "
             f"allowed: {sorted(PLACEHOLDERS)}"
         )
+    if field == TRANSCRIBE and names:
+        raise PromptTemplateError(
+            f"{source}: field {TRANSCRIBE!r} takes no placeholder, got {sorted(names)}: the "
+            "transcription prompt shows the image alone"
+        )
     if field == "image" and "grid" in names:
         raise PromptTemplateError(
             f"{source}: field 'image' must not show the text grid ({{grid}}): "
@@ -161,7 +175,7 @@ def load_prompt_template(name_or_path: str | Path) -> PromptSet:
     missing = [key for key in ("id", *MODALITIES) if key not in fields]
     if missing:
         raise PromptTemplateError(f"{path}: missing field(s) {missing}")
-    extra = sorted(set(fields) - {"id", "rules", *MODALITIES})
+    extra = sorted(set(fields) - {"id", "rules", TRANSCRIBE, *MODALITIES})
     if extra:
         raise PromptTemplateError(f"{path}: unknown field(s) {extra}")
     for key, value in fields.items():
@@ -174,7 +188,24 @@ def load_prompt_template(name_or_path: str | Path) -> PromptSet:
         hybrid=fields["hybrid"],
         rules=fields.get("rules", ""),
         source=str(path),
+        transcribe=fields.get(TRANSCRIBE, ""),
     )
+
+
+def transcription_layout(prompt_set: PromptSet | None) -> PromptLayout:
+    """The perception probe's transcription prompt for a model shown ``prompt_set``: the set's
+    own ``transcribe`` template, or, for a set without one (the release's instructions have
+    none), the default set's, which is ours. Rule-based models (no set) are shown no text."""
+    if prompt_set is None:
+        return PromptLayout((), 0)
+    own = getattr(prompt_set, "transcription_layout", None)
+    layout = own() if own is not None else None
+    if layout is None:
+        layout = load_prompt_template(DEFAULT_PROMPT).transcription_layout()
+    if layout is None:
+        raise PromptTemplateError(f"the default prompt set {DEFAULT_PROMPT} has no "
+                                  f"{TRANSCRIBE!r} prompt")
+    return layout
 
 
 def puzzle_layout(prompt_set: PromptSet, modality: str, grid: str, n_blanks: int,

@@ -12,23 +12,25 @@ sequences calls of 16. So the driver plans the calls itself, from the model's ca
    (little padding, and a memory problem shows up on the first call);
 3. they are packed into calls up to the capacity: only the last call is partial.
 
-A call travels through Ray Data as one row (``CALL_SCHEMA``): its units, each a (puzzle,
-style) with the requests of that unit the call asks and, once rendered, the unit's image. One
-row is one backend call and one prediction shard, whatever Ray does with blocks; a retried
-row is a retried call.
+A call travels through Ray Data as one row (``CALL_SCHEMA``): its units (``units``: a puzzle
+in one style, or a transfer task's item), each with the requests of that unit the call asks
+and the unit's images (given when planned, or once rendered). One row is one backend call and
+one prediction shard, whatever Ray does with blocks; a retried row is a retried call.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
+from PIL import Image
 
 from crossmath.drawing import Style, load_style
-from crossmath.pipeline.requests import expand_unit
+from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.grid import parse_markdown_grid
 
 # Rule-based backends (oracle, random) have no capacity to fill; a call of them is a chunk of
@@ -53,16 +55,17 @@ REQUEST_TYPE = pa.struct([
     ("image_at", pa.list_(pa.int64())),
 ])
 UNIT_TYPE = pa.struct([
-    ("puzzle_id", pa.string()),
+    ("puzzle_id", pa.string()),  # what the unit asks about: a puzzle, or a transfer task's item
     ("name", pa.string()),
-    ("grid", pa.string()),
+    ("grid", pa.string()),  # the puzzle's grid (drawn by the render stage); "" for a task item
     ("difficulty", pa.string()),
     ("n_blanks", pa.int64()),
     ("value_range", pa.list_(pa.int64())),
     ("style", pa.string()),
-    ("modality", pa.string()),  # "text" for a text unit (no image), else "image"
+    ("modality", pa.string()),  # "text" for a unit whose requests show no image
     ("image_path", pa.string()),  # the release's own image of this puzzle and style, if any
-    ("image", pa.binary()),  # PNG bytes: the release's, or rendered by the render stage
+    ("images", pa.list_(pa.binary())),  # encoded images: given, or rendered (null until then)
+    ("options", pa.list_(pa.string())),  # a multiple-choice item's letters (rule-based backends)
     ("requests", pa.list_(REQUEST_TYPE)),
 ])
 CALL_SCHEMA = pa.schema([
@@ -175,16 +178,27 @@ def _prompt_groups(index: int, unit: dict, capacity: CallCapacity) -> Iterator[_
 
 def estimated_prompt_tokens(unit: dict, request: dict,
                             pixel_bounds: tuple[int, int] | None) -> int:
-    """A rough token count of one request's prompt: its text, and its image from the grid's
-    size in the unit's style, bounded as the model resizes it."""
+    """A rough token count of one request's prompt: its text, and its images from their sizes
+    (a unit's given images) or the grid's size in the unit's style (an image still to render),
+    each bounded as the model resizes it."""
     tokens = sum(len(text) for text in request["prompt_texts"]) / CHARS_PER_TEXT_TOKEN
     if request["image_at"]:
-        grid = parse_markdown_grid(unit["grid"])
-        pixels = grid.n_rows * grid.n_cols * _style(unit["style"]).cell_size ** 2
-        if pixel_bounds is not None:
-            pixels = min(max(pixels, pixel_bounds[0]), pixel_bounds[1])
-        tokens += pixels / PIXELS_PER_IMAGE_TOKEN
+        for pixels in _image_pixels(unit):
+            if pixel_bounds is not None:
+                pixels = min(max(pixels, pixel_bounds[0]), pixel_bounds[1])
+            tokens += pixels / PIXELS_PER_IMAGE_TOKEN
     return math.ceil(tokens)
+
+
+def _image_pixels(unit: dict) -> list[int]:
+    if unit.get("images"):
+        sizes = []
+        for data in unit["images"]:
+            with Image.open(io.BytesIO(data)) as image:  # reads the header only
+                sizes.append(image.width * image.height)
+        return sizes
+    grid = parse_markdown_grid(unit["grid"])
+    return [grid.n_rows * grid.n_cols * _style(unit["style"]).cell_size ** 2]
 
 
 @lru_cache(maxsize=None)
@@ -200,7 +214,7 @@ def _call_row(number: int, units: list[dict], groups: list[_PromptGroup]) -> dic
     return {
         "call": number,
         "sequences": sum(group.sequences for group in groups),
-        "units": [{**units[index], "image": None, "requests": asked}
+        "units": [{**units[index], "images": units[index].get("images"), "requests": asked}
                   for index, asked in requests.items()],
     }
 
@@ -220,9 +234,9 @@ def call_table(call: dict) -> pa.Table:
 
 def needs_render(unit: Mapping[str, Any]) -> bool:
     """Whether a unit of a call still lacks the image its requests show (text units show none)."""
-    return unit["image"] is None and unit["modality"] != TEXT_UNIT
+    return unit["images"] is None and unit["modality"] != TEXT_UNIT
 
 
 def call_requests(call: Mapping[str, Any]) -> list[dict]:
-    """The request rows of one call (``CALL_SCHEMA`` row), each with its unit's image."""
-    return [row for unit in call["units"] for row in expand_unit(unit, unit["image"])]
+    """The request rows of one call (``CALL_SCHEMA`` row), each with its unit's images."""
+    return [row for unit in call["units"] for row in expand_unit(unit, unit["images"])]

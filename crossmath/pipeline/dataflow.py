@@ -2,11 +2,14 @@
 
 ::
 
+    units planned by the questions asked (``puzzle_questions``, ``task_questions``)
     calls planned on the driver (``calls``: each fills one backend call)
-        --render actors (CPU)--> + each unit's image
+        --render actors (CPU)--> + each unit's image, where it has none yet
         --inference actors (one per GPU, or CPU)--> one generate per call, one shard per call
 
-The driver packs the pending requests into calls that fill the backend (its capacity comes from
+The dataflow does not know what it asks: it takes units (``units``) planned by whoever asks
+(``questions``), answers their pending requests and returns the latest prediction of each. The
+driver packs the pending requests into calls that fill the backend (its capacity comes from
 the model config) and hands each call to Ray Data as one row. Render actors work ahead of the
 inference actors, and each inference actor holds the next call while it answers the current one
 (``CALLS_QUEUED_PER_ACTOR``), so a model never waits for its input between calls.
@@ -39,9 +42,8 @@ from crossmath.pipeline.calls import (
     needs_render,
     plan_calls,
 )
-from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.shards import PredictionStore
-from crossmath.pipeline.sources import PuzzleSet
+from crossmath.pipeline.units import pending_units
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +97,13 @@ class PipelineResult:
     n_pending: int
 
 
-def run_pipeline(puzzle_set: PuzzleSet, plan: RequestPlan, model_config: dict[str, Any],
-                 store: PredictionStore, resources: StageResources) -> PipelineResult:
-    """Answer every pending request of the plan (see ``RequestPlan.pending``); return the
-    latest prediction of every request."""
-    units = plan.units(puzzle_set.puzzles, puzzle_set.official_images)
+def run_pipeline(units: list[dict], model_config: dict[str, Any], store: PredictionStore,
+                 resources: StageResources, *, prompt_id: str,
+                 max_attempts: int = 1) -> PipelineResult:
+    """Answer every pending request of ``units`` (see ``units.pending_units``); return the
+    latest prediction of every request they hold."""
     wanted = {r["request_id"] for unit in units for r in unit["requests"]}
-    pending = plan.pending(units, store.latest_attempts())
+    pending = pending_units(units, store.latest_attempts(), max_attempts)
     n_pending = sum(len(unit["requests"]) for unit in pending)
     log.info("%d requests, %d settled already, %d to run", len(wanted), len(wanted) - n_pending,
              n_pending)
@@ -111,7 +113,7 @@ def run_pipeline(puzzle_set: PuzzleSet, plan: RequestPlan, model_config: dict[st
         calls = plan_calls(pending, capacity)
         log.info("%d calls of %s; the last holds %d sequences", len(calls), capacity.describe(),
                  calls[-1]["sequences"])
-        answered = _execute(calls, plan, model_config, store, resources)
+        answered = _execute(calls, model_config, store, resources, prompt_id)
     predictions = store.read()
     keep = pa.array([rid in wanted for rid in predictions.column("request_id").to_pylist()],
                     type=pa.bool_())
@@ -129,8 +131,8 @@ def run_pipeline(puzzle_set: PuzzleSet, plan: RequestPlan, model_config: dict[st
     return PipelineResult(predictions, len(wanted), n_pending)
 
 
-def _execute(calls: list[dict], plan: RequestPlan, model_config: dict[str, Any],
-             store: PredictionStore, resources: StageResources) -> set[str]:
+def _execute(calls: list[dict], model_config: dict[str, Any], store: PredictionStore,
+             resources: StageResources, prompt_id: str) -> set[str]:
     """Run the pipeline over ``calls``; returns the ids the inference actors say they saved."""
     import ray
 
@@ -150,7 +152,7 @@ def _execute(calls: list[dict], plan: RequestPlan, model_config: dict[str, Any],
     dataset = dataset.map_batches(
         InferPredictions,
         fn_constructor_kwargs={"model_config": model_config, "store_root": store.root,
-                               "prompt_id": plan.prompt_id},
+                               "prompt_id": prompt_id},
         batch_size=1,  # one call
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=resources.infer_actors,
@@ -178,5 +180,5 @@ def attach_release_images(calls: list[dict]) -> None:
             if path:
                 if path not in read:
                     read[path] = Path(path).read_bytes()
-                unit["image"] = read[path]
+                unit["images"] = [read[path]]
 

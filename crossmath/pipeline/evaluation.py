@@ -1,11 +1,14 @@
 """The main job behind ``python -m crossmath.run``: one evaluation of one model, end to end.
 
-Before any model loads or Ray starts, the run knows what it is: the puzzles, the prompt set,
-the backend's and every request's identity, hence the evaluation's identity (``identity``).
-It claims the evaluation's results folder (``results_folder``) and opens the evaluation's
-MLflow run, which checks that the tracking store answers. Then the Ray Data pipeline
-(``dataflow``) answers the pending requests, the predictions are scored, and the files are
-written to the results folder and logged to the run.
+Before any model loads or Ray starts, the run knows what it is (``plan_evaluation``): what it
+asks (``Questions``: CrossMath puzzles, with the perception probe when ``transcribe`` is among
+the modalities, or a transfer task's items when ``task`` names one), the prompt set, the
+backend's and every request's identity, hence the evaluation's identity (``identity``). It
+claims the evaluation's results folder (``results_folder``) and opens the evaluation's MLflow
+run, which checks that the tracking store answers. Then the Ray Data pipeline (``dataflow``)
+answers the pending requests, round by round (the probe's second round is planned from the
+first one's transcriptions), the predictions are scored, and the files are written to the
+results folder and logged to the run.
 
 Rerunning the same command is the same evaluation: same folder, same MLflow run, answered
 requests not asked again, failed ones tried again (up to ``max_attempts``). Anything that
@@ -29,19 +32,16 @@ from typing import Any, Mapping
 import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
-from crossmath.metrics.scorecard import Evaluation, evaluate_predictions
+from crossmath.metrics.scorecard import Evaluation
 from crossmath.models.config import decodes_greedily, prompt_set_name
 from crossmath.models.prompts import PromptSet, load_prompt_template
 from crossmath.pipeline.dataflow import StageResources, run_pipeline
 from crossmath.pipeline.failures import FailureReport, count_failures
 from crossmath.pipeline.fingerprints import digest
-from crossmath.pipeline.identity import (
-    BackendIdentity,
-    backend_identity,
-    data_identity,
-    prompts_identity,
-)
-from crossmath.pipeline.preflight import check_run_config
+from crossmath.pipeline.identity import BackendIdentity, backend_identity
+from crossmath.pipeline.preflight import CROSSMATH_TASK, check_run_config
+from crossmath.pipeline.puzzle_questions import PuzzleQuestions, PuzzleScores
+from crossmath.pipeline.questions import Questions, Scores
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.results_folder import (
     MANIFEST_FILE,
@@ -51,11 +51,18 @@ from crossmath.pipeline.results_folder import (
     default_out_dir,
     record_mlflow_run,
 )
-from crossmath.pipeline.shards import PredictionStore, local_path, publish_files, write_table
+from crossmath.pipeline.shards import (
+    PREDICTION_SCHEMA,
+    PredictionStore,
+    local_path,
+    publish_files,
+    write_table,
+)
 from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_puzzles
-from crossmath.puzzle.table import puzzles_to_table
+from crossmath.pipeline.task_questions import TaskQuestions
+from crossmath.runtime.errors import ConfigError
 from crossmath.runtime.ray_cluster import connect_ray
-from crossmath.summary.views import write_report
+from crossmath.tasks import get_task
 from crossmath.tracking import mlflow_store as tracking
 
 log = logging.getLogger(__name__)
@@ -96,7 +103,7 @@ def effective_samples(samples: int, model_config: Mapping[str, Any],
 
 @dataclass
 class RunOutcome:
-    evaluation: Evaluation
+    scores: Scores
     predictions: pa.Table
     failures: FailureReport
     out_dir: Path | str  # a Path when the results are on this machine, else their URI
@@ -109,94 +116,147 @@ class RunOutcome:
     def complete(self) -> bool:
         return self.failures.complete
 
+    @property
+    def evaluation(self) -> Evaluation:
+        """The CrossMath scorecard (a transfer task's evaluation has tallies instead)."""
+        if not isinstance(self.scores, PuzzleScores):
+            raise AttributeError("a transfer task's evaluation has no CrossMath scorecard; "
+                                 "see its scores")
+        return self.scores.evaluation
 
-def run_evaluation(cfg: DictConfig) -> RunOutcome:
-    """The whole job for one resolved config: what ``python -m crossmath.run`` does."""
+
+@dataclass(frozen=True)
+class PlannedEvaluation:
+    """An evaluation as known before anything runs: what it asks of which backend, its
+    identity and the folder its results go to."""
+
+    questions: Questions
+    model_config: dict[str, Any]
+    backend: BackendIdentity
+    samples: int
+    settings: dict[str, Any]  # everything the evaluation id hashes, as the manifest shows it
+    evaluation_id: str
+    out_dir: str
+
+
+def plan_evaluation(cfg: DictConfig) -> PlannedEvaluation:
+    """What ``cfg`` would evaluate and where its results go; loads no model, starts no Ray."""
     check_run_config(cfg)
-    puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
-    for line in puzzle_set.flagged:
-        log.warning("skipped flagged record %s", line)
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     backend = backend_identity(model_config, cfg.resources.infer_gpus)
     samples = effective_samples(cfg.samples, model_config, backend.checkpoint)
-    plan = RequestPlan(list(cfg.modalities), list(cfg.styles), samples, prompt_set(model_config),
-                       backend.id, cfg.max_attempts)
-    settings = _evaluation_settings(backend, cfg.data.name, puzzle_set, plan)
+    questions = ask(cfg, model_config, backend, samples)
+    settings = {"backend": backend.settings, **questions.settings()}
     evaluation_id = digest(settings)
-    out_dir = cfg.out_dir or default_out_dir(cfg.runs_dir, cfg.model.name, cfg.data.name,
+    out_dir = cfg.out_dir or default_out_dir(cfg.runs_dir, cfg.model.name, questions.data_name,
                                              evaluation_id)
-    if cfg.ray.address and "://" not in out_dir and not Path(out_dir).is_absolute():
+    return PlannedEvaluation(questions, model_config, backend, samples, settings, evaluation_id,
+                             out_dir)
+
+
+def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdentity,
+        samples: int) -> Questions:
+    """The questions ``cfg`` asks: CrossMath puzzles (``data``, ``modalities``, ``styles``),
+    or the items of the transfer task ``task`` names."""
+    if cfg.task.name == CROSSMATH_TASK:
+        puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
+        for line in puzzle_set.flagged:
+            log.warning("skipped flagged record %s", line)
+        plan = RequestPlan(list(cfg.modalities), list(cfg.styles), samples,
+                           prompt_set(model_config), backend.id)
+        return PuzzleQuestions(puzzle_set, plan, cfg.data.name)
+    task = get_task(cfg.task.name)
+    items = task.load(cfg.task.path, cache_dir=cfg.task.cache_dir)[:cfg.task.n]
+    breakdown = list(cfg.task.breakdown)
+    for field_name in breakdown:
+        if field_name != "question_type" and any(field_name not in item.breakdown
+                                                 for item in items):
+            raise ConfigError("task.breakdown", f"{task.name} items have no field "
+                              f"{field_name!r}; they have {sorted(items[0].breakdown)} and "
+                              "question_type")
+    data_name = task.name if cfg.task.n is None else f"{task.name}-n{cfg.task.n}"
+    return TaskQuestions(task, items, samples, backend.id, breakdown, data_name)
+
+
+def run_evaluation(cfg: DictConfig) -> RunOutcome:
+    """The whole job for one resolved config: what ``python -m crossmath.run`` does."""
+    planned = plan_evaluation(cfg)
+    questions, evaluation_id = planned.questions, planned.evaluation_id
+    if cfg.ray.address and "://" not in planned.out_dir and not Path(planned.out_dir).is_absolute():
         log.warning("out_dir %s is relative: on a cluster it lands in this job's scratch folder; "
-                    "give a shared path or a URI such as s3://bucket/folder", out_dir)
-    store = PredictionStore(out_dir)
+                    "give a shared path or a URI such as s3://bucket/folder", planned.out_dir)
+    store = PredictionStore(planned.out_dir)
     manifest = claim_results_folder(
-        store, Manifest(evaluation_id, cfg.model.name, cfg.data.name, settings))
+        store, Manifest(evaluation_id, cfg.model.name, questions.data_name, planned.settings))
     run_id = tracking.open_evaluation_run(
         tracking_uri=cfg.mlflow.tracking_uri,
         experiment=cfg.mlflow.experiment,
         evaluation_id=evaluation_id,
-        run_name=cfg.mlflow.run_name or f"{cfg.model.name}/{cfg.data.name}/{evaluation_id[:SHORT_ID]}",
-        params={**OmegaConf.to_container(cfg, resolve=True), "samples": samples},
-        tags={"model": cfg.model.name, "prompt_id": plan.prompt_id, "dataset": cfg.data.name,
-              "dataset_fingerprint": puzzle_set.fingerprint, "backend_id": backend.id},
+        run_name=(cfg.mlflow.run_name
+                  or f"{cfg.model.name}/{questions.data_name}/{evaluation_id[:SHORT_ID]}"),
+        params={**OmegaConf.to_container(cfg, resolve=True), "samples": planned.samples},
+        tags={"model": cfg.model.name, "prompt_id": questions.prompt_id, **questions.tags(),
+              "backend_id": planned.backend.id},
     )
     manifest = record_mlflow_run(store, manifest, run_id)
     log.info("evaluation %s: results in %s, MLflow run %s", evaluation_id[:SHORT_ID], store.root,
              run_id)
     try:
         connect_ray(cfg.ray)
-        result = run_pipeline(puzzle_set, plan, model_config, store,
-                              StageResources(**OmegaConf.to_container(cfg.resources)))
-        puzzles = puzzles_to_table(puzzle_set.puzzles)
-        evaluation = evaluate_predictions(result.predictions, puzzles, samples=samples)
-        failures = count_failures(result.predictions, cfg.max_attempts)
+        predictions, n_requests, n_run_now = _answer_rounds(
+            planned, store, StageResources(**OmegaConf.to_container(cfg.resources)),
+            cfg.max_attempts)
+        scores = questions.score(predictions)
+        failures = count_failures(predictions, cfg.max_attempts)
         with tempfile.TemporaryDirectory(prefix="crossmath-results-") as scratch:
-            files = _write_results(Path(scratch), evaluation, failures, result.predictions,
-                                   puzzles, cfg.model.name)
+            files = _write_results(Path(scratch), scores, failures, predictions, questions,
+                                   cfg.model.name)
             publish_files(files, store.root)
             tracking.finish_evaluation_run(
                 cfg.mlflow.tracking_uri, run_id,
-                metrics={**evaluation.flat_metrics(cfg.model.name), **failures.flat_metrics()},
+                metrics={**scores.flat_metrics(cfg.model.name), **failures.flat_metrics()},
                 tags={tracking.INCOMPLETE_TAG: str(not failures.complete).lower(),
                       "git_commit": os.environ.get(GIT_COMMIT_ENV) or tracking.git_commit(),
-                      "n_requests": str(result.n_requests), "out_dir": store.root},
+                      "n_requests": str(n_requests), "out_dir": store.root},
                 artifacts=[*files, _manifest_copy(Path(scratch), manifest)],
             )
     except BaseException as error:
         _close_failed_run(cfg.mlflow.tracking_uri, run_id, error)
         raise
-    return RunOutcome(evaluation, result.predictions, failures,
-                      local_path(store.root) or store.root, evaluation_id, run_id,
-                      result.n_requests, result.n_pending)
+    return RunOutcome(scores, predictions, failures, local_path(store.root) or store.root,
+                      evaluation_id, run_id, n_requests, n_run_now)
 
 
-def _evaluation_settings(backend: BackendIdentity, data_name: str, puzzle_set: PuzzleSet,
-                         plan: RequestPlan) -> dict[str, Any]:
-    """Everything an evaluation's identity hashes (see ``identity``), as its manifest shows it."""
-    release_folders = {str(Path(path).resolve().parent)
-                       for path in puzzle_set.official_images.values()}
-    return {
-        "backend": backend.settings,
-        "data": {"name": data_name, "gold": data_identity(puzzle_set.puzzles),
-                 "release_images": sorted(release_folders)},
-        "plan": {"modalities": list(plan.modalities), "styles": plan.style_provenance,
-                 "samples": plan.samples, "prompt_set": plan.prompt_id,
-                 "prompts": prompts_identity(plan.layout(puzzle, modality).texts
-                                             for puzzle in puzzle_set.puzzles
-                                             for modality in plan.modalities)},
-    }
+def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, resources: StageResources,
+                   max_attempts: int) -> tuple[pa.Table, int, int]:
+    """Every round's predictions (request_id order), the number of requests and how many of
+    them were asked now."""
+    questions = planned.questions
+    answered = PREDICTION_SCHEMA.empty_table()
+    n_requests = n_run_now = 0
+    for round_index in range(questions.n_rounds):
+        units = questions.units(round_index, answered)
+        if not units:
+            continue
+        result = run_pipeline(units, planned.model_config, store, resources,
+                              prompt_id=questions.prompt_id, max_attempts=max_attempts)
+        answered = pa.concat_tables([answered, result.predictions])
+        n_requests += result.n_requests
+        n_run_now += result.n_pending
+    return answered.sort_by("request_id"), n_requests, n_run_now
 
 
-def _write_results(folder: Path, evaluation: Evaluation, failures: FailureReport,
-                   predictions: pa.Table, puzzles: pa.Table, model: str) -> list[Path]:
-    """predictions, puzzles, metrics (with the failures) and the report, as files in ``folder``."""
+def _write_results(folder: Path, scores: Scores, failures: FailureReport, predictions: pa.Table,
+                   questions: Questions, model: str) -> list[Path]:
+    """predictions, what they were scored against, metrics (with the failures) and the
+    report, as files in ``folder``."""
     write_table(predictions, str(folder / "predictions.parquet"))
-    write_table(puzzles, str(folder / "puzzles.parquet"))
+    reference = questions.write_reference(folder)
     metrics = folder / "metrics.json"
-    metrics.write_text(json.dumps({**evaluation.to_dict(), "failures": failures.to_dict()},
+    metrics.write_text(json.dumps({**scores.to_dict(), "failures": failures.to_dict()},
                                   indent=1), encoding="utf-8")
-    report = write_report(evaluation, folder, model=model)
-    return [folder / "predictions.parquet", folder / "puzzles.parquet", metrics, *report.paths]
+    report = scores.write_report(folder, model)
+    return [folder / "predictions.parquet", reference, metrics, *report]
 
 
 def _manifest_copy(folder: Path, manifest: Manifest) -> Path:

@@ -27,7 +27,7 @@ from crossmath.pipeline.shards import PredictionStore
 
 REQUEST_COLUMNS = ("request_id", "puzzle_id", "name", "difficulty", "modality", "style",
                    "sample", "attempt", "grid", "n_blanks", "value_range", "prompt_texts",
-                   "images", "image_at")
+                   "images", "image_at", "options")
 
 
 class InferPredictions:

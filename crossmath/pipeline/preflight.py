@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.drawing.style import load_style
+from crossmath.pipeline.requests import PLAN_MODALITIES
 from crossmath.pipeline.sources import RELEASE_TEXT_STYLE
 from crossmath.runtime.checks import (
     existing_path,
@@ -27,19 +28,27 @@ from crossmath.runtime.checks import (
     writable_folder,
 )
 from crossmath.runtime.errors import ConfigError
+from crossmath.tasks import TASKS
 
 DATA_KINDS = ("generated", "official")
+CROSSMATH_TASK = "crossmath"  # the task of CrossMath's own puzzles (conf/task/crossmath.yaml)
 
 
 def check_run_config(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` naming the first option of ``cfg`` that cannot work."""
+    """Raise ``ConfigError`` naming the first option of ``cfg`` that cannot work.
+
+    A transfer task (``task`` other than crossmath) asks its own items: ``data``,
+    ``modalities`` and ``styles`` do not apply to it and are not checked.
+    """
     options = OmegaConf.to_container(cfg, resolve=True)
-    modalities = modality_names(options["modalities"])
-    styles = style_names(options["styles"])
-    if not styles and any(m != "text" for m in modalities):
-        raise ConfigError("styles", "is empty, but image and hybrid requests need a style")
+    if check_task_options(options["task"]) == CROSSMATH_TASK:
+        modalities = modality_names(options["modalities"], known=PLAN_MODALITIES)
+        styles = style_names(options["styles"])
+        if not styles and any(m != "text" for m in modalities):
+            raise ConfigError("styles", "is empty, but image, hybrid and transcribe requests "
+                                        "need a style")
+        check_data_options(options["data"])
     whole_number(options["samples"], "samples")
-    check_data_options(options["data"])
     model_options(options["model"])
     check_resources(options["resources"])
     if options.get("out_dir") is None:  # the evaluation's folder is made under runs_dir
@@ -47,6 +56,21 @@ def check_run_config(cfg: DictConfig) -> None:
     else:
         writable_folder(options["out_dir"], "out_dir")
     whole_number(options["max_attempts"], "max_attempts")
+
+
+def check_task_options(task: Mapping[str, Any], where: str = "task") -> str:
+    """The ``task`` group: CrossMath's puzzles, or a transfer task with its local copy (a path
+    that exists; null fetches it from the Hub) and item count. Returns the task's name."""
+    name = one_of(task.get("name"), f"{where}.name", [CROSSMATH_TASK, *sorted(TASKS)])
+    if name == CROSSMATH_TASK:
+        return name
+    if task.get("path") is not None:
+        existing_path(task["path"], f"{where}.path")
+    whole_number(task.get("n"), f"{where}.n", none_means="every item")
+    breakdown = task.get("breakdown")
+    if not isinstance(breakdown, list) or not all(isinstance(f, str) for f in breakdown):
+        raise ConfigError(f"{where}.breakdown", f"must be a list of field names, got {breakdown!r}")
+    return name
 
 
 def check_data_options(data: Mapping[str, Any], where: str = "data") -> None:

@@ -18,9 +18,10 @@ from crossmath.puzzle.grid import GridFormatError, parse_markdown_grid
 class RenderImages:
     """``map_batches`` callable over call rows (``calls.CALL_SCHEMA``, ``batch_format="pyarrow"``).
 
-    Each unit of each call gets its ``image``: rendered in the unit's style, except for text
-    units (no image) and units that already hold one (the release's own image, read by the
-    driver, which is the one machine sure to have the file).
+    Each unit of each call gets its ``images``: the one image of its grid rendered in the unit's
+    style, except for text units (no image) and units that already hold theirs (the release's
+    own image, read by the driver, which is the one machine sure to have the file; a transfer
+    task's item).
     """
 
     def __init__(self) -> None:
@@ -34,7 +35,7 @@ class RenderImages:
         for call in rows:
             for unit in call["units"]:
                 if needs_render(unit):
-                    unit["image"] = self.render(unit)
+                    unit["images"] = [self.render(unit)]
         return pa.Table.from_pylist(rows, schema=calls.schema)
 
     def render(self, unit: dict) -> bytes:

@@ -1,35 +1,44 @@
 """From puzzles to requests: puzzle × modality × style × sample, each with its identity.
 
-Work is grouped in *units*: one (puzzle, style) pair whose image is rendered once and then
-shared by every image and hybrid request and every sample of that pair. Text requests see no
-picture, so they are made once per puzzle, under the style name ``markdown``, rather than
-once per image style.
+Work is grouped in *units* (``units``): one (puzzle, style) pair whose image is rendered once
+and then shared by every image, hybrid and transcribe request and every sample of that pair.
+Text requests see no picture, so they are made once per puzzle, under the style name
+``markdown``, rather than once per image style.
 
 Each request carries its prompt's text parts and the place of its image (``prompt_texts``,
 ``image_at``), built here from the plan's prompt set; the image itself joins the row once it
-is rendered (``expand_unit``). Without a prompt set (rule-based baselines) the text parts are
-empty. Its ``request_id`` hashes the backend's identity and all of this content, the image by
-its provenance (``crossmath.pipeline.identity``), so it is known before any image exists.
+is rendered (``units.expand_unit``). Without a prompt set (rule-based baselines) the text parts
+are empty. Its ``request_id`` hashes the backend's identity and all of this content, the image
+by its provenance (``crossmath.pipeline.identity``), so it is known before any image exists.
 
-A request is *pending* until a saved attempt answered it, or until ``max_attempts`` attempts
-failed; each pending request carries the number of the attempt it is about to make.
+The perception probe (``transcribe`` among the modalities) takes two rounds. The first asks,
+per puzzle, style and sample, for the image written back as a table (modality ``transcribe``);
+the second (``own_transcription_units``) shows each transcription back as a text puzzle
+(modality ``transcribed``, T̂), under the style of the image it was read from. A second-round
+request's identity holds the transcription it shows and the request that wrote it, so a
+changed transcription is a new request, and resuming finds the old ones.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from crossmath.models.base import TEXT_STYLE
-from crossmath.models.prompts import NO_PROMPT_ID, PromptLayout, PromptSet
+from crossmath.metrics.transcription import TRANSCRIBE, TRANSCRIBED, read_transcription
+from crossmath.models.base import MODALITIES, TEXT_STYLE
+from crossmath.models.prompts import NO_PROMPT_ID, PromptLayout, PromptSet, transcription_layout
+from crossmath.pipeline.calls import TEXT_UNIT
 from crossmath.pipeline.identity import (
     release_image_provenance,
     rendered_image_provenance,
     request_id,
 )
-from crossmath.pipeline.shards import SavedAttempt
 from crossmath.puzzle.model import Puzzle
+
+# What the ``modalities`` option takes: the three of the benchmark, and the probe's first kind
+# (which brings its second, ``transcribed``, along).
+PLAN_MODALITIES = (*MODALITIES, TRANSCRIBE)
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,6 @@ class RequestPlan:
     samples: int
     prompt: PromptSet | None
     backend_id: str
-    max_attempts: int = 1
 
     @property
     def prompt_id(self) -> str:
@@ -47,21 +55,33 @@ class RequestPlan:
 
     def layout(self, puzzle: Puzzle, modality: str) -> PromptLayout:
         """The prompt of ``puzzle`` shown in ``modality``, before its image exists."""
+        if modality == TRANSCRIBE:
+            return self._transcription_layout
+        return self._puzzle_layout(puzzle, modality, puzzle.markdown_table)
+
+    @cached_property
+    def _transcription_layout(self) -> PromptLayout:
+        return transcription_layout(self.prompt)
+
+    def _puzzle_layout(self, puzzle: Puzzle, modality: str, grid: str) -> PromptLayout:
         if self.prompt is None:
             return PromptLayout((), None if modality == "text" else 0)
-        return self.prompt.layout(modality, puzzle.markdown_table, len(puzzle.answer),
-                                  tuple(puzzle.value_range))
+        return self.prompt.layout(modality, grid, len(puzzle.answer), tuple(puzzle.value_range))
+
+    @property
+    def probes(self) -> bool:
+        """Whether the plan has the perception probe, hence a second round."""
+        return TRANSCRIBE in self.modalities
 
     def __post_init__(self) -> None:
-        unknown = set(self.modalities) - {"text", "image", "hybrid"}
+        unknown = set(self.modalities) - set(PLAN_MODALITIES)
         if unknown:
-            raise ValueError(f"unknown modality {sorted(unknown)}; use text, image, hybrid")
+            raise ValueError(f"unknown modality {sorted(unknown)}; "
+                             f"use {', '.join(PLAN_MODALITIES)}")
         if self.samples < 1:
             raise ValueError("samples must be at least 1")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         if any(m != "text" for m in self.modalities) and not self.styles:
-            raise ValueError("image and hybrid requests need at least one style")
+            raise ValueError("image, hybrid and transcribe requests need at least one style")
 
     def unit_modalities(self, style: str) -> list[str]:
         if style == TEXT_STYLE:
@@ -109,39 +129,47 @@ class RequestPlan:
                                          "request_id": request_id(self.backend_id, identity),
                                          "prompt_texts": texts, "image_at": image_at})
                 units.append({
-                    "puzzle_id": puzzle.puzzle_id,
-                    "name": puzzle.name,
+                    **_puzzle_fields(puzzle),
                     "grid": puzzle.grid.to_markdown(as_written=True),  # drawn as the file wrote it
-                    "difficulty": puzzle.difficulty,
-                    "n_blanks": len(puzzle.answer),
-                    "value_range": list(puzzle.value_range),
                     "style": style,
-                    "modality": "text" if style == TEXT_STYLE else "image",
+                    "modality": TEXT_UNIT if style == TEXT_STYLE else "image",
                     "image_path": image_path,
                     "requests": requests,
                 })
         return units
 
-    def pending(self, units: list[dict], saved: Mapping[str, SavedAttempt]) -> list[dict]:
-        """Units with only their pending requests, each numbered with its next attempt; units
-        left with none are dropped. Answered requests, and failed ones that used up
-        ``max_attempts``, are not pending."""
-        result = []
-        for unit in units:
-            requests = []
-            for request in unit["requests"]:
-                last = saved.get(request["request_id"])
-                if last is None:
-                    requests.append(request)
-                elif last.failed and last.attempt < self.max_attempts:
-                    requests.append({**request, "attempt": last.attempt + 1})
-            if requests:
-                result.append({**unit, "requests": requests})
-        return result
+    def own_transcription_units(self, puzzles: Iterable[Puzzle],
+                                transcriptions: Iterable[Mapping[str, Any]]) -> list[dict]:
+        """The probe's second round: each answered transcription (a ``transcribe`` prediction,
+        failed ones left out) shown back as a text puzzle, one unit each, as the text modality
+        shows a grid (``Transcription.fed_back``). Its sample is the transcription's."""
+        by_id = {puzzle.puzzle_id: puzzle for puzzle in puzzles}
+        units = []
+        for row in transcriptions:
+            if row["modality"] != TRANSCRIBE or row["error"] is not None:
+                continue
+            puzzle = by_id[row["puzzle_id"]]
+            shown = read_transcription(row["output"] or "").fed_back()
+            layout = self._puzzle_layout(puzzle, "text", shown)
+            texts = list(layout.texts)
+            identity = {"puzzle": puzzle.puzzle_id, "style": row["style"], "modality": TRANSCRIBED,
+                        "sample": row["sample"], "prompt": texts, "image_at": [],
+                        "n_blanks": len(puzzle.answer), "value_range": list(puzzle.value_range),
+                        "transcription": {"request": row["request_id"], "shown": shown}}
+            units.append({
+                **_puzzle_fields(puzzle),
+                "grid": shown,  # the grid as the model read it (rule-based backends read it)
+                "style": row["style"],
+                "modality": TEXT_UNIT,
+                "image_path": "",
+                "requests": [{"modality": TRANSCRIBED, "sample": row["sample"], "attempt": 1,
+                              "request_id": request_id(self.backend_id, identity),
+                              "prompt_texts": texts, "image_at": []}],
+            })
+        return units
 
 
-def expand_unit(unit: dict, image: bytes | None) -> list[dict]:
-    """The request rows of one rendered unit, each with its images (none for text)."""
-    base = {k: v for k, v in unit.items() if k not in ("requests", "modality", "image_path", "image")}
-    return [{**base, **request, "images": [image] if request["image_at"] else []}
-            for request in unit["requests"]]
+def _puzzle_fields(puzzle: Puzzle) -> dict[str, Any]:
+    """What every unit of a puzzle says about it."""
+    return {"puzzle_id": puzzle.puzzle_id, "name": puzzle.name, "difficulty": puzzle.difficulty,
+            "n_blanks": len(puzzle.answer), "value_range": list(puzzle.value_range)}

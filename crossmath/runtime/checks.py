@@ -55,13 +55,14 @@ def one_of(value: Any, where: str, choices: Iterable[str]) -> str:
     return value
 
 
-def modality_names(names: Any, where: str = "modalities") -> list[str]:
-    """A non-empty list of known modalities."""
+def modality_names(names: Any, where: str = "modalities",
+                   known: Sequence[str] = MODALITIES) -> list[str]:
+    """A non-empty list of ``known`` modalities."""
     names = _name_list(names, where)
     if not names:
-        raise ConfigError(where, f"is empty; give one or more of {', '.join(MODALITIES)}")
+        raise ConfigError(where, f"is empty; give one or more of {', '.join(known)}")
     for index, name in enumerate(names):
-        one_of(name, f"{where}[{index}]", MODALITIES)
+        one_of(name, f"{where}[{index}]", known)
     return names
 
 

@@ -67,10 +67,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from crossmath.pipeline.results_folder import ResultsFolderError
     from crossmath.pipeline.sources import DataSourceError
     from crossmath.puzzle.grid import GridFormatError
+    from crossmath.tasks.published import TaskDataError
     from crossmath.tracking.mlflow_store import TrackingUnavailable
 
     return (ConfigError, GridFormatError, StyleError, PromptTemplateError, DataSourceError,
-            ReleaseLogError, TrackingUnavailable, ResultsFolderError, IdentityError)
+            ReleaseLogError, TrackingUnavailable, ResultsFolderError, IdentityError,
+            TaskDataError)
 
 
 def reports_failures(command: str) -> Callable[[Main], Main]:

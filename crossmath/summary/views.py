@@ -1,8 +1,9 @@
 """Human-facing views of an :class:`~crossmath.metrics.Evaluation`: markdown tables and PNG plots.
 
-Plots are drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend
-switch), so this is safe inside workers and tests. Functions return the markdown text or the
-paths they wrote; logging them anywhere (MLflow) is the caller's business.
+Plots are drawn with matplotlib's object API on the Agg canvas (``figures``), so this is safe
+inside workers and tests; the perception probe's section and plot are in ``probe_views``.
+Functions return the markdown text or the paths they wrote; logging them anywhere (MLflow)
+is the caller's business.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from crossmath.metrics.accuracy import STEP_GROUPS, MeanStd
+from crossmath.metrics.probe import ProbeSummary
 from crossmath.metrics.scorecard import (
     ALL,
     GAP_METRICS,
@@ -24,8 +25,12 @@ from crossmath.metrics.scorecard import (
     GapResult,
     unique_in_order,
 )
+from crossmath.metrics.transcription import TRANSCRIBED
+from crossmath.summary.figures import save_figure
+from crossmath.summary.probe_views import plot_decomposition, probe_console, probe_section
 
-MODALITY_LABELS = {"text": "text (T)", "image": "image (I)", "hybrid": "hybrid (TI)"}
+MODALITY_LABELS = {"text": "text (T)", "image": "image (I)", "hybrid": "hybrid (TI)",
+                   TRANSCRIBED: "own transcription (T̂)"}
 METRIC_LABELS = {"macro_acc": "macro", "micro_acc": "micro", "step1_acc": "step1",
                  "step2_acc": "step2", "step3_acc": "step3", "step4plus_acc": "step4+",
                  "answer_rate": "answered", "lenient_macro_acc": "lenient macro"}
@@ -38,7 +43,7 @@ ANSWER_RULE_NOTES = {
     "release": "the release's rule (tokens of the last `<answer>` block of the whole output)",
     "after_thinking": "the last `<answer>` block once the thinking is removed (not the release's rule)",
 }
-_COLORS = {"text": "#4C72B0", "image": "#DD8452", "hybrid": "#55A868"}
+_COLORS = {"text": "#4C72B0", "image": "#DD8452", "hybrid": "#55A868", TRANSCRIBED: "#8172B3"}
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,12 @@ class ReportFiles:
     accuracy_plot: Path
     step_plot: Path
     gap_plot: Path | None  # None when no gap could be formed (e.g. text only)
+    probe_plot: Path | None = None  # None without the probe's three gaps (docs/probe.md)
 
     @property
     def paths(self) -> list[Path]:
-        return [p for p in (self.markdown, self.accuracy_plot, self.step_plot, self.gap_plot) if p]
+        return [p for p in (self.markdown, self.accuracy_plot, self.step_plot, self.gap_plot,
+                            self.probe_plot) if p]
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,10 @@ class Comparison:
 # ---------------------------------------------------------------- one run
 
 
-def markdown_report(evaluation: Evaluation, model: str | None = None, *, title: str | None = None) -> str:
-    """Accuracy tables (overall and per difficulty) and the gap table of one model."""
+def markdown_report(evaluation: Evaluation, model: str | None = None, *, title: str | None = None,
+                    probe: ProbeSummary | None = None) -> str:
+    """Accuracy tables (overall and per difficulty) and the gap table of one model, and the
+    perception probe's section when it ran."""
     model = evaluation.only_model(model)
     lines = [f"# {title or f'crossmath report: {model}'}", ""]
     overall = evaluation.group(model, evaluation.modalities(model)[0])
@@ -101,12 +110,15 @@ def markdown_report(evaluation: Evaluation, model: str | None = None, *, title: 
             n = next(g.estimate.n_puzzles for g in found if g)
             lines.append(f"| {name} | {style} | " + " | ".join(cells) + f" | {n} |")
         lines.append("")
+    if probe is not None:
+        lines += probe_section(evaluation, probe, model)
     return "\n".join(lines)
 
 
-def console_summary(evaluation: Evaluation, model: str | None = None) -> str:
-    """The short table printed at the end of a run: accuracy per modality and style, and
-    the gaps pooled over styles."""
+def console_summary(evaluation: Evaluation, model: str | None = None,
+                    probe: ProbeSummary | None = None) -> str:
+    """The short table printed at the end of a run: accuracy per modality and style, the gaps
+    pooled over styles, and the probe's reading and split of T−I when it ran."""
     model = evaluation.only_model(model)
     lines = _accuracy_table(evaluation, model, [ALL])
     diagnostics = _diagnostics_table(evaluation, model)
@@ -117,6 +129,8 @@ def console_summary(evaluation: Evaluation, model: str | None = None) -> str:
         if gap.model == model and gap.style == ALL:
             lines.append(f"gap {gap.name} {METRIC_LABELS[gap.metric]}: {gap.estimate.gap:+.1f} pp, "
                          f"95% CI {_interval(gap)}, p={_p(gap.estimate.p_value)}")
+    if probe is not None:
+        lines += probe_console(probe, evaluation, model)
     return "\n".join(lines)
 
 
@@ -175,7 +189,7 @@ def plot_accuracy(evaluation: Evaluation, path: str | Path, model: str | None = 
         axes.grid(axis="y", alpha=0.3)
     figure.axes[0].set_title(f"{model}: accuracy per modality and style")
     figure.axes[0].legend(loc="upper right", fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_step_depth(evaluation: Evaluation, path: str | Path, model: str | None = None) -> Path:
@@ -196,7 +210,7 @@ def plot_step_depth(evaluation: Evaluation, path: str | Path, model: str | None 
     axes.set_title(f"{model}: accuracy per step depth (all styles)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_gaps(evaluation: Evaluation, path: str | Path, model: str | None = None) -> Path | None:
@@ -223,19 +237,22 @@ def plot_gaps(evaluation: Evaluation, path: str | Path, model: str | None = None
             axes.set_yticks(range(len(rows)), [f"{name} {style}" for name, style in rows])
             axes.invert_yaxis()
     figure.suptitle(f"{model}: modality gaps with 95% bootstrap intervals")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def write_report(evaluation: Evaluation, out_dir: str | Path, model: str | None = None) -> ReportFiles:
-    """``report.md``, ``accuracy.png``, ``steps.png`` and ``gaps.png`` of one model in ``out_dir``."""
+def write_report(evaluation: Evaluation, out_dir: str | Path, model: str | None = None,
+                 probe: ProbeSummary | None = None) -> ReportFiles:
+    """``report.md``, ``accuracy.png``, ``steps.png`` and ``gaps.png`` of one model in
+    ``out_dir``, and ``probe.png`` when the probe's gaps are there."""
     model = evaluation.only_model(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     markdown = out / "report.md"
-    markdown.write_text(markdown_report(evaluation, model), encoding="utf-8")
+    markdown.write_text(markdown_report(evaluation, model, probe=probe), encoding="utf-8")
     return ReportFiles(markdown, plot_accuracy(evaluation, out / "accuracy.png", model),
                        plot_step_depth(evaluation, out / "steps.png", model),
-                       plot_gaps(evaluation, out / "gaps.png", model))
+                       plot_gaps(evaluation, out / "gaps.png", model),
+                       plot_decomposition(evaluation, out / "probe.png", model))
 
 
 # ---------------------------------------------------------------- several runs
@@ -318,7 +335,7 @@ def _plot_comparison(rows, modalities: list[str], metric: str, style: str, path:
     gaps.legend(fontsize="small")
     gaps.grid(axis="x", alpha=0.3)
     figure.suptitle(f"models × modality, {METRIC_LABELS[metric]} accuracy, style {style}")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # ---------------------------------------------------------------- helpers
@@ -354,11 +371,3 @@ def _rule_note(evaluation: Evaluation) -> str:
 
 def _p(value: float) -> str:
     return f"{value:.3g}" if value >= 0.001 else "<0.001"
-
-
-def _save(figure: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=110)
-    return path

@@ -8,11 +8,15 @@ MMMU and MathVerse both report it; percentages, as CrossMath's metrics are.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
 
 from crossmath.tasks.item import Judgement, TaskItem
+
+# What an MLflow metric name may not hold (a subfield such as "Algebra & Number Theory").
+_NOT_IN_METRIC_NAMES = re.compile(r"[^\w\-. /]")
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,20 @@ class TaskSummary:
         for field_name, tallies in self.groups.items():
             label = "type" if field_name == "question_type" else field_name
             for value, counts in tallies.items():
-                metrics[f"{prefix}/{label}/{value}/acc"] = counts.accuracy
+                metrics[f"{prefix}/{label}/{_NOT_IN_METRIC_NAMES.sub('_', value)}/acc"] = \
+                    counts.accuracy
         return metrics
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "overall": asdict(self.overall),
+                "groups": {name: {value: asdict(counts) for value, counts in tallies.items()}
+                           for name, tallies in self.groups.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TaskSummary":
+        return cls(data["task"], Tally(**data["overall"]),
+                   {name: {value: Tally(**counts) for value, counts in tallies.items()}
+                    for name, tallies in data["groups"].items()})
 
 
 def summarize(task: str, outcomes: Iterable[Outcome],

@@ -1,0 +1,98 @@
+"""The one-command fine-tuning story: its plan, and the whole sequence on CPU with the tiny VLM
+and parquet fixtures of both transfer tasks (base and SFT evaluated on CrossMath with the probe
+and on each task, then one comparison in files and in MLflow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from mlflow.tracking import MlflowClient
+
+from crossmath.models.tiny import build_tiny_random
+from jobs.finetune_story import PROBE_MODALITIES, parse_args, plan
+from tests.support import REPO_ROOT, command_env
+from tests.test_transfer_main_job import write_mathverse, write_mmmu
+
+
+def test_the_plan_evaluates_every_stage_alike_and_grpo_starts_from_the_sft_adapter(tmp_path):
+    steps = plan(parse_args([
+        "--model", "m", "--out", str(tmp_path), "--tasks", "mmmu-val=/data/MMMU",
+        "mathverse-vision", "--eval", "data.n=5", "--train", "train.epochs=1",
+        "--grpo", "grpo.steps=3"]))
+    assert [step.name for step in steps] == [
+        "evaluate base on crossmath", "evaluate base on mmmu-val",
+        "evaluate base on mathverse-vision", "fine-tune (SFT)",
+        "evaluate sft on crossmath", "evaluate sft on mmmu-val", "evaluate sft on mathverse-vision",
+        "fine-tune (GRPO)",
+        "evaluate grpo on crossmath", "evaluate grpo on mmmu-val",
+        "evaluate grpo on mathverse-vision"]
+    by_name = {step.name: step for step in steps}
+    base = by_name["evaluate base on crossmath"].overrides
+    assert f"modalities={PROBE_MODALITIES}" in base and "data.n=5" in base
+    assert not any(o.startswith("model.adapter") for o in base)
+    assert f"runs_dir={tmp_path / 'eval' / 'base'}" in base
+    tuned = by_name["evaluate sft on mmmu-val"].overrides
+    assert {"task=mmmu-val", "task.path=/data/MMMU", "model.name=m-sft",
+            f"model.adapter={tmp_path / 'sft' / 'adapter'}"} <= set(tuned)
+    assert not any(o.startswith("task.path") for o in by_name["evaluate sft on mathverse-vision"]
+                   .overrides)  # no path: the Hub
+    assert by_name["fine-tune (SFT)"].command[-2:] == [f"out_dir={tmp_path / 'sft'}",
+                                                        "train.epochs=1"]
+    grpo = by_name["fine-tune (GRPO)"].command
+    assert {"method=grpo", f"init_adapter={tmp_path / 'sft' / 'adapter'}",
+            "grpo.steps=3"} <= set(grpo)
+    assert f"model.adapter={tmp_path / 'grpo' / 'adapter'}" in \
+        by_name["evaluate grpo on crossmath"].overrides
+    mine = plan(parse_args(["--out", str(tmp_path), "--eval", "modalities=[text,image]"]))
+    assert "modalities=[text,image]" in mine[0].overrides  # the user's choice wins
+    assert not any(o.startswith("modalities") for o in plan(parse_args(
+        ["--out", str(tmp_path), "--no-probe"]))[0].overrides)
+
+
+def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory):
+    models = tmp_path_factory.getbasetemp() / "models"
+    build_tiny_random(models)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = [f"model.model.cache_dir={models}", f"mlflow.tracking_uri={tracking}"]
+    out = tmp_path / "story"
+    command = [
+        sys.executable, "-m", "jobs.finetune_story", "--model", "tiny-random", "--out", str(out),
+        "--tasks", f"mathverse-vision={write_mathverse(tmp_path)}",
+        f"mmmu-val={write_mmmu(tmp_path)}",
+        "--train", *common, "dataset.n_puzzles=12", "train.epochs=1", "scaling.num_workers=1",
+        "--eval", *common, "data.n=2", "styles=[original]", "samples=1", "model.sampling=greedy",
+        "ray.num_cpus=2"]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=command_env(), capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+
+    summary = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
+    assert [(s["stage"], s["model"]) for s in summary["stages"]] == [
+        ("base", "tiny-random"), ("sft", "tiny-random-sft")]
+    base, tuned = (s["numbers"] for s in summary["stages"])
+    for numbers in (base, tuned):
+        assert {"text/macro_acc", "image/macro_acc", "transcribed/macro_acc",
+                "gap/T-I/macro_acc", "gap/T-That/macro_acc", "gap/That-I/macro_acc",
+                "probe/cell_acc", "transfer/mathverse-vision/acc",
+                "transfer/mmmu-val/acc"} <= set(numbers)
+        assert numbers["gap/T-That/macro_acc"] + numbers["gap/That-I/macro_acc"] == \
+            numbers["gap/T-I/macro_acc"]
+    assert summary["deltas"]["sft"]["transfer/mmmu-val/acc"] == \
+        tuned["transfer/mmmu-val/acc"] - base["transfer/mmmu-val/acc"]
+    markdown = (out / "comparison.md").read_text(encoding="utf-8")
+    assert "## CrossMath" in markdown and "## Transfer tasks" in markdown and "T − T̂" in markdown
+    assert (out / "sft" / "adapter" / "adapter_config.json").is_file()
+
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("crossmath")
+    runs = client.search_runs([experiment.experiment_id])
+    story = [run for run in runs if run.data.tags.get("kind") == "comparison"]
+    assert len(story) == 1
+    assert story[0].data.metrics["delta/sft/transfer/mathverse-vision/acc"] == \
+        summary["deltas"]["sft"]["transfer/mathverse-vision/acc"]
+    evaluated = {(run.data.tags["model"], run.data.tags["dataset"]) for run in runs
+                 if "evaluation_id" in run.data.tags}
+    assert evaluated == {(model, data) for model in ("tiny-random", "tiny-random-sft")
+                         for data in ("generated-mixed-n2-seed0", "mathverse-vision", "mmmu-val")}

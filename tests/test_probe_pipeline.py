@@ -1,0 +1,158 @@
+"""The perception probe in the main job: two rounds, identities that hold the transcription,
+exact scores with test doubles on the official sample, and the tiny VLM end to end."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+
+from crossmath.metrics.transcription import TRANSCRIBE, TRANSCRIBED
+from crossmath.models.base import TEXT_STYLE
+from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template, transcription_layout
+from crossmath.pipeline.evaluation import run_evaluation as evaluate
+from crossmath.pipeline.preflight import check_run_config
+from crossmath.pipeline.requests import RequestPlan
+from crossmath.pipeline.sources import official_puzzles
+from crossmath.puzzle.grid import is_number_token
+from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.runtime.errors import ConfigError
+from tests.doubles import swapped_cells
+
+PUZZLES = generate_puzzles(2, "easy", seed=4)
+STYLES = ["original", "beige"]
+
+
+def plan(samples: int = 2) -> RequestPlan:
+    return RequestPlan(["text", "image", TRANSCRIBE], ["original"], samples,
+                       load_prompt_template(DEFAULT_PROMPT), "m")
+
+
+def transcription(unit: dict, sample: int, output: str, error: str | None = None) -> dict:
+    request = next(r for r in unit["requests"]
+                   if r["modality"] == TRANSCRIBE and r["sample"] == sample)
+    return {"request_id": request["request_id"], "puzzle_id": unit["puzzle_id"],
+            "style": unit["style"], "modality": TRANSCRIBE, "sample": sample,
+            "output": output, "error": error}
+
+
+def test_transcribe_requests_share_the_image_unit_and_show_the_image_alone():
+    text_unit, image_unit = plan().units(PUZZLES[:1])
+    kinds = [r["modality"] for r in image_unit["requests"]]
+    assert kinds == ["image", "image", TRANSCRIBE, TRANSCRIBE]
+    asked = next(r for r in image_unit["requests"] if r["modality"] == TRANSCRIBE)
+    ours = transcription_layout(load_prompt_template(DEFAULT_PROMPT))
+    assert asked["prompt_texts"] == list(ours.texts) and asked["image_at"] == [0]
+    assert PUZZLES[0].markdown_table not in asked["prompt_texts"][0]  # no grid leaks as text
+    assert [r["modality"] for r in text_unit["requests"]] == ["text", "text"]
+
+
+def test_each_transcription_is_shown_back_as_the_text_prompt_shows_a_grid():
+    puzzle = PUZZLES[0]
+    the_plan = plan()
+    text_unit, image_unit = the_plan.units([puzzle])
+    copied = f"<answer>\n{puzzle.grid.to_markdown()}\n</answer>"
+    rows = [transcription(image_unit, 0, copied), transcription(image_unit, 1, "no table"),
+            transcription(image_unit, 1, "", error="timeout")]
+    first, second = the_plan.own_transcription_units([puzzle], rows)  # the failure is not asked
+    [request] = first["requests"]
+    assert (request["modality"], request["sample"], first["style"]) == (TRANSCRIBED, 0, "original")
+    # a perfect copy is asked exactly as the text modality asks the true grid
+    assert request["prompt_texts"] == text_unit["requests"][0]["prompt_texts"]
+    assert request["request_id"] != text_unit["requests"][0]["request_id"]
+    assert first["grid"] == puzzle.grid.to_markdown() and second["grid"] == ""
+    # the same transcription is the same request; a changed one, or another sample, is new
+    again = the_plan.own_transcription_units([puzzle], rows[:1])[0]["requests"][0]
+    assert again["request_id"] == request["request_id"]
+    changed = the_plan.own_transcription_units(
+        [puzzle], [transcription(image_unit, 0, copied.replace("=", "+", 1))])
+    assert changed[0]["requests"][0]["request_id"] != request["request_id"]
+    assert second["requests"][0]["request_id"] != request["request_id"]
+
+
+def test_a_perfect_transcriber_reads_every_cell_and_its_own_reading_solves_as_text(
+        ray_local, run_config, official_sample):
+    cfg = run_config("model=oracle", "model._target_=tests.doubles.CopyGridBackend",
+                     "model.name=copy-grid", "data=official", f"data.path={official_sample}",
+                     "samples=1", f"modalities=[text,image,{TRANSCRIBE}]",
+                     f"styles=[{','.join(STYLES)}]")
+    outcome = evaluate(cfg)
+    assert outcome.complete and outcome.n_requests == 12 * (1 + 2 * 2 + 2)
+    probe = outcome.scores.probe
+    for style in [*STYLES, "all"]:
+        group = probe.group("copy-grid", style)
+        assert group.metric("cell_acc").mean == 100.0 and group.metric("exact_rate").mean == 100.0
+        assert group.metric("shape_error_rate").mean == 0.0
+    ev = outcome.evaluation
+    text = ev.group("copy-grid", "text", TEXT_STYLE).macro.mean
+    assert all(ev.group("copy-grid", TRANSCRIBED, style).macro.mean == text for style in STYLES)
+    assert ev.gap("copy-grid", "T-That", "macro_acc").estimate.gap == 0.0
+    total = ev.gap("copy-grid", "T-I", "macro_acc").estimate.gap
+    assert ev.gap("copy-grid", "That-I", "macro_acc").estimate.gap == total == text > 0
+
+    run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(outcome.mlflow_run_id)
+    assert run.data.metrics["probe/beige/cell_acc"] == 100.0
+    assert run.data.metrics["probe/all/number_cell_acc"] == 100.0
+    assert run.data.metrics["gap/T-That/macro_acc"] == 0.0
+    assert run.data.metrics["gap/That-I/original/macro_acc"] == total
+    assert run.data.metrics["probe/all/reading_share"] == 0.0
+    assert run.data.metrics["transcribe/original/n_failed"] == 0.0
+    metrics = json.loads((outcome.out_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert {group["style"] for group in metrics["probe"]["groups"]} == {*STYLES, "all"}
+    report = (outcome.out_dir / "report.md").read_text(encoding="utf-8")
+    assert "## Perception probe" in report and "T − T̂ (reading)" in report
+    assert (outcome.out_dir / "probe.png").is_file()
+
+    again = evaluate(cfg)  # both rounds resume: nothing is asked again
+    assert again.n_run_now == 0 and again.scores.to_dict() == outcome.scores.to_dict()
+
+
+def test_two_numbers_misread_give_exactly_the_expected_cell_accuracy(
+        ray_local, run_config, official_sample):
+    outcome = evaluate(run_config(
+        "model=oracle", "model._target_=tests.doubles.SwappedNumbersBackend",
+        "model.name=swapped", "data=official", f"data.path={official_sample}", "samples=1",
+        f"modalities=[text,{TRANSCRIBE}]", "styles=[original]"))
+    grids = [p.grid for p in official_puzzles(str(official_sample), ["original"]).puzzles]
+    assert all(len({g[p] for p in swapped_cells(g)}) == 2 for g in grids)  # two cells differ
+    cells = [g.n_rows * g.n_cols for g in grids]
+    numbers = [sum(is_number_token(g[p]) for p in g.positions()) for g in grids]
+    group = outcome.scores.probe.group("swapped", "original")
+    assert group.metric("cell_acc").mean == pytest.approx(
+        100 * sum((n - 2) / n for n in cells) / len(grids))
+    assert group.metric("number_cell_acc").mean == pytest.approx(
+        100 * sum((n - 2) / n for n in numbers) / len(grids))
+    assert group.metric("operator_cell_acc").mean == group.metric("blank_cell_acc").mean == 100.0
+    assert group.metric("exact_rate").mean == 0.0 and group.metric("shape_error_rate").mean == 0.0
+    # the misread puzzles are other puzzles: solving them is not solving the true ones
+    ev = outcome.evaluation
+    assert ev.group("swapped", TRANSCRIBED, "original").macro.mean < \
+        ev.group("swapped", "text", TEXT_STYLE).macro.mean
+
+
+def test_the_tiny_vlm_runs_the_probe_and_reports_the_decomposition(
+        ray_local, run_config, tiny_model_config):
+    outcome = evaluate(run_config(
+        "model=tiny-random", f"model.model.cache_dir={tiny_model_config['model']['cache_dir']}",
+        "model.sampling=greedy", "data.n=2", f"modalities=[text,image,{TRANSCRIBE}]",
+        "styles=[original]", "samples=1"))
+    assert outcome.complete and outcome.n_requests == 2 * 4
+    predictions = outcome.predictions.to_pylist()
+    assert {p["modality"] for p in predictions} == {"text", "image", TRANSCRIBE, TRANSCRIBED}
+    ev = outcome.evaluation
+    parts = [ev.gap("tiny-random", name, "macro_acc") for name in ("T-I", "T-That", "That-I")]
+    assert all(parts)
+    assert parts[1].estimate.gap + parts[2].estimate.gap == pytest.approx(parts[0].estimate.gap)
+    assert outcome.scores.probe.group("tiny-random").metric("cell_acc") is not None
+    report = (outcome.out_dir / "report.md").read_text(encoding="utf-8")
+    assert "Reading or reasoning" in report
+
+
+def test_transcribe_is_an_option_of_the_door_and_its_second_round_is_not(run_config):
+    check_run_config(run_config(f"modalities=[text,{TRANSCRIBE}]"))
+    with pytest.raises(ConfigError, match=r"modalities\[1\]: must be one of text, image, hybrid, "
+                                          r"transcribe; got 'transcribed'"):
+        check_run_config(run_config(f"modalities=[text,{TRANSCRIBED}]"))
+    with pytest.raises(ConfigError, match="transcribe requests need a style"):
+        check_run_config(run_config(f"modalities=[{TRANSCRIBE}]", "styles=[]"))
