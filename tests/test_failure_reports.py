@@ -78,9 +78,12 @@ def test_a_user_error_inside_a_ray_worker_is_still_one_line(ray_local):
 
 
 def _run_failing_stage(error: Exception, in_constructor: bool) -> BaseException:
+    # The failed dataset's actor outlives the test (the exception's traceback keeps the dataset
+    # alive): it reserves no CPU, so the session's later tests (Ray Train needs every CPU of
+    # the local Ray) are not starved by it.
     data = ray_data().range(4).map_batches(
         FailingStage, fn_constructor_kwargs={"error": error, "in_constructor": in_constructor},
-        batch_size=2, compute=ray_data().ActorPoolStrategy(size=1))
+        batch_size=2, compute=ray_data().ActorPoolStrategy(size=1), num_cpus=0)
     with pytest.raises(Exception) as caught:
         data.take_all()
     return caught.value
