@@ -5,17 +5,21 @@ saved (``train_gpu.save_random_model``: nothing downloaded; the tokenizer and im
 the tiny model's), with crossmath's ``sdpa_gqa`` attention as the evaluation's backend uses it.
 The prompts are rendered training puzzles in the image modality, GRPO's default. In one run:
 
-  rollouts, loop     the release's way of sampling: one ``generate`` call per puzzle, its
-                     ``--rollouts`` samples together (the baseline)
-  rollouts, batched  crossmath's rollouts (``crossmath.finetuning.rollouts``): every puzzle of the
-                     step times its samples, left-padded, in one call
+  rollouts, loop     the release's way of sampling: one transformers ``generate`` call per puzzle,
+                     ``num_return_sequences=--rollouts`` (each sample prefilled on its own), keyed
+                     sampling on top of greedy decoding (the baseline)
+  rollouts, batched  crossmath's rollouts (``crossmath.finetuning.rollouts``, the evaluation's
+                     ``Decoder``): every puzzle of the step times its samples in one decode,
+                     left-padded, each puzzle prefilled once for its samples, rows leaving the
+                     batch as they end
   grpo steps         ``--steps`` whole GRPO steps through ``crossmath.finetuning.local`` (the same
                      worker loop as ``python -m crossmath.train method=grpo``): rollouts, rewards,
                      the reference forward and the update; step time and rollout tokens/s as the
                      loop measures and logs them
 
 Both rollout variants sample with the same keys, so they generate the same completions (up to
-bf16 differences between padded and unpadded batches; the share of identical ones is reported).
+bf16 differences between padded and unpadded batches, shared and separate prefills; the share of
+identical ones is reported).
 Random weights almost never emit an end token, so completions run to
 ``--max-completion-tokens``: the worst case, and equal work per sequence in both variants.
 
@@ -37,7 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing it
@@ -53,7 +57,7 @@ from train_gpu import (  # noqa: E402  (bench/train_gpu.py)
     write_report,
 )
 
-from crossmath.finetuning.collate import ExampleEncoder  # noqa: E402
+from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate  # noqa: E402
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set  # noqa: E402
 from crossmath.finetuning.grpo import GrpoJob, GrpoSettings  # noqa: E402
 from crossmath.finetuning.local import train_locally  # noqa: E402
@@ -65,8 +69,14 @@ from crossmath.finetuning.modeling import (  # noqa: E402
     add_lora,
     load_base_model,
 )
-from crossmath.finetuning.rollouts import RolloutGenerator  # noqa: E402
+from crossmath.finetuning.rollouts import (  # noqa: E402
+    RolloutGenerator,
+    placeholder_token_ids,
+    rollout_identity,
+)
+from crossmath.models.checkpoint_loading import stop_token_ids  # noqa: E402
 from crossmath.models.processor import load_processor  # noqa: E402
+from crossmath.models.sampling import SamplingSettings, SeededSampler, sequence_keys  # noqa: E402
 from crossmath.models.tiny import build_tiny_random  # noqa: E402
 
 
@@ -101,20 +111,85 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_rollouts(policy: torch.nn.Module, generator: RolloutGenerator, prompts: list,
-                  device: torch.device, precision: Precision) -> dict[str, Any]:
-    """Generated tokens, seconds and tokens/s of one ``generate`` pass over ``prompts``."""
+Completion = tuple[tuple[int, ...], bool]  # generated ids up to the stop token, truncated
+
+
+def loop_rollouts(policy: torch.nn.Module, tokenizer, prompts: list[EncodedExample], samples: int,
+                  max_new_tokens: int, sampling: SamplingSettings, seed: int,
+                  device: torch.device) -> list[Completion]:
+    """The release's loop: per puzzle, one ``generate`` call for its samples (the prompt
+    repeated, as ``num_return_sequences`` expands it: each sample prefilled on its own), with
+    the rollouts' keys, stop ids and suppressed placeholders, so the completions are the same."""
+    stops = stop_token_ids(policy, tokenizer)
+    made: list[Completion] = []
+    for prompt in prompts:
+        batch = collate([prompt] * samples, tokenizer.pad_token_id, padding_side="left")
+        length = batch["input_ids"].shape[1]
+        identities = [rollout_identity(0, prompt.example_id, s) for s in range(samples)]
+        keys = sequence_keys(seed, identities, device)
+        output = policy.generate(
+            **{k: v.to(device) for k, v in batch.items()}, do_sample=False, top_k=None,
+            max_new_tokens=max_new_tokens, use_cache=True, repetition_penalty=1.0,
+            logits_processor=[SeededSampler(keys, length, sampling)], eos_token_id=stops,
+            pad_token_id=tokenizer.pad_token_id, suppress_tokens=placeholder_token_ids(policy))
+        for row in output[:, length:].tolist():
+            end = next((i + 1 for i, token in enumerate(row) if token in stops), None)
+            made.append((tuple(row if end is None else row[:end]), end is None))
+    return made
+
+
+def time_rollouts(device: torch.device, precision: Precision,
+                  run: Callable[[], list[Completion]]) -> tuple[dict[str, Any], list[Completion]]:
+    """Generated tokens, seconds, tokens/s and peak memory of one pass of ``run``."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     started = time.perf_counter()
     with autocast(device, precision):
-        rollouts = generator.generate(policy, prompts, step=0, device=device)
+        completions = run()
     _sync(device)
     seconds = time.perf_counter() - started
-    tokens = sum(len(r.token_ids) for r in rollouts)
-    return {"sequences": len(rollouts), "tokens": tokens, "seconds": round(seconds, 3),
+    tokens = sum(len(ids) for ids, _ in completions)
+    return {"sequences": len(completions), "tokens": tokens, "seconds": round(seconds, 3),
             "tokens_per_s": round(tokens / seconds, 1),
-            "truncated_share": sum(r.truncated for r in rollouts) / len(rollouts),
-            "token_ids": [r.token_ids for r in rollouts]}
+            "truncated_share": sum(cut for _, cut in completions) / len(completions),
+            "peak_memory_gib": (round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+                                if device.type == "cuda" else None)}, completions
+
+
+def compare_rollouts(args: argparse.Namespace, policy: torch.nn.Module, encoder: ExampleEncoder,
+                     prompts: list[EncodedExample], device: torch.device,
+                     precision: Precision) -> dict[str, Any]:
+    """The release's loop over ``--loop-prompts`` puzzles against the batched rollouts of all
+    ``--prompts``, same policy, same keys; each warmed up first on one puzzle, two tokens."""
+    sampling = GrpoSettings().sampling
+
+    def loop(puzzles: list[EncodedExample], tokens: int) -> list[Completion]:
+        return loop_rollouts(policy, encoder.tokenizer, puzzles, args.rollouts, tokens, sampling, 0,
+                             device)
+
+    def batched(puzzles: list[EncodedExample], tokens: int) -> tuple[dict, list[Completion]]:
+        generator = RolloutGenerator(encoder.tokenizer, samples=args.rollouts,
+                                     max_new_tokens=tokens, sampling=sampling, seed=0,
+                                     batch_size=len(puzzles) * args.rollouts)
+        timed, completions = time_rollouts(device, precision, lambda: [
+            (r.token_ids, r.truncated) for r in generator.generate(policy, puzzles, 0, device)])
+        stats = generator.last_stats
+        timed.update(prompts_prefilled=sum(s.prompts for s in stats),
+                     prefill_s=round(sum(s.prefill_s for s in stats), 3),
+                     decode_s=round(sum(s.decode_s for s in stats), 3))
+        return timed, completions
+
+    time_rollouts(device, precision, lambda: loop(prompts[:1], 2))  # warm-up
+    batched(prompts[:1], 2)
+    loop_timed, loop_completions = time_rollouts(
+        device, precision, lambda: loop(prompts[:args.loop_prompts], args.max_completion_tokens))
+    batched_timed, batched_completions = batched(prompts, args.max_completion_tokens)
+    same = sum(a == b for a, b in zip(loop_completions, batched_completions))
+    ratio = batched_timed["tokens_per_s"] / loop_timed["tokens_per_s"]
+    return {"loop": loop_timed, "batched": batched_timed,
+            "identical_completions": f"{same}/{len(loop_completions)}",
+            "ratio_batched_vs_loop": round(ratio, 2)}
 
 
 class Recorder:
@@ -165,22 +240,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, work: Path
     policy = add_lora(load_base_model(spec, precision.weights), lora, gradient_checkpointing=True)
     policy = policy.to(device).eval()
 
-    def generator(batch_size: int, tokens: int = args.max_completion_tokens) -> RolloutGenerator:
-        return RolloutGenerator(encoder.tokenizer, samples=args.rollouts, max_new_tokens=tokens,
-                                batch_size=batch_size, sampling=GrpoSettings().sampling, seed=0)
-
-    time_rollouts(policy, generator(args.rollouts, tokens=2), prompts[:1], device, precision)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    loop = time_rollouts(policy, generator(args.rollouts), prompts[:args.loop_prompts], device, precision)
-    batched = time_rollouts(policy, generator(args.prompts * args.rollouts), prompts, device, precision)
-    compared = len(loop["token_ids"])
-    same = sum(a == b for a, b in zip(loop.pop("token_ids"), batched.pop("token_ids")[:compared]))
-    report["rollouts"] = {
-        "loop": loop, "batched": batched, "identical_completions": f"{same}/{compared}",
-        "ratio_batched_vs_loop": round(batched["tokens_per_s"] / loop["tokens_per_s"], 2),
-        "peak_memory_gib": (round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-                            if device.type == "cuda" else None)}
+    report["rollouts"] = compare_rollouts(args, policy, encoder, prompts, device, precision)
     write_report(report, out_path)
     del policy
     if device.type == "cuda":
@@ -212,8 +272,10 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, work: Path
     report.update(status="done", total_s=round(time.monotonic() - started, 1))
     write_report(report, out_path)
     print(json.dumps(report, indent=1), flush=True)
-    print(f"rollout tokens/s, batched / loop: {report['rollouts']['ratio_batched_vs_loop']}x "
-          f"({batched['tokens_per_s']} / {loop['tokens_per_s']}); GRPO step {step_time:.2f} s, "
+    rollouts = report["rollouts"]
+    print(f"rollout tokens/s, batched / loop: {rollouts['ratio_batched_vs_loop']}x "
+          f"({rollouts['batched']['tokens_per_s']} / {rollouts['loop']['tokens_per_s']}); "
+          f"GRPO step {step_time:.2f} s, "
           f"of which rollouts {rollout_time:.2f} s")
     return report
 

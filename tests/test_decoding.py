@@ -16,7 +16,7 @@ from crossmath.models.decoding import Decoder, RowPlan
 from crossmath.models.hf import chat_prompt_text, decode_png
 from crossmath.models.kv_cache import StaticKV, size_bucket
 from crossmath.models.processor import load_processor
-from crossmath.models.sampling import SamplingSettings, sequence_key
+from crossmath.models.sampling import SamplingSettings, SeededSampler, sequence_key
 from crossmath.models.sampling_modes import DecodingRule
 from crossmath.models.tiny import build_tiny_random
 
@@ -160,3 +160,53 @@ def test_size_buckets_waste_at_most_a_third() -> None:
 def test_compile_needs_a_static_cache(qwen25: TinyModel) -> None:
     with pytest.raises(ValueError, match="compile needs kv_cache: static"):
         qwen25.decoder(compile=True)
+
+
+class LogitsRecorder:
+    """A logits processor that keeps each step's logits as they come from the model."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.steps.append(scores.clone())
+        return scores
+
+
+def test_a_peft_model_decodes_with_its_adapters(qwen25: TinyModel, requests) -> None:
+    """GRPO's LoRA policy, passed as the peft model: every step's logits are those ``generate``
+    computes (image prompts get the multimodal rope of its base model; a tiny random model's
+    tokens would hardly show a wrong position), its adapters act, and ``disable_adapter`` gives
+    the base model's tokens."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    base_model = load_pretrained_model(Path(qwen25.model.name_or_path), torch.float32, "sdpa_gqa")
+    policy = get_peft_model(base_model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).eval()
+    for module in policy.modules():
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.2)
+    inputs = qwen25.inputs(requests)
+    assert "image_grid_thw" in inputs
+    keys = [sequence_key(3, r.request_id) for r in requests]
+    rows = [RowPlan(i, N_NEW, key) for i, key in enumerate(keys)]
+    prompt_length = inputs["input_ids"].shape[1]
+    no_stop = NoStop(qwen25.stop_ids)
+    sampler = SeededSampler(torch.tensor(keys), prompt_length, SAMPLED.sampling)
+    expected = policy.generate(**inputs, max_new_tokens=N_NEW, do_sample=False, top_k=None,
+                               logits_processor=[no_stop, sampler], repetition_penalty=1.0,
+                               pad_token_id=qwen25.stop_ids[0], output_logits=True,
+                               return_dict_in_generate=True)
+    recorder = LogitsRecorder()
+    adapted, _ = Decoder(policy, qwen25.stop_ids, SAMPLED,
+                         logits_processor_factory=lambda: [recorder, no_stop]).decode(inputs, rows)
+    assert _tokens(adapted) == expected.sequences[:, prompt_length:].tolist()
+    assert len(recorder.steps) == len(expected.logits) == N_NEW
+    shown = torch.ones(expected.logits[0].shape[-1], dtype=torch.bool)
+    shown[qwen25.stop_ids] = False  # generate's logits are those NoStop then edited in place
+    for ours, theirs in zip(recorder.steps, expected.logits):
+        assert torch.allclose(ours[:, shown], theirs[:, shown], atol=1e-4)
+    with policy.disable_adapter():
+        disabled, _ = Decoder(policy, qwen25.stop_ids, SAMPLED).decode(inputs, rows)
+    base, _ = qwen25.decoder(SAMPLED).decode(inputs, rows)
+    assert _tokens(disabled) == _tokens(base) != _tokens(adapted)

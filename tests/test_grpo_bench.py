@@ -25,6 +25,7 @@ def test_the_grpo_bench_smoke_run_reports_rollouts_and_steps(tmp_path: Path) -> 
     rollouts = report["rollouts"]
     assert rollouts["loop"]["sequences"] == 2 * 4 and rollouts["batched"]["sequences"] == 4 * 4
     assert rollouts["identical_completions"] == "8/8"  # same keys, fp32: batching changes nothing
+    assert rollouts["batched"]["prompts_prefilled"] == 4  # once per puzzle, not per completion
     assert rollouts["ratio_batched_vs_loop"] > 0
     steps = report["grpo_steps"]
     assert steps["steps"] == 2 and steps["step_time_s"] > steps["rollout_time_s"] > 0

@@ -1,29 +1,63 @@
-"""Rollouts on the tiny model: the evaluation's prompts, keyed sampling independent of batching,
-stop and truncation, no multimodal placeholder in a completion."""
+"""Rollouts on the tiny model: the evaluation's prompts, decoded by the evaluation's own loop
+(``Decoder``) exactly as a plain ``generate`` reference decodes them, one prefill per prompt,
+keyed sampling independent of batching, the policy's adapters active, stop and truncation, no
+multimodal placeholder in a completion."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from crossmath.finetuning.collate import ExampleEncoder
+from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
-from crossmath.finetuning.modeling import ModelSpec, load_base_model, load_processor_for
-from crossmath.finetuning.rollouts import RolloutGenerator, placeholder_token_ids, stop_token_ids
-from crossmath.models.sampling import SamplingSettings
+from crossmath.finetuning.modeling import (
+    LoraSettings,
+    ModelSpec,
+    add_lora,
+    load_base_model,
+    load_processor_for,
+)
+from crossmath.finetuning.rollouts import (
+    Rollout,
+    RolloutGenerator,
+    placeholder_token_ids,
+    rollout_identity,
+)
+from crossmath.models.checkpoint_loading import stop_token_ids
+from crossmath.models.sampling import SamplingSettings, SeededSampler, sequence_keys
 
 CPU = torch.device("cpu")
+SEED = 7
+SAMPLED = SamplingSettings(temperature=1.0)
+TRUNCATED_NUCLEUS = SamplingSettings(temperature=0.7, top_k=20, top_p=0.9)
 
 
 @pytest.fixture(scope="module")
-def encoder(tiny_model_config: dict) -> ExampleEncoder:
-    spec = ModelSpec.from_backend_config(tiny_model_config)
+def spec(tiny_model_config: dict) -> ModelSpec:
+    return ModelSpec.from_backend_config(tiny_model_config)
+
+
+@pytest.fixture(scope="module")
+def encoder(spec: ModelSpec) -> ExampleEncoder:
     return ExampleEncoder(load_processor_for(spec), spec)
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_config: dict) -> torch.nn.Module:
-    return load_base_model(ModelSpec.from_backend_config(tiny_model_config), torch.float32).eval()
+def model(spec: ModelSpec) -> torch.nn.Module:
+    return load_base_model(spec, torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def policy(spec: ModelSpec) -> torch.nn.Module:
+    """The tiny model with LoRA adapters moved off zero (as after some training), in eval mode."""
+    torch.manual_seed(0)
+    adapted = add_lora(load_base_model(spec, torch.float32),
+                       LoraSettings(rank=4, dropout=0.0, extra_target_modules=("lm_head",)),
+                       gradient_checkpointing=True)
+    for module in adapted.modules():
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.5)
+    return adapted.eval()
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +69,41 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return sorted(built.read().to_pylist(), key=lambda row: row["example_id"])
 
 
-def _generator(encoder: ExampleEncoder, batch_size: int, max_new_tokens: int = 6) -> RolloutGenerator:
+@pytest.fixture(scope="module")
+def prompts(encoder: ExampleEncoder, rows: list[dict]) -> list[EncodedExample]:
+    return [encoder.encode_prompt_example(row) for row in rows]
+
+
+def _generator(encoder: ExampleEncoder, batch_size: int, max_new_tokens: int = 6,
+               sampling: SamplingSettings | None = SAMPLED) -> RolloutGenerator:
     return RolloutGenerator(encoder.tokenizer, samples=3, max_new_tokens=max_new_tokens,
-                            batch_size=batch_size, sampling=SamplingSettings(temperature=1.0), seed=7)
+                            batch_size=batch_size, sampling=sampling, seed=SEED)
+
+
+def reference_rollouts(model: torch.nn.Module, tokenizer, prompts: list[EncodedExample], step: int,
+                       samples: int, max_new_tokens: int,
+                       sampling: SamplingSettings | None) -> list[Rollout]:
+    """Each completion on its own: one ``generate`` call per (prompt, sample), greedy decoding with
+    the sample's ``SeededSampler`` on top, placeholders suppressed, cut at the first stop token."""
+    stops = stop_token_ids(model, tokenizer)
+    made = []
+    for index, prompt in enumerate(prompts):
+        inputs = collate([prompt], tokenizer.pad_token_id, padding_side="left")
+        length = inputs["input_ids"].shape[1]
+        for sample in range(samples):
+            keys = sequence_keys(SEED, [rollout_identity(step, prompt.example_id, sample)])
+            processors = [] if sampling is None else [SeededSampler(keys, length, sampling)]
+            generated = model.generate(
+                **inputs, do_sample=False, max_new_tokens=max_new_tokens, use_cache=True,
+                logits_processor=processors, eos_token_id=stops,
+                pad_token_id=tokenizer.pad_token_id, suppress_tokens=placeholder_token_ids(model),
+                repetition_penalty=1.0, top_k=None,
+            )[0, length:].tolist()
+            end = next((i + 1 for i, token in enumerate(generated) if token in stops), None)
+            kept = generated if end is None else generated[:end]
+            made.append(Rollout(index, sample, tuple(kept),
+                                tokenizer.decode(kept, skip_special_tokens=True), end is None))
+    return made
 
 
 def test_rollout_prompts_are_the_training_prompts(encoder, rows) -> None:
@@ -51,14 +117,39 @@ def test_rollout_prompts_are_the_training_prompts(encoder, rows) -> None:
         assert prompt.images.keys() == example.images.keys()
 
 
-def test_completions_depend_on_their_key_not_on_the_batch(encoder, model, rows) -> None:
-    prompts = [encoder.encode_prompt_example(row) for row in rows]
-    alone = _generator(encoder, batch_size=1).generate(model, prompts, step=3, device=CPU)
+@pytest.mark.parametrize("sampling", [None, SAMPLED, TRUNCATED_NUCLEUS],
+                         ids=["greedy", "sampled", "top-k-top-p"])
+def test_rollouts_are_what_generate_decodes(encoder, policy, prompts, sampling) -> None:
+    """The policy with its adapters (fp32, CPU), text and image prompts of different lengths in
+    one left-padded decode, against one plain ``generate`` call per completion."""
+    generator = _generator(encoder, batch_size=12, sampling=sampling)
+    rollouts = generator.generate(policy, prompts, step=2, device=CPU)
+    expected = reference_rollouts(policy, encoder.tokenizer, prompts, 2, 3, 6, sampling)
+    assert rollouts == expected
+    if sampling is not None:
+        assert len({r.token_ids for r in rollouts if r.prompt_index == 0}) > 1
+
+
+def test_the_samples_of_a_prompt_share_its_prefill(encoder, model, prompts) -> None:
+    """Four prompts x 3 samples in one decode prefill 4 prompts; one row per decode prefills
+    each sample's prompt on its own; the completions are the same."""
+    shared = _generator(encoder, batch_size=12)
+    together = shared.generate(model, prompts, step=3, device=CPU)
+    assert [(s.prompts, s.rows) for s in shared.last_stats] == [(4, 12)]
+    separate = _generator(encoder, batch_size=1)
+    alone = separate.generate(model, prompts, step=3, device=CPU)
+    assert [(s.prompts, s.rows) for s in separate.last_stats] == [(1, 1)] * 12
+    assert alone == together
+
+
+def test_completions_depend_on_their_key_not_on_the_batch(encoder, model, prompts) -> None:
     together = _generator(encoder, batch_size=12).generate(model, prompts, step=3, device=CPU)
-    assert [(r.prompt_index, r.sample) for r in alone] == [(i, s) for i in range(4) for s in range(3)]
-    assert [r.token_ids for r in alone] == [r.token_ids for r in together]
+    order = [(r.prompt_index, r.sample) for r in together]
+    assert order == [(i, s) for i in range(4) for s in range(3)]
     by_key = {(r.prompt_index, r.sample): r.token_ids for r in together}
-    other_order = _generator(encoder, batch_size=5).generate(model, prompts[::-1], 3, CPU)
+    split = _generator(encoder, batch_size=5)  # a prompt's samples straddle two decodes
+    other_order = split.generate(model, prompts[::-1], 3, CPU)
+    assert [(s.prompts, s.rows) for s in split.last_stats] == [(2, 5), (3, 5), (1, 2)]
     assert all(r.token_ids == by_key[(3 - r.prompt_index, r.sample)] for r in other_order)
     next_step = _generator(encoder, batch_size=12).generate(model, prompts, step=4, device=CPU)
     assert [r.token_ids for r in next_step] != [r.token_ids for r in together]
@@ -66,9 +157,21 @@ def test_completions_depend_on_their_key_not_on_the_batch(encoder, model, rows) 
     assert len(set(samples)) == 3  # the samples of one prompt are different draws
 
 
-def test_a_completion_ends_at_its_first_stop_token_or_is_truncated(encoder, model, rows) -> None:
-    prompts = [encoder.encode_prompt_example(row) for row in rows[:2]]
-    cut = _generator(encoder, batch_size=6, max_new_tokens=5).generate(model, prompts, 0, CPU)
+def test_the_policy_decodes_with_its_adapters(encoder, model, policy, prompts) -> None:
+    """A non-zero adapter changes the completions; with the adapter disabled they are the base
+    model's."""
+    generator = _generator(encoder, batch_size=12)
+    base = generator.generate(model, prompts, step=0, device=CPU)
+    adapted = generator.generate(policy, prompts, step=0, device=CPU)
+    assert [r.token_ids for r in adapted] != [r.token_ids for r in base]
+    with policy.disable_adapter():
+        disabled = generator.generate(policy, prompts, step=0, device=CPU)
+    assert disabled == base
+    assert generator.generate(policy, prompts, step=0, device=CPU) == adapted  # back on
+
+
+def test_a_completion_ends_at_its_first_stop_token_or_is_truncated(encoder, model, prompts) -> None:
+    cut = _generator(encoder, batch_size=6, max_new_tokens=5).generate(model, prompts[:2], 0, CPU)
     stops = stop_token_ids(model, encoder.tokenizer)
     for rollout in cut:
         assert rollout.truncated == (not any(t in stops for t in rollout.token_ids))
@@ -81,13 +184,14 @@ def test_a_completion_ends_at_its_first_stop_token_or_is_truncated(encoder, mode
     model.generation_config.eos_token_id = [i for i in range(len(encoder.tokenizer))
                                             if i not in placeholders]  # every token stops
     try:
-        stopped = _generator(encoder, batch_size=6, max_new_tokens=5).generate(model, prompts, 0, CPU)
+        stopped = _generator(encoder, batch_size=6, max_new_tokens=5).generate(
+            model, prompts[:2], 0, CPU)
     finally:
         model.generation_config.eos_token_id = configured
     assert all(len(r.token_ids) == 1 and not r.truncated for r in stopped)
 
 
-def test_multimodal_placeholders_are_never_sampled(encoder, model, rows) -> None:
+def test_multimodal_placeholders_are_never_sampled(encoder, model, prompts) -> None:
     config = model.config
     placeholders = placeholder_token_ids(model)
     assert placeholders == [config.image_token_id, config.video_token_id, config.vision_start_token_id]
@@ -98,8 +202,7 @@ def test_multimodal_placeholders_are_never_sampled(encoder, model, rows) -> None
 
     handle = model.get_output_embeddings().register_forward_hook(favour_placeholders)
     try:
-        rollouts = _generator(encoder, batch_size=12).generate(
-            model, [encoder.encode_prompt_example(row) for row in rows], 0, CPU)
+        rollouts = _generator(encoder, batch_size=12).generate(model, prompts, 0, CPU)
     finally:
         handle.remove()
     assert not any(set(r.token_ids) & set(placeholders) for r in rollouts)

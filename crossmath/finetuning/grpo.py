@@ -4,7 +4,8 @@ Each step, every worker takes its share of the step's puzzles (the same seeded s
 so a resumed run continues with the puzzles it would have seen) and:
 
 1. **rollouts**: samples ``rollouts`` completions of each puzzle's prompt from the current
-   policy (the peft model with its adapter on, in eval mode), batched and keyed per
+   policy (the peft model with its adapter on, in eval mode) with the evaluation's decode loop:
+   batched, each prompt prefilled once for all its completions, keyed per
    (step, example, sample) (``rollouts.py``);
 2. **rewards**: scores each completion (``rewards.py``: the step-weighted share of correct
    blanks); a truncated completion (no stop token within ``max_completion_tokens``) scores 0
@@ -83,7 +84,7 @@ class GrpoSettings:
     clip_high: float = 0.2
     kl_beta: float = 0.0
     ppo_epochs: int = 1
-    rollout_batch_size: int = 64  # sequences per generate call
+    rollout_batch_size: int = 64  # sequences decoded together (their prompts prefilled once each)
     micro_batch_size: int = 4  # sequences per forward/backward of the update
     reward: StepWeightedReward = field(default_factory=StepWeightedReward)
 

@@ -24,7 +24,11 @@ call at each shape is timed and reported as compile time.
 
 Written against the model's ``forward`` only (no ``generate``), so it behaves the same under
 transformers 5.17 and 5.24: the cache keyword (``past_key_values`` or ``cache``) is read from
-the signature.
+the signature. A peft model (GRPO's policy) is decoded through its base model: peft has put
+the adapter layers in place there, so they act (and ``disable_adapter`` turns them off) as in
+the peft model's own forward, and the base model is where the cache keyword and the
+multimodal rope are found (through the wrapper, image prompts would silently get text
+positions).
 """
 
 from __future__ import annotations
@@ -77,7 +81,8 @@ class DecodeStats:
 
 
 class Decoder:
-    """Prefill and decode for one model; holds the compiled step, so build it once per backend."""
+    """Prefill and decode for one model (a transformers model, or a peft model around one);
+    holds the compiled step, so build it once per backend."""
 
     def __init__(self, model: torch.nn.Module, stop_ids: Sequence[int], rule: DecodingRule, *,
                  kv_cache: str = "dynamic", compile: bool = False,
@@ -85,7 +90,7 @@ class Decoder:
         if compile and kv_cache != "static":
             raise ValueError("compile needs kv_cache: static (a growing cache changes shape "
                              "every step)")
-        self.model = model
+        self.model = model = _transformers_model(model)
         self.stop_ids = frozenset(stop_ids)
         self.rule = rule
         self.kv_cache = kv_cache
@@ -266,6 +271,12 @@ class _RowsState:
 def _with_fillers(slots: list[int], size: int) -> list[int]:
     """``slots`` padded to ``size`` by repeating its last entry (idle slots of a bucket)."""
     return slots + slots[-1:] * (size - len(slots))
+
+
+def _transformers_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A peft model's base model (its adapter layers in place), or ``model`` itself."""
+    base = getattr(model, "get_base_model", None)
+    return base() if callable(base) else model
 
 
 def _cache_keyword(model: torch.nn.Module) -> str:
