@@ -70,3 +70,20 @@ def tiny_model_config(tmp_path_factory) -> dict:
     config = OmegaConf.load(REPO_ROOT / "conf" / "model" / "tiny-random.yaml")
     config.model.cache_dir = str(tiny.parent)
     return OmegaConf.to_container(config, resolve=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tiny_model_config: dict):
+    """The tiny VLM's ``ModelSpec``, as the backend and the training loop read it."""
+    from crossmath.finetuning.modeling import ModelSpec
+
+    return ModelSpec.from_backend_config(tiny_model_config)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_spec):
+    """The tiny VLM's ``ExampleEncoder`` (its processor, prompt set and chat template)."""
+    from crossmath.finetuning.collate import ExampleEncoder
+    from crossmath.finetuning.modeling import load_processor_for
+
+    return ExampleEncoder(load_processor_for(tiny_spec), tiny_spec)

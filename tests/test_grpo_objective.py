@@ -24,7 +24,6 @@ from crossmath.finetuning.modeling import (
     Precision,
     add_lora,
     load_base_model,
-    load_processor_for,
 )
 from crossmath.finetuning.objective import group_advantages, grpo_token_loss, k3_kl
 
@@ -82,19 +81,13 @@ def test_the_kl_term_is_k3_and_enters_the_loss_with_beta() -> None:
 
 
 @pytest.fixture(scope="module")
-def spec(tiny_model_config: dict) -> ModelSpec:
-    return ModelSpec.from_backend_config(tiny_model_config)
-
-
-@pytest.fixture(scope="module")
-def prompts(spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory) -> list:
+def prompts(tiny_encoder: ExampleEncoder, tmp_path_factory: pytest.TempPathFactory) -> list:
     """One puzzle as a text prompt and as an image prompt."""
     built = build_training_set(TrainingSetSpec(n_puzzles=1, seed=3, styles=("original",),
                                                modalities=("text", "image"), target="answer"),
                                tmp_path_factory.mktemp("grpo-objective") / "set")
-    encoder = ExampleEncoder(load_processor_for(spec), spec)
     rows = sorted(built.read().to_pylist(), key=lambda row: row["modality"])
-    return [encoder.encode_prompt_example(row) for row in rows]
+    return [tiny_encoder.encode_prompt_example(row) for row in rows]
 
 
 def _policy(spec: ModelSpec, adapter_std: float) -> torch.nn.Module:
@@ -150,7 +143,7 @@ def _reference_loss(model, pairs, advantages, included, old, ref, grpo: GrpoSett
     return loss, logps
 
 
-def test_the_update_matches_a_token_by_token_reference(spec, prompts, tmp_path) -> None:
+def test_the_update_matches_a_token_by_token_reference(tiny_spec, prompts, tmp_path) -> None:
     grpo = GrpoSettings(ppo_epochs=2, micro_batch_size=3, clip_low=0.2, clip_high=0.28,
                         kl_beta=0.1, temperature=0.7)
     completions = [[40, 41, 300], [512, 77, 78, 900, 15], [250, 251, 252, 253], [600, 601, 602, 603, 604, 605]]
@@ -159,7 +152,7 @@ def test_the_update_matches_a_token_by_token_reference(spec, prompts, tmp_path) 
     included = torch.tensor([True, True, True, False])  # the last one's tokens leave the loss
     lr = 0.05
 
-    model = _policy(spec, adapter_std=0.05)
+    model = _policy(tiny_spec, adapter_std=0.05)
     reference_model = copy.deepcopy(model)
     optimizer = RecordingSGD([p for p in model.parameters() if p.requires_grad], lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -196,7 +189,7 @@ def test_the_update_matches_a_token_by_token_reference(spec, prompts, tmp_path) 
     assert any(float(g.abs().max()) > 0 for g in grads[1])
 
 
-def test_kl_is_zero_while_the_adapter_is_zero(spec, prompts, tmp_path) -> None:
+def test_kl_is_zero_while_the_adapter_is_zero(tiny_spec, prompts, tmp_path) -> None:
     grpo = GrpoSettings(micro_batch_size=4, kl_beta=0.5)
     pairs = [(prompts[i // 2], [100 + i, 200 + i, 300 + i]) for i in range(4)]
     cpu = torch.device("cpu")
@@ -209,5 +202,5 @@ def test_kl_is_zero_while_the_adapter_is_zero(spec, prompts, tmp_path) -> None:
         return policy_update(model, batches, optimizer, scheduler, LocalEnv(tmp_path, "cpu"),
                              Precision.resolve("fp32", cpu), grpo, max_grad_norm=1.0).kl
 
-    assert kl_of(_policy(spec, adapter_std=0.0)) == 0.0  # a fresh adapter: lora_B is zero
-    assert kl_of(_policy(spec, adapter_std=0.05)) > 0.0
+    assert kl_of(_policy(tiny_spec, adapter_std=0.0)) == 0.0  # a fresh adapter: lora_B is zero
+    assert kl_of(_policy(tiny_spec, adapter_std=0.05)) > 0.0

@@ -15,7 +15,6 @@ from crossmath.finetuning.modeling import (
     ModelSpec,
     add_lora,
     load_base_model,
-    load_processor_for,
 )
 from crossmath.finetuning.rollouts import (
     Rollout,
@@ -33,25 +32,15 @@ TRUNCATED_NUCLEUS = SamplingSettings(temperature=0.7, top_k=20, top_p=0.9)
 
 
 @pytest.fixture(scope="module")
-def spec(tiny_model_config: dict) -> ModelSpec:
-    return ModelSpec.from_backend_config(tiny_model_config)
+def model(tiny_spec: ModelSpec) -> torch.nn.Module:
+    return load_base_model(tiny_spec, torch.float32).eval()
 
 
 @pytest.fixture(scope="module")
-def encoder(spec: ModelSpec) -> ExampleEncoder:
-    return ExampleEncoder(load_processor_for(spec), spec)
-
-
-@pytest.fixture(scope="module")
-def model(spec: ModelSpec) -> torch.nn.Module:
-    return load_base_model(spec, torch.float32).eval()
-
-
-@pytest.fixture(scope="module")
-def policy(spec: ModelSpec) -> torch.nn.Module:
+def policy(tiny_spec: ModelSpec) -> torch.nn.Module:
     """The tiny model with LoRA adapters moved off zero (as after some training), in eval mode."""
     torch.manual_seed(0)
-    adapted = add_lora(load_base_model(spec, torch.float32),
+    adapted = add_lora(load_base_model(tiny_spec, torch.float32),
                        LoraSettings(rank=4, dropout=0.0, extra_target_modules=("lm_head",)),
                        gradient_checkpointing=True)
     for module in adapted.modules():
@@ -70,13 +59,13 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def prompts(encoder: ExampleEncoder, rows: list[dict]) -> list[EncodedExample]:
-    return [encoder.encode_prompt_example(row) for row in rows]
+def prompts(tiny_encoder: ExampleEncoder, rows: list[dict]) -> list[EncodedExample]:
+    return [tiny_encoder.encode_prompt_example(row) for row in rows]
 
 
-def _generator(encoder: ExampleEncoder, batch_size: int, max_new_tokens: int = 6,
+def _generator(tiny_encoder: ExampleEncoder, batch_size: int, max_new_tokens: int = 6,
                sampling: SamplingSettings | None = SAMPLED) -> RolloutGenerator:
-    return RolloutGenerator(encoder.tokenizer, samples=3, max_new_tokens=max_new_tokens,
+    return RolloutGenerator(tiny_encoder.tokenizer, samples=3, max_new_tokens=max_new_tokens,
                             batch_size=batch_size, sampling=sampling, seed=SEED)
 
 
@@ -106,11 +95,11 @@ def reference_rollouts(model: torch.nn.Module, tokenizer, prompts: list[EncodedE
     return made
 
 
-def test_rollout_prompts_are_the_training_prompts(encoder, rows) -> None:
+def test_rollout_prompts_are_the_training_prompts(tiny_encoder, rows) -> None:
     """The prompt part of an SFT example, which tests/test_train_collate.py pins to the tokens
     the evaluation's backend generates from."""
     for row in rows:
-        prompt, example = encoder.encode_prompt_example(row), encoder.encode(row)
+        prompt, example = tiny_encoder.encode_prompt_example(row), tiny_encoder.encode(row)
         assert prompt.n_prompt_tokens == example.n_prompt_tokens
         for key, value in prompt.tokens.items():
             assert torch.equal(value, example.tokens[key][:prompt.n_prompt_tokens]), key
@@ -119,48 +108,48 @@ def test_rollout_prompts_are_the_training_prompts(encoder, rows) -> None:
 
 @pytest.mark.parametrize("sampling", [None, SAMPLED, TRUNCATED_NUCLEUS],
                          ids=["greedy", "sampled", "top-k-top-p"])
-def test_rollouts_are_what_generate_decodes(encoder, policy, prompts, sampling) -> None:
+def test_rollouts_are_what_generate_decodes(tiny_encoder, policy, prompts, sampling) -> None:
     """The policy with its adapters (fp32, CPU), text and image prompts of different lengths in
     one left-padded decode, against one plain ``generate`` call per completion."""
-    generator = _generator(encoder, batch_size=12, sampling=sampling)
+    generator = _generator(tiny_encoder, batch_size=12, sampling=sampling)
     rollouts = generator.generate(policy, prompts, step=2, device=CPU)
-    expected = reference_rollouts(policy, encoder.tokenizer, prompts, 2, 3, 6, sampling)
+    expected = reference_rollouts(policy, tiny_encoder.tokenizer, prompts, 2, 3, 6, sampling)
     assert rollouts == expected
     if sampling is not None:
         assert len({r.token_ids for r in rollouts if r.prompt_index == 0}) > 1
 
 
-def test_the_samples_of_a_prompt_share_its_prefill(encoder, model, prompts) -> None:
+def test_the_samples_of_a_prompt_share_its_prefill(tiny_encoder, model, prompts) -> None:
     """Four prompts x 3 samples in one decode prefill 4 prompts; one row per decode prefills
     each sample's prompt on its own; the completions are the same."""
-    shared = _generator(encoder, batch_size=12)
+    shared = _generator(tiny_encoder, batch_size=12)
     together = shared.generate(model, prompts, step=3, device=CPU)
     assert [(s.prompts, s.rows) for s in shared.last_stats] == [(4, 12)]
-    separate = _generator(encoder, batch_size=1)
+    separate = _generator(tiny_encoder, batch_size=1)
     alone = separate.generate(model, prompts, step=3, device=CPU)
     assert [(s.prompts, s.rows) for s in separate.last_stats] == [(1, 1)] * 12
     assert alone == together
 
 
-def test_completions_depend_on_their_key_not_on_the_batch(encoder, model, prompts) -> None:
-    together = _generator(encoder, batch_size=12).generate(model, prompts, step=3, device=CPU)
+def test_completions_depend_on_their_key_not_on_the_batch(tiny_encoder, model, prompts) -> None:
+    together = _generator(tiny_encoder, batch_size=12).generate(model, prompts, step=3, device=CPU)
     order = [(r.prompt_index, r.sample) for r in together]
     assert order == [(i, s) for i in range(4) for s in range(3)]
     by_key = {(r.prompt_index, r.sample): r.token_ids for r in together}
-    split = _generator(encoder, batch_size=5)  # a prompt's samples straddle two decodes
+    split = _generator(tiny_encoder, batch_size=5)  # a prompt's samples straddle two decodes
     other_order = split.generate(model, prompts[::-1], 3, CPU)
     assert [(s.prompts, s.rows) for s in split.last_stats] == [(2, 5), (3, 5), (1, 2)]
     assert all(r.token_ids == by_key[(3 - r.prompt_index, r.sample)] for r in other_order)
-    next_step = _generator(encoder, batch_size=12).generate(model, prompts, step=4, device=CPU)
+    next_step = _generator(tiny_encoder, batch_size=12).generate(model, prompts, step=4, device=CPU)
     assert [r.token_ids for r in next_step] != [r.token_ids for r in together]
     samples = [r.token_ids for r in together if r.prompt_index == 0]
     assert len(set(samples)) == 3  # the samples of one prompt are different draws
 
 
-def test_the_policy_decodes_with_its_adapters(encoder, model, policy, prompts) -> None:
+def test_the_policy_decodes_with_its_adapters(tiny_encoder, model, policy, prompts) -> None:
     """A non-zero adapter changes the completions; with the adapter disabled they are the base
     model's."""
-    generator = _generator(encoder, batch_size=12)
+    generator = _generator(tiny_encoder, batch_size=12)
     base = generator.generate(model, prompts, step=0, device=CPU)
     adapted = generator.generate(policy, prompts, step=0, device=CPU)
     assert [r.token_ids for r in adapted] != [r.token_ids for r in base]
@@ -170,28 +159,28 @@ def test_the_policy_decodes_with_its_adapters(encoder, model, policy, prompts) -
     assert generator.generate(policy, prompts, step=0, device=CPU) == adapted  # back on
 
 
-def test_a_completion_ends_at_its_first_stop_token_or_is_truncated(encoder, model, prompts) -> None:
-    cut = _generator(encoder, batch_size=6, max_new_tokens=5).generate(model, prompts[:2], 0, CPU)
-    stops = stop_token_ids(model, encoder.tokenizer)
+def test_a_completion_ends_at_its_first_stop_token_or_is_truncated(tiny_encoder, model, prompts) -> None:
+    cut = _generator(tiny_encoder, batch_size=6, max_new_tokens=5).generate(model, prompts[:2], 0, CPU)
+    stops = stop_token_ids(model, tiny_encoder.tokenizer)
     for rollout in cut:
         assert rollout.truncated == (not any(t in stops for t in rollout.token_ids))
         assert len(rollout.token_ids) == 5 if rollout.truncated else rollout.token_ids[-1] in stops
-        assert encoder.tokenizer.decode(rollout.token_ids, skip_special_tokens=True) == rollout.text
+        assert tiny_encoder.tokenizer.decode(rollout.token_ids, skip_special_tokens=True) == rollout.text
     assert any(r.truncated for r in cut)
 
     configured = model.generation_config.eos_token_id
     placeholders = set(placeholder_token_ids(model))
-    model.generation_config.eos_token_id = [i for i in range(len(encoder.tokenizer))
+    model.generation_config.eos_token_id = [i for i in range(len(tiny_encoder.tokenizer))
                                             if i not in placeholders]  # every token stops
     try:
-        stopped = _generator(encoder, batch_size=6, max_new_tokens=5).generate(
+        stopped = _generator(tiny_encoder, batch_size=6, max_new_tokens=5).generate(
             model, prompts[:2], 0, CPU)
     finally:
         model.generation_config.eos_token_id = configured
     assert all(len(r.token_ids) == 1 and not r.truncated for r in stopped)
 
 
-def test_multimodal_placeholders_are_never_sampled(encoder, model, prompts) -> None:
+def test_multimodal_placeholders_are_never_sampled(tiny_encoder, model, prompts) -> None:
     config = model.config
     placeholders = placeholder_token_ids(model)
     assert placeholders == [config.image_token_id, config.video_token_id, config.vision_start_token_id]
@@ -202,7 +191,7 @@ def test_multimodal_placeholders_are_never_sampled(encoder, model, prompts) -> N
 
     handle = model.get_output_embeddings().register_forward_hook(favour_placeholders)
     try:
-        rollouts = _generator(encoder, batch_size=12).generate(model, prompts, 0, CPU)
+        rollouts = _generator(tiny_encoder, batch_size=12).generate(model, prompts, 0, CPU)
     finally:
         handle.remove()
     assert not any(set(r.token_ids) & set(placeholders) for r in rollouts)

@@ -6,28 +6,16 @@ import hydra
 import pytest
 import torch
 
-from crossmath.finetuning.collate import IGNORE_INDEX, ExampleEncoder, collate
+from crossmath.finetuning.collate import IGNORE_INDEX, collate
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
 from crossmath.finetuning.loop import summed_target_loss
 from crossmath.finetuning.modeling import (
     LoraSettings,
-    ModelSpec,
     add_lora,
     load_base_model,
-    load_processor_for,
 )
 from crossmath.models.config import backend_arguments
 from crossmath.models.prompts import load_prompt_template, puzzle_request
-
-
-@pytest.fixture(scope="module")
-def spec(tiny_model_config: dict) -> ModelSpec:
-    return ModelSpec.from_backend_config(tiny_model_config)
-
-
-@pytest.fixture(scope="module")
-def encoder(spec: ModelSpec) -> ExampleEncoder:
-    return ExampleEncoder(load_processor_for(spec), spec)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +26,7 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return sorted(built.read().to_pylist(), key=lambda r: (r["puzzle_id"], r["modality"]))
 
 
-def test_prompt_tokens_are_exactly_what_the_backend_generates_from(tiny_model_config, encoder, rows) -> None:
+def test_prompt_tokens_are_exactly_what_the_backend_generates_from(tiny_model_config, tiny_encoder, rows) -> None:
     """The backend's first logits call sees its prompt ids; training must use the same ones."""
     seen: list[torch.Tensor] = []
 
@@ -58,14 +46,14 @@ def test_prompt_tokens_are_exactly_what_the_backend_generates_from(tiny_model_co
         backend.generate([puzzle_request(row["example_id"], row["modality"], row["grid"],
                                          image=image, template=template, n_blanks=row["n_blanks"],
                                          value_range=tuple(row["value_range"]))])
-        example = encoder.encode(row)
+        example = tiny_encoder.encode(row)
         assert torch.equal(example.tokens["input_ids"][:example.n_prompt_tokens], seen[0]), row["modality"]
 
 
-def test_labels_cover_the_target_and_end_of_turn_only(encoder, rows) -> None:
-    tokenizer = encoder.tokenizer
+def test_labels_cover_the_target_and_end_of_turn_only(tiny_encoder, rows) -> None:
+    tokenizer = tiny_encoder.tokenizer
     for row in rows:
-        example = encoder.encode(row)
+        example = tiny_encoder.encode(row)
         labels, ids = example.tokens["labels"], example.tokens["input_ids"]
         assert (labels[:example.n_prompt_tokens] == IGNORE_INDEX).all()
         target = labels[example.n_prompt_tokens:]
@@ -77,16 +65,16 @@ def test_labels_cover_the_target_and_end_of_turn_only(encoder, rows) -> None:
         assert ("pixel_values" in example.images) == (row["modality"] != "text")
 
 
-def test_collate_pads_right_and_keeps_image_order(encoder, rows) -> None:
-    examples = [encoder.encode(row) for row in rows]
-    batch = collate(examples, pad_token_id=encoder.tokenizer.pad_token_id)
+def test_collate_pads_right_and_keeps_image_order(tiny_encoder, rows) -> None:
+    examples = [tiny_encoder.encode(row) for row in rows]
+    batch = collate(examples, pad_token_id=tiny_encoder.tokenizer.pad_token_id)
     lengths = [e.length for e in examples]
     assert len(set(lengths)) > 1
     assert batch["input_ids"].shape == (len(rows), max(lengths))
     for i, example in enumerate(examples):
         n = example.length
         assert torch.equal(batch["input_ids"][i, :n], example.tokens["input_ids"])
-        assert (batch["input_ids"][i, n:] == encoder.tokenizer.pad_token_id).all()
+        assert (batch["input_ids"][i, n:] == tiny_encoder.tokenizer.pad_token_id).all()
         assert (batch["labels"][i, n:] == IGNORE_INDEX).all() and not batch["attention_mask"][i, n:].any()
     with_images = [e for e in examples if e.images]
     assert torch.equal(batch["pixel_values"], torch.cat([e.images["pixel_values"] for e in with_images]))
@@ -95,15 +83,15 @@ def test_collate_pads_right_and_keeps_image_order(encoder, rows) -> None:
         collate([], 0)
 
 
-def test_loss_on_kept_positions_equals_the_full_logits_loss(spec, encoder, rows) -> None:
+def test_loss_on_kept_positions_equals_the_full_logits_loss(tiny_spec, tiny_encoder, rows) -> None:
     """Projecting only the positions that predict a target must not change the loss or grads."""
     torch.manual_seed(0)
-    model = add_lora(load_base_model(spec, torch.float32), LoraSettings(rank=4, dropout=0.0),
+    model = add_lora(load_base_model(tiny_spec, torch.float32), LoraSettings(rank=4, dropout=0.0),
                      gradient_checkpointing=False)
     for module in model.modules():  # non-zero adapters, so their gradients are informative
         if hasattr(module, "lora_B"):
             torch.nn.init.normal_(module.lora_B["default"].weight, std=0.1)
-    batch = collate([encoder.encode(row) for row in rows], encoder.tokenizer.pad_token_id)
+    batch = collate([tiny_encoder.encode(row) for row in rows], tiny_encoder.tokenizer.pad_token_id)
     kept = summed_target_loss(model, batch)
     kept.backward()
     kept_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
