@@ -11,8 +11,8 @@ Runs, each as its own process and stopping at the first that fails:
      modalities) and on each transfer task (``python -m crossmath.run task=...``);
   2. LoRA SFT (``python -m crossmath.train``), the adapter in ``OUT/sft/adapter``;
   3. the SFT adapter on the same evaluations, as ``M-sft``;
-  4. with ``--grpo``: GRPO from the SFT adapter (``crossmath.train method=grpo``, which needs
-     the GRPO trainer), then its adapter on the same evaluations, as ``M-grpo``;
+  4. with ``--grpo``: GRPO from the SFT adapter (``crossmath.train method=grpo``), then its
+     adapter on the same evaluations, as ``M-grpo``;
   5. one comparison (``crossmath.summary.stages``): CrossMath accuracy and gaps, the probe's
      reading and the split of T−I, each task's accuracy, every change from the base model;
      written to ``OUT/comparison.md`` and ``OUT/comparison.json`` and logged as an MLflow run
