@@ -105,6 +105,16 @@ def write_item_key(items: Iterable[TaskItem], path: str | Path) -> Path:
     return Path(path)
 
 
+def answer_key_replies(items: Iterable[TaskItem], folder: str | Path) -> list[str]:
+    """What ``AnswerKeyBackend`` replies to each item's prompt, in order, its item key written
+    into ``folder``."""
+    items = list(items)
+    key = write_item_key(items, Path(folder) / "key.json")
+    requests = [ModelRequest(f"r{i}", item.prompt, modality="image")
+                for i, item in enumerate(items)]
+    return [reply.output for reply in AnswerKeyBackend(str(key)).generate(requests)]
+
+
 def _read_item_key(path: str | Path) -> dict[str, dict]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

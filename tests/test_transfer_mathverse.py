@@ -7,13 +7,10 @@ versions so that the Vision Only filter is exercised.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from crossmath.models.base import ModelRequest
 from crossmath.models.baselines import RandomBackend
@@ -21,12 +18,12 @@ from crossmath.tasks import TaskDataError, get_task, summarize
 from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN
 from crossmath.tasks.mathverse import CHOICE_INSTRUCTION, OPEN_INSTRUCTION, choice_options
 from crossmath.tasks.tallies import Outcome
-from tests.doubles import AnswerKeyBackend, write_item_key
+from tests.doubles import answer_key_replies
+from tests.hub_files import IMAGE, png, write_parquet
 
 TASK = get_task("mathverse-vision")
 METADATA = pa.struct([("split", pa.string()), ("source", pa.string()),
                       ("subject", pa.string()), ("subfield", pa.string())])
-IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 SCHEMA = pa.schema([
     ("sample_index", pa.string()), ("problem_index", pa.string()),
     ("problem_version", pa.string()), ("question", pa.string()), ("image", IMAGE),
@@ -36,12 +33,6 @@ SCHEMA = pa.schema([
 VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only")
 ANGLE_QUESTION = ("As shown in the figure, AB parallel CD, angle 1 = 50.0, then angle 2 is ()\n"
                   "Choices:\nA:50°\nB:60°\nC:130°\nD:140°")
-
-
-def png(shade: int, size: tuple[int, int] = (24, 16)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (shade, 255 - shade, 90)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def row(sample: int, problem: int, version: str, *, answer: str, kind: str,
@@ -77,9 +68,7 @@ def fixture_rows() -> list[dict]:
 
 
 def write(path: Path, rows: list[dict], schema: pa.Schema = SCHEMA) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
-    return path
+    return write_parquet(path, rows, schema)
 
 
 @pytest.fixture
@@ -240,11 +229,8 @@ def test_free_form_expressions_are_compared_by_value(items, output, correct):
 
 
 def test_answer_key_double_scores_every_item_and_chance_guesses_letters(items, tmp_path):
-    key = write_item_key(items.values(), tmp_path / "key.json")
-    requests = [ModelRequest(f"r{i}", item.prompt, modality="image")
-                for i, item in enumerate(items.values())]
-    replies = AnswerKeyBackend(str(key)).generate(requests)
-    judged = [TASK.judge(item, reply.output) for item, reply in zip(items.values(), replies)]
+    replies = answer_key_replies(items.values(), tmp_path)
+    judged = [TASK.judge(item, reply) for item, reply in zip(items.values(), replies)]
     assert all(j.correct for j in judged)
     summary = summarize(TASK.name, [Outcome.of(item, j) for item, j in zip(items.values(), judged)])
     assert summary.flat_metrics()["transfer/mathverse-vision/acc"] == 100.0

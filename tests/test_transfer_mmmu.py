@@ -7,24 +7,21 @@ The fixture is written here in the schema of ``MMMU/MMMU`` (``<Subject>/validati
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
-from crossmath.models.base import ModelRequest
 from crossmath.tasks import TaskDataError, get_task, summarize
 from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN
 from crossmath.tasks.mmmu import CHOICE_INSTRUCTION, OPEN_INSTRUCTION
 from crossmath.tasks.mmmu_open import candidates, key_responses
 from crossmath.tasks.tallies import Outcome
-from tests.doubles import AnswerKeyBackend, write_item_key
+from tests.doubles import answer_key_replies
+from tests.hub_files import IMAGE, png, write_parquet
 
 TASK = get_task("mmmu-val")
-IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 SCHEMA = pa.schema([
     ("id", pa.string()), ("question", pa.string()), ("options", pa.string()),
     ("explanation", pa.string()),
@@ -32,12 +29,6 @@ SCHEMA = pa.schema([
     ("img_type", pa.string()), ("answer", pa.string()), ("topic_difficulty", pa.string()),
     ("question_type", pa.string()), ("subfield", pa.string()),
 ])
-
-
-def png(shade: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (20, 12), (shade, 40, 200 - shade)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def row(item_id: str, question: str, *, options: str = "[]", answer: str,
@@ -75,9 +66,7 @@ ART_THEORY = [
 
 
 def write(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
-    return path
+    return write_parquet(path, rows, SCHEMA)
 
 
 @pytest.fixture
@@ -235,11 +224,8 @@ def test_key_responses_take_the_shortest_tail_per_line_and_the_equation_in_the_l
 
 
 def test_answer_key_double_scores_every_item_and_summary_breaks_down(items, tmp_path):
-    key = write_item_key(items.values(), tmp_path / "key.json")
-    requests = [ModelRequest(f"r{i}", item.prompt, modality="image")
-                for i, item in enumerate(items.values())]
-    replies = AnswerKeyBackend(str(key)).generate(requests)
-    outcomes = [Outcome.of(item, TASK.judge(item, reply.output))
+    replies = answer_key_replies(items.values(), tmp_path)
+    outcomes = [Outcome.of(item, TASK.judge(item, reply))
                 for item, reply in zip(items.values(), replies)]
     assert all(outcome.correct for outcome in outcomes)
 

@@ -38,6 +38,7 @@ from crossmath.metrics.scorecard import (
     STYLE_ORDER,
     Evaluation,
     defined_mean_std,
+    order_rank,
     unique_in_order,
 )
 from crossmath.metrics.transcription import Transcription, read_transcription
@@ -209,7 +210,8 @@ def score_probe(predictions: Any, grids: Mapping[str, Grid], samples: int) -> Pr
     puzzle_ids = sorted(grids)
     groups = []
     for model in unique_in_order(model for model, _ in read):
-        styles = sorted((style for m, style in read if m == model), key=_style_rank)
+        styles = sorted((style for m, style in read if m == model),
+                        key=lambda style: order_rank(style, STYLE_ORDER))
         scores = {style: [[score_transcription(read[model, style].get((pid, s), nothing),
                                                grids[pid]) for pid in puzzle_ids]
                           for s in range(samples)]
@@ -221,11 +223,6 @@ def score_probe(predictions: Any, grids: Mapping[str, Grid], samples: int) -> Pr
         groups.append(ProbeGroup(model, ALL, len(puzzle_ids),
                                  tuple(run_rates(run) for run in pooled)))
     return ProbeSummary(tuple(groups))
-
-
-def _style_rank(style: str) -> tuple[int, str]:
-    """The release's styles in its order, then the others by name (as the scorecard orders)."""
-    return (STYLE_ORDER.index(style), "") if style in STYLE_ORDER else (len(STYLE_ORDER), style)
 
 
 @dataclass(frozen=True)

@@ -395,9 +395,12 @@ def _per_puzzle(cells: _Cells, model: str, modality: str, styles: list[str],
 def _cell_order(key: tuple[str, str, str]) -> tuple:
     """Models by name, modalities T, I, TI, the release's styles in its order, then the rest."""
     model, modality, style = key
-    def rank(value: str, order: tuple[str, ...]) -> tuple[int, str]:
-        return (order.index(value), "") if value in order else (len(order), value)
-    return model, rank(modality, MODALITY_ORDER), rank(style, STYLE_ORDER)
+    return model, order_rank(modality, MODALITY_ORDER), order_rank(style, STYLE_ORDER)
+
+
+def order_rank(value: str, order: tuple[str, ...]) -> tuple[int, str]:
+    """A sort key: the values of ``order`` in its order, then any other value by name."""
+    return (order.index(value), "") if value in order else (len(order), value)
 
 
 def unique_in_order(items: Iterable) -> list:

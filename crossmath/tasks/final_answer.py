@@ -42,10 +42,10 @@ def final_answer_span(output: str) -> str | None:
     Never raises on model text. An empty ``<answer></answer>`` gives "": the reply committed
     to nothing, which scores wrong and counts as unanswered, like None.
     """
-    tagged = last_answer_text(strip_thinking(output))
+    reply = strip_thinking(output)
+    tagged = last_answer_text(reply)
     if tagged is not None:
         return clean_span(tagged)
-    reply = strip_thinking(output)
     boxed = last_boxed(reply)
     if boxed is not None:
         return clean_span(boxed)

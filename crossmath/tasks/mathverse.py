@@ -26,7 +26,12 @@ from crossmath.models.base import Prompt
 from crossmath.tasks.freeform import answers_match, read_free_form
 from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN, Judgement, TaskItem
 from crossmath.tasks.published import ParquetRow
-from crossmath.tasks.task import TransferTask, judge_choice, option_letters
+from crossmath.tasks.task import (
+    TransferTask,
+    judge_choice,
+    option_letters,
+    read_question_type,
+)
 
 VISION_ONLY = "Vision Only"
 QUESTION_TYPES = {"multi-choice": MULTIPLE_CHOICE, "free-form": OPEN}
@@ -65,14 +70,10 @@ class MathVerseVision(TransferTask):
         image = row.image("image")
         if image is None:
             raise row.error("a Vision Only problem needs its image", "image")
-        kind = row.text("question_type")
-        if kind not in QUESTION_TYPES:
-            raise row.error(f"unknown question type {kind!r}; expected one of "
-                            f"{sorted(QUESTION_TYPES)}", "question_type")
+        question_type = read_question_type(row, QUESTION_TYPES)
         answer = row.text("answer").strip()
         if not answer:
             raise row.error("the answer is empty", "answer")
-        question_type = QUESTION_TYPES[kind]
         options: tuple[tuple[str, str], ...] = ()
         if question_type == MULTIPLE_CHOICE:
             if not _LETTER.fullmatch(answer):

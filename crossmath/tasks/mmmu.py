@@ -29,7 +29,12 @@ from crossmath.models.base import Prompt
 from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN, Judgement, TaskItem
 from crossmath.tasks.mmmu_open import judge_open
 from crossmath.tasks.published import ParquetRow
-from crossmath.tasks.task import TransferTask, judge_choice, option_letters
+from crossmath.tasks.task import (
+    TransferTask,
+    judge_choice,
+    option_letters,
+    read_question_type,
+)
 
 IMAGE_COLUMNS = tuple(f"image_{n}" for n in range(1, 8))
 QUESTION_TYPES = {"multiple-choice": MULTIPLE_CHOICE, "open": OPEN}
@@ -77,11 +82,7 @@ class MmmuValidation(TransferTask):
         if match is None or match.group(1) not in SUBJECT_DISCIPLINE:
             raise row.error(f"{item_id!r} is not validation_<Subject>_<n> with one of MMMU's "
                             "30 subjects", "id")
-        kind = row.text("question_type")
-        if kind not in QUESTION_TYPES:
-            raise row.error(f"unknown question type {kind!r}; expected one of "
-                            f"{sorted(QUESTION_TYPES)}", "question_type")
-        question_type = QUESTION_TYPES[kind]
+        question_type = read_question_type(row, QUESTION_TYPES)
         texts = _literal_strings(row, "options")
         if texts is None:
             raise row.error("expected a Python-literal list of strings", "options")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 from crossmath.tasks.choices import read_choice
-from crossmath.tasks.item import Judgement, TaskItem
+from crossmath.tasks.item import Judgement, QuestionType, TaskItem
 from crossmath.tasks.published import (
     ParquetRow,
     TaskDataError,
@@ -74,6 +74,15 @@ class TransferTask(ABC):
     @abstractmethod
     def judge(self, item: TaskItem, output: str) -> Judgement:
         """How a model's raw reply to ``item`` scores; never raises on any reply text."""
+
+
+def read_question_type(row: ParquetRow, types: Mapping[str, QuestionType]) -> QuestionType:
+    """The row's ``question_type``, translated by ``types`` (the dataset's name -> ours)."""
+    kind = row.text("question_type")
+    if kind not in types:
+        raise row.error(f"unknown question type {kind!r}; expected one of {sorted(types)}",
+                        "question_type")
+    return types[kind]
 
 
 def judge_choice(item: TaskItem, output: str) -> Judgement:
