@@ -80,8 +80,9 @@ class CallCapacity:
     """What one backend call takes.
 
     ``sequences`` are decoded together, one per request (a greedy model runs one sample per
-    prompt: ``RequestPlan`` sees to it). ``tokens`` optionally bounds the call's estimated KV cache: the sum over its sequences of prompt tokens
-    plus ``new_tokens``. ``pixel_bounds`` are the model's image resize bounds (for the estimate).
+    prompt: ``evaluation.effective_samples`` sees to it). ``tokens`` optionally bounds the
+    call's estimated KV cache: the sum over its sequences of prompt tokens plus
+    ``new_tokens``. ``pixel_bounds`` are the model's image resize bounds (for the estimate).
     """
 
     sequences: int
