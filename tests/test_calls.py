@@ -17,6 +17,7 @@ from crossmath.pipeline.calls import (
     call_requests,
     call_table,
     estimated_prompt_tokens,
+    image_tokens,
     model_capacity,
     plan_calls,
 )
@@ -34,6 +35,11 @@ def units(samples: int, modalities=("text", "image", "hybrid"), puzzles=PUZZLES)
 
 def model_config(name: str) -> dict:
     return OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "model" / f"{name}.yaml"))
+
+
+def estimate(unit: dict, request: dict, bounds: tuple[int, int] | None) -> int:
+    """The planner's token estimate of one request of ``unit``."""
+    return estimated_prompt_tokens(request, image_tokens(unit, bounds))
 
 
 def prompts_of(call: dict) -> Counter:
@@ -88,9 +94,9 @@ def test_longest_prompts_go_first_and_a_token_budget_shrinks_calls():
     planned = units(1)
     bounds = (64 * 28 * 28, 256 * 28 * 28)
     calls = plan_calls(planned, CallCapacity(6, pixel_bounds=bounds))
-    lengths = [estimated_prompt_tokens(u, r, bounds) for c in calls for u in c["units"]
+    lengths = [estimate(u, r, bounds) for c in calls for u in c["units"]
                for r in u["requests"]]
-    per_call = [[estimated_prompt_tokens(u, r, bounds) for u in c["units"] for r in u["requests"]]
+    per_call = [[estimate(u, r, bounds) for u in c["units"] for r in u["requests"]]
                 for c in calls]
     assert min(per_call[0]) >= max(per_call[-1])
     assert sorted(lengths, reverse=True) == [length for call in per_call for length in
@@ -98,7 +104,7 @@ def test_longest_prompts_go_first_and_a_token_budget_shrinks_calls():
     budget = CallCapacity(6, tokens=3 * (max(lengths) + 100), new_tokens=100, pixel_bounds=bounds)
     tight = plan_calls(planned, budget)
     for call in tight:
-        used = sum(estimated_prompt_tokens(u, r, bounds) + 100 for u in call["units"]
+        used = sum(estimate(u, r, bounds) + 100 for u in call["units"]
                    for r in u["requests"])
         assert used <= budget.tokens and call["sequences"] <= 6
     assert len(tight) > len(calls)
@@ -108,11 +114,11 @@ def test_longest_prompts_go_first_and_a_token_budget_shrinks_calls():
 def test_image_token_estimate_follows_grid_size_style_and_bounds():
     [text, image, hybrid] = [(u, r) for u in units(1, puzzles=PUZZLES[:1])[:2]
                              for r in u["requests"]]
-    unbounded = estimated_prompt_tokens(*image, None)
-    assert estimated_prompt_tokens(*hybrid, None) > unbounded > estimated_prompt_tokens(*text, None)
-    assert estimated_prompt_tokens(*image, (10**7, 2 * 10**7)) > unbounded  # sized up to min
+    unbounded = estimate(*image, None)
+    assert estimate(*hybrid, None) > unbounded > estimate(*text, None)
+    assert estimate(*image, (10**7, 2 * 10**7)) > unbounded  # sized up to min
     image_text = sum(len(part) for part in image[1]["prompt_texts"])  # one image token left:
-    assert estimated_prompt_tokens(*image, (1, 28 * 28)) == math.ceil(
+    assert estimate(*image, (1, 28 * 28)) == math.ceil(
         image_text / CHARS_PER_TEXT_TOKEN + 1)
 
 

@@ -80,8 +80,9 @@ class CallCapacity:
     """What one backend call takes.
 
     ``sequences`` are decoded together, one per request (a greedy model runs one sample per
-    prompt: ``RequestPlan`` sees to it). ``tokens`` optionally bounds the call's estimated KV cache: the sum over its sequences of prompt tokens
-    plus ``new_tokens``. ``pixel_bounds`` are the model's image resize bounds (for the estimate).
+    prompt: ``evaluation.effective_samples`` sees to it). ``tokens`` optionally bounds the
+    call's estimated KV cache: the sum over its sequences of prompt tokens plus
+    ``new_tokens``. ``pixel_bounds`` are the model's image resize bounds (for the estimate).
     """
 
     sequences: int
@@ -168,26 +169,37 @@ def _prompt_groups(index: int, unit: dict, capacity: CallCapacity) -> Iterator[_
     by_modality: dict[str, list[dict]] = {}
     for request in unit["requests"]:
         by_modality.setdefault(request["modality"], []).append(request)
+    images = image_tokens(unit, capacity.pixel_bounds)  # sized once for all its prompts
     for requests in by_modality.values():
-        tokens = estimated_prompt_tokens(unit, requests[0], capacity.pixel_bounds)
+        tokens = estimated_prompt_tokens(requests[0], images)
         # A prompt's samples split only when they exceed a whole call.
         for start in range(0, len(requests), capacity.sequences):
             chunk = tuple(requests[start:start + capacity.sequences])
             yield _PromptGroup(index, chunk, len(chunk), tokens)
 
 
-def estimated_prompt_tokens(unit: dict, request: dict,
-                            pixel_bounds: tuple[int, int] | None) -> int:
-    """A rough token count of one request's prompt: its text, and its images from their sizes
-    (a unit's given images) or the grid's size in the unit's style (an image still to render),
-    each bounded as the model resizes it."""
+def estimated_prompt_tokens(request: dict, images: list[float]) -> int:
+    """A rough token count of one request's prompt: its text, and the estimated tokens of its
+    unit's ``images`` (``image_tokens``) when it shows them."""
     tokens = sum(len(text) for text in request["prompt_texts"]) / CHARS_PER_TEXT_TOKEN
     if request["image_at"]:
-        for pixels in _image_pixels(unit):
-            if pixel_bounds is not None:
-                pixels = min(max(pixels, pixel_bounds[0]), pixel_bounds[1])
-            tokens += pixels / PIXELS_PER_IMAGE_TOKEN
+        for image in images:
+            tokens += image
     return math.ceil(tokens)
+
+
+def image_tokens(unit: dict, pixel_bounds: tuple[int, int] | None) -> list[float]:
+    """The estimated tokens of each image of a unit: from their sizes (a unit's given images)
+    or the grid's size in the unit's style (an image still to render), each bounded as the
+    model resizes it. A text unit has none."""
+    if unit["modality"] == TEXT_UNIT:
+        return []
+    tokens = []
+    for pixels in _image_pixels(unit):
+        if pixel_bounds is not None:
+            pixels = min(max(pixels, pixel_bounds[0]), pixel_bounds[1])
+        tokens.append(pixels / PIXELS_PER_IMAGE_TOKEN)
+    return tokens
 
 
 def _image_pixels(unit: dict) -> list[int]:

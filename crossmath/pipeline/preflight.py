@@ -13,9 +13,8 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from crossmath.drawing.style import load_style
 from crossmath.pipeline.requests import PLAN_MODALITIES
-from crossmath.pipeline.sources import RELEASE_TEXT_STYLE
+from crossmath.pipeline.sources import RELEASE_TEXT_STYLE, release_style_jsonl
 from crossmath.runtime.checks import (
     existing_path,
     modality_names,
@@ -92,8 +91,7 @@ def release_jsonl(value: Any, where: str) -> Path:
     path = existing_path(value, where)
     if path.is_file():
         return path
-    layout = load_style(RELEASE_TEXT_STYLE).layout
-    jsonl = path / layout.folder / layout.jsonl_name
+    jsonl = release_style_jsonl(path, RELEASE_TEXT_STYLE)
     if not jsonl.is_file():
         raise ConfigError(where, f"{path} is a folder without the release's layout: expected "
                                  f"{jsonl.relative_to(path)} in it (or give the path of a "

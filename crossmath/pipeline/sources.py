@@ -51,7 +51,7 @@ def official_puzzles(path: str | None, styles: Sequence[str], *, limit: int | No
     if root.is_file():
         jsonl, release_root = root, None
     else:
-        jsonl = _style_jsonl(root, RELEASE_TEXT_STYLE)
+        jsonl = release_style_jsonl(root, RELEASE_TEXT_STYLE)
         release_root = root
         if not jsonl.is_file():
             raise DataSourceError(f"{root} holds no {jsonl.relative_to(root)}: pass data.path=<a "
@@ -78,7 +78,8 @@ def official_puzzles(path: str | None, styles: Sequence[str], *, limit: int | No
     return puzzle_set
 
 
-def _style_jsonl(root: Path, style: str) -> Path:
+def release_style_jsonl(root: Path, style: str) -> Path:
+    """Where a release folder keeps the jsonl of ``style`` (``Original/testset_hr.jsonl``)."""
     from crossmath.drawing import load_style
 
     layout = load_style(style).layout

@@ -10,11 +10,10 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from crossmath.metrics.accuracy import MeanStd
-from crossmath.metrics.gaps import GapEstimate
 from crossmath.metrics.probe import Decomposition, ProbeSummary, decompose
 from crossmath.metrics.scorecard import Evaluation
 from crossmath.metrics.transcription import TRANSCRIBED
+from crossmath.summary.cells import gap_cell, stat_cell
 from crossmath.summary.figures import save_figure
 
 PROBE_COLUMNS = {"cell_acc": "cells", "number_cell_acc": "numbers",
@@ -37,7 +36,7 @@ def probe_section(evaluation: Evaluation, probe: ProbeSummary, model: str) -> li
              "|---|" + "---:|" * len(PROBE_COLUMNS)]
     for style in probe.styles(model):
         group = probe.group(model, style)
-        cells = [_cell(group.metric(name)) for name in PROBE_COLUMNS]
+        cells = [stat_cell(group.metric(name)) for name in PROBE_COLUMNS]
         lines.append(f"| {style} | " + " | ".join(cells) + " |")
     lines.append("")
     parts = decompose(evaluation, model)
@@ -61,30 +60,22 @@ def _decomposition_row(evaluation: Evaluation, model: str, part: Decomposition) 
                   _macro(evaluation, model, TRANSCRIBED, part.style),
                   _macro(evaluation, model, "image", part.style)]
     share = "–" if part.reading_share is None else f"{100 * part.reading_share:.0f}%"
-    gaps = [_gap(estimate) for estimate in (part.total, part.reading, part.rest)]
+    gaps = [gap_cell(estimate) for estimate in (part.total, part.reading, part.rest)]
     return f"| {part.style} | " + " | ".join([*accuracies, *gaps, share]) + " |"
 
 
 def _macro(evaluation: Evaluation, model: str, modality: str, style: str) -> str:
     group = evaluation.group(model, modality, style)
-    return _cell(group.macro if group else None)
-
-
-def _cell(stat: MeanStd | None) -> str:
-    return "–" if stat is None else format(stat, ".1f")
-
-
-def _gap(estimate: GapEstimate) -> str:
-    return f"{estimate.gap:+.1f} [{estimate.ci_low:+.1f}, {estimate.ci_high:+.1f}]"
+    return stat_cell(group.macro if group else None)
 
 
 def probe_console(probe: ProbeSummary, evaluation: Evaluation, model: str) -> list[str]:
     """Console lines: cell accuracy and exact grids pooled, and the split of T − I."""
     group = probe.group(model)
-    lines = [f"probe: cells {_cell(group.metric('cell_acc'))}, numbers "
-             f"{_cell(group.metric('number_cell_acc'))}, exact grids "
-             f"{_cell(group.metric('exact_rate'))}, shape errors "
-             f"{_cell(group.metric('shape_error_rate'))} (all styles)"]
+    lines = [f"probe: cells {stat_cell(group.metric('cell_acc'))}, numbers "
+             f"{stat_cell(group.metric('number_cell_acc'))}, exact grids "
+             f"{stat_cell(group.metric('exact_rate'))}, shape errors "
+             f"{stat_cell(group.metric('shape_error_rate'))} (all styles)"]
     for part in decompose(evaluation, model):
         if part.style == group.style:
             lines.append(f"probe: T-I {part.total.gap:+.1f} pp = reading (T-That) "

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from crossmath.metrics.probe import ProbeSummary, decompose
 from crossmath.metrics.rows import ALL
 from crossmath.metrics.scorecard import GAP_PAIRS, MODALITY_ORDER, Evaluation
+from crossmath.summary.cells import MISSING, gap_cell
 from crossmath.tasks.tallies import TaskSummary
 
 MODALITY_SYMBOLS = {"text": "T", "image": "I", "hybrid": "TI", "transcribed": "T̂"}
@@ -125,9 +126,7 @@ class StageComparison:
                                  stage is self.base) for m in modalities]
             for name in gaps:
                 gap = stage.scorecard.gap(stage.model, name, "macro_acc")
-                cells.append("–" if gap is None else
-                             f"{gap.estimate.gap:+.1f} [{gap.estimate.ci_low:+.1f}, "
-                             f"{gap.estimate.ci_high:+.1f}]")
+                cells.append(MISSING if gap is None else gap_cell(gap.estimate))
             cells += [_with_delta(numbers.get(p), base.get(p), stage is self.base) for p in probe]
             lines.append(f"| {stage.stage} | " + " | ".join(cells) + " |")
         return lines + [""]

@@ -26,6 +26,7 @@ from crossmath.metrics.scorecard import (
     unique_in_order,
 )
 from crossmath.metrics.transcription import TRANSCRIBED
+from crossmath.summary.cells import gap_cell, interval, stat_cell
 from crossmath.summary.figures import save_figure
 from crossmath.summary.probe_views import plot_decomposition, probe_console, probe_section
 
@@ -128,7 +129,7 @@ def console_summary(evaluation: Evaluation, model: str | None = None,
     for gap in evaluation.gaps:
         if gap.model == model and gap.style == ALL:
             lines.append(f"gap {gap.name} {METRIC_LABELS[gap.metric]}: {gap.estimate.gap:+.1f} pp, "
-                         f"95% CI {_interval(gap)}, p={_p(gap.estimate.p_value)}")
+                         f"95% CI {interval(gap.estimate)}, p={_p(gap.estimate.p_value)}")
     if probe is not None:
         lines += probe_console(probe, evaluation, model)
     return "\n".join(lines)
@@ -162,7 +163,7 @@ def _group_table(evaluation: Evaluation, model: str, difficulties: list[str],
                 if group is None:
                     continue
                 stats = [group.metric(n) for n in names]
-                cells = "".join(f" {'–' if stat is None else format(stat, '.1f')} |" for stat in stats)
+                cells = "".join(f" {stat_cell(stat)} |" for stat in stats)
                 row = f"| {modality} | {style} |" + (f" {difficulty} |" if with_difficulty else "")
                 rows.append(row + cells)
     return rows
@@ -288,11 +289,11 @@ def compare_runs(
              f"by puzzle. {_rules_line(evaluations)}", "", head,
              "|---|" + "---:|" * (len(modalities) + len(names))]
     for label, ev, model in rows:
-        cells = [format(s, ".1f") if (s := _stat(ev, model, m, style, metric)) else "–" for m in modalities]
+        cells = [stat_cell(_stat(ev, model, m, style, metric)) for m in modalities]
         for name in names:
             gap = ev.gap(model, name, metric, style)
-            cells.append(f"{gap.estimate.gap:+.1f} ({_interval(gap)}, p={_p(gap.estimate.p_value)})"
-                         if gap else "–")
+            cells.append(f"{gap.estimate.gap:+.1f} ({interval(gap.estimate)}, "
+                         f"p={_p(gap.estimate.p_value)})" if gap else "–")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     markdown = "\n".join(lines) + "\n"
     out = Path(out_dir)
@@ -346,12 +347,8 @@ def _stat(evaluation: Evaluation, model: str, modality: str, style: str, metric:
     return group.metric(metric) if group else None
 
 
-def _interval(gap: GapResult) -> str:
-    return f"[{gap.estimate.ci_low:+.1f}, {gap.estimate.ci_high:+.1f}]"
-
-
 def _gap_cell(gap: GapResult) -> str:
-    return f"{gap.estimate.gap:+.1f} {_interval(gap)}, p={_p(gap.estimate.p_value)}"
+    return f"{gap_cell(gap.estimate)}, p={_p(gap.estimate.p_value)}"
 
 
 def _rules_line(evaluations: Mapping[str, Evaluation]) -> str:
