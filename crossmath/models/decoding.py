@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from transformers import DynamicCache
 
-from crossmath.models.kv_cache import kv_store
+from crossmath.models.kv_cache import kv_store_type
 from crossmath.models.sampling import SeededSampler
 from crossmath.models.sampling_modes import DecodingRule
 
@@ -94,6 +94,7 @@ class Decoder:
         self.stop_ids = frozenset(stop_ids)
         self.rule = rule
         self.kv_cache = kv_cache
+        self._store_type = kv_store_type(kv_cache)
         self.logits_processor_factory = logits_processor_factory
         self._cache_keyword = _cache_keyword(model)
         self._rope_index = getattr(getattr(model, "model", None), "get_rope_index", None)
@@ -108,7 +109,7 @@ class Decoder:
         """Decode ``rows`` from the left-padded prompts in ``inputs``; outputs in row order."""
         stats = DecodeStats(prompts=len(inputs["input_ids"]), rows=len(rows))
         device = inputs["input_ids"].device
-        store = kv_store(self.kv_cache, self.model.config)
+        store = self._store_type(self.model.config)
         started = time.perf_counter()
         cache, logits, next_position = self._prefill(inputs)
         _synchronize(device)
