@@ -98,6 +98,8 @@ class Decoder:
         self.logits_processor_factory = logits_processor_factory
         self._cache_keyword = _cache_keyword(model)
         self._rope_index = getattr(getattr(model, "model", None), "get_rope_index", None)
+        self._rope_arguments = frozenset(inspect.signature(self._rope_index).parameters) \
+            if self._rope_index is not None else frozenset()
         self._step = torch.compile(self._forward_step, mode="reduce-overhead") \
             if compile else self._forward_step
         self.compiled = compile
@@ -174,8 +176,7 @@ class Decoder:
         else 0, 1, 2, ... over each row's real tokens (padding at 0)."""
         mask = inputs["attention_mask"]
         if self._rope_index is not None and "image_grid_thw" in inputs:
-            accepted = inspect.signature(self._rope_index).parameters
-            arguments = {k: v for k, v in inputs.items() if k in accepted}
+            arguments = {k: v for k, v in inputs.items() if k in self._rope_arguments}
             positions, _ = self._rope_index(**arguments)
             return positions
         return (mask.long().cumsum(dim=1) - 1).clamp(min=0).masked_fill(mask == 0, 0)
