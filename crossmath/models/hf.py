@@ -271,9 +271,10 @@ class HFBackend:
         return min(request.max_new_tokens, self.max_new_tokens)
 
     def _response(self, request: ModelRequest, decoded: _Decoded, cap: int) -> ModelResponse:
-        """A request's answer: its row's tokens up to the request's own cap."""
+        """A request's answer: its row's tokens up to the request's own cap (a row decoded for
+        a longer cap stopped, if at all, beyond this one: a stop token ends the row)."""
         tokens = decoded.output.tokens[:cap]
-        stopped = bool(tokens) and tokens[-1] in self._stop_ids
+        stopped = decoded.output.stopped and len(tokens) == len(decoded.output.tokens)
         return ModelResponse(
             request.request_id, self.tokenizer.decode(tokens, skip_special_tokens=True),
             decoded.n_prompt_tokens, len(tokens), decoded.latency_s,
