@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from crossmath.models.attention import SDPA_GQA, register_sdpa_gqa
+from crossmath.models.config import AUTO_DTYPES
 
 
 def load_pretrained_model(path: str | Path, dtype: torch.dtype,
@@ -32,9 +33,10 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``"auto"``: bfloat16 on CUDA, float32 elsewhere; else a torch dtype by name."""
+    """``"auto"``: bfloat16 on CUDA, float32 elsewhere (``AUTO_DTYPES``); else a torch dtype
+    by name."""
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = AUTO_DTYPES["cuda" if device.type == "cuda" else "cpu"]
     resolved = getattr(torch, dtype, None)
     if not isinstance(resolved, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use 'auto' or a torch dtype name (bfloat16)")
