@@ -18,11 +18,24 @@ from crossmath.models.config import AUTO_DTYPES
 def load_pretrained_model(path: str | Path, dtype: torch.dtype,
                           attn_implementation: str | None) -> torch.nn.Module:
     """A checkpoint as the backend loads it; crossmath's ``sdpa_gqa`` is registered first."""
-    if attn_implementation == SDPA_GQA:
-        register_sdpa_gqa()
+    _register(attn_implementation)
     return AutoModelForImageTextToText.from_pretrained(
         path, dtype=dtype, attn_implementation=attn_implementation
     )
+
+
+def set_attention(model: torch.nn.Module, attn_implementation: str | None) -> torch.nn.Module:
+    """A model built elsewhere switched to ``attn_implementation`` (None: left as it is)."""
+    if attn_implementation is not None:
+        _register(attn_implementation)
+        model.set_attn_implementation(attn_implementation)
+    return model
+
+
+def _register(attn_implementation: str | None) -> None:
+    """Make crossmath's own attention loadable when it is the one asked for."""
+    if attn_implementation == SDPA_GQA:
+        register_sdpa_gqa()
 
 
 def resolve_device(device: str) -> str:

@@ -35,13 +35,14 @@ from typing import Any, Iterator, Sequence
 import torch
 from PIL import Image
 
-from crossmath.models.attention import SDPA_GQA, register_sdpa_gqa
+from crossmath.models.attention import SDPA_GQA
 from crossmath.models.base import ModelRequest, ModelResponse, Prompt
 from crossmath.models.checkpoint_loading import (
     load_pretrained_model,
     merge_adapter,
     resolve_device,
     resolve_dtype,
+    set_attention,
     stop_token_ids,
 )
 from crossmath.models.decoding import (
@@ -186,14 +187,8 @@ class HFBackend:
         self.attn_implementation = attn_implementation
         self.processor = processor if built else load_processor(self.model_path)
         self.tokenizer = self.processor.tokenizer
-        if built:
-            if attn_implementation == SDPA_GQA:
-                register_sdpa_gqa()
-            loaded = model
-            if attn_implementation is not None:
-                loaded.set_attn_implementation(attn_implementation)
-        else:
-            loaded = load_pretrained_model(self.model_path, self.dtype, attn_implementation)
+        loaded = set_attention(model, attn_implementation) if built else \
+            load_pretrained_model(self.model_path, self.dtype, attn_implementation)
         if self.adapter:
             loaded = merge_adapter(loaded, self.adapter)
         self.model = loaded.to(self.device).eval()
