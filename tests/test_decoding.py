@@ -162,6 +162,11 @@ def test_compile_needs_a_static_cache(qwen25: TinyModel) -> None:
         qwen25.decoder(compile=True)
 
 
+def test_an_unknown_kv_cache_is_refused_when_the_decoder_is_built(qwen25: TinyModel) -> None:
+    with pytest.raises(ValueError, match="kv_cache must be one of"):
+        qwen25.decoder(kv_cache="paged")
+
+
 class LogitsRecorder:
     """A logits processor that keeps each step's logits as they come from the model."""
 

@@ -12,16 +12,30 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from crossmath.models.attention import SDPA_GQA, register_sdpa_gqa
+from crossmath.models.config import AUTO_DTYPES
 
 
 def load_pretrained_model(path: str | Path, dtype: torch.dtype,
                           attn_implementation: str | None) -> torch.nn.Module:
     """A checkpoint as the backend loads it; crossmath's ``sdpa_gqa`` is registered first."""
-    if attn_implementation == SDPA_GQA:
-        register_sdpa_gqa()
+    _register(attn_implementation)
     return AutoModelForImageTextToText.from_pretrained(
         path, dtype=dtype, attn_implementation=attn_implementation
     )
+
+
+def set_attention(model: torch.nn.Module, attn_implementation: str | None) -> torch.nn.Module:
+    """A model built elsewhere switched to ``attn_implementation`` (None: left as it is)."""
+    if attn_implementation is not None:
+        _register(attn_implementation)
+        model.set_attn_implementation(attn_implementation)
+    return model
+
+
+def _register(attn_implementation: str | None) -> None:
+    """Make crossmath's own attention loadable when it is the one asked for."""
+    if attn_implementation == SDPA_GQA:
+        register_sdpa_gqa()
 
 
 def resolve_device(device: str) -> str:
@@ -32,9 +46,10 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``"auto"``: bfloat16 on CUDA, float32 elsewhere; else a torch dtype by name."""
+    """``"auto"``: bfloat16 on CUDA, float32 elsewhere (``AUTO_DTYPES``); else a torch dtype
+    by name."""
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = AUTO_DTYPES["cuda" if device.type == "cuda" else "cpu"]
     resolved = getattr(torch, dtype, None)
     if not isinstance(resolved, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use 'auto' or a torch dtype name (bfloat16)")

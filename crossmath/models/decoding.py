@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from transformers import DynamicCache
 
-from crossmath.models.kv_cache import kv_store
+from crossmath.models.kv_cache import kv_store_type
 from crossmath.models.sampling import SeededSampler
 from crossmath.models.sampling_modes import DecodingRule
 
@@ -94,9 +94,12 @@ class Decoder:
         self.stop_ids = frozenset(stop_ids)
         self.rule = rule
         self.kv_cache = kv_cache
+        self._store_type = kv_store_type(kv_cache)
         self.logits_processor_factory = logits_processor_factory
         self._cache_keyword = _cache_keyword(model)
         self._rope_index = getattr(getattr(model, "model", None), "get_rope_index", None)
+        self._rope_arguments = frozenset(inspect.signature(self._rope_index).parameters) \
+            if self._rope_index is not None else frozenset()
         self._step = torch.compile(self._forward_step, mode="reduce-overhead") \
             if compile else self._forward_step
         self.compiled = compile
@@ -108,7 +111,7 @@ class Decoder:
         """Decode ``rows`` from the left-padded prompts in ``inputs``; outputs in row order."""
         stats = DecodeStats(prompts=len(inputs["input_ids"]), rows=len(rows))
         device = inputs["input_ids"].device
-        store = kv_store(self.kv_cache, self.model.config)
+        store = self._store_type(self.model.config)
         started = time.perf_counter()
         cache, logits, next_position = self._prefill(inputs)
         _synchronize(device)
@@ -173,8 +176,7 @@ class Decoder:
         else 0, 1, 2, ... over each row's real tokens (padding at 0)."""
         mask = inputs["attention_mask"]
         if self._rope_index is not None and "image_grid_thw" in inputs:
-            accepted = inspect.signature(self._rope_index).parameters
-            arguments = {k: v for k, v in inputs.items() if k in accepted}
+            arguments = {k: v for k, v in inputs.items() if k in self._rope_arguments}
             positions, _ = self._rope_index(**arguments)
             return positions
         return (mask.long().cumsum(dim=1) - 1).clamp(min=0).masked_fill(mask == 0, 0)

@@ -35,13 +35,14 @@ from typing import Any, Iterator, Sequence
 import torch
 from PIL import Image
 
-from crossmath.models.attention import SDPA_GQA, register_sdpa_gqa
+from crossmath.models.attention import SDPA_GQA
 from crossmath.models.base import ModelRequest, ModelResponse, Prompt
 from crossmath.models.checkpoint_loading import (
     load_pretrained_model,
     merge_adapter,
     resolve_device,
     resolve_dtype,
+    set_attention,
     stop_token_ids,
 )
 from crossmath.models.decoding import (
@@ -186,14 +187,8 @@ class HFBackend:
         self.attn_implementation = attn_implementation
         self.processor = processor if built else load_processor(self.model_path)
         self.tokenizer = self.processor.tokenizer
-        if built:
-            if attn_implementation == SDPA_GQA:
-                register_sdpa_gqa()
-            loaded = model
-            if attn_implementation is not None:
-                loaded.set_attn_implementation(attn_implementation)
-        else:
-            loaded = load_pretrained_model(self.model_path, self.dtype, attn_implementation)
+        loaded = set_attention(model, attn_implementation) if built else \
+            load_pretrained_model(self.model_path, self.dtype, attn_implementation)
         if self.adapter:
             loaded = merge_adapter(loaded, self.adapter)
         self.model = loaded.to(self.device).eval()
@@ -271,9 +266,10 @@ class HFBackend:
         return min(request.max_new_tokens, self.max_new_tokens)
 
     def _response(self, request: ModelRequest, decoded: _Decoded, cap: int) -> ModelResponse:
-        """A request's answer: its row's tokens up to the request's own cap."""
+        """A request's answer: its row's tokens up to the request's own cap (a row decoded for
+        a longer cap stopped, if at all, beyond this one: a stop token ends the row)."""
         tokens = decoded.output.tokens[:cap]
-        stopped = bool(tokens) and tokens[-1] in self._stop_ids
+        stopped = decoded.output.stopped and len(tokens) == len(decoded.output.tokens)
         return ModelResponse(
             request.request_id, self.tokenizer.decode(tokens, skip_special_tokens=True),
             decoded.n_prompt_tokens, len(tokens), decoded.latency_s,

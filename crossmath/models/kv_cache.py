@@ -139,12 +139,12 @@ class StaticKV(_SlotStore):
         return target
 
 
-def kv_store(kind: str, model_config: Any) -> GrowingKV | StaticKV:
-    """The store of one ``kv_cache`` setting."""
+def kv_store_type(kind: str) -> type[GrowingKV] | type[StaticKV]:
+    """The store class of one ``kv_cache`` setting (a fresh store per ``decode`` call)."""
     if kind == "dynamic":
-        return GrowingKV(model_config)
+        return GrowingKV
     if kind == "static":
-        return StaticKV(model_config)
+        return StaticKV
     raise ValueError(f"kv_cache must be one of {KV_CACHE_KINDS}, got {kind!r}")
 
 

@@ -26,6 +26,7 @@ from requests import Session
 from requests import exceptions as http_errors
 
 from crossmath.models.base import ModelRequest, ModelResponse, Prompt
+from crossmath.models.prompts import chat_messages
 from crossmath.models.sampling import sequence_key
 
 # Worth another try: request timeout, conflict (both used by load balancers), rate limit, and
@@ -40,10 +41,8 @@ def png_data_url(png: bytes) -> str:
 
 def openai_messages(prompt: Prompt) -> list[dict[str, Any]]:
     """The prompt as one user turn of OpenAI chat content parts, images as inline data URLs."""
-    content = [{"type": "text", "text": part} if isinstance(part, str)
-               else {"type": "image_url", "image_url": {"url": png_data_url(part)}}
-               for part in prompt.parts()]
-    return [{"role": "user", "content": content}]
+    return chat_messages(prompt, lambda png: {"type": "image_url",
+                                              "image_url": {"url": png_data_url(png)}})
 
 
 def request_seed(seed: int, request_id: str) -> int:

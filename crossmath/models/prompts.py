@@ -26,7 +26,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import yaml
 
@@ -228,12 +228,16 @@ def puzzle_request(request_id: str, modality: str, grid: str, *, image: bytes | 
                         n_blanks=n_blanks, value_range=value_range)
 
 
-def chat_messages(prompt: Prompt) -> list[dict[str, Any]]:
-    """One user turn in the Hugging Face chat format, parts in the prompt's order.
+def image_placeholder(png: bytes) -> dict[str, Any]:
+    """The Hugging Face chat part of an image: a placeholder (the processor gets the image)."""
+    return {"type": "image"}
 
-    Images are ``{"type": "image"}`` placeholders (the processor gets the images themselves);
-    OpenAI-style clients swap each for an ``image_url`` part of their own.
-    """
-    content = [{"type": "text", "text": part} if isinstance(part, str) else {"type": "image"}
+
+def chat_messages(prompt: Prompt,
+                  image_part: Callable[[bytes], dict[str, Any]] = image_placeholder
+                  ) -> list[dict[str, Any]]:
+    """One user turn in the Hugging Face chat format, parts in the prompt's order; each image
+    becomes ``image_part`` of its bytes (an OpenAI client makes an ``image_url`` of it)."""
+    content = [{"type": "text", "text": part} if isinstance(part, str) else image_part(part)
                for part in prompt.parts()]
     return [{"role": "user", "content": content}]
