@@ -28,7 +28,6 @@ Checkpoints, resume, the model and the optimizer are the SFT loop's (``loop.py``
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -47,6 +46,8 @@ from crossmath.finetuning.loop import (
     WorkerEnv,
     adamw,
     autocast,
+    gradient_sync,
+    optimizer_step,
     prepare_worker_model,
     resume,
     target_logits,
@@ -232,11 +233,9 @@ def policy_update(model: torch.nn.Module, batches: Sequence[UpdateBatch],
             reference.append(token_logprobs(logits, targets, grpo.temperature))
     old: list[torch.Tensor] = []
     sums = torch.zeros(4, device=env.device)  # loss, kl, clipped tokens, grad norms: kept on the device
-    no_sync = getattr(model, "no_sync", None)
     for epoch in range(grpo.ppo_epochs):
         for index, batch in enumerate(batches):
-            last = index == len(batches) - 1
-            with contextlib.nullcontext() if last or no_sync is None else no_sync():
+            with gradient_sync(model, index == len(batches) - 1):
                 with autocast(env.device, precision):
                     logits, targets = target_logits(model, batch.inputs, batch.positions)
                 logp = token_logprobs(logits, targets, grpo.temperature)
@@ -250,11 +249,7 @@ def policy_update(model: torch.nn.Module, batches: Sequence[UpdateBatch],
             sums[0] += summed.detach()
             sums[1] += (terms.kl * batch.weights).sum()
             sums[2] += (terms.clipped.float() * batch.weights).sum()
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        sums[3] += torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm).detach()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        sums[3] += optimizer_step(model, optimizer, scheduler, max_grad_norm)
     loss, kl, clipped, grad_norm = sums.tolist()
     return UpdateTotals(loss, kl, clipped, local_tokens * grpo.ppo_epochs, grad_norm, grpo.ppo_epochs)
 

@@ -296,19 +296,32 @@ def train_step(model: torch.nn.Module, micro_batches: Sequence[dict[str, torch.T
     for index, host_batch in enumerate(micro_batches):
         batch = {k: v.to(env.device, non_blocking=True) for k, v in host_batch.items()}
         positions = target_positions(host_batch["labels"]).to(env.device, non_blocking=True)
-        last = index == len(micro_batches) - 1
-        no_sync = getattr(model, "no_sync", None)
-        with contextlib.nullcontext() if last or no_sync is None else no_sync():
+        with gradient_sync(model, index == len(micro_batches) - 1):
             with autocast(env.device, precision):
                 summed = summed_target_loss(model, batch, positions)
             (summed * scale).backward()
         loss_sum += summed.detach()
+    grad_norm = optimizer_step(model, optimizer, scheduler, max_grad_norm)
+    return StepResult(loss_sum, local_targets, tokens, grad_norm)
+
+
+def gradient_sync(model: torch.nn.Module, last: bool) -> contextlib.AbstractContextManager:
+    """DDP's ``no_sync`` for every micro-batch of an accumulation but the ``last``, whose
+    backward pass then averages the accumulated gradients over workers once."""
+    no_sync = getattr(model, "no_sync", None)
+    return contextlib.nullcontext() if last or no_sync is None else no_sync()
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                   max_grad_norm: float) -> torch.Tensor:
+    """Clip the trainable parameters' gradients, step optimizer and schedule, clear the
+    gradients; returns the norm before clipping (on the device)."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss_sum, local_targets, tokens, grad_norm.detach())
+    return grad_norm.detach()
 
 
 @torch.no_grad()
