@@ -5,7 +5,8 @@ and running it as one of N Ray Train workers is only the small ``WorkerEnv`` it 
 rank and device, how the model is wrapped (DDP or not), how sums are reduced across workers, and
 where checkpoints go. The step, the loss, the schedule, validation and checkpoint contents are
 written once, here, so a single-process run and a distributed one cannot drift apart. GRPO
-(``grpo.py``) reuses the model setup, optimizer, schedule, resume and checkpoints from here.
+(``grpo.py``) reuses the model setup, optimizer, schedule, resume, checkpoints and metric
+reporting from here.
 
 Loss: summed cross-entropy over the target tokens of an optimizer step (all micro-batches, all
 workers) divided by their total count, i.e. every target token weighs the same whatever batch
@@ -210,6 +211,11 @@ class Progress:
 
     def to_json(self) -> str:
         return json.dumps({"step": self.step, "tokens_seen": self.tokens_seen})
+
+    @property
+    def resumed_from_step(self) -> int:
+        """The step this run resumed from; -1 for a fresh start (Ray keeps numbers only)."""
+        return -1 if self.resumed_from is None else self.resumed_from
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,6 +472,41 @@ def resume(env: WorkerEnv, model: torch.nn.Module, optimizer: torch.optim.Optimi
     return progress
 
 
+@dataclass
+class TrainingState:
+    """What a worker's loop (SFT's or GRPO's) saves in a checkpoint and reports as it goes."""
+
+    env: WorkerEnv
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    progress: Progress
+    sink: Callable[[Mapping[str, float], int], None] | None  # the job's metrics, sent by rank 0
+
+    def report(self, metrics: Mapping[str, float]) -> None:
+        """``metrics`` at the current step to the sink, from rank 0 only."""
+        if self.sink is not None and self.env.rank == 0:
+            self.sink(metrics, self.progress.step)
+
+    def log_window(self, metrics: dict[str, float]) -> None:
+        """Report a flushed window's metrics with the learning rate (and peak GPU memory); its
+        ``tokens`` are added to the progress instead."""
+        self.progress.tokens_seen += int(metrics.pop("tokens"))
+        metrics["train/lr"] = self.scheduler.get_last_lr()[0]
+        device = self.env.device
+        if device.type == "cuda":
+            metrics["train/peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        self.report(metrics)
+
+    def checkpoint(self, metrics: Mapping[str, Any]) -> None:
+        """Save adapter, optimizer, schedule and progress at the current step (every worker
+        calls this at the same steps)."""
+        def write(out: Path) -> None:
+            write_checkpoint(out, self.model, self.optimizer, self.scheduler, self.progress)
+
+        self.env.save_checkpoint(write, {"step": self.progress.step, **metrics})
+
+
 def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
     """Train (or resume training) to the last step; returns the run's summary metrics."""
     from transformers import get_cosine_schedule_with_warmup
@@ -487,7 +528,7 @@ def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
     summary: dict[str, Any] = {
         **counts, "total_steps": total, "steps_per_epoch": schedule.steps_per_epoch,
         "train_examples": train_rows.num_rows, "validation_examples": validation_rows.num_rows,
-        "resumed_from_step": progress.resumed_from if progress.resumed_from is not None else -1,
+        "resumed_from_step": progress.resumed_from_step,
     }
     if progress.step >= total:  # a finished run started again: its final checkpoint stands
         log.info("rank %d: the run already finished at step %d", env.rank, progress.step)
@@ -497,11 +538,7 @@ def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
     encoder = ExampleEncoder(prepared.processor, prepared.spec)
     train_batches = BatchMaker(train_rows, encoder, pad_id, settings.loader_threads,
                                pin_memory=env.device.type == "cuda")
-    report = job.metrics if env.rank == 0 else None
-
-    def checkpoint(metrics: dict[str, Any]) -> None:
-        env.save_checkpoint(lambda out: write_checkpoint(out, model, optimizer, scheduler, progress),
-                            {"step": progress.step, **metrics})
+    state = TrainingState(env, model, optimizer, scheduler, progress, job.metrics)
 
     def validate() -> float | None:
         if validation_rows.num_rows == 0:
@@ -526,30 +563,25 @@ def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
             at_end = progress.step == total
             if progress.step % settings.log_every == 0 or at_end:
                 metrics = window.flush(env)
-                progress.tokens_seen += int(metrics.pop("tokens"))
-                metrics["train/lr"] = scheduler.get_last_lr()[0]
                 metrics["train/epoch"] = progress.step / schedule.steps_per_epoch
                 last_loss = metrics["train/loss"]
-                if env.device.type == "cuda":
-                    metrics["train/peak_memory_gb"] = torch.cuda.max_memory_allocated(env.device) / 2**30
-                if report:
-                    report(metrics, progress.step)
+                state.log_window(metrics)
             with window.paused():
                 if settings.eval_every and (progress.step % settings.eval_every == 0 or at_end):
                     value = validate()
-                    if value is not None and report:
-                        report({"val/loss": value}, progress.step)
+                    if value is not None:
+                        state.report({"val/loss": value})
                     summary["val_loss"] = value
                 if (not at_end and settings.checkpoint_every
                         and progress.step % settings.checkpoint_every == 0):
-                    checkpoint({"train/loss": last_loss})
+                    state.checkpoint({"train/loss": last_loss})
     finally:
         train_batches.close()
     summary.update(final_step=progress.step, tokens_seen=progress.tokens_seen,
                    final_train_loss=last_loss, tokens_per_s=window.mean_tokens_per_s)
     if env.device.type == "cuda":
         summary["peak_memory_gb"] = torch.cuda.max_memory_allocated(env.device) / 2**30
-    checkpoint(summary)
+    state.checkpoint(summary)
     return summary
 
 
