@@ -36,7 +36,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from crossmath.finetuning.collate import EXAMPLE_COLUMNS, IGNORE_INDEX, ExampleEncoder, collate
+from crossmath.finetuning.collate import (
+    EXAMPLE_COLUMNS,
+    IGNORE_INDEX,
+    ExampleEncoder,
+    collate,
+    padding_token_id,
+)
 from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.dataset import split_validation
 from crossmath.finetuning.modeling import (
@@ -435,8 +441,7 @@ class WorkerModel:
 
     @property
     def pad_token_id(self) -> int:
-        tokenizer = self.processor.tokenizer
-        return tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+        return padding_token_id(self.processor.tokenizer)
 
 
 def prepare_worker_model(model_config: Mapping[str, Any], settings: TrainSettings, env: WorkerEnv,
