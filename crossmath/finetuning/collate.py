@@ -118,6 +118,11 @@ def with_reply(prompt: EncodedExample, reply_ids: Sequence[int]) -> EncodedExamp
     return EncodedExample(prompt.example_id, tokens, prompt.images, prompt.n_prompt_tokens)
 
 
+def padding_token_id(tokenizer: Any) -> int:
+    """The id ``collate`` pads with: the tokenizer's pad token, else its end-of-sequence token."""
+    return tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+
+
 def collate(examples: Sequence[EncodedExample], pad_token_id: int,
             padding_side: str = "right") -> dict[str, torch.Tensor]:
     """A padded batch; image arrays concatenated in example order (the model's order).

@@ -23,12 +23,11 @@ so a resumed run continues with the puzzles it would have seen) and:
 
 Groups never straddle workers (a worker samples all completions of its puzzles), so advantages
 need no communication; the token count of the loss and the metrics are summed across workers.
-Checkpoints, resume, the model and the optimizer are the SFT loop's (``loop.py``).
+Checkpoints, resume, metric reporting, the model and the optimizer are the SFT loop's (``loop.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -42,16 +41,18 @@ from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate
 from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.loop import (
     Schedule,
+    TrainingState,
     TrainSettings,
     WindowClock,
     WorkerEnv,
     adamw,
     autocast,
+    gradient_sync,
+    optimizer_step,
     prepare_worker_model,
     resume,
     target_logits,
     target_positions,
-    write_checkpoint,
 )
 from crossmath.finetuning.modeling import Precision, unwrap
 from crossmath.finetuning.objective import group_advantages, grpo_token_loss, token_logprobs
@@ -232,11 +233,9 @@ def policy_update(model: torch.nn.Module, batches: Sequence[UpdateBatch],
             reference.append(token_logprobs(logits, targets, grpo.temperature))
     old: list[torch.Tensor] = []
     sums = torch.zeros(4, device=env.device)  # loss, kl, clipped tokens, grad norms: kept on the device
-    no_sync = getattr(model, "no_sync", None)
     for epoch in range(grpo.ppo_epochs):
         for index, batch in enumerate(batches):
-            last = index == len(batches) - 1
-            with contextlib.nullcontext() if last or no_sync is None else no_sync():
+            with gradient_sync(model, index == len(batches) - 1):
                 with autocast(env.device, precision):
                     logits, targets = target_logits(model, batch.inputs, batch.positions)
                 logp = token_logprobs(logits, targets, grpo.temperature)
@@ -250,11 +249,7 @@ def policy_update(model: torch.nn.Module, batches: Sequence[UpdateBatch],
             sums[0] += summed.detach()
             sums[1] += (terms.kl * batch.weights).sum()
             sums[2] += (terms.clipped.float() * batch.weights).sum()
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        sums[3] += torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm).detach()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        sums[3] += optimizer_step(model, optimizer, scheduler, max_grad_norm)
     loss, kl, clipped, grad_norm = sums.tolist()
     return UpdateTotals(loss, kl, clipped, local_tokens * grpo.ppo_epochs, grad_norm, grpo.ppo_epochs)
 
@@ -363,7 +358,7 @@ def run_grpo(job: GrpoJob, env: WorkerEnv) -> dict[str, Any]:
     summary: dict[str, Any] = {
         **prepared.counts, "method": "grpo", "total_steps": total,
         "train_examples": table.num_rows, "init_adapter": job.init_adapter,
-        "resumed_from_step": progress.resumed_from if progress.resumed_from is not None else -1,
+        "resumed_from_step": progress.resumed_from_step,
     }
     if progress.step >= total:  # a finished run started again: its final checkpoint stands
         return summary
@@ -374,13 +369,9 @@ def run_grpo(job: GrpoJob, env: WorkerEnv) -> dict[str, Any]:
                                  batch_size=grpo.rollout_batch_size, sampling=grpo.sampling,
                                  seed=settings.seed)
     reward = job.reward or grpo.reward
-    report = job.metrics if env.rank == 0 else None
+    state = TrainingState(env, model, optimizer, scheduler, progress, job.metrics)
     window = _Window()
     last: dict[str, float] = {}
-
-    def checkpoint(metrics: dict[str, Any]) -> None:
-        env.save_checkpoint(lambda out: write_checkpoint(out, model, optimizer, scheduler, progress),
-                            {"step": progress.step, **metrics})
 
     while progress.step < total:
         rows = table.take(pa.array(schedule.micro_batches(progress.step, env.rank)[0],
@@ -403,18 +394,13 @@ def run_grpo(job: GrpoJob, env: WorkerEnv) -> dict[str, Any]:
         at_end = progress.step == total
         if progress.step % settings.log_every == 0 or at_end:
             last = window.flush(env)
-            progress.tokens_seen += int(last.pop("tokens"))
-            last["train/lr"] = scheduler.get_last_lr()[0]
-            if env.device.type == "cuda":
-                last["train/peak_memory_gb"] = torch.cuda.max_memory_allocated(env.device) / 2**30
-            if report:
-                report(last, progress.step)
+            state.log_window(last)
         if not at_end and settings.checkpoint_every and progress.step % settings.checkpoint_every == 0:
             with window.paused():
-                checkpoint({"grpo/reward_mean": last.get("grpo/reward_mean", float("nan"))})
+                state.checkpoint({"grpo/reward_mean": last.get("grpo/reward_mean", float("nan"))})
     summary.update(final_step=progress.step, tokens_seen=progress.tokens_seen,
                    final_reward_mean=last.get("grpo/reward_mean"),
                    rollout_tokens_per_s=window.mean_rollout_tokens_per_s)
-    checkpoint(summary)
+    state.checkpoint(summary)
     return summary
 

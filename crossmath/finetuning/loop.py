@@ -5,7 +5,8 @@ and running it as one of N Ray Train workers is only the small ``WorkerEnv`` it 
 rank and device, how the model is wrapped (DDP or not), how sums are reduced across workers, and
 where checkpoints go. The step, the loss, the schedule, validation and checkpoint contents are
 written once, here, so a single-process run and a distributed one cannot drift apart. GRPO
-(``grpo.py``) reuses the model setup, optimizer, schedule, resume and checkpoints from here.
+(``grpo.py``) reuses the model setup, optimizer, schedule, resume, checkpoints and metric
+reporting from here.
 
 Loss: summed cross-entropy over the target tokens of an optimizer step (all micro-batches, all
 workers) divided by their total count, i.e. every target token weighs the same whatever batch
@@ -35,7 +36,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from crossmath.finetuning.collate import EXAMPLE_COLUMNS, IGNORE_INDEX, ExampleEncoder, collate
+from crossmath.finetuning.collate import (
+    EXAMPLE_COLUMNS,
+    IGNORE_INDEX,
+    ExampleEncoder,
+    collate,
+    padding_token_id,
+)
 from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.dataset import split_validation
 from crossmath.finetuning.modeling import (
@@ -211,6 +218,11 @@ class Progress:
     def to_json(self) -> str:
         return json.dumps({"step": self.step, "tokens_seen": self.tokens_seen})
 
+    @property
+    def resumed_from_step(self) -> int:
+        """The step this run resumed from; -1 for a fresh start (Ray keeps numbers only)."""
+        return -1 if self.resumed_from is None else self.resumed_from
+
 
 # --------------------------------------------------------------------------------------------
 # the step
@@ -296,19 +308,32 @@ def train_step(model: torch.nn.Module, micro_batches: Sequence[dict[str, torch.T
     for index, host_batch in enumerate(micro_batches):
         batch = {k: v.to(env.device, non_blocking=True) for k, v in host_batch.items()}
         positions = target_positions(host_batch["labels"]).to(env.device, non_blocking=True)
-        last = index == len(micro_batches) - 1
-        no_sync = getattr(model, "no_sync", None)
-        with contextlib.nullcontext() if last or no_sync is None else no_sync():
+        with gradient_sync(model, index == len(micro_batches) - 1):
             with autocast(env.device, precision):
                 summed = summed_target_loss(model, batch, positions)
             (summed * scale).backward()
         loss_sum += summed.detach()
+    grad_norm = optimizer_step(model, optimizer, scheduler, max_grad_norm)
+    return StepResult(loss_sum, local_targets, tokens, grad_norm)
+
+
+def gradient_sync(model: torch.nn.Module, last: bool) -> contextlib.AbstractContextManager:
+    """DDP's ``no_sync`` for every micro-batch of an accumulation but the ``last``, whose
+    backward pass then averages the accumulated gradients over workers once."""
+    no_sync = getattr(model, "no_sync", None)
+    return contextlib.nullcontext() if last or no_sync is None else no_sync()
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                   max_grad_norm: float) -> torch.Tensor:
+    """Clip the trainable parameters' gradients, step optimizer and schedule, clear the
+    gradients; returns the norm before clipping (on the device)."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss_sum, local_targets, tokens, grad_norm.detach())
+    return grad_norm.detach()
 
 
 @torch.no_grad()
@@ -416,8 +441,7 @@ class WorkerModel:
 
     @property
     def pad_token_id(self) -> int:
-        tokenizer = self.processor.tokenizer
-        return tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+        return padding_token_id(self.processor.tokenizer)
 
 
 def prepare_worker_model(model_config: Mapping[str, Any], settings: TrainSettings, env: WorkerEnv,
@@ -453,6 +477,41 @@ def resume(env: WorkerEnv, model: torch.nn.Module, optimizer: torch.optim.Optimi
     return progress
 
 
+@dataclass
+class TrainingState:
+    """What a worker's loop (SFT's or GRPO's) saves in a checkpoint and reports as it goes."""
+
+    env: WorkerEnv
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    progress: Progress
+    sink: Callable[[Mapping[str, float], int], None] | None  # the job's metrics, sent by rank 0
+
+    def report(self, metrics: Mapping[str, float]) -> None:
+        """``metrics`` at the current step to the sink, from rank 0 only."""
+        if self.sink is not None and self.env.rank == 0:
+            self.sink(metrics, self.progress.step)
+
+    def log_window(self, metrics: dict[str, float]) -> None:
+        """Report a flushed window's metrics with the learning rate (and peak GPU memory); its
+        ``tokens`` are added to the progress instead."""
+        self.progress.tokens_seen += int(metrics.pop("tokens"))
+        metrics["train/lr"] = self.scheduler.get_last_lr()[0]
+        device = self.env.device
+        if device.type == "cuda":
+            metrics["train/peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        self.report(metrics)
+
+    def checkpoint(self, metrics: Mapping[str, Any]) -> None:
+        """Save adapter, optimizer, schedule and progress at the current step (every worker
+        calls this at the same steps)."""
+        def write(out: Path) -> None:
+            write_checkpoint(out, self.model, self.optimizer, self.scheduler, self.progress)
+
+        self.env.save_checkpoint(write, {"step": self.progress.step, **metrics})
+
+
 def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
     """Train (or resume training) to the last step; returns the run's summary metrics."""
     from transformers import get_cosine_schedule_with_warmup
@@ -474,7 +533,7 @@ def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
     summary: dict[str, Any] = {
         **counts, "total_steps": total, "steps_per_epoch": schedule.steps_per_epoch,
         "train_examples": train_rows.num_rows, "validation_examples": validation_rows.num_rows,
-        "resumed_from_step": progress.resumed_from if progress.resumed_from is not None else -1,
+        "resumed_from_step": progress.resumed_from_step,
     }
     if progress.step >= total:  # a finished run started again: its final checkpoint stands
         log.info("rank %d: the run already finished at step %d", env.rank, progress.step)
@@ -484,11 +543,7 @@ def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
     encoder = ExampleEncoder(prepared.processor, prepared.spec)
     train_batches = BatchMaker(train_rows, encoder, pad_id, settings.loader_threads,
                                pin_memory=env.device.type == "cuda")
-    report = job.metrics if env.rank == 0 else None
-
-    def checkpoint(metrics: dict[str, Any]) -> None:
-        env.save_checkpoint(lambda out: write_checkpoint(out, model, optimizer, scheduler, progress),
-                            {"step": progress.step, **metrics})
+    state = TrainingState(env, model, optimizer, scheduler, progress, job.metrics)
 
     def validate() -> float | None:
         if validation_rows.num_rows == 0:
@@ -513,30 +568,25 @@ def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
             at_end = progress.step == total
             if progress.step % settings.log_every == 0 or at_end:
                 metrics = window.flush(env)
-                progress.tokens_seen += int(metrics.pop("tokens"))
-                metrics["train/lr"] = scheduler.get_last_lr()[0]
                 metrics["train/epoch"] = progress.step / schedule.steps_per_epoch
                 last_loss = metrics["train/loss"]
-                if env.device.type == "cuda":
-                    metrics["train/peak_memory_gb"] = torch.cuda.max_memory_allocated(env.device) / 2**30
-                if report:
-                    report(metrics, progress.step)
+                state.log_window(metrics)
             with window.paused():
                 if settings.eval_every and (progress.step % settings.eval_every == 0 or at_end):
                     value = validate()
-                    if value is not None and report:
-                        report({"val/loss": value}, progress.step)
+                    if value is not None:
+                        state.report({"val/loss": value})
                     summary["val_loss"] = value
                 if (not at_end and settings.checkpoint_every
                         and progress.step % settings.checkpoint_every == 0):
-                    checkpoint({"train/loss": last_loss})
+                    state.checkpoint({"train/loss": last_loss})
     finally:
         train_batches.close()
     summary.update(final_step=progress.step, tokens_seen=progress.tokens_seen,
                    final_train_loss=last_loss, tokens_per_s=window.mean_tokens_per_s)
     if env.device.type == "cuda":
         summary["peak_memory_gb"] = torch.cuda.max_memory_allocated(env.device) / 2**30
-    checkpoint(summary)
+    state.checkpoint(summary)
     return summary
 
 

@@ -34,7 +34,7 @@ from typing import Sequence
 import torch
 from transformers import SuppressTokensLogitsProcessor
 
-from crossmath.finetuning.collate import EncodedExample, collate
+from crossmath.finetuning.collate import EncodedExample, collate, padding_token_id
 from crossmath.models.checkpoint_loading import stop_token_ids
 from crossmath.models.decoding import Decoder, DecodeStats, RowPlan
 from crossmath.models.sampling import SamplingSettings, sequence_key
@@ -83,8 +83,7 @@ class RolloutGenerator:
         self.batch_size = batch_size
         self.rule = DecodingRule(sampling, repetition_penalty=1.0)
         self.seed = seed
-        pad = tokenizer.pad_token_id
-        self.pad_token_id = tokenizer.eos_token_id if pad is None else pad
+        self.pad_token_id = padding_token_id(tokenizer)
         self.last_stats: list[DecodeStats] = []  # one per decode of the last ``generate`` call
 
     def generate(self, policy: torch.nn.Module, prompts: Sequence[EncodedExample], step: int,
