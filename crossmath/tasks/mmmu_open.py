@@ -18,7 +18,13 @@ MMMU's evaluation reads an open answer in three steps, kept here:
 Ours differs in two places, both documented in docs/transfer.md: when the reply has a final
 answer span (``<answer>``, ``\\boxed{}``, "the answer is"), that span is the response
 instead of the whole reply; and MMMU's sentence split (". " before a capital) is left out,
-as it never fires in MMMU's own code (the text is lower-cased before it is split).
+as it never fires in MMMU's own code (the text is lower-cased before it is split). MMMU's
+own scoring, exactly as its script runs it, is ``mmmu_official``.
+
+A reply *answers* an open question (``answer_rate``) when it commits to an answer: a
+non-empty final answer span, or without one a bare reply of at most ``SHORT_REPLY_WORDS``
+words or one that writes a number, or a reply judged right. MMMU's key responses alone do
+not tell: "so I give no answer" has one.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ _NUMBER = re.compile(
 )
 
 Candidate = float | str
+SHORT_REPLY_WORDS = 5
 
 
 def judge_open(output: str, gold: Sequence[str]) -> Judgement:
@@ -51,7 +58,19 @@ def judge_open(output: str, gold: Sequence[str]) -> Judgement:
     keys = key_responses(response)
     found = candidates(keys)
     answer = span if span is not None else " | ".join(keys)
-    return Judgement(answer, open_answer_matches(found, gold))
+    correct = open_answer_matches(found, gold)
+    return Judgement(answer, correct, answered=correct or commits_to_answer(output))
+
+
+def commits_to_answer(output: str) -> bool:
+    """Whether a reply to an open question commits to an answer (see the module's
+    docstring; whether it is right aside)."""
+    span = final_answer_span(output)
+    if span is not None:
+        return bool(span.strip())
+    reply = strip_thinking(output).strip()
+    return bool(reply) and (len(reply.split()) <= SHORT_REPLY_WORDS
+                            or _NUMBER.search(reply) is not None)
 
 
 def key_responses(response: str) -> list[str]:
