@@ -133,6 +133,9 @@ def _read_item_key(path: str | Path) -> dict[str, dict]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+ANSWER_KEY_PREAMBLE = "From the answer key.\n"
+
+
 class AnswerKeyBackend(_RuleBackend):
     """Answers each transfer item with its gold answer in answer tags; a prompt missing from
     the key (one built differently from the key's items) gets no answer."""
@@ -145,7 +148,7 @@ class AnswerKeyBackend(_RuleBackend):
         entry = self.key.get(prompt_key(request.prompt))
         if entry is None:
             return "This prompt is not in my answer key."
-        return "From the answer key.\n" + answer_block([entry["answer"]])
+        return ANSWER_KEY_PREAMBLE + answer_block([entry["answer"]])
 
 
 class JudgeDouble(_RuleBackend):

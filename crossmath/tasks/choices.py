@@ -9,8 +9,8 @@ With a final answer span (see ``final_answer``), in this order:
    a lower-case letter only when it is the whole span (``c``, ``(c)``, ``option c``);
 3. otherwise the one letter the span names on its own (``\\text{C}``, "C is correct"); a span
    naming two different letters is no answer;
-4. otherwise the option whose text the span is, or the one option whose text it contains
-   (``<answer>40°</answer>`` for "B: 40°").
+4. otherwise the option whose text the span is (``<answer>40°</answer>`` for "B: 40°",
+   ``090°T`` for ``090^\\circ T``), or the one option whose text it contains.
 
 Without a span, the reply's last explicit letter mention counts: a bracketed ``(C)``,
 "option C" / "choice C", a line holding only the letter (``**C**``, ``c``), or a reply that
@@ -29,6 +29,7 @@ from typing import Sequence
 
 from crossmath.metrics.answers import strip_thinking
 from crossmath.tasks.final_answer import final_answer_span
+from crossmath.tasks.freeform import normalize_answer
 
 Options = Sequence[tuple[str, str]]
 LIST_SEPARATOR = ", "  # how several letters are written in a judgement's answer
@@ -103,10 +104,12 @@ def _mentions(text: str) -> list[tuple[str, int]]:
 
 
 def _option_with_text(span: str, options: Options) -> str | None:
-    """The option whose text the span is (spaces and case aside), else the one option
-    whose text the span contains."""
-    wanted = _squash(span)
-    matching = [letter for letter, text in options if text.strip() and _squash(text) == wanted]
+    """The option whose text the span is (written as ``freeform`` normalises answers:
+    spacing, case, ``$``, degree signs aside), else the one option whose text the span
+    contains."""
+    wanted = normalize_answer(span)
+    matching = [letter for letter, text in options
+                if text.strip() and normalize_answer(text) == wanted]
     if len(matching) == 1:
         return matching[0]
     return _option_in_prose(span, options)

@@ -3,8 +3,8 @@
 Both the answer read from a reply and the gold are read the same way (``read_answer``):
 
 1. **Normalised**: ``掳`` (a ``°`` mis-decoded in MathVerse's published data) becomes ``°``;
-   ``$`` and ``\\( \\)`` delimiters, ``\\left``/``\\right``, LaTeX spacing and
-   ``\\displaystyle`` are dropped; ``\\text{…}``/``\\mathrm{…}`` wrappers are unwrapped;
+   ``^\\circ`` is ``°``; ``$`` and ``\\( \\)`` delimiters, ``\\left``/``\\right``, LaTeX
+   spacing and ``\\displaystyle`` are dropped; ``\\text{…}``/``\\mathrm{…}`` wrappers are unwrapped;
    ``\\dfrac``/``\\tfrac`` become ``\\frac``, ``\\cdot``/``×`` become ``*``, a unicode minus
    ``-``; ``\\pi`` becomes ``π``; a line break separates like a comma; lower case.
 2. **Left side**: an answer written ``left = right`` is split when its left side names the
@@ -49,6 +49,7 @@ _WRAPPER = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|operatorname)
 _REMOVED = re.compile(r"\$|\\[()\[\]]|\\left|\\right|\\[!,;: ]|\\q?quad|~|\\displaystyle")
 _REPLACED = (
     (re.compile(MISDECODED_DEGREE), "°"),
+    (re.compile(r"\^\s*\{?\\circ\s*\}?|\\circ|\\degree"), "°"),
     (re.compile(r"\\[dt]frac"), r"\\frac"),
     (re.compile(r"\\cdot|\\times|×|·|∙"), "*"),
     (re.compile(r"÷"), "/"),

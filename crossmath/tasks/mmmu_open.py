@@ -15,9 +15,9 @@ MMMU's evaluation reads an open answer in three steps, kept here:
    A numeric candidate matches an equal numeric gold; a text gold matches when it occurs
    inside a text candidate.
 
-Ours differs in two places, both documented in docs/transfer.md: when the reply has a final
+Ours differs in three places, all documented in docs/transfer.md: when the reply has a final
 answer span (``<answer>``, ``\\boxed{}``, "the answer is"), that span is the response
-instead of the whole reply; and MMMU's sentence split (". " before a capital) is left out,
+instead of the whole reply; a unicode minus (``−``) reads as ``-``; and MMMU's sentence split (". " before a capital) is left out,
 as it never fires in MMMU's own code (the text is lower-cased before it is split). MMMU's
 own scoring, exactly as its script runs it, is ``mmmu_official``.
 
@@ -52,7 +52,7 @@ def judge_open(output: str, gold: Sequence[str]) -> Judgement:
     """An open answer judged by MMMU's rules; the answer recorded is the final answer span,
     or (without one) the key responses MMMU's rule picked, joined by " | "."""
     span = final_answer_span(output)
-    response = span if span is not None else strip_thinking(output)
+    response = (span if span is not None else strip_thinking(output)).replace("−", "-")
     if not response.strip():
         return Judgement(None, False)
     keys = key_responses(response)
