@@ -29,7 +29,6 @@ from tests.transfer_fixtures import (
     HUB,
     answer_key,
     mathverse_problems,
-    mmmu_questions,
     vision_only_index,
     write_mathverse,
     write_mmmu,
