@@ -7,7 +7,8 @@ backend's and every request's identity, hence the evaluation's identity (``ident
 claims the evaluation's results folder (``results_folder``) and opens the evaluation's MLflow
 run, which checks that the tracking store answers. Then the Ray Data pipeline (``dataflow``)
 answers the pending requests, round by round (the probe's second round is planned from the
-first one's transcriptions), the predictions are scored, and the files are written to the
+first one's transcriptions; MathVerse's judge rounds, asked of the judge model, from the
+replies), the predictions are scored, and the files are written to the
 results folder and logged to the run.
 
 Rerunning the same command is the same evaluation: same folder, same MLflow run, answered
