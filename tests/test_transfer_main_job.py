@@ -20,6 +20,7 @@ from tests import test_transfer_mathverse as mathverse
 from tests import test_transfer_mmmu as mmmu
 from tests.doubles import write_item_key
 from tests.support import command_env, run_command
+from tests.test_command_errors import assert_stopped_at_the_door, crossmath, run_overrides
 from tests.test_pipeline import _report
 from tests.transfer_fixtures import write_mathverse as write_published_mathverse
 from tests.transfer_fixtures import write_mmmu as write_published_mmmu
@@ -163,3 +164,14 @@ def test_transfer_runs_are_left_out_of_the_modality_comparison(ray_local, run_co
     rows = [line for line in printed.splitlines() if line.startswith("| oracle/")]
     assert len(rows) == 1 and puzzles.evaluation_id[:12] in rows[0]
     assert "mmmu" not in printed
+
+
+@pytest.mark.slow
+def test_a_malformed_dataset_file_stops_the_run_at_the_door(tmp_path):
+    broken = tmp_path / "MathVerse" / "testmini.parquet"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not parquet at all")
+    done = crossmath("run", *run_overrides(tmp_path, "model=random", "task=mathverse-vision",
+                                           f"task.path={broken.parent}"), cwd=tmp_path)
+    assert_stopped_at_the_door(done, "run", str(broken), "not a readable parquet file")
+    assert not (tmp_path / "out").exists()
