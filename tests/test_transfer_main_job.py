@@ -41,6 +41,7 @@ def write_mmmu(folder):
 WRITERS = {"mathverse-vision": write_mathverse, "mmmu-val": write_mmmu}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(WRITERS))
 def test_the_answer_key_scores_every_item_and_the_run_logs_transfer_metrics(
         ray_local, run_config, tmp_path, task):
@@ -114,6 +115,7 @@ def test_random_runs_every_real_item_end_to_end(ray_local, run_config, published
     assert scores.notes["skipped_items"] == 0
 
 
+@pytest.mark.slow
 def test_the_command_runs_a_task_and_says_how_it_scored(tmp_path):
     path = write_mathverse(tmp_path)
     items = get_task("mathverse-vision").load(path)
@@ -152,6 +154,7 @@ def test_a_breakdown_field_the_items_lack_is_refused_before_anything_runs(run_co
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_transfer_runs_are_left_out_of_the_modality_comparison(ray_local, run_config, tmp_path,
                                                                capsys):
     """``crossmath.report`` compares CrossMath evaluations; a task's tallies sit beside them in
