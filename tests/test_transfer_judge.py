@@ -170,9 +170,15 @@ def test_the_judge_rounds_run_through_the_pipeline_and_resume(ray_local, run_con
     scores = outcome.scores.scores
     assert scores.rule.overall.accuracy == scores.official.overall.accuracy == 100.0
     assert scores.comparison.n == replies and scores.comparison.disagree == 0
-    metrics = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(
-        outcome.mlflow_run_id).data.metrics
-    assert metrics["transfer/mathverse-vision/official/acc"] == 100.0
+    run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(outcome.mlflow_run_id)
+    metrics = run.data.metrics
+    for scoring in ("rule", "official"):
+        assert metrics[f"transfer/mathverse-vision/{scoring}/acc"] == 100.0
+        assert metrics[f"transfer/mathverse-vision/{scoring}/type/multiple-choice/acc"] == 100.0
+        assert metrics[f"transfer/mathverse-vision/{scoring}/type/open/acc"] == 100.0
+        assert metrics[f"transfer/mathverse-vision/{scoring}/subject/Functions/acc"] == 100.0
+    assert metrics["task/mathverse-vision/n_failed"] == 0.0
+    assert run.data.tags["task"] == "mathverse-vision"
     assert metrics["transfer/mathverse-vision/disagreement_rate"] == 0.0
     assert metrics["transfer/mathverse-vision/official/unjudged"] == 0.0
     saved = json.loads((outcome.out_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -180,6 +186,9 @@ def test_the_judge_rounds_run_through_the_pipeline_and_resume(ray_local, run_con
     report = (outcome.out_dir / "report.md").read_text(encoding="utf-8")
     assert "| all | 8 | 100.0 | 100.0 | 100.0 |" in report
     assert len(pq.read_table(outcome.out_dir / "predictions.parquet")) == 3 * replies
+    judged = pq.read_table(outcome.out_dir / "items.parquet").to_pylist()
+    assert sorted(row["item_id"] for row in judged) == sorted(item.item_id for item in items)
+    assert json.loads(judged[0]["official_fields"])["answer"] == "C"
 
     again = evaluate(cfg)  # resumed: neither the model nor the judge is asked again
     assert again.n_run_now == 0 and again.scores.to_dict() == outcome.scores.to_dict()

@@ -42,7 +42,7 @@ WRITERS = {"mathverse-vision": write_mathverse, "mmmu-val": write_mmmu}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", sorted(WRITERS))
+@pytest.mark.parametrize("task", ["mmmu-val"])  # MathVerse's: test_transfer_judge.py, judged
 def test_the_answer_key_scores_every_item_and_the_run_logs_transfer_metrics(
         ray_local, run_config, tmp_path, task):
     path = WRITERS[task](tmp_path)
