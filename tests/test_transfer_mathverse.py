@@ -27,18 +27,12 @@ from crossmath.tasks.mathverse import (
 )
 from crossmath.tasks.tallies import Outcome
 from tests.doubles import answer_key_replies
-from tests.hub_files import IMAGE, png, write_parquet
+from tests.hub_files import png, write_parquet
+from tests.transfer_fixtures import MATHVERSE_SCHEMA, MATHVERSE_VERSIONS
 
 TASK = get_task("mathverse-vision")
-METADATA = pa.struct([("split", pa.string()), ("source", pa.string()),
-                      ("subject", pa.string()), ("subfield", pa.string())])
-SCHEMA = pa.schema([
-    ("sample_index", pa.string()), ("problem_index", pa.string()),
-    ("problem_version", pa.string()), ("question", pa.string()), ("image", IMAGE),
-    ("answer", pa.string()), ("question_type", pa.string()), ("metadata", METADATA),
-    ("query_wo", pa.string()), ("query_cot", pa.string()), ("question_for_eval", pa.string()),
-])
-VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only")
+SCHEMA = MATHVERSE_SCHEMA
+VERSIONS = MATHVERSE_VERSIONS
 ANGLE_QUESTION = ("As shown in the figure, AB parallel CD, angle 1 = 50.0, then angle 2 is ()\n"
                   "Choices:\nA:50°\nB:60°\nC:130°\nD:140°")
 

@@ -20,16 +20,11 @@ from crossmath.tasks.mmmu import CHOICE_INSTRUCTION, OPEN_INSTRUCTION
 from crossmath.tasks.mmmu_open import candidates, key_responses
 from crossmath.tasks.tallies import Outcome
 from tests.doubles import answer_key_replies
-from tests.hub_files import IMAGE, png, write_parquet
+from tests.hub_files import png, write_parquet
+from tests.transfer_fixtures import MMMU_SCHEMA
 
 TASK = get_task("mmmu-val")
-SCHEMA = pa.schema([
-    ("id", pa.string()), ("question", pa.string()), ("options", pa.string()),
-    ("explanation", pa.string()),
-    *[(f"image_{n}", IMAGE) for n in range(1, 8)],
-    ("img_type", pa.string()), ("answer", pa.string()), ("topic_difficulty", pa.string()),
-    ("question_type", pa.string()), ("subfield", pa.string()),
-])
+SCHEMA = MMMU_SCHEMA
 
 
 def row(item_id: str, question: str, *, options: str = "[]", answer: str,

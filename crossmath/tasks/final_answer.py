@@ -37,6 +37,8 @@ _PHRASE_HAS_LINK = re.compile(r"(?::|=|\bis\b|\bare\b|\bbe\b|choose|pick|select|
 # name does not stop it ("(-2, 1]", "x = 2, y = 3").
 _PHRASE_END = re.compile(r"\.(?:\s|$)|;|,\s+(?=[a-z]{2})|\s+(?:because|since|as|which)\b")
 _DECORATION = re.compile(r"\*\*|__|`|\$")
+_A_NUMBER = re.compile(r"\d")
+SHORT_REPLY_WORDS = 5  # a reply this short, without a span, is a bare answer
 
 
 def final_answer_span(output: str) -> str | None:
@@ -76,3 +78,15 @@ def _last_answer_phrase(reply: str) -> str | None:
         if span:
             return span
     return None
+
+
+def commits_to_answer(output: str) -> bool:
+    """Whether a reply commits to an answer (right or wrong) to an open question: a
+    non-empty final answer span, or without one a bare reply of at most
+    ``SHORT_REPLY_WORDS`` words, or one that writes a number."""
+    span = final_answer_span(output)
+    if span is not None:
+        return bool(span.strip())
+    reply = strip_thinking(output).strip()
+    return bool(reply) and (len(reply.split()) <= SHORT_REPLY_WORDS
+                            or _A_NUMBER.search(reply) is not None)

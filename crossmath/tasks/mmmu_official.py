@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from crossmath.tasks.final_answer import commits_to_answer
 from crossmath.tasks.item import MULTIPLE_CHOICE, NO_ANSWER, Judgement, Reply, TaskItem
-from crossmath.tasks.mmmu_open import commits_to_answer
 
 OFFICIAL_SEED = 42
 # The order in which ``main_parse_and_eval.py --subject ALL`` visits the subjects: its
@@ -129,8 +129,14 @@ def normalize(text: str) -> list[Candidate]:
 def parse_open(response: str) -> list[Candidate]:
     """``parse_open_response``: the key responses and their numbers, normalised, each once."""
     keys = key_responses(response)
+    return normalized_candidates([*keys, *(number for key in keys
+                                           for number in extract_numbers(key))])
+
+
+def normalized_candidates(texts: Sequence[str]) -> list[Candidate]:
+    """Every text normalised (``normalize``), each value once, in order."""
     found: list[Candidate] = []
-    for text in [*keys, *(number for key in keys for number in extract_numbers(key))]:
+    for text in texts:
         for value in normalize(text):
             if value not in found:
                 found.append(value)
