@@ -44,8 +44,8 @@ class TaskData:
         """One line naming every skipped row, or None when none was."""
         if not self.skipped:
             return None
-        return (f"task {self.task}: skipped {len(self.skipped)} unreadable item(s): "
-                + "; ".join(self.skipped))
+        named = "; ".join(" ".join(reason.split()) for reason in self.skipped)
+        return f"task {self.task}: skipped {len(self.skipped)} unreadable item(s): {named}"
 
 
 class TransferTask(ABC):
