@@ -4,7 +4,8 @@ Only the question's own letters count (a "E" is no answer to a question with opt
 With a final answer span (see ``final_answer``), in this order:
 
 1. a list of letters (``C, D``, ``C and D``, ``(A) & (C)``, one a line): the letters of a
-   question with several correct options; for a question with one, a list is no answer;
+   question with several correct options; for a question with one, or naming a letter the
+   question lacks, a list is no answer;
 2. the letter the span starts with: ``B``, ``(B)``, ``B.``, ``B)``, ``B: 40°``, ``Option B``;
    a lower-case letter only when it is the whole span (``c``, ``(c)``, ``option c``);
 3. otherwise the one letter the span names on its own (``\\text{C}``, "C is correct"); a span
@@ -68,9 +69,10 @@ def choice_in_span(span: str, options: Options, *, several: bool = False) -> str
     """The option letter(s) a final answer span names, or None."""
     letters = [letter for letter, _ in options]
     span = span.strip()
-    listed = _letter_list(span, letters)
-    if listed is not None:
-        return LIST_SEPARATOR.join(listed) if several else None
+    listed = _letter_list(span)
+    if listed is not None:  # a list naming a letter the question lacks is no answer either
+        chosen = [letter for letter in letters if letter in listed]
+        return LIST_SEPARATOR.join(chosen) if several and len(chosen) == len(listed) else None
     leading = _LEADING.match(span) or _WHOLE_LETTER.match(span)
     if leading and leading.group(1).upper() in letters:
         return leading.group(1).upper()
@@ -82,14 +84,12 @@ def choice_in_span(span: str, options: Options, *, several: bool = False) -> str
     return _option_with_text(span, options)
 
 
-def _letter_list(span: str, letters: Sequence[str]) -> list[str] | None:
-    """Two or more different option letters listed, in the options' order; else None."""
+def _letter_list(span: str) -> set[str] | None:
+    """The two or more different letters a span lists (``C, D``, ``C and D``); else None."""
     if not _LETTER_LIST.match(span):
         return None
     named = set(_LIST_LETTERS.findall(span))
-    if len(named) < 2 or not named <= set(letters):
-        return None
-    return [letter for letter in letters if letter in named]
+    return named if len(named) > 1 else None
 
 
 def _mentions(text: str) -> list[tuple[str, int]]:
