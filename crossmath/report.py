@@ -4,7 +4,7 @@ Reads the latest ``metrics.json`` of each evaluation (one MLflow run per evaluat
 often it was resumed) and prints a models × modality table with the gaps, saved as markdown
 and PNG in ``out``. An evaluation that finished with failed requests is marked incomplete.
 Evaluations of transfer tasks have no modalities to compare and are left out (their
-``transfer/<task>/acc`` metrics are in MLflow).
+``transfer/<task>/<scoring>/acc`` metrics are in MLflow).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ It learns about an item from an *item key*, a JSON file that ``write_item_key`` 
 loaded items, keyed by each prompt's content key: a backend sees only the prompt, hashes it the
 same way, and finds the item, whatever request ids the pipeline uses.
 
+``JudgeDouble`` plays MathVerse's two-stage judge by rule, so the judge rounds run offline.
+
 For the perception probe, ``CopyGridBackend`` transcribes perfectly (it reads the request's grid)
 and ``SwappedNumbersBackend`` swaps two numbers as it copies; both answer puzzles as the oracle.
 
@@ -30,9 +32,10 @@ import io
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from PIL import Image
 
@@ -44,6 +47,9 @@ from crossmath.models.sampling import SamplingSettings
 from crossmath.models.sampling_modes import DecodingRule
 from crossmath.puzzle.grid import Grid, Position, is_number_token, parse_markdown_grid
 from crossmath.tasks import TaskItem, prompt_key
+from crossmath.tasks.final_answer import final_answer_span
+from crossmath.tasks.freeform import answers_match
+from crossmath.tasks.item import MULTIPLE_CHOICE
 
 
 class _Slow:
@@ -98,18 +104,26 @@ class CrashingBackend(OracleBackend):
         return super().generate(requests)
 
 
-def write_item_key(items: Iterable[TaskItem], path: str | Path) -> Path:
-    """The item key of ``items``: content key -> first gold answer."""
-    key = {item.content_key: {"answer": item.gold[0]} for item in items}
+def write_item_key(items: Iterable[TaskItem], path: str | Path,
+                   answers: Mapping[str, str] | None = None) -> Path:
+    """The item key of ``items``: content key -> the answer to give: ``answers[item id]``
+    where given, else the gold letters of a choice (joined by ", ") or the first gold."""
+    key = {item.content_key: {"answer": (answers or {}).get(item.item_id, _gold_answer(item))}
+           for item in items}
     Path(path).write_text(json.dumps(key, indent=1), encoding="utf-8")
     return Path(path)
 
 
-def answer_key_replies(items: Iterable[TaskItem], folder: str | Path) -> list[str]:
+def _gold_answer(item: TaskItem) -> str:
+    return ", ".join(item.gold) if item.question_type == MULTIPLE_CHOICE else item.gold[0]
+
+
+def answer_key_replies(items: Iterable[TaskItem], folder: str | Path,
+                       answers: Mapping[str, str] | None = None) -> list[str]:
     """What ``AnswerKeyBackend`` replies to each item's prompt, in order, its item key written
     into ``folder``."""
     items = list(items)
-    key = write_item_key(items, Path(folder) / "key.json")
+    key = write_item_key(items, Path(folder) / "key.json", answers)
     requests = [ModelRequest(f"r{i}", item.prompt, modality="image")
                 for i, item in enumerate(items)]
     return [reply.output for reply in AnswerKeyBackend(str(key)).generate(requests)]
@@ -117,6 +131,9 @@ def answer_key_replies(items: Iterable[TaskItem], folder: str | Path) -> list[st
 
 def _read_item_key(path: str | Path) -> dict[str, dict]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+ANSWER_KEY_PREAMBLE = "From the answer key.\n"
 
 
 class AnswerKeyBackend(_RuleBackend):
@@ -131,7 +148,40 @@ class AnswerKeyBackend(_RuleBackend):
         entry = self.key.get(prompt_key(request.prompt))
         if entry is None:
             return "This prompt is not in my answer key."
-        return "From the answer key.\n" + answer_block([entry["answer"]])
+        return ANSWER_KEY_PREAMBLE + answer_block([entry["answer"]])
+
+
+class JudgeDouble(_RuleBackend):
+    """Plays MathVerse's judge by rule, for tests of the judge rounds (not of any judge's
+    verdicts): an extraction prompt (ending ``Model response: '<reply>'`` and ``Extracted
+    Answer: ``) is answered with the reply's final answer span (``null`` without one); a
+    scoring prompt (ending with the ``[Standard Answer]`` and ``[Model_answer]`` lines) with
+    ``Judgement: 1`` when the two answers match by our free-form rule or as letters, else
+    ``Judgement: 0``. Any other prompt gets a reply that is neither."""
+
+    deterministic = True
+
+    def __init__(self, name: str = "judge-double") -> None:
+        self.name = name
+
+    def answer(self, request: ModelRequest) -> str:
+        prompt = request.prompt.texts[-1]
+        if prompt.endswith("Extracted Answer: "):
+            reply = prompt.rsplit("Model response: '", 1)[1][: -len("'\nExtracted Answer: ")]
+            return f"Extracted Answer: {final_answer_span(reply) or 'null'}"
+        if "[Standard Answer]: " in prompt and prompt.rstrip().endswith("Judgement:"):
+            tail = prompt.rsplit("[Standard Answer]: ", 1)[1]
+            gold, extracted = tail.split("\n[Model_answer] : ", 1)
+            extracted = extracted.rsplit("\nJudgement:", 1)[0]
+            return f"Judgement: {int(_same_answer(extracted, gold))}"
+        return "I do not know how to judge this."
+
+
+def _same_answer(extracted: str, gold: str) -> bool:
+    letters = [re.sub(r"[^A-Z]", "", text) for text in (extracted, gold)]
+    if re.fullmatch(r"\(?[A-Z]\)?|[A-Z](\s*[,\n]\s*[A-Z])+", gold.strip()):
+        return letters[0] == letters[1]
+    return answers_match(extracted, gold)
 
 
 class CopyGridBackend(OracleBackend):

@@ -25,3 +25,11 @@ def write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return path
+
+
+def numbered_png(number: int) -> bytes:
+    """A tiny PNG whose bytes differ for every number in 0..2**24-1 (a stand-in image)."""
+    buffer = io.BytesIO()
+    colour = (number & 255, (number >> 8) & 255, (number >> 16) & 255)
+    Image.new("RGB", (4, 4), colour).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -75,12 +75,12 @@ def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory):
     for numbers in (base, tuned):
         assert {"text/macro_acc", "image/macro_acc", "transcribed/macro_acc",
                 "gap/T-I/macro_acc", "gap/T-That/macro_acc", "gap/That-I/macro_acc",
-                "probe/cell_acc", "transfer/mathverse-vision/acc",
-                "transfer/mmmu-val/acc"} <= set(numbers)
+                "probe/cell_acc", "transfer/mathverse-vision/rule/acc",
+                "transfer/mmmu-val/rule/acc"} <= set(numbers)
         assert numbers["gap/T-That/macro_acc"] + numbers["gap/That-I/macro_acc"] == \
             numbers["gap/T-I/macro_acc"]
-    assert summary["deltas"]["sft"]["transfer/mmmu-val/acc"] == \
-        tuned["transfer/mmmu-val/acc"] - base["transfer/mmmu-val/acc"]
+    assert summary["deltas"]["sft"]["transfer/mmmu-val/rule/acc"] == \
+        tuned["transfer/mmmu-val/rule/acc"] - base["transfer/mmmu-val/rule/acc"]
     markdown = (out / "comparison.md").read_text(encoding="utf-8")
     assert "## CrossMath" in markdown and "## Transfer tasks" in markdown and "T − T̂" in markdown
     assert (out / "sft" / "adapter" / "adapter_config.json").is_file()
@@ -90,8 +90,8 @@ def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory):
     runs = client.search_runs([experiment.experiment_id])
     story = [run for run in runs if run.data.tags.get("kind") == "comparison"]
     assert len(story) == 1
-    assert story[0].data.metrics["delta/sft/transfer/mathverse-vision/acc"] == \
-        summary["deltas"]["sft"]["transfer/mathverse-vision/acc"]
+    assert story[0].data.metrics["delta/sft/transfer/mathverse-vision/rule/acc"] == \
+        summary["deltas"]["sft"]["transfer/mathverse-vision/rule/acc"]
     evaluated = {(run.data.tags["model"], run.data.tags["dataset"]) for run in runs
                  if "evaluation_id" in run.data.tags}
     assert evaluated == {(model, data) for model in ("tiny-random", "tiny-random-sft")

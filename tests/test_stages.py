@@ -41,7 +41,7 @@ def test_each_stage_is_compared_with_the_base_model():
     assert after["image/macro_acc"] == pytest.approx(60.0)
     deltas = comparison.deltas()["sft"]
     assert deltas["gap/T-I/macro_acc"] == pytest.approx(-50.0)
-    assert deltas["transfer/mmmu-val/acc"] == pytest.approx(10.0)
+    assert deltas["transfer/mmmu-val/rule/acc"] == pytest.approx(10.0)
     flat = comparison.flat_metrics()
     assert flat["sft/gap/That-I/macro_acc"] == pytest.approx(20.0)
     assert flat["delta/sft/transcribed/macro_acc"] == pytest.approx(30.0)

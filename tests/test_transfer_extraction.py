@@ -58,9 +58,26 @@ def test_final_answer_span(output, span):
     ("I think vertex C is where the circle meets the chord.", None),  # bare C in a sentence
     ("<answer>G</answer>", None),
     ("<answer>2√5</answer>", None),
+    ("answer: b", "B"),  # lower case as the whole span
+    ("(b)", "B"),
+    ("b", "B"),
+    ("<answer>B, D</answer>", None),  # a list, for a question with one correct option
+    ("<answer>B is right, not D</answer>", None),  # two letters named
+    ("A. 2\nB. 2√3\nC. √3\nD. 2√2\nThe side is twice the short one, so I choose B.", "B"),
+    ("A. 2\nB. 2√3\nC. √3\nD. 2√2\nThe side is twice the short one.", None),
+    ("The side comes out as 2√2 in the end.", None),  # option text without a letter: too short
 ])
 def test_option_letters(output, letter):
     assert read_choice(output, OPTIONS) == letter
+
+
+@pytest.mark.parametrize(("output", "letters"), [
+    ("<answer>C, D</answer>", "C, D"), ("<answer>D and C</answer>", "C, D"),
+    ("The correct choices are (A) and (C).", "A, C"), ("<answer>C\nD</answer>", "C, D"),
+    ("<answer>C</answer>", "C"), ("<answer>C, E</answer>", None),
+])
+def test_several_correct_options_are_read_as_a_list(output, letters):
+    assert read_choice(output, OPTIONS, several=True) == letters
 
 
 @pytest.mark.parametrize(("predicted", "gold", "match"), [
@@ -80,6 +97,23 @@ def test_option_letters(output, letter):
     ("y=2x+3", "y=3x+2", False),
     ("(-\\infty, 2]", "(-\\infty,2]", True),
     ("", "14", False),
+    # a quantity in words is compared by its value, units taken off
+    ("113.1", "Area $=113.1 \\mathrm{~cm}^{2}$", True),
+    ("Area = 113.1", "Area $=113.1 \\mathrm{~cm}^{2}$", True),
+    ("113", "Area $=113.1 \\mathrm{~cm}^{2}$", False),
+    ("15.5", "Weekly water intake $=15.5$ Litres", True),
+    ("5", "$5=s$", True),
+    # units converted where both are explicit; degrees and radians
+    ("440 cm", "4.4 m", True), ("4.4", "440 cm", False), ("1 m^2", "10000 cm^2", True),
+    ("\\frac{\\pi}{3}", "60^\\circ", True), ("1.047 rad", "60^\\circ", True),
+    ("1.047", "60^\\circ", False),
+    # a mis-decoded degree sign, a true bearing
+    ("35°", "35掳", True), ("118", "118掳T", True), ("090°T", "090^\\circ T", True),
+    # y = ... and f(x) = ... name the same function
+    ("f(x) = -2x + 5", "y=-2 x+5", True), ("g(x)=x^2-3", "y=x^2-3", True),
+    ("f(x) = -2x + 5", "x=-2 x+5", False),
+    # a \\frac without its command in a gold; a line break between two answers
+    ("\\frac{8}{5}\\pi", "{8}{5} \\pi", True), ("-9.8", "-4.9\n-4.9", False),
 ])
 def test_free_form_matching(predicted, gold, match):
     assert answers_match(predicted, gold) is match
@@ -95,6 +129,17 @@ def test_free_form_reads_the_span_first_then_the_last_number():
     assert read_free_form("... so r = 2 and the area is 4π.\n<answer>4\\pi</answer>") == "4\\pi"
     assert read_free_form("r = 2 so the area is 12.57 square units") == "12.57"
     assert read_free_form("no numbers at all") is None
+
+
+@pytest.mark.parametrize(("output", "number"), [
+    ("So the area is approximately 113.1 cm^2", "113.1"),
+    ("The volume is 36 cm^{3}", "36"),
+    ("a root of x^2 = 9 is 3 and x_1 = 5", "5"),
+    ("the scale is 10^{-3}", "10"),
+    ("H2O", None),
+])
+def test_the_last_number_is_never_an_exponent_a_subscript_or_in_a_word(output, number):
+    assert read_free_form(output) == number
 
 
 @pytest.mark.parametrize(("text", "value"), [

@@ -111,12 +111,12 @@ def test_accuracy_overall_per_subject_and_per_type_in_percent():
     summary = summarize("mmmu-val", outcomes)
     assert summary.overall.accuracy == 50.0 and summary.overall.answer_rate == 75.0
     assert summary.flat_metrics() == {
-        "transfer/mmmu-val/acc": 50.0, "transfer/mmmu-val/answer_rate": 75.0,
-        "transfer/mmmu-val/subject/Art/acc": 50.0, "transfer/mmmu-val/subject/Math/acc": 50.0,
-        "transfer/mmmu-val/type/multiple-choice/acc": 50.0,
-        "transfer/mmmu-val/type/open/acc": 50.0,
+        "transfer/mmmu-val/rule/acc": 50.0, "transfer/mmmu-val/rule/answer_rate": 75.0,
+        "transfer/mmmu-val/rule/subject/Art/acc": 50.0, "transfer/mmmu-val/rule/subject/Math/acc": 50.0,
+        "transfer/mmmu-val/rule/type/multiple-choice/acc": 50.0,
+        "transfer/mmmu-val/rule/type/open/acc": 50.0,
     }
-    assert summarize("t", []).flat_metrics()["transfer/t/acc"] == 0.0
+    assert summarize("t", []).flat_metrics()["transfer/t/rule/acc"] == 0.0
     with pytest.raises(KeyError, match="outcome 1 has no field 'subfield'"):
         tally_by(outcomes, "subfield")
 
@@ -135,4 +135,4 @@ def test_a_summary_round_trips_through_json_and_names_are_fit_for_mlflow():
                 outcome("2", "Math", MULTIPLE_CHOICE, False)]
     summary = summarize("mmmu-val", outcomes)
     assert TaskSummary.from_dict(json.loads(json.dumps(summary.to_dict()))) == summary
-    assert "transfer/mmmu-val/subject/Algebra _ Number _Theory_/acc" in summary.flat_metrics()
+    assert "transfer/mmmu-val/rule/subject/Algebra _ Number _Theory_/acc" in summary.flat_metrics()

@@ -7,6 +7,8 @@ versions so that the Vision Only filter is exercised.
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,21 +18,21 @@ from crossmath.models.base import ModelRequest
 from crossmath.models.baselines import RandomBackend
 from crossmath.tasks import TaskDataError, get_task, summarize
 from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN
-from crossmath.tasks.mathverse import CHOICE_INSTRUCTION, OPEN_INSTRUCTION, choice_options
+from crossmath.tasks.mathverse import (
+    CHOICE_INSTRUCTION,
+    OPEN_INSTRUCTION,
+    choice_gold,
+    choice_options,
+    letters_without_text,
+)
 from crossmath.tasks.tallies import Outcome
 from tests.doubles import answer_key_replies
-from tests.hub_files import IMAGE, png, write_parquet
+from tests.hub_files import png, write_parquet
+from tests.transfer_fixtures import MATHVERSE_SCHEMA, MATHVERSE_VERSIONS
 
 TASK = get_task("mathverse-vision")
-METADATA = pa.struct([("split", pa.string()), ("source", pa.string()),
-                      ("subject", pa.string()), ("subfield", pa.string())])
-SCHEMA = pa.schema([
-    ("sample_index", pa.string()), ("problem_index", pa.string()),
-    ("problem_version", pa.string()), ("question", pa.string()), ("image", IMAGE),
-    ("answer", pa.string()), ("question_type", pa.string()), ("metadata", METADATA),
-    ("query_wo", pa.string()), ("query_cot", pa.string()), ("question_for_eval", pa.string()),
-])
-VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only")
+SCHEMA = MATHVERSE_SCHEMA
+VERSIONS = MATHVERSE_VERSIONS
 ANGLE_QUESTION = ("As shown in the figure, AB parallel CD, angle 1 = 50.0, then angle 2 is ()\n"
                   "Choices:\nA:50°\nB:60°\nC:130°\nD:140°")
 
@@ -101,9 +103,29 @@ def test_a_folder_is_searched_for_testmini_parquet(testmini):
 def test_choices_only_in_the_image_give_letters_without_text(testmini):
     item = {i.item_id: i for i in TASK.load(testmini)}["12"]
     assert item.options == (("A", ""), ("B", ""), ("C", ""), ("D", ""))
-    assert choice_options("no choices here", "F")[-1] == ("F", "")
+    assert choice_options("no choices here") == ()
+    assert letters_without_text(("F",))[-1] == ("F", "")
     # choices that do not include the gold letter are a format we do not read: letters only
-    assert choice_options(ANGLE_QUESTION, "E") == tuple((c, "") for c in "ABCDE")
+    assert choice_gold("E", choice_options(ANGLE_QUESTION)) == ("E",)
+    assert letters_without_text(("E",)) == tuple((c, "") for c in "ABCDE")
+
+
+@pytest.mark.parametrize(("answer", "gold"), [
+    ("C", ("C",)), ("(C)", ("C",)), (" C ", None),  # the loader strips; this reads as given
+    ("C\nD", ("C", "D")), ("A, C", ("A", "C")),
+    ("130°", ("C",)), ("130 °", ("C",)),  # an option's text, spaces aside
+    ("130", None), ("B or C", None),
+])
+def test_published_multiple_choice_answers_become_gold_letters(answer, gold):
+    assert choice_gold(answer, choice_options(ANGLE_QUESTION)) == gold
+
+
+def test_inline_choices_without_a_header_are_read():
+    question = ("Given the graph of the ellipse, determine its equation.A. \\frac{x^2}{81} + "
+                "\\frac{y^2}{9} = 1 B. Can not determine.\n")
+    assert choice_options(question) == (("A", "\\frac{x^2}{81} + \\frac{y^2}{9} = 1"),
+                                        ("B", "Can not determine."))
+    assert choice_options("Is angle A. or B the largest?") == ()  # no run from A to B
 
 
 @pytest.mark.parametrize("question", [
@@ -112,13 +134,13 @@ def test_choices_only_in_the_image_give_letters_without_text(testmini):
     "Find x. Choices: A:5 cm B:5 m",
 ])
 def test_choice_lines_in_their_published_variants(question):
-    assert choice_options(question, "A") == (("A", "5 cm"), ("B", "5 m"))
+    assert choice_options(question) == (("A", "5 cm"), ("B", "5 m"))
 
 
 def test_a_capital_inside_a_choice_is_part_of_its_text():
     question = "Which point?\nChoices:\nA:Point P. It lies on the circle\nB:Point Q."
-    assert choice_options(question, "B") == (("A", "Point P. It lies on the circle"),
-                                            ("B", "Point Q."))
+    assert choice_options(question) == (("A", "Point P. It lies on the circle"),
+                                        ("B", "Point Q."))
 
 
 def test_content_keys_differ_between_items_and_survive_a_reload(testmini):
@@ -136,20 +158,50 @@ def test_a_missing_column_names_the_file_and_the_column(tmp_path):
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"answer": "B or C"}, r"row 5, column 'answer': a multiple-choice answer must be one letter"),
+    ({"answer": "B or C"}, r"row 5, column 'answer': the multiple-choice answer 'B or C' is "
+                           "neither option letters nor the text of one option"),
     ({"answer": "  "}, r"row 5, column 'answer': the answer is empty"),
     ({"question_type": "true-false"}, r"row 5, column 'question_type': unknown question type"),
     ({"image": None}, r"row 5, column 'image': a Vision Only problem needs its image"),
     ({"image": {"bytes": b"not a png", "path": "x.png"}}, r"column 'image': the image does not"),
     ({"metadata": None}, r"row 5, column 'metadata': expected a struct with a string 'subject'"),
 ])
-def test_malformed_rows_are_errors_naming_file_row_and_column(tmp_path, change, message):
+def test_an_unreadable_row_is_skipped_and_named_in_one_warning(tmp_path, caplog, change,
+                                                               message):
     rows = fixture_rows()
     rows[4] = {**rows[4], **change}  # the Vision Only version of problem 1, the file's row 5
     path = write(tmp_path / "testmini.parquet", rows)
-    with pytest.raises(TaskDataError, match=message) as caught:
-        TASK.load(path)
-    assert str(path) in str(caught.value)
+    data = TASK.read(path)
+    assert [item.item_id for item in data.items] == ["10", "12", "13"]
+    assert len(data.skipped) == 1 and str(path) in data.skipped[0]
+    assert re.search(message, data.skipped[0])
+    with caplog.at_level(logging.WARNING):
+        assert [item.item_id for item in TASK.load(path)] == ["10", "12", "13"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith(
+        "task mathverse-vision: skipped 1 unreadable item(s): ")
+    assert re.search(message, warned[0])
+
+
+def test_a_file_whose_every_row_is_unreadable_stops_the_task(tmp_path):
+    rows = [{**row, "answer": ""} for row in fixture_rows()]
+    with pytest.raises(TaskDataError, match=r"no readable rows with problem_version='Vision "
+                                            r"Only' .*\(4 unreadable: .*the answer is empty"):
+        TASK.load(write(tmp_path / "testmini.parquet", rows))
+
+
+def test_a_file_that_is_not_parquet_stops_the_task_at_the_door(tmp_path):
+    broken = tmp_path / "testmini.parquet"
+    broken.write_bytes(b"PAR1 but not really")
+    with pytest.raises(TaskDataError, match=r"testmini\.parquet: not a readable parquet file"):
+        TASK.load(broken)
+
+
+def test_the_hubs_converted_layout_is_read_too(tmp_path):
+    write(tmp_path / "testmini" / "testmini" / "0000.parquet", fixture_rows())
+    write(tmp_path / "testmini_text_only" / "testmini_text_only" / "0000.parquet",
+          fixture_rows()[:1])  # another config of the conversion: not read
+    assert [i.item_id for i in TASK.load(tmp_path)] == ["5", "10", "12", "13"]
 
 
 def test_an_image_given_by_path_only_is_read_beside_the_file(tmp_path):
@@ -166,7 +218,7 @@ def test_repeated_ids_and_files_without_vision_only_rows_are_errors(tmp_path):
     with pytest.raises(TaskDataError, match=r"row 10: item id '10' repeats the one at .*row 6"):
         TASK.load(write(tmp_path / "a" / "testmini.parquet", twice))
     text_only = [r for r in fixture_rows() if r["problem_version"] != "Vision Only"]
-    with pytest.raises(TaskDataError, match="no rows with problem_version='Vision Only'"):
+    with pytest.raises(TaskDataError, match="no readable rows with problem_version='Vision Only'"):
         TASK.load(write(tmp_path / "b" / "testmini.parquet", text_only))
 
 
@@ -233,7 +285,7 @@ def test_answer_key_double_scores_every_item_and_chance_guesses_letters(items, t
     judged = [TASK.judge(item, reply) for item, reply in zip(items.values(), replies)]
     assert all(j.correct for j in judged)
     summary = summarize(TASK.name, [Outcome.of(item, j) for item, j in zip(items.values(), judged)])
-    assert summary.flat_metrics()["transfer/mathverse-vision/acc"] == 100.0
+    assert summary.flat_metrics()["transfer/mathverse-vision/rule/acc"] == 100.0
 
     chance = [ModelRequest(f"r{i}", item.prompt, modality="image", options=item.letters)
               for i, item in enumerate(items.values())]

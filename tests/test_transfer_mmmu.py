@@ -7,6 +7,7 @@ The fixture is written here in the schema of ``MMMU/MMMU`` (``<Subject>/validati
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,16 +20,11 @@ from crossmath.tasks.mmmu import CHOICE_INSTRUCTION, OPEN_INSTRUCTION
 from crossmath.tasks.mmmu_open import candidates, key_responses
 from crossmath.tasks.tallies import Outcome
 from tests.doubles import answer_key_replies
-from tests.hub_files import IMAGE, png, write_parquet
+from tests.hub_files import png, write_parquet
+from tests.transfer_fixtures import MMMU_SCHEMA
 
 TASK = get_task("mmmu-val")
-SCHEMA = pa.schema([
-    ("id", pa.string()), ("question", pa.string()), ("options", pa.string()),
-    ("explanation", pa.string()),
-    *[(f"image_{n}", IMAGE) for n in range(1, 8)],
-    ("img_type", pa.string()), ("answer", pa.string()), ("topic_difficulty", pa.string()),
-    ("question_type", pa.string()), ("subfield", pa.string()),
-])
+SCHEMA = MMMU_SCHEMA
 
 
 def row(item_id: str, question: str, *, options: str = "[]", answer: str,
@@ -91,7 +87,7 @@ def test_every_subject_folder_is_read_with_subject_and_discipline(mmmu):
     first = items[0]
     assert first.breakdown == {"subject": "Accounting", "discipline": "Business",
                                "subfield": "Financial Accounting", "topic_difficulty": "Medium",
-                               "img_type": "['Tables']"}
+                               "img_type": ("Tables",)}
     assert items[2].breakdown["discipline"] == "Art and Design"
     assert {item.question_type for item in items} == {MULTIPLE_CHOICE, OPEN}
 
@@ -148,12 +144,55 @@ def test_one_parquet_file_is_a_valid_path(mmmu):
     ({"image_1": {"bytes": b"\x89PNG broken", "path": "a.png"}},
      r"column 'image_1': the image does not decode"),
 ])
-def test_malformed_rows_are_errors_naming_file_row_and_column(tmp_path, change, message):
+def test_an_unreadable_row_is_skipped_naming_file_row_and_column(tmp_path, change, message):
     path = write(tmp_path / "Accounting" / "validation-00000-of-00001.parquet",
                  [{**ACCOUNTING[0], **change}, ACCOUNTING[1]])
-    with pytest.raises(TaskDataError, match=message) as caught:
-        TASK.load(tmp_path)
-    assert str(path) in str(caught.value)
+    data = TASK.read(tmp_path)
+    assert [item.item_id for item in data.items] == ["validation_Accounting_2"]
+    skipped, = data.skipped
+    assert str(path) in skipped and re.search(message, skipped)
+    assert data.warning() == f"task mmmu-val: skipped 1 unreadable item(s): {skipped}"
+
+
+def test_a_tag_beyond_the_rows_image_columns_stays_as_text(tmp_path):
+    """validation_Math_7's options name images 7 to 30; a row has seven image columns."""
+    question = {**MATH[0], "options": "['<image 1>', '<image 2>, <image 9>', '<image 3>']"}
+    write(tmp_path / "Math" / "validation-00000-of-00001.parquet", [question])
+    item, = TASK.load(tmp_path)
+    assert item.prompt.texts[2] == ", <image 9>\nC." and len(item.prompt.images) == 3
+
+
+@pytest.mark.parametrize(("answer", "gold"), [
+    ("['24/7', '3.429']", ("24/7", "3.429")),
+    ("[Tampa, Florida]", ("Tampa", "Florida")),  # not a Python literal: split at commas
+    ("['$MgS$', 'MgS']", ("$MgS$", "MgS")),
+    ("[4, 4.0]", ("4", "4.0")),
+    ("1,250", ("1,250",)),
+])
+def test_list_golds_are_read_robustly(tmp_path, answer, gold):
+    write(tmp_path / "Accounting" / "validation-00000-of-00001.parquet",
+          [{**ACCOUNTING[1], "answer": answer}])
+    assert TASK.load(tmp_path)[0].gold == gold
+
+
+def test_image_types_are_groups_of_their_own(tmp_path):
+    rows = [{**ACCOUNTING[0], "img_type": "['Tables', 'Photographs']"},
+            {**ACCOUNTING[1], "img_type": "Diagrams"}]
+    write(tmp_path / "Accounting" / "validation-00000-of-00001.parquet", rows)
+    items = TASK.load(tmp_path)
+    assert [item.breakdown["img_type"] for item in items] == [("Tables", "Photographs"),
+                                                              ("Diagrams",)]
+    outcomes = [Outcome.of(item, TASK.judge(item, "<answer>B</answer>")) for item in items]
+    groups = summarize(TASK.name, outcomes, fields=("img_type",)).groups["img_type"]
+    assert {value: (t.n, t.correct) for value, t in groups.items()} == {
+        "Diagrams": (1, 0), "Photographs": (1, 1), "Tables": (1, 1)}
+
+
+def test_the_hubs_converted_layout_is_read_too(tmp_path):
+    write(tmp_path / "Accounting" / "validation" / "0000.parquet", ACCOUNTING)
+    write(tmp_path / "Accounting" / "dev" / "0000.parquet", MATH)  # another split: not read
+    assert [item.item_id for item in TASK.load(tmp_path)] == ["validation_Accounting_1",
+                                                              "validation_Accounting_2"]
 
 
 def test_a_missing_image_column_names_the_file_and_the_column(tmp_path):
@@ -234,8 +273,8 @@ def test_answer_key_double_scores_every_item_and_summary_breaks_down(items, tmp_
                         fields=("subject", "discipline", "question_type")).flat_metrics()
     order = [item.breakdown["subject"] for item in items.values()]
     assert order == ["Accounting", "Accounting", "Art_Theory", "Math", "Math"]
-    assert metrics["transfer/mmmu-val/acc"] == 60.0
-    assert metrics["transfer/mmmu-val/subject/Accounting/acc"] == 100.0
-    assert metrics["transfer/mmmu-val/subject/Math/acc"] == 0.0
-    assert metrics["transfer/mmmu-val/discipline/Art and Design/acc"] == 100.0
-    assert metrics["transfer/mmmu-val/type/open/acc"] == pytest.approx(200 / 3)
+    assert metrics["transfer/mmmu-val/rule/acc"] == 60.0
+    assert metrics["transfer/mmmu-val/rule/subject/Accounting/acc"] == 100.0
+    assert metrics["transfer/mmmu-val/rule/subject/Math/acc"] == 0.0
+    assert metrics["transfer/mmmu-val/rule/discipline/Art and Design/acc"] == 100.0
+    assert metrics["transfer/mmmu-val/rule/type/open/acc"] == pytest.approx(200 / 3)

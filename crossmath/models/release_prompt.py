@@ -4,8 +4,7 @@ The release's inference script builds every prompt from string constants in that
 text belongs to the release and is never copied into this project: the file is fetched from
 the official repository at a pinned commit (cached under ``~/.cache/crossmath/release/``), or
 read from a path the user gives (``model.prompt=/path/to/instruction_template.py``, e.g. on a
-machine without internet). The file is parsed with ``ast`` and never executed: only
-module-level assignments of string constants are read.
+machine without internet). The file is parsed, never executed (``pinned_files``).
 
 Per modality the release sends one user turn of these parts, in this order:
 
@@ -18,16 +17,13 @@ Per modality the release sends one user turn of these parts, in this order:
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import os
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from crossmath.models.prompts import PromptLayout, PromptTemplateError, check_modality
+from crossmath.models.pinned_files import fetch_pinned_file, string_constants
+from crossmath.models.prompts import PromptLayout, check_modality
 
 RELEASE_PROMPT = "release"  # the prompt-set name that selects the release's instructions
 RELEASE_REPOSITORY = "xuyige/CrossMath"
@@ -36,7 +32,6 @@ TEMPLATE_FILE = "instruction_template.py"
 TEMPLATE_URL = (f"https://raw.githubusercontent.com/{RELEASE_REPOSITORY}/{RELEASE_COMMIT}/"
                 f"{TEMPLATE_FILE}")
 CACHE_DIR = Path("~/.cache/crossmath/release").expanduser()
-FETCH_TIMEOUT_S = 30
 
 INPUT_DESCRIPTIONS = {
     "text": "TEXT_ONLY_INPUT_DESCRIPTION",
@@ -75,42 +70,17 @@ class ReleaseInstructions:
 
 def read_release_instructions(path: str | Path) -> ReleaseInstructions:
     """The instructions in an ``instruction_template.py``, parsed without running it."""
-    path = Path(path)
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    except (OSError, SyntaxError, UnicodeDecodeError) as error:
-        raise PromptTemplateError(f"{path}: cannot read the release's instructions: {error}") from None
-    constants: dict[str, str] = {}
-    for node in tree.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant)
-                and isinstance(node.value.value, str)):
-            constants[node.targets[0].id] = node.value.value
-    missing = [name for name in REQUIRED_CONSTANTS if name not in constants]
-    if missing:
-        raise PromptTemplateError(f"{path}: no string constant(s) {', '.join(missing)} "
-                                  f"(expected the release's {TEMPLATE_FILE})")
-    return ReleaseInstructions({name: constants[name] for name in REQUIRED_CONSTANTS}, str(path))
+    constants = string_constants(path, REQUIRED_CONSTANTS,
+                                 f"the release's instructions ({TEMPLATE_FILE})")
+    return ReleaseInstructions(constants, str(path))
 
 
 def fetch_release_template(url: str = TEMPLATE_URL, cache_dir: str | Path = CACHE_DIR) -> Path:
     """The release's ``instruction_template.py``, downloaded once into ``cache_dir/<commit>``."""
-    target = Path(cache_dir).expanduser() / RELEASE_COMMIT / TEMPLATE_FILE
-    if target.is_file():
-        return target
-    try:
-        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
-            content = response.read()
-    except OSError as error:  # URLError, timeouts, refused connections
-        raise PromptTemplateError(
-            f"could not fetch the release's instructions from {url} ({error}); offline? "
-            f"download {TEMPLATE_FILE} of {RELEASE_REPOSITORY} at commit {RELEASE_COMMIT} and "
-            f"pass model.prompt=/path/to/{TEMPLATE_FILE}") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".tmp") as stream:
-        stream.write(content)
-    os.replace(stream.name, target)
-    return target
+    return fetch_pinned_file(
+        url, Path(cache_dir).expanduser() / RELEASE_COMMIT / TEMPLATE_FILE,
+        f"download {TEMPLATE_FILE} of {RELEASE_REPOSITORY} at commit {RELEASE_COMMIT} and "
+        f"pass model.prompt=/path/to/{TEMPLATE_FILE}")
 
 
 def load_release_instructions(name_or_path: str | Path) -> ReleaseInstructions:

@@ -7,7 +7,8 @@ backend's and every request's identity, hence the evaluation's identity (``ident
 claims the evaluation's results folder (``results_folder``) and opens the evaluation's MLflow
 run, which checks that the tracking store answers. Then the Ray Data pipeline (``dataflow``)
 answers the pending requests, round by round (the probe's second round is planned from the
-first one's transcriptions), the predictions are scored, and the files are written to the
+first one's transcriptions; MathVerse's judge rounds, asked of the judge model, from the
+replies), the predictions are scored, and the files are written to the
 results folder and logged to the run.
 
 Rerunning the same command is the same evaluation: same folder, same MLflow run, answered
@@ -59,10 +60,8 @@ from crossmath.pipeline.shards import (
     write_table,
 )
 from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_puzzles
-from crossmath.pipeline.task_questions import TaskQuestions
-from crossmath.runtime.errors import ConfigError
+from crossmath.pipeline.task_questions import task_questions
 from crossmath.runtime.ray_cluster import connect_ray
-from crossmath.tasks import get_task
 from crossmath.tracking import mlflow_store as tracking
 
 log = logging.getLogger(__name__)
@@ -165,17 +164,8 @@ def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdenti
         plan = RequestPlan(list(cfg.modalities), list(cfg.styles), samples,
                            prompt_set(model_config), backend.id)
         return PuzzleQuestions(puzzle_set, plan, cfg.data.name)
-    task = get_task(cfg.task.name)
-    items = task.load(cfg.task.path, cache_dir=cfg.task.cache_dir)[:cfg.task.n]
-    breakdown = list(cfg.task.breakdown)
-    for field_name in breakdown:
-        if field_name != "question_type" and any(field_name not in item.breakdown
-                                                 for item in items):
-            raise ConfigError("task.breakdown", f"{task.name} items have no field "
-                              f"{field_name!r}; they have {sorted(items[0].breakdown)} and "
-                              "question_type")
-    data_name = task.name if cfg.task.n is None else f"{task.name}-n{cfg.task.n}"
-    return TaskQuestions(task, items, samples, backend.id, breakdown, data_name)
+    return task_questions(OmegaConf.to_container(cfg.task, resolve=True), samples, backend.id,
+                          cfg.resources.infer_gpus)
 
 
 def run_evaluation(cfg: DictConfig) -> RunOutcome:
@@ -238,8 +228,10 @@ def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, resources
         units = questions.units(round_index, answered)
         if not units:
             continue
-        result = run_pipeline(units, planned.model_config, store, resources,
-                              prompt_id=questions.prompt_id, max_attempts=max_attempts)
+        model_config, prompt_id = (questions.round_backend(round_index)
+                                   or (planned.model_config, questions.prompt_id))
+        result = run_pipeline(units, model_config, store, resources, prompt_id=prompt_id,
+                              max_attempts=max_attempts)
         answered = pa.concat_tables([answered, result.predictions])
         n_requests += result.n_requests
         n_run_now += result.n_pending

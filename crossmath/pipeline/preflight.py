@@ -69,7 +69,24 @@ def check_task_options(task: Mapping[str, Any], where: str = "task") -> str:
     breakdown = task.get("breakdown")
     if not isinstance(breakdown, list) or not all(isinstance(f, str) for f in breakdown):
         raise ConfigError(f"{where}.breakdown", f"must be a list of field names, got {breakdown!r}")
+    check_judge_options(name, task, where)
     return name
+
+
+def check_judge_options(name: str, task: Mapping[str, Any], where: str = "task") -> None:
+    """A judge model (a model config) only for a task whose official scoring is a judge
+    (MathVerse); its prompts file, when given, exists."""
+    judge = task.get("judge")
+    if judge is not None:
+        if not TASKS[name].official_by_judge:
+            raise ConfigError(f"{where}.judge", f"{name}'s official scoring is a rule, run "
+                              "without a judge model; leave task.judge out")
+        if not isinstance(judge, Mapping):
+            raise ConfigError(f"{where}.judge", "must be a model config, e.g. "
+                              f"+model@{where}.judge=openai, got {judge!r}")
+        model_options(judge, f"{where}.judge")
+    if task.get("judge_prompts") is not None:
+        existing_path(task["judge_prompts"], f"{where}.judge_prompts")
 
 
 def check_data_options(data: Mapping[str, Any], where: str = "data") -> None:

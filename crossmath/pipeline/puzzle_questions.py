@@ -90,6 +90,10 @@ class PuzzleQuestions:
     def tags(self) -> dict[str, str]:
         return {"dataset": self.data_name, "dataset_fingerprint": self.puzzle_set.fingerprint}
 
+    def round_backend(self, round_index: int) -> None:
+        """Every round is the evaluated model's."""
+        return None
+
     def units(self, round_index: int, answered: pa.Table) -> list[dict]:
         if round_index == 0:
             return self.plan.units(self.puzzle_set.puzzles, self.puzzle_set.official_images)

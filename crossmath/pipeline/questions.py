@@ -6,11 +6,12 @@ they are about. What to ask and how to score the answers is a ``Questions``:
 - ``puzzle_questions.PuzzleQuestions``: CrossMath puzzles × modalities × styles × samples, in
   two rounds when the perception probe runs (its second round is planned from the first
   round's transcriptions);
-- ``task_questions.TaskQuestions``: the items of a transfer task (MathVerse, MMMU).
+- ``task_questions.TaskQuestions``: the items of a transfer task (MathVerse, MMMU), in three
+  rounds when MathVerse's official judge runs (the judge model extracts, then scores).
 
-Both hand the evaluation the settings its identity hashes, the units of each round, and the
-scores of the predictions (``Scores``: what ``metrics.json``, MLflow, the report and the
-console show).
+Both hand the evaluation the settings its identity hashes, the units of each round, the
+backend of a round that another model answers (a judge), and the scores of the predictions
+(``Scores``: what ``metrics.json``, MLflow, the report and the console show).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class Questions(Protocol):
 
     def tags(self) -> dict[str, str]:
         """MLflow tags that say what was asked."""
+        ...
+
+    def round_backend(self, round_index: int) -> tuple[dict[str, Any], str] | None:
+        """The model config and prompt id of the model that answers round ``round_index``
+        when it is not the evaluated one (a judge); None for the evaluated model."""
         ...
 
     def units(self, round_index: int, answered: pa.Table) -> list[dict]:

@@ -1,4 +1,4 @@
-"""A transfer task's items as the main job's questions: one unit per item, judged by the task.
+"""A transfer task's items as the main job's questions: one unit per item, scored two ways.
 
 Each item of the task (``crossmath.tasks``) is one unit with one request per sample, its
 finished prompt as the task built it and its images given (nothing is rendered). A request's
@@ -10,12 +10,17 @@ The dataflow's unit and prediction columns are CrossMath's; an item fills them s
 ``puzzle_id`` and ``name`` hold the item id (what results are joined on), ``style`` the
 task's name, ``modality`` ``task`` (so failures are counted as ``task/<task>``), ``grid`` and
 ``difficulty`` are empty, and ``options`` holds the letters of a multiple-choice question for
-rule-based backends (``model=random`` guesses one). Every reply is judged by the task's own
-rules (a failed request is no answer: wrong), and tallied overall and per breakdown field.
+rule-based backends (``model=random`` guesses one).
+
+Every reply is scored by the task's rules (``rule``) and by its official evaluation
+(``official``): MMMU's script, ported, on the same replies; MathVerse's judge, when
+``task.judge`` names a model, in two more rounds (``judge_rounds``). A failed request is no
+answer: wrong under both.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -25,67 +30,121 @@ import pyarrow as pa
 from crossmath.pipeline.calls import TEXT_UNIT
 from crossmath.pipeline.fingerprints import digest
 from crossmath.pipeline.identity import request_id
+from crossmath.pipeline.judge_rounds import Judge, judge_verdicts
 from crossmath.pipeline.shards import write_table
+from crossmath.runtime.errors import ConfigError
 from crossmath.summary.transfer_views import transfer_console, write_transfer_report
-from crossmath.tasks import Judgement, Outcome, TaskItem, TaskSummary, TransferTask, summarize
+from crossmath.tasks import Reply, TaskData, TaskScores, TaskSummary, get_task, score_replies
+from crossmath.tasks.mathverse_judge import load_judge_prompts
+from crossmath.tasks.scorings import SKIPPED_ITEMS, UNJUDGED
+
+log = logging.getLogger(__name__)
 
 TASK_MODALITY = "task"  # the ``modality`` of a transfer task's requests and predictions
 ITEMS_FILE = "items.parquet"
-NO_ANSWER = Judgement(None, False)
 
 
 @dataclass(frozen=True)
 class TransferScores:
-    """A transfer task's tallies."""
+    """A transfer task's tallies under both scorings, and the rows skipped as unreadable."""
 
-    summary: TaskSummary
+    scores: TaskScores
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> TaskSummary:
+        """The ``rule`` scoring's tallies (the default scoring)."""
+        return self.scores.rule
 
     def to_dict(self) -> dict[str, Any]:
-        return {"transfer": self.summary.to_dict()}
+        return {"transfer": self.scores.to_dict(), "skipped_items": list(self.skipped)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TransferScores":
         """The scores back from ``metrics.json`` (``to_dict``)."""
-        return cls(TaskSummary.from_dict(data["transfer"]))
+        return cls(TaskScores.from_dict(data["transfer"]), tuple(data.get("skipped_items", ())))
 
     def flat_metrics(self, model: str) -> dict[str, float]:
-        return self.summary.flat_metrics()
+        return self.scores.flat_metrics()
 
     def console(self, model: str) -> str:
-        return transfer_console(self.summary)
+        return transfer_console(self.scores, self.skipped)
 
     def write_report(self, folder: Path, model: str) -> list[Path]:
-        return write_transfer_report(self.summary, folder, model)
+        return write_transfer_report(self.scores, folder, model, self.skipped)
+
+
+def task_questions(task_options: Mapping[str, Any], samples: int, backend_id: str,
+                   gpus: float) -> "TaskQuestions":
+    """The questions of the transfer task ``task_options`` (the resolved ``task`` group)
+    names: its readable items (the first ``n``; one warning names the rows skipped), the
+    breakdown fields checked against them, and the judge when one is set."""
+    task = get_task(task_options["name"])
+    data = task.read(task_options.get("path"), cache_dir=task_options.get("cache_dir"))
+    if data.warning():
+        log.warning("%s", data.warning())
+    n = task_options.get("n")
+    items = data.items[:n]
+    breakdown = list(task_options["breakdown"])
+    for field_name in breakdown:
+        if field_name != "question_type" and any(field_name not in item.breakdown
+                                                 for item in items):
+            raise ConfigError("task.breakdown", f"{task.name} items have no field "
+                              f"{field_name!r}; they have {sorted(items[0].breakdown)} and "
+                              "question_type")
+    judge = None
+    if task_options.get("judge") is not None:
+        judge = Judge.plan(task_options["judge"],
+                           load_judge_prompts(task_options.get("judge_prompts")), gpus)
+    data_name = task.name if n is None else f"{task.name}-n{n}"
+    return TaskQuestions(TaskData(task.name, items, data.skipped), samples, backend_id,
+                         breakdown, data_name, judge)
 
 
 class TaskQuestions:
-    """The ``items`` of ``task``, each asked ``samples`` times of the backend ``backend_id``;
-    tallied per value of each of ``breakdown`` (item breakdown fields, or ``question_type``)."""
+    """The items of ``data``, each asked ``samples`` times of the backend ``backend_id``;
+    tallied per value of each of ``breakdown`` (item breakdown fields, or ``question_type``).
+    With a ``judge``, two judge rounds follow the model's (MathVerse's official scoring)."""
 
-    n_rounds = 1
-
-    def __init__(self, task: TransferTask, items: Sequence[TaskItem], samples: int,
-                 backend_id: str, breakdown: Sequence[str], data_name: str) -> None:
-        self.task = task
-        self.items = list(items)
+    def __init__(self, data: TaskData, samples: int, backend_id: str,
+                 breakdown: Sequence[str], data_name: str, judge: Judge | None = None) -> None:
+        self.task = get_task(data.task)
+        self.items = list(data.items)
+        self.skipped = data.skipped
         self.samples = samples
         self.backend_id = backend_id
         self.breakdown = tuple(breakdown)
         self.data_name = data_name
-        self.prompt_id = task.name  # each task's prompts are its own (docs/transfer.md)
+        self.judge = judge
+        self.prompt_id = self.task.name  # each task's prompts are its own (docs/transfer.md)
+        self.n_rounds = 1 if judge is None else 3
 
     def settings(self) -> dict[str, Any]:
-        return {"task": {"name": self.task.name, "samples": self.samples,
-                         "items": digest([[item.item_id, item.content_key, list(item.gold),
-                                           list(item.letters)] for item in self.items])}}
+        task = {"name": self.task.name, "samples": self.samples,
+                "items": digest([[item.item_id, item.content_key, list(item.gold),
+                                  list(item.letters), dict(item.official_fields)]
+                                 for item in self.items])}
+        if self.judge is not None:
+            task["judge"] = self.judge.settings()
+        return {"task": task}
 
     def tags(self) -> dict[str, str]:
         return {"dataset": self.data_name, "task": self.task.name}
 
-    def units(self, round_index: int, answered: pa.Table) -> list[dict]:
-        return [self._unit(item) for item in self.items]
+    def round_backend(self, round_index: int) -> tuple[dict[str, Any], str] | None:
+        """The judge's model config and prompt id for the judge rounds; None for the
+        evaluated model's round."""
+        if round_index == 0 or self.judge is None:
+            return None
+        return self.judge.model_config, self.judge.prompts.id
 
-    def _unit(self, item: TaskItem) -> dict:
+    def units(self, round_index: int, answered: pa.Table) -> list[dict]:
+        if round_index == 0:
+            return [self._unit(item) for item in self.items]
+        items = {item.item_id: item for item in self.items}
+        return self.judge.units(round_index, self.task.name, items, answered, TASK_MODALITY)
+
+    def _unit(self, item) -> dict:
         identity = {"task": self.task.name, "item": item.item_id, "content": item.content_key,
                     "options": list(item.letters)}
         texts, image_at = list(item.prompt.texts), list(item.prompt.image_at)
@@ -101,14 +160,26 @@ class TaskQuestions:
         }
 
     def score(self, predictions: pa.Table) -> TransferScores:
-        items = {item.item_id: item for item in self.items}
-        outcomes = []
-        for row in predictions.select(["puzzle_id", "output", "error"]).to_pylist():
-            item = items[row["puzzle_id"]]
-            judgement = (NO_ANSWER if row["error"] is not None
-                         else self.task.judge(item, row["output"] or ""))
-            outcomes.append(Outcome.of(item, judgement))
-        return TransferScores(summarize(self.task.name, outcomes, self.breakdown))
+        replies = self.replies(predictions)
+        notes: dict[str, float] = {SKIPPED_ITEMS: len(self.skipped)}
+        official = None
+        if self.judge is not None:
+            official, notes[UNJUDGED] = judge_verdicts(
+                predictions, [(reply.item.item_id, reply.sample) for reply in replies])
+        return TransferScores(score_replies(self.task, replies, self.breakdown,
+                                            official=official, notes=notes), self.skipped)
+
+    def replies(self, predictions: pa.Table) -> list[Reply]:
+        """Every sample of every item's reply, items in dataset order (a failed request's
+        output None)."""
+        outputs: dict[tuple[str, int], str | None] = {}
+        for row in predictions.select(["puzzle_id", "sample", "modality", "output",
+                                       "error"]).to_pylist():
+            if row["modality"] == TASK_MODALITY:
+                outputs[(row["puzzle_id"], row["sample"])] = (
+                    None if row["error"] is not None else row["output"] or "")
+        return [Reply(item, sample, outputs.get((item.item_id, sample)))
+                for item in self.items for sample in range(self.samples)]
 
     def write_reference(self, folder: Path) -> Path:
         """The items as judged (ids, gold, type, options, breakdown, content keys), without

@@ -49,7 +49,7 @@ class StageResults:
                     numbers[f"gap/{name}/macro_acc"] = gap.estimate.gap
             numbers.update(self._probe_headline(evaluation))
         for task, summary in self.transfer.items():
-            numbers[f"transfer/{task}/acc"] = summary.overall.accuracy
+            numbers[f"transfer/{task}/rule/acc"] = summary.overall.accuracy
         return numbers
 
     def _probe_headline(self, evaluation: Evaluation) -> dict[str, float]:

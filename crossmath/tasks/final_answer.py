@@ -8,7 +8,8 @@ tried only when the one before found nothing, always after the thinking block is
 1. the content of the last complete ``<answer>…</answer>`` block;
 2. the content of the last ``\\boxed{…}`` (braces balanced), the habit of math-tuned models;
 3. the rest of the line after the last "answer is", "answer:", "final answer is",
-   "correct option is" (and the like) phrase, up to the end of the sentence or of the clause
+   "correct option is", "the answers are" (and the like) phrase, or after "I choose",
+   "I'd go with", "I pick", "I select", up to the end of the sentence or of the clause
    (a semicolon, ", since ...", " because ...").
 
 Inside the span, a ``\\boxed{…}`` is unwrapped and markdown emphasis, ``$`` delimiters and a
@@ -24,16 +25,20 @@ import re
 from crossmath.metrics.answers import last_answer_text, last_boxed, strip_thinking
 
 _ANSWER_PHRASE = re.compile(
-    r"\b(?:final\s+answer|answer|correct\s+(?:option|choice|letter)|option|choice)\b"
-    r"(?:\s+(?:is|would\s+be|should\s+be))?\s*(?::|=|\bis\b)?\s*",
+    r"\b(?:final\s+answers?|answers?|correct\s+(?:options?|choices?|letters?)|options?|choices?)"
+    r"\b(?:\s+(?:is|are|would\s+be|should\s+be))?\s*(?::|=|\bis\b)?\s*"
+    r"|\bI(?:'d|\s+would|\s+will|'ll)?\s+(?:choose|pick|select|go\s+with)\b\s*:?\s*",
     re.IGNORECASE,
 )
-_PHRASE_HAS_LINK = re.compile(r"(?::|=|\bis\b|\bbe\b)\s*$", re.IGNORECASE)
+_PHRASE_HAS_LINK = re.compile(r"(?::|=|\bis\b|\bare\b|\bbe\b|choose|pick|select|with)\s*:?\s*$",
+                              re.IGNORECASE)
 # Where a phrase's answer stops: the end of the sentence, a semicolon, or a clause that
 # explains it (", since ...", " because ..."); a comma before a number or a one-letter
 # name does not stop it ("(-2, 1]", "x = 2, y = 3").
 _PHRASE_END = re.compile(r"\.(?:\s|$)|;|,\s+(?=[a-z]{2})|\s+(?:because|since|as|which)\b")
 _DECORATION = re.compile(r"\*\*|__|`|\$")
+_A_NUMBER = re.compile(r"\d")
+SHORT_REPLY_WORDS = 5  # a reply this short, without a span, is a bare answer
 
 
 def final_answer_span(output: str) -> str | None:
@@ -73,3 +78,15 @@ def _last_answer_phrase(reply: str) -> str | None:
         if span:
             return span
     return None
+
+
+def commits_to_answer(output: str) -> bool:
+    """Whether a reply commits to an answer (right or wrong) to an open question: a
+    non-empty final answer span, or without one a bare reply of at most
+    ``SHORT_REPLY_WORDS`` words, or one that writes a number."""
+    span = final_answer_span(output)
+    if span is not None:
+        return bool(span.strip())
+    reply = strip_thinking(output).strip()
+    return bool(reply) and (len(reply.split()) <= SHORT_REPLY_WORDS
+                            or _A_NUMBER.search(reply) is not None)

@@ -3,7 +3,9 @@
 A ``TaskItem`` is everything a run needs about a question: its stable id in the dataset, the
 finished ``Prompt`` (texts and images in the order the model sees them), the gold answer(s),
 the question type, the option letters of a multiple-choice question (with their texts when
-the dataset gives them) and the fields results are broken down by (subject, subfield, ...).
+the dataset gives them), the fields results are broken down by (subject, subfield, ...) and
+the dataset's own fields an official scoring reads (MathVerse's judge: the question and the
+answer as published).
 
 ``content_key`` is a hash of the prompt itself (every text part, every image's bytes, and
 where each image stands), so a changed wording or a re-encoded image is a different request,
@@ -14,6 +16,7 @@ does).
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, Mapping
@@ -46,9 +49,14 @@ def prompt_key(prompt: Prompt) -> str:
 class TaskItem:
     """One question of a task, ready to ask.
 
-    ``gold`` holds every accepted answer (MMMU lists several for a few open questions);
-    ``options`` pairs each option letter with its text ("" where the text is only in the
-    image); ``breakdown`` maps field name to value for per-group accuracy.
+    ``gold`` holds, for an open question, every accepted answer (MMMU lists several for a
+    few: any of them counts); for a multiple-choice question, the letter of every correct
+    option (one for nearly all; MathVerse has two with two correct options, and then both
+    must be chosen, no other). ``options`` pairs each option letter with its text ("" where
+    the text is only in the image); ``breakdown`` maps field name to value for per-group
+    accuracy, or to several values (an MMMU question showing a table and a photograph counts
+    in both groups of ``img_type``); ``official_fields`` holds what an official scoring reads
+    of the dataset's own row.
     """
 
     task: str
@@ -57,7 +65,8 @@ class TaskItem:
     gold: tuple[str, ...]
     question_type: QuestionType
     options: tuple[tuple[str, str], ...] = ()
-    breakdown: Mapping[str, str] = field(default_factory=dict)
+    breakdown: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
+    official_fields: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.question_type not in QUESTION_TYPES:
@@ -73,13 +82,20 @@ class TaskItem:
     def letters(self) -> tuple[str, ...]:
         return tuple(letter for letter, _ in self.options)
 
+    @property
+    def several_correct(self) -> bool:
+        """A multiple-choice question whose every one of several correct options must be
+        chosen."""
+        return self.question_type == MULTIPLE_CHOICE and len(self.gold) > 1
+
     @cached_property
     def content_key(self) -> str:
         """The hash of this item's prompt: what shapes the request a model is sent."""
         return prompt_key(self.prompt)
 
     def to_row(self) -> dict[str, Any]:
-        """The item as plain data (lists, strings, bytes), for Arrow tables and Ray Data rows."""
+        """The item as plain data (lists, strings, bytes), for Arrow tables and Ray Data rows;
+    the breakdown and the official fields as JSON text (their values vary in kind)."""
         return {
             "task": self.task,
             "item_id": self.item_id,
@@ -90,7 +106,8 @@ class TaskItem:
             "question_type": self.question_type,
             "option_letters": list(self.letters),
             "option_texts": [text for _, text in self.options],
-            "breakdown": dict(self.breakdown),
+            "breakdown": json.dumps(dict(self.breakdown), sort_keys=True),
+            "official_fields": json.dumps(dict(self.official_fields), sort_keys=True),
             "content_key": self.content_key,
         }
 
@@ -105,21 +122,46 @@ class TaskItem:
             gold=tuple(row["gold"]),
             question_type=row["question_type"],
             options=tuple(zip(row["option_letters"], row["option_texts"])),
-            breakdown=dict(row["breakdown"]),
+            breakdown={name: tuple(value) if isinstance(value, list) else value
+                       for name, value in json.loads(row["breakdown"]).items()},
+            official_fields=json.loads(row["official_fields"]),
         )
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """How one reply to one item was read and judged.
+    """How one reply to one item was read and judged, under one scoring.
 
-    ``answer`` is what was read as the reply's final answer (an option letter, or the answer
-    text), None when nothing could be read: that is scored wrong, never guessed.
+    ``answer`` is what was read as the reply's final answer (an option letter, letters
+    joined by ", ", or the answer text), None when nothing could be read. ``answered`` says
+    whether the reply committed to an answer at all (by default: whether one was read; an
+    open answer read from a whole reply without a final answer span commits only in the
+    ways docs/transfer.md lists). ``chance`` is set where the scoring did not read the answer
+    but guessed it, as MMMU's official parser does: the probability that its guess was right.
     """
 
     answer: str | None
     correct: bool
+    answered: bool | None = None
+    chance: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.answered is None:
+            object.__setattr__(self, "answered", bool(self.answer))
 
     @property
-    def answered(self) -> bool:
-        return bool(self.answer)
+    def expected(self) -> float:
+        """The correctness to expect over the scoring's guesses: ``chance`` where it guessed."""
+        return float(self.correct) if self.chance is None else self.chance
+
+
+NO_ANSWER = Judgement(None, False)  # a failed request, or a reply that commits to nothing
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One sample of a model's reply to an item; ``output`` None when the request failed."""
+
+    item: TaskItem
+    sample: int
+    output: str | None

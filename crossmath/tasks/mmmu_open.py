@@ -15,21 +15,27 @@ MMMU's evaluation reads an open answer in three steps, kept here:
    A numeric candidate matches an equal numeric gold; a text gold matches when it occurs
    inside a text candidate.
 
-Ours differs in two places, both documented in docs/transfer.md: when the reply has a final
+Ours differs in three places, all documented in docs/transfer.md: when the reply has a final
 answer span (``<answer>``, ``\\boxed{}``, "the answer is"), that span is the response
-instead of the whole reply; and MMMU's sentence split (". " before a capital) is left out,
-as it never fires in MMMU's own code (the text is lower-cased before it is split).
+instead of the whole reply; a unicode minus (``−``) reads as ``-``; and MMMU's sentence split (". " before a capital) is left out,
+as it never fires in MMMU's own code (the text is lower-cased before it is split). MMMU's
+own scoring, exactly as its script runs it, is ``mmmu_official``.
+
+Normalising and matching (steps 2 and 3) are MMMU's own (``mmmu_official``). A reply
+*answers* an open question (``answer_rate``) when it commits to an answer
+(``final_answer.commits_to_answer``) or is judged right: MMMU's key responses alone do not
+tell ("so I give no answer" has one).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Sequence
 
 from crossmath.metrics.answers import strip_thinking
-from crossmath.tasks.final_answer import final_answer_span
+from crossmath.tasks.final_answer import commits_to_answer, final_answer_span
 from crossmath.tasks.item import Judgement
+from crossmath.tasks.mmmu_official import Candidate, eval_open, normalized_candidates
 
 INDICATORS = ("could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result ")
 _TRIVIAL = frozenset(":,.!?;'")
@@ -38,20 +44,19 @@ _NUMBER = re.compile(
     r"(?!\d)"
 )
 
-Candidate = float | str
-
 
 def judge_open(output: str, gold: Sequence[str]) -> Judgement:
     """An open answer judged by MMMU's rules; the answer recorded is the final answer span,
     or (without one) the key responses MMMU's rule picked, joined by " | "."""
     span = final_answer_span(output)
-    response = span if span is not None else strip_thinking(output)
+    response = (span if span is not None else strip_thinking(output)).replace("−", "-")
     if not response.strip():
         return Judgement(None, False)
     keys = key_responses(response)
     found = candidates(keys)
     answer = span if span is not None else " | ".join(keys)
-    return Judgement(answer, open_answer_matches(found, gold))
+    correct = eval_open(list(gold), found)
+    return Judgement(answer, correct, answered=correct or commits_to_answer(output))
 
 
 def key_responses(response: str) -> list[str]:
@@ -73,40 +78,5 @@ def key_responses(response: str) -> list[str]:
 
 def candidates(keys: Sequence[str]) -> list[Candidate]:
     """Key responses and the numbers in them, normalised, without repeats (step 2)."""
-    found: list[Candidate] = []
-    for text in [*keys, *(number for key in keys for number in _NUMBER.findall(key))]:
-        for value in normalize(text):
-            if value not in found:
-                found.append(value)
-    return found
-
-
-def normalize(text: str) -> list[Candidate]:
-    """A number as a float rounded to two decimals; other text lower-cased, one character
-    padded both ways."""
-    text = text.strip()
-    number = _as_float(text)
-    if number is not None:
-        return [round(number, 2)]
-    text = text.lower()
-    return [f" {text}", f"{text} "] if len(text) == 1 else [text]
-
-
-def open_answer_matches(found: Sequence[Candidate], gold: Sequence[str]) -> bool:
-    """Step 3: equal numbers, or a gold text inside a candidate text."""
-    wanted = [value for answer in gold for value in normalize(answer)]
-    for candidate in found:
-        if isinstance(candidate, str):
-            if any(isinstance(value, str) and value in candidate for value in wanted):
-                return True
-        elif candidate in wanted:
-            return True
-    return False
-
-
-def _as_float(text: str) -> float | None:
-    try:
-        value = float(text.replace(",", ""))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+    return normalized_candidates([*keys, *(number for key in keys
+                                           for number in _NUMBER.findall(key))])

@@ -2,10 +2,12 @@
 
 The transfer datasets are published as parquet files in the layout the Hub's ``datasets``
 library writes: one row per question, images as the ``Image`` feature, a struct of ``bytes``
-(the encoded file) and ``path`` (its original name). We read those files with pyarrow
-directly, so no ``datasets`` install is needed, and check what we read: a missing column, a
-missing value or an image that does not decode is an error naming the file, the row and the
-column.
+(the encoded file) and ``path`` (its original name); the Hub's own conversion
+(``refs/convert/parquet``: ``<config>/<split>/0000.parquet``) has the same columns. We read
+those files with pyarrow directly, so no ``datasets`` install is needed, and check what we
+read. A file that is not parquet or lacks a column stops the task (``TaskDataError``); a row
+that cannot be made an item (a missing value, an image that does not decode) is
+``UnreadableItem``, naming the file, the row and the column, and the task skips it.
 
 Nothing is shipped and nothing is downloaded unless a loader is called without a path.
 """
@@ -27,6 +29,11 @@ class TaskDataError(ValueError):
     """A dataset file that cannot be used as it is, naming the file and what is wrong where."""
 
 
+class UnreadableItem(TaskDataError):
+    """One row that cannot be made an item (a null value, an image that does not decode, an
+    answer that is none of the options): the item is skipped, the rest of the file is read."""
+
+
 @dataclass(frozen=True)
 class ParquetRow:
     """One row of a published file, with where it came from for error messages.
@@ -38,11 +45,11 @@ class ParquetRow:
     number: int
     values: dict[str, Any]
 
-    def error(self, reason: str, column: str | None = None) -> TaskDataError:
+    def error(self, reason: str, column: str | None = None) -> UnreadableItem:
         where = f"{self.source}: row {self.number}"
         if column is not None:
             where += f", column {column!r}"
-        return TaskDataError(f"{where}: {reason}")
+        return UnreadableItem(f"{where}: {reason}")
 
     def text(self, column: str) -> str:
         """A required string value (may be empty, never null)."""
@@ -121,16 +128,19 @@ def read_rows(path: Path, columns: Sequence[str], *, optional: Sequence[str] = (
         yield ParquetRow(path, number, values)
 
 
-def local_files(task: str, root: Path, pattern: str) -> list[Path]:
-    """``root`` itself if it is a file, else every file under it matching ``pattern``."""
+def local_files(task: str, root: Path, patterns: Sequence[str]) -> list[Path]:
+    """``root`` itself if it is a file, else every file under it matching the first of
+    ``patterns`` that matches any (a dataset's own layout before the Hub's conversion)."""
     if root.is_file():
         return [root]
     if not root.is_dir():
         raise TaskDataError(f"task {task}: {root} does not exist")
-    files = sorted(root.rglob(pattern))
-    if not files:
-        raise TaskDataError(f"task {task}: no file matching {pattern!r} under {root}")
-    return files
+    for pattern in patterns:
+        files = sorted(root.rglob(pattern))
+        if files:
+            return files
+    raise TaskDataError(f"task {task}: no file matching {' or '.join(map(repr, patterns))} "
+                        f"under {root}")
 
 
 def download_files(task: str, repo_id: str, patterns: Sequence[str], path_hint: str,

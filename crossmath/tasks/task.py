@@ -1,26 +1,51 @@
 """What every transfer task is: a loader of its published files, and a judge of replies.
 
-A task turns each row of its dataset into a finished :class:`TaskItem` (``item``) and judges
-a model's raw reply to an item (``judge``). Loading is shared: a local path (a file, or a
-folder searched for the dataset's files) or, without one, the files fetched from the Hugging
-Face Hub; every item id must be unique within the task, so results can be joined on it.
+A task turns each row of its dataset into a finished :class:`TaskItem` (``item``), judges a
+model's raw reply to an item by our rules (``judge``, the ``rule`` scoring) and, where the
+official evaluation is a rule too (MMMU), scores replies as it does (``official``). Loading
+is shared: a local path (a file, or a folder searched for the dataset's files, in its own
+layout or the Hub's conversion) or, without one, the files fetched from the Hugging Face Hub.
+A row that cannot be made an item is skipped and named (``TaskData.skipped``); a file that
+cannot be read, or an item id seen twice, stops the task (ids join results).
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Mapping, Sequence
 
-from crossmath.tasks.choices import read_choice
-from crossmath.tasks.item import Judgement, QuestionType, TaskItem
+from crossmath.tasks.choices import LIST_SEPARATOR, read_choice
+from crossmath.tasks.item import Judgement, QuestionType, Reply, TaskItem
 from crossmath.tasks.published import (
     ParquetRow,
     TaskDataError,
+    UnreadableItem,
     download_files,
     local_files,
     read_rows,
 )
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A task's items in file order, and the rows that could not be made items (each named
+    by file, row, column and reason)."""
+
+    task: str
+    items: list[TaskItem]
+    skipped: tuple[str, ...] = ()
+
+    def warning(self) -> str | None:
+        """One line naming every skipped row, or None when none was."""
+        if not self.skipped:
+            return None
+        named = "; ".join(" ".join(reason.split()) for reason in self.skipped)
+        return f"task {self.task}: skipped {len(self.skipped)} unreadable item(s): {named}"
 
 
 class TransferTask(ABC):
@@ -33,29 +58,41 @@ class TransferTask(ABC):
     name: ClassVar[str]
     hub_repo: ClassVar[str]
     hub_patterns: ClassVar[tuple[str, ...]]
-    file_pattern: ClassVar[str]
+    file_patterns: ClassVar[tuple[str, ...]]  # a local copy's files; the first that matches
     path_hint: ClassVar[str]  # what to pass as a local path, for the offline message
     columns: ClassVar[tuple[str, ...]]
     optional_columns: ClassVar[tuple[str, ...]] = ()
     row_filter: ClassVar[tuple[str, str] | None] = None
+    official_by_judge: ClassVar[bool] = False  # the official scoring asks a judge model
 
     def load(self, path: str | Path | None = None, *, cache_dir: str | None = None
              ) -> list[TaskItem]:
-        """Every item of the task, in file order; ``path`` None fetches the files from the Hub.
+        """Every readable item of the task, in file order (one warning names the skipped
+        rows); ``path`` None fetches the files from the Hub."""
+        data = self.read(path, cache_dir=cache_dir)
+        if data.warning():
+            log.warning("%s", data.warning())
+        return data.items
 
-        Raises ``TaskDataError`` naming the file, row and column of anything unusable.
-        """
+    def read(self, path: str | Path | None = None, *, cache_dir: str | None = None) -> TaskData:
+        """The items and the skipped rows; ``TaskDataError`` for a file that cannot be read,
+        an item id seen twice, or no readable item at all."""
         if path is None:
             root = download_files(self.name, self.hub_repo, self.hub_patterns, self.path_hint,
                                   cache_dir)
         else:
             root = Path(path).expanduser()
         items: list[TaskItem] = []
+        skipped: list[str] = []
         seen: dict[str, str] = {}
-        for file in local_files(self.name, root, self.file_pattern):
+        for file in local_files(self.name, root, self.file_patterns):
             for row in read_rows(file, self.columns, optional=self.optional_columns,
                                  where=self.row_filter):
-                item = self.item(row)
+                try:
+                    item = self.item(row)
+                except UnreadableItem as error:
+                    skipped.append(str(error))
+                    continue
                 where = f"{row.source}: row {row.number}"
                 if item.item_id in seen:
                     raise TaskDataError(f"{where}: item id {item.item_id!r} repeats the one at "
@@ -64,8 +101,10 @@ class TransferTask(ABC):
                 items.append(item)
         if not items:
             kept = "" if self.row_filter is None else " with {}={!r}".format(*self.row_filter)
-            raise TaskDataError(f"task {self.name}: no rows{kept} in the files under {root}")
-        return items
+            unreadable = f" ({len(skipped)} unreadable: {skipped[0]} ...)" if skipped else ""
+            raise TaskDataError(f"task {self.name}: no readable rows{kept} in the files under "
+                                f"{root}{unreadable}")
+        return TaskData(self.name, items, tuple(skipped))
 
     @abstractmethod
     def item(self, row: ParquetRow) -> TaskItem:
@@ -73,7 +112,14 @@ class TransferTask(ABC):
 
     @abstractmethod
     def judge(self, item: TaskItem, output: str) -> Judgement:
-        """How a model's raw reply to ``item`` scores; never raises on any reply text."""
+        """How a model's raw reply to ``item`` scores by our rules; never raises on any reply
+        text."""
+
+    def official(self, replies: Sequence[Reply]) -> list[Judgement] | None:
+        """The official evaluation's verdict on each reply, where that evaluation is a rule
+        that can run here (MMMU's); None where it is a judge model (MathVerse's, run as
+        the evaluation's judge rounds)."""
+        return None
 
 
 def read_question_type(row: ParquetRow, types: Mapping[str, QuestionType]) -> QuestionType:
@@ -86,9 +132,11 @@ def read_question_type(row: ParquetRow, types: Mapping[str, QuestionType]) -> Qu
 
 
 def judge_choice(item: TaskItem, output: str) -> Judgement:
-    """A multiple-choice reply: the option letter it chose, right if it is a gold letter."""
-    letter = read_choice(output, item.options)
-    return Judgement(letter, letter is not None and letter in item.gold)
+    """A multiple-choice reply: the option letter(s) it chose, right if they are exactly the
+    gold letters (for nearly every question, the one gold letter)."""
+    answer = read_choice(output, item.options, several=item.several_correct)
+    chosen = set(answer.split(LIST_SEPARATOR)) if answer else set()
+    return Judgement(answer, chosen == set(item.gold))
 
 
 def option_letters(count: int) -> Sequence[str]:
