@@ -12,7 +12,9 @@ The dataflow does not know what it asks: it takes units (``units``) planned by w
 driver packs the pending requests into calls that fill the backend (its capacity comes from
 the model config) and hands each call to Ray Data as one row. Render actors work ahead of the
 inference actors, and each inference actor holds the next call while it answers the current one
-(``CALLS_QUEUED_PER_ACTOR``), so a model never waits for its input between calls.
+(``CALLS_QUEUED_PER_ACTOR``), so a model never waits for its input between calls. An engine
+backend (``calls.streams_answers``: vLLM) gets the async stage of ``engine_stage`` instead,
+which answers two calls at once and saves each answer as it ends.
 
 Actor stages rely on Ray Data's defaults for failures: a dead actor (or a lost node) is
 restarted and its call retried. Only pending requests enter the pipeline (no saved answer, or
