@@ -29,8 +29,11 @@ from crossmath.pipeline.calls import call_requests
 from crossmath.pipeline.inference_stage import REQUEST_COLUMNS, prediction_row
 from crossmath.pipeline.shards import PredictionStore
 
-# Calls an actor answers at once: the one finishing and the next, already decoding.
-CALLS_IN_FLIGHT = 2
+# Calls an actor answers at once. A call ends with its slowest answer, and answer lengths have
+# a long tail: with several calls in flight, a straggler of one call holds one engine slot, not
+# the actor's intake. Requests beyond the engine's max_num_seqs wait in its queue, costing no
+# compute (and nothing when a kill loses them).
+CALLS_IN_FLIGHT = 4
 # Finished answers are saved at least this often (a kill loses at most this much finished work).
 FLUSH_EVERY_S = 1.0
 
@@ -65,8 +68,7 @@ class StreamPredictions:
         prefix = f"{self.run_token}-{number:06d}-"
         saved = await asyncio.to_thread(self.store.saved_request_ids, prefix)
         todo = {row["request_id"]: row for row in rows if row["request_id"] not in saved}
-        outcome = {request_id: True for request_id in saved if request_id in
-                   {row["request_id"] for row in rows}}
+        outcome = {row["request_id"]: True for row in rows if row["request_id"] in saved}
         writer = _ShardWriter(self.store, prefix)
         try:
             requests = [ModelRequest.from_row(row) for row in todo.values()]
