@@ -18,7 +18,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 
@@ -87,7 +87,6 @@ def _build_once(target: Path, write: Callable[[Path], None]) -> Path:
 
 
 def _write_checkpoint(folder: Path) -> None:
-    import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_5_vl import Qwen2_5_VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
@@ -133,11 +132,7 @@ def _write_checkpoint(folder: Path) -> None:
         vision_end_token_id=token_id("<|vision_end|>"),
         tie_word_embeddings=False,
     )
-    torch.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = config.text_config.eos_token_id
-    model.generation_config.pad_token_id = config.text_config.pad_token_id
-    model.save_pretrained(folder)
+    _save_random(Qwen2_5_VLForConditionalGeneration, config, config.text_config, folder)
     processor.save_pretrained(folder)
     (folder / "crossmath_tiny.json").write_text(
         json.dumps({"version": TINY_VERSION, "seed": 0}, indent=2) + "\n", encoding="utf-8"
@@ -160,7 +155,6 @@ def _tokenizer():
 
 
 def _write_text_checkpoint(folder: Path) -> None:
-    import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = _tokenizer()
@@ -180,15 +174,22 @@ def _write_text_checkpoint(folder: Path) -> None:
         pad_token_id=token_id("<|endoftext|>"),
         tie_word_embeddings=False,
     )
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config).eval()
-    model.generation_config.eos_token_id = config.eos_token_id
-    model.generation_config.pad_token_id = config.pad_token_id
-    model.save_pretrained(folder)
+    _save_random(Qwen2ForCausalLM, config, config, folder)
     tokenizer.save_pretrained(folder)
     (folder / "crossmath_tiny.json").write_text(
         json.dumps({"version": TINY_VERSION, "seed": 0, "kind": "text"}, indent=2) + "\n",
         encoding="utf-8")
+
+
+def _save_random(model_class: type, config: Any, text_config: Any, folder: Path) -> None:
+    """A model of ``config`` with weights from a fixed seed, saved with its end and pad tokens."""
+    import torch
+
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    model.generation_config.eos_token_id = text_config.eos_token_id
+    model.generation_config.pad_token_id = text_config.pad_token_id
+    model.save_pretrained(folder)
 
 
 def _train_tokenizer():
