@@ -163,7 +163,6 @@ class VLLMBackend:
         self.enable_thinking = enable_thinking
         self.adapter = str(adapter) if adapter else None
         self.seed = seed
-        self.max_num_seqs = max_num_seqs
         self.renderer = _chat_renderer(self.model_path)
         self.rule = decoding_rule(sampling, temperature=temperature, top_k=top_k, top_p=top_p,
                                   repetition_penalty=repetition_penalty,
