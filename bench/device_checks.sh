@@ -3,6 +3,8 @@
 #   1. inference: the hf backend's tokens/s against the release's loop (bench/infer_gpu.py)
 #   2. main job:  python -m crossmath.run against its own backend, same requests (bench/mainjob_gpu.py)
 #   3. training:  Ray Train against the plain loop, and MFU (bench/train_gpu.py)
+#   4. vLLM:      vLLM's engine against the hf backend and the loop, where vLLM is installed
+#                 (bench/vllm_gpu.py; the lent machines have none: docs/performance.md)
 # Each step has its own time limit and writes its JSON to $OUT; a failed step does not stop
 # the others. Needs .whl/device-site.tar.xz (bench/device_site.sh) carried:
 #   run(command="bash bench/device_checks.sh", carry=[".whl"], timeout_s=600)
@@ -42,4 +44,10 @@ step infer 120 python3 bench/infer_gpu.py --time-budget-s 110 \
     --variants probe:64,batched:64 --max-new-tokens 512 --median-new-tokens 384
 step mainjob 240 python3 bench/mainjob_gpu.py --time-budget-s 230
 step train 180 python3 bench/train_gpu.py --time-budget-s 170 --steps 16 --log-every 4
+# vLLM against the hf backend and the release's loop (issue #23): only where vLLM is installed
+if python3 -c 'import vllm' 2>/dev/null; then
+    step vllm 300 python3 bench/vllm_gpu.py --time-budget-s 290 --puzzles 8 --median-new-tokens 512
+else
+    echo "=== vllm: skipped, no vLLM on this machine (pip install -c constraints-vllm.txt '.[vllm]')"
+fi
 ls -l "$OUT"

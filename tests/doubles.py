@@ -21,6 +21,9 @@ and ``SwappedNumbersBackend`` swaps two numbers as it copies; both answer puzzle
 ``BrokenBackend`` raises from ``generate``, as a backend with a bug would. ``WordsBackend``
 answers in words, one token each, honouring token caps and keyed sampling as a real model does.
 
+``RecordingEngine`` stands in for vLLM's engine behind the real vllm backend
+(``recording_engine`` makes one from a model config).
+
 ``FlatCostBackend`` costs the same per call whatever the call holds, up to its ``batch_size``,
 and logs every call (``bench/pipeline.py`` and the pipeline tests read the log).
 """
@@ -317,3 +320,55 @@ def read_call_log(path: str | Path) -> list[dict]:
     """The calls ``append_call`` logged, in order of their start."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     return sorted((json.loads(line) for line in lines if line.strip()), key=lambda c: c["started"])
+
+
+class RecordingEngine:
+    """vLLM's engine as the vllm backend sees it (``vllm_backend.Engine``), without vLLM.
+
+    It records what each request hands the engine (vLLM's prompt dict, the ``SamplingParams``
+    arguments, the adapter) and answers it in ``WORDS`` (as many as the request's
+    ``max_tokens``, cut at ``length``), after ``delay_s`` times 1, 2 or 3 (by request id), so
+    that requests end out of order as they do in continuous batching. A request whose prompt
+    contains ``refuse`` is refused as vLLM refuses one (a ``ValueError``). With ``log`` set,
+    each request appends a JSON line when submitted and one when finished (any process).
+    """
+
+    def __init__(self, arguments: dict, delay_s: float = 0.0, length: int = 6,
+                 refuse: str | None = None, log: str | None = None) -> None:
+        self.arguments = arguments
+        self.delay_s, self.length, self.refuse = delay_s, length, refuse
+        self.log = Path(log) if log else None
+        self.received: list[dict] = []
+
+    async def answer(self, prompt: dict, sampling: dict, request_id: str, adapter: str | None):
+        import asyncio
+
+        from crossmath.models.vllm_backend import Finished
+
+        self.received.append({"request_id": request_id, "prompt": prompt, "sampling": sampling,
+                              "adapter": adapter})
+        self._log("submitted", request_id)
+        if self.refuse and self.refuse in prompt["prompt"]:
+            raise ValueError(f"prompt of {request_id} refused")
+        digest = hashlib.sha256(request_id.encode()).digest()
+        await asyncio.sleep(self.delay_s * (1 + digest[0] % 3))
+        said = [WORDS[digest[i % len(digest)] % len(WORDS)]
+                for i in range(min(self.length, sampling["max_tokens"]))]
+        self._log("finished", request_id)
+        return Finished(" ".join(said), len(prompt["prompt"].split()), len(said),
+                        "length" if self.length >= sampling["max_tokens"] else "stop")
+
+    def shutdown(self) -> None:
+        pass
+
+    def _log(self, event: str, request_id: str) -> None:
+        if self.log is not None:
+            with self.log.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"event": event, "request_id": request_id,
+                                         "at": time.time(), "pid": os.getpid()}) + "\n")
+
+
+def recording_engine(**settings):
+    """A ``RecordingEngine`` factory with ``settings``: what a model config's ``engine`` names
+    (``{_target_: tests.doubles.recording_engine, delay_s: 0.2, log: ...}``)."""
+    return lambda arguments: RecordingEngine(arguments, **settings)

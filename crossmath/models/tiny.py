@@ -18,6 +18,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 
@@ -64,13 +65,17 @@ def build_tiny_random(cache_dir: str | Path | None = None) -> Path:
     The folder is written under a temporary name and renamed at the end, so an interrupted
     build never leaves a half checkpoint that later runs would trust.
     """
-    target = tiny_model_dir(cache_dir)
+    return _build_once(tiny_model_dir(cache_dir), _write_checkpoint)
+
+
+def _build_once(target: Path, write: Callable[[Path], None]) -> Path:
+    """``target``, written by ``write`` unless a complete checkpoint is there already."""
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        _write_checkpoint(staging)
+        write(staging)
         try:
             staging.rename(target)
         except OSError:  # another process finished first
@@ -82,27 +87,13 @@ def build_tiny_random(cache_dir: str | Path | None = None) -> Path:
 
 
 def _write_checkpoint(folder: Path) -> None:
-    import torch
-    from transformers import (
-        PreTrainedTokenizerFast,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_5_vl import Qwen2_5_VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from crossmath.models.processor import image_only
 
-    bpe = _train_tokenizer()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        padding_side="left",
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                              "vision_bos_token": "<|vision_start|>",
-                              "vision_eos_token": "<|vision_end|>"},
-    )
+    tokenizer = _tokenizer()
     token_id = tokenizer.convert_tokens_to_ids
     image_processor = Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
     processor = image_only(Qwen2_5_VLProcessor)(
@@ -141,15 +132,64 @@ def _write_checkpoint(folder: Path) -> None:
         vision_end_token_id=token_id("<|vision_end|>"),
         tie_word_embeddings=False,
     )
-    torch.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = config.text_config.eos_token_id
-    model.generation_config.pad_token_id = config.text_config.pad_token_id
-    model.save_pretrained(folder)
+    _save_random(Qwen2_5_VLForConditionalGeneration, config, config.text_config, folder)
     processor.save_pretrained(folder)
     (folder / "crossmath_tiny.json").write_text(
         json.dumps({"version": TINY_VERSION, "seed": 0}, indent=2) + "\n", encoding="utf-8"
     )
+
+
+def _tokenizer():
+    """The tiny models' tokenizer: the locally trained BPE, Qwen's special tokens, left padding."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=_train_tokenizer(),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+                              "vision_bos_token": "<|vision_start|>",
+                              "vision_eos_token": "<|vision_end|>"},
+    )
+
+
+def _write_text_checkpoint(folder: Path) -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    token_id = tokenizer.convert_tokens_to_ids
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=64,  # vLLM's CPU attention kernels refuse smaller heads
+        max_position_embeddings=4096,
+        bos_token_id=token_id("<|endoftext|>"),
+        eos_token_id=token_id("<|im_end|>"),
+        pad_token_id=token_id("<|endoftext|>"),
+        tie_word_embeddings=False,
+    )
+    _save_random(Qwen2ForCausalLM, config, config, folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "crossmath_tiny.json").write_text(
+        json.dumps({"version": TINY_VERSION, "seed": 0, "kind": "text"}, indent=2) + "\n",
+        encoding="utf-8")
+
+
+def _save_random(model_class: type, config: Any, text_config: Any, folder: Path) -> None:
+    """A model of ``config`` with weights from a fixed seed, saved with its end and pad tokens."""
+    import torch
+
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    model.generation_config.eos_token_id = text_config.eos_token_id
+    model.generation_config.pad_token_id = text_config.pad_token_id
+    model.save_pretrained(folder)
 
 
 def _train_tokenizer():
@@ -186,3 +226,17 @@ def _corpus(n_grids: int = 200, seed: int = 0) -> list[str]:
         thought = f"so the blank is {rng.randint(0, 99)}"
         texts.append(f"<think>\n{thought}\n</think>\n<answer>{answer}</answer>")
     return texts
+
+
+def tiny_text_dir(cache_dir: str | Path | None = None) -> Path:
+    return Path(cache_dir or DEFAULT_CACHE).expanduser() / f"tiny-text-{TINY_VERSION}"
+
+
+def build_tiny_text(cache_dir: str | Path | None = None) -> Path:
+    """A tiny Qwen2 text model with random weights, built on first use: the engine test model.
+
+    Same tokenizer and chat template as the tiny VLM, so prompts and thinking switch are the
+    same; a text-only architecture because vLLM's CPU build cannot load the Qwen-VL models
+    without torchvision, and head size 64 because its CPU attention refuses 16 (docs/vllm.md).
+    """
+    return _build_once(tiny_text_dir(cache_dir), _write_text_checkpoint)

@@ -44,6 +44,9 @@ RULE_BASED_CALL = 256
 CHARS_PER_TEXT_TOKEN = 1.5
 PIXELS_PER_IMAGE_TOKEN = 28 * 28
 
+# Backends whose engine batches continuously: requests join and leave while it decodes.
+ENGINE_BACKENDS = frozenset({"crossmath.models.vllm_backend.VLLMBackend"})
+
 TEXT_UNIT = "text"  # the ``modality`` of a unit whose requests show no image
 
 REQUEST_TYPE = pa.struct([
@@ -108,6 +111,8 @@ def model_capacity(model_config: Mapping[str, Any], sequences: int | None = None
     Read from the config's own keys, before any backend is built:
 
     * ``batch_size`` (the hf backend): sequences per ``generate`` call;
+    * ``max_num_seqs`` (the vllm backend): the engine's scheduler capacity, sequences decoded
+      at once (its stage keeps a second call queued behind it, see ``engine_stage``);
     * ``max_concurrency`` (the OpenAI client): requests in flight at once, each a sequence;
     * neither (rule-based backends): no limit; calls of ``RULE_BASED_CALL`` requests.
 
@@ -116,6 +121,8 @@ def model_capacity(model_config: Mapping[str, Any], sequences: int | None = None
     """
     if "batch_size" in model_config:
         configured = model_config["batch_size"]
+    elif "max_num_seqs" in model_config:
+        configured = model_config["max_num_seqs"]
     elif "max_concurrency" in model_config:
         configured = model_config["max_concurrency"]
     else:
@@ -128,6 +135,12 @@ def model_capacity(model_config: Mapping[str, Any], sequences: int | None = None
         new_tokens=int(new_tokens),
         pixel_bounds=None if None in bounds else (int(bounds[0]), int(bounds[1])),
     )
+
+
+def streams_answers(model_config: Mapping[str, Any]) -> bool:
+    """Whether the backend is an engine that answers each request as it ends and takes the
+    next call while one decodes (``ENGINE_BACKENDS``): its actors run ``engine_stage``."""
+    return model_config.get("_target_") in ENGINE_BACKENDS
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ The dataflow does not know what it asks: it takes units (``units``) planned by w
 driver packs the pending requests into calls that fill the backend (its capacity comes from
 the model config) and hands each call to Ray Data as one row. Render actors work ahead of the
 inference actors, and each inference actor holds the next call while it answers the current one
-(``CALLS_QUEUED_PER_ACTOR``), so a model never waits for its input between calls.
+(``CALLS_QUEUED_PER_ACTOR``), so a model never waits for its input between calls. An engine
+backend (``calls.streams_answers``: vLLM) gets the async stage of ``engine_stage`` instead,
+which answers two calls at once and saves each answer as it ends.
 
 Actor stages rely on Ray Data's defaults for failures: a dead actor (or a lost node) is
 restarted and its call retried. Only pending requests enter the pipeline (no saved answer, or
@@ -29,6 +31,7 @@ render actors can be pinned to the nodes that declare a marker resource (``Stage
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ from crossmath.pipeline.calls import (
     model_capacity,
     needs_render,
     plan_calls,
+    streams_answers,
 )
 from crossmath.pipeline.shards import PredictionStore
 from crossmath.pipeline.units import pending_units
@@ -136,6 +140,7 @@ def _execute(calls: list[dict], model_config: dict[str, Any], store: PredictionS
     """Run the pipeline over ``calls``; returns the ids the inference actors say they saved."""
     import ray
 
+    from crossmath.pipeline.engine_stage import CALLS_IN_FLIGHT, StreamPredictions
     from crossmath.pipeline.inference_stage import InferPredictions
     from crossmath.pipeline.render_stage import RenderImages
 
@@ -149,14 +154,23 @@ def _execute(calls: list[dict], model_config: dict[str, Any], store: PredictionS
             compute=ray.data.ActorPoolStrategy(size=resources.render_actors),
             **resources.render_remote_args(),
         )
+    stage_kwargs = {"model_config": model_config, "store_root": store.root,
+                    "prompt_id": prompt_id}
+    if streams_answers(model_config):  # an engine: calls overlap, answers saved as they end
+        stage, stage_kwargs["run_token"] = StreamPredictions, uuid.uuid4().hex[:12]
+        compute = ray.data.ActorPoolStrategy(size=resources.infer_actors,
+                                             max_tasks_in_flight_per_actor=CALLS_IN_FLIGHT,
+                                             max_concurrent_calls_per_actor=CALLS_IN_FLIGHT)
+    else:
+        stage = InferPredictions
+        compute = ray.data.ActorPoolStrategy(size=resources.infer_actors,
+                                             max_tasks_in_flight_per_actor=CALLS_QUEUED_PER_ACTOR)
     dataset = dataset.map_batches(
-        InferPredictions,
-        fn_constructor_kwargs={"model_config": model_config, "store_root": store.root,
-                               "prompt_id": prompt_id},
+        stage,
+        fn_constructor_kwargs=stage_kwargs,
         batch_size=1,  # one call
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=resources.infer_actors,
-                                           max_tasks_in_flight_per_actor=CALLS_QUEUED_PER_ACTOR),
+        compute=compute,
         num_gpus=resources.infer_gpus,
         num_cpus=resources.infer_cpus,
     )

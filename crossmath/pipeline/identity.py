@@ -40,10 +40,14 @@ NON_SHAPING_KEYS = frozenset({
     "max_concurrency",  # requests in flight at once
     "api_key_env",  # where the API key is read from
     "cache_dir",  # where a model built on first use is kept
+    # vLLM's engine: how many sequences share its batch, over how many GPUs, in how much memory
+    # (vLLM promises no batch invariance; docs/vllm.md says what that means for a rerun)
+    "max_num_seqs", "tensor_parallel_size", "gpu_memory_utilization",
     PROMPT_KEY,  # the prompt set: the prompt's texts are part of each request instead
 })
 # Backends whose ``model`` may be a Hugging Face hub id.
-HUB_BACKENDS = frozenset({"crossmath.models.hf.HFBackend"})
+HUB_BACKENDS = frozenset({"crossmath.models.hf.HFBackend",
+                          "crossmath.models.vllm_backend.VLLMBackend"})
 HUB_TIMEOUT_S = 10
 
 

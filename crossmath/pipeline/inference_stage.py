@@ -76,16 +76,22 @@ class InferPredictions:
         return responses
 
     def _prediction(self, row: dict, response: ModelResponse) -> dict:
-        return {
-            **{k: row[k] for k in ("request_id", "puzzle_id", "name", "difficulty", "modality",
-                                   "style", "sample", "attempt")},
-            "prompt_id": self.prompt_id,
-            "model": self.backend.name,
-            "output": response.output,
-            "pred": extract_answer(response.output) if response.error is None else None,
-            "n_prompt_tokens": response.n_prompt_tokens,
-            "n_output_tokens": response.n_output_tokens,
-            "latency_s": response.latency_s,
-            "error": response.error,
-            "finish_reason": response.finish_reason,
-        }
+        return prediction_row(row, response, self.prompt_id, self.backend.name)
+
+
+def prediction_row(row: dict, response: ModelResponse, prompt_id: str, model: str) -> dict:
+    """The saved prediction of one request row (``REQUEST_COLUMNS``) and its response: a failed
+    request keeps no answer (``pred`` None) and its error."""
+    return {
+        **{k: row[k] for k in ("request_id", "puzzle_id", "name", "difficulty", "modality",
+                               "style", "sample", "attempt")},
+        "prompt_id": prompt_id,
+        "model": model,
+        "output": response.output,
+        "pred": extract_answer(response.output) if response.error is None else None,
+        "n_prompt_tokens": response.n_prompt_tokens,
+        "n_output_tokens": response.n_output_tokens,
+        "latency_s": response.latency_s,
+        "error": response.error,
+        "finish_reason": response.finish_reason,
+    }

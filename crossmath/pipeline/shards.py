@@ -66,10 +66,11 @@ class PredictionStore:
         self.shard_path = f"{self.path}/{SHARD_DIR}"
         self.fs.create_dir(self.shard_path, recursive=True)
 
-    def write_shard(self, rows: list[dict]) -> str:
-        """Write one batch of predictions atomically; returns the shard's path."""
+    def write_shard(self, rows: list[dict], prefix: str = "") -> str:
+        """Write one batch of predictions atomically; returns the shard's path. ``prefix``
+        starts the shard's file name (``saved_request_ids`` can then read only those)."""
         table = pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA)
-        name = f"{uuid.uuid4().hex}.parquet"
+        name = f"{prefix}{uuid.uuid4().hex}.parquet"
         final = f"{self.shard_path}/{name}"
         temporary = f"{self.shard_path}/.{name}.tmp"
         with self.fs.open_output_stream(temporary) as stream:
@@ -77,17 +78,19 @@ class PredictionStore:
         self.fs.move(temporary, final)
         return final
 
-    def _shard_files(self) -> list[str]:
+    def _shard_files(self, prefix: str = "") -> list[str]:
         selector = pafs.FileSelector(self.shard_path, allow_not_found=True)
         return sorted(
             info.path for info in self.fs.get_file_info(selector)
             if info.path.endswith(".parquet") and not info.base_name.startswith(".")
+            and info.base_name.startswith(prefix)
         )
 
-    def saved_request_ids(self) -> set[str]:
-        """Every request with a saved prediction, answered or failed."""
+    def saved_request_ids(self, prefix: str = "") -> set[str]:
+        """Every request with a saved prediction, answered or failed (in the shards whose
+        names start with ``prefix``)."""
         ids: set[str] = set()
-        for path in self._shard_files():
+        for path in self._shard_files(prefix):
             table = pq.read_table(path, columns=["request_id"], filesystem=self.fs)
             ids.update(table.column("request_id").to_pylist())
         return ids

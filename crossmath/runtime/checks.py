@@ -18,10 +18,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 from crossmath.drawing.style import StyleError, load_style
 from crossmath.models.base import MODALITIES
 from crossmath.models.prompts import PromptTemplateError, load_prompt_template
+from crossmath.models.vllm_protocol import VLLM_EXTRA
 from crossmath.puzzle.model import DIFFICULTIES
 from crossmath.puzzle.synthesis import GeneratorConfig
 from crossmath.runtime.errors import ConfigError
 
+# Backends whose engine is an optional install: module -> (the engine's package, how to get it).
+OPTIONAL_ENGINES = {"crossmath.models.vllm_backend": ("vllm", VLLM_EXTRA)}
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
@@ -163,6 +166,11 @@ def backend_target(model: Mapping[str, Any], where: str = "model") -> None:
         found = None
     if found is None:
         raise ConfigError(f"{where}._target_", f"no module named {module!r} (from {target!r})")
+    if module in OPTIONAL_ENGINES:
+        engine, install = OPTIONAL_ENGINES[module]
+        if importlib.util.find_spec(engine) is None:
+            raise ConfigError(f"{where}._target_", f"{target} needs {engine}, which is not "
+                                                   f"installed here: {install}")
 
 
 def model_options(model: Mapping[str, Any], where: str = "model") -> None:
