@@ -25,9 +25,13 @@ import pyarrow as pa
 from crossmath.pipeline.calls import TEXT_UNIT
 from crossmath.pipeline.fingerprints import digest
 from crossmath.pipeline.identity import request_id
+from crossmath.pipeline.prediction_table import PredictionTable, judged_prediction_table
 from crossmath.pipeline.shards import write_table
+from crossmath.summary.headline import transfer_headline
 from crossmath.summary.transfer_views import transfer_console, write_transfer_report
 from crossmath.tasks import Judgement, Outcome, TaskItem, TaskSummary, TransferTask, summarize
+from crossmath.tracking.datasets import DatasetRef
+from crossmath.tracking.run_labels import data_label
 
 TASK_MODALITY = "task"  # the ``modality`` of a transfer task's requests and predictions
 ITEMS_FILE = "items.parquet"
@@ -57,15 +61,21 @@ class TransferScores:
     def write_report(self, folder: Path, model: str) -> list[Path]:
         return write_transfer_report(self.summary, folder, model)
 
+    def headline(self, model: str) -> dict[str, float]:
+        return transfer_headline(self.summary)
+
 
 class TaskQuestions:
     """The ``items`` of ``task``, each asked ``samples`` times of the backend ``backend_id``;
-    tallied per value of each of ``breakdown`` (item breakdown fields, or ``question_type``)."""
+    tallied per value of each of ``breakdown`` (item breakdown fields, or ``question_type``).
+    ``path`` is the local copy they were read from (None: the Hub)."""
 
     n_rounds = 1
 
     def __init__(self, task: TransferTask, items: Sequence[TaskItem], samples: int,
-                 backend_id: str, breakdown: Sequence[str], data_name: str) -> None:
+                 backend_id: str, breakdown: Sequence[str], data_name: str,
+                 path: str | None = None) -> None:
+        self.path = path
         self.task = task
         self.items = list(items)
         self.samples = samples
@@ -76,8 +86,13 @@ class TaskQuestions:
 
     def settings(self) -> dict[str, Any]:
         return {"task": {"name": self.task.name, "samples": self.samples,
-                         "items": digest([[item.item_id, item.content_key, list(item.gold),
-                                           list(item.letters)] for item in self.items])}}
+                         "items": self.fingerprint}}
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the items as asked and judged: ids, content, gold, option letters."""
+        return digest([[item.item_id, item.content_key, list(item.gold), list(item.letters)]
+                       for item in self.items])
 
     def tags(self) -> dict[str, str]:
         return {"dataset": self.data_name, "task": self.task.name}
@@ -101,14 +116,20 @@ class TaskQuestions:
         }
 
     def score(self, predictions: pa.Table) -> TransferScores:
+        outcomes = [Outcome.of(item, judgement)
+                    for _, item, judgement in self._judged(predictions.to_pylist())]
+        return TransferScores(summarize(self.task.name, outcomes, self.breakdown))
+
+    def _judged(self, rows: list[dict]) -> list[tuple[dict, TaskItem, Judgement]]:
+        """Each prediction row with its item and how its reply is judged."""
         items = {item.item_id: item for item in self.items}
-        outcomes = []
-        for row in predictions.select(["puzzle_id", "output", "error"]).to_pylist():
+        judged = []
+        for row in rows:
             item = items[row["puzzle_id"]]
             judgement = (NO_ANSWER if row["error"] is not None
                          else self.task.judge(item, row["output"] or ""))
-            outcomes.append(Outcome.of(item, judgement))
-        return TransferScores(summarize(self.task.name, outcomes, self.breakdown))
+            judged.append((row, item, judgement))
+        return judged
 
     def write_reference(self, folder: Path) -> Path:
         """The items as judged (ids, gold, type, options, breakdown, content keys), without
@@ -117,3 +138,24 @@ class TaskQuestions:
         path = folder / ITEMS_FILE
         write_table(pa.Table.from_pylist(rows), str(path))
         return path
+
+    def label_parts(self) -> list[str]:
+        return [data_label(self.data_name)]
+
+    def describe(self) -> str:
+        return (f"{len(self.items)} items of the transfer task {self.task.name} "
+                f"({self.data_name}, fingerprint {self.fingerprint}), {self.samples} sample(s) "
+                "each")
+
+    def dataset(self) -> DatasetRef:
+        if self.path is None:
+            return DatasetRef(self.data_name, self.fingerprint, self.task.hub_repo,
+                              "hugging_face")
+        return DatasetRef.of_path(self.data_name, self.fingerprint, self.path)
+
+    def prediction_table(self, predictions: pa.Table, with_images: bool = True
+                         ) -> PredictionTable:
+        """The rows without images (a task's images are its items', often large)."""
+        return judged_prediction_table(
+            (row, judgement.answer, judgement.correct, " | ".join(item.gold))
+            for row, item, judgement in self._judged(predictions.to_pylist()))
