@@ -48,9 +48,12 @@ PALETTE_COLOURS = 128
 def make_experiment(workdir: Path) -> Path:
     """The README's multirun in ``workdir``: three evaluations in ``workdir/mlflow.db``."""
     database = workdir / "mlflow.db"
-    if not database.exists():
-        env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+    if not database.exists():  # as a shell in workdir runs it: PWD names the MLflow store
+        env = {**os.environ, "PWD": str(workdir),
+               "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
         subprocess.run([sys.executable, *README_COMMAND], cwd=workdir, env=env, check=True)
+    if not database.exists():
+        raise FileNotFoundError(f"the README's command wrote no {database}")
     return database
 
 

@@ -38,11 +38,11 @@ from crossmath.tracking.run_labels import (
 def test_run_names_fit_forty_characters_before_the_id_cutting_the_longest_part():
     name = run_name([model_label("tiny-random"), data_label("generated-mixed-n12-seed0"),
                      modalities_label(["text", "image", "hybrid"])], "2b1416fcfc74cf0e4982")
-    assert name == "tiny-random/gen-mixed-n12-s0/T,I,TI/2b1416fc"
+    assert name == "tiny-random/gen-mixed-n12-s0/T,I,TI/2b1416fcfc74"
     long = run_name(["qwen2.5-vl-7b-instruct-awq+a1b2c3", "official-release-subset-n1000",
                      modalities_label(["text", "image", "hybrid", "transcribe"])], "ff" * 10)
     prefix, _, short_id = long.rpartition("/")
-    assert len(prefix) == NAME_LIMIT and short_id == "ffffffff"
+    assert len(prefix) == NAME_LIMIT and short_id == "ff" * 6
     model, data, modalities = prefix.split("/")
     assert modalities == "T,I,TI+probe"  # the short part is kept whole
     assert model.startswith("qwen2.5-vl") and model.endswith("…") and data.endswith("…")
@@ -96,9 +96,14 @@ def test_the_prediction_table_scores_each_row_and_shows_each_image_once(official
     ]
     table = puzzle_prediction_table(pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA),
                                     puzzle_set)
-    by_request = {row["request_id"]: cells for row, cells in
-                  zip(sorted(rows, key=lambda r: r["request_id"]), table.rows)}
     assert all(list(cells) == list(COLUMNS) for cells in table.rows) and len(table.rows) == 6
+    cells_of = {(cells["puzzle"], cells["modality"], cells["style"], cells["sample"]): cells
+                for cells in table.rows}
+    by_request = {row["request_id"]: cells_of[row["name"], row["modality"], row["style"],
+                                              row["sample"]] for row in rows}
+    assert [(cells["puzzle"], cells["modality"]) for cells in table.rows] == [
+        (first.name, "hybrid"), (first.name, TRANSCRIBE), (first.name, "text"),
+        (first.name, TRANSCRIBED), (second.name, "image"), (second.name, "image")]
 
     text = by_request[rows[0]["request_id"]]
     assert (text["correct"], text["answer"], text["image"]) == (True, ", ".join(first.answer), None)
@@ -149,17 +154,20 @@ def test_the_logged_table_loads_with_one_row_per_prediction_even_when_resumed(ur
              "correct": s == 0, "answer": "1, 2", "gold": "1, 2", "image": "p-beige",
              "output": "<answer>1 2</answer>", "error": None} for s in range(3)]
     rows.append({**rows[0], "modality": "text", "style": "markdown", "image": None})
+    rows.append({**rows[0], "puzzle": "q", "image": "q-beige"})  # its file is truncated
+    images = {"p-beige": png.getvalue(), "q-beige": png.getvalue()[:40]}
     for _ in range(2):  # logged again by a resumed evaluation: replaced, not appended
-        evaluation_table.log_evaluation_table(uri, run_id, rows, {"p-beige": png.getvalue()},
-                                              COLUMNS)
+        evaluation_table.log_evaluation_table(uri, run_id, rows, images, COLUMNS)
     loaded = mlflow.load_table(evaluation_table.TABLE_FILE, run_ids=[run_id])
-    assert len(loaded) == 4 and list(loaded.columns) == list(COLUMNS)
-    assert loaded["correct"].tolist() == [True, False, False, True]
+    assert len(loaded) == 5 and list(loaded.columns) == list(COLUMNS)
+    assert loaded["correct"].tolist() == [True, False, False, True, True]
     cell = loaded["image"][0]
     assert cell == {"type": "image", "filepath": "table_images/p-beige.webp",
                     "compressed_filepath": "table_images/p-beige.webp"}
-    assert loaded["image"][3] is None
+    assert loaded["image"][3] is None and loaded["image"][4] is None  # no image, unreadable
     client = MlflowClient(uri)
+    assert [entry.path for entry in client.list_artifacts(run_id, "table_images")] == [
+        "table_images/p-beige.webp"]
     with Image.open(client.download_artifacts(run_id, cell["filepath"])) as stored:
         assert stored.format == "WEBP"
         assert stored.convert("RGB").tobytes() == Image.open(png).convert("RGB").tobytes()

@@ -203,12 +203,13 @@ def run_evaluation(cfg: DictConfig) -> RunOutcome:
               "backend_id": planned.backend.id,
               **run_views.opening_tags(model_label, questions)},
     )
-    run_views.log_opening(cfg.mlflow.tracking_uri, run_id, questions)
     manifest = record_mlflow_run(store, manifest, run_id)
     log.info("evaluation %s: results in %s, MLflow run %s", evaluation_id[:SHORT_ID], store.root,
              run_id)
-    pulse = Heartbeat(cfg.mlflow.tracking_uri, run_id).start()
+    pulse = Heartbeat(cfg.mlflow.tracking_uri, run_id)
     try:
+        pulse.start()
+        run_views.log_opening(cfg.mlflow.tracking_uri, run_id, questions)
         connect_ray(cfg.ray)
         predictions, n_requests, n_run_now = _answer_rounds(
             planned, store, StageResources(**OmegaConf.to_container(cfg.resources)),

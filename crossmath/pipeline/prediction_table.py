@@ -63,8 +63,8 @@ def output_tail(output: str | None) -> str | None:
 def table_row(prediction: Mapping[str, Any], *, puzzle: str, correct: bool, answer: str | None,
               gold: str, image: str | None = None) -> dict[str, Any]:
     return {"puzzle": puzzle, "modality": prediction["modality"], "style": prediction["style"],
-            "sample": prediction["sample"], "correct": correct, "answer": answer, "gold": gold,
-            "image": image, "output": output_tail(prediction["output"]),
+            "sample": prediction["sample"], "image": image, "correct": correct,
+            "answer": answer, "gold": gold, "output": output_tail(prediction["output"]),
             "error": prediction["error"]}
 
 

@@ -125,10 +125,11 @@ class PuzzleQuestions:
 
     def describe(self) -> str:
         plan, puzzle_set = self.plan, self.puzzle_set
+        images = (f", images in {len(plan.styles)} style(s) ({', '.join(plan.styles)})"
+                  if any(modality != "text" for modality in plan.modalities) else "")
         return (f"{len(puzzle_set.puzzles)} puzzles of {self.data_name} (fingerprint "
-                f"{puzzle_set.fingerprint}) as {', '.join(plan.modalities)}, images in "
-                f"{len(plan.styles)} style(s) ({', '.join(plan.styles)}), {plan.samples} "
-                "sample(s) each")
+                f"{puzzle_set.fingerprint}) as {', '.join(plan.modalities)}{images}, "
+                f"{plan.samples} sample(s) each")
 
     def dataset(self) -> DatasetRef:
         return DatasetRef(self.data_name, self.puzzle_set.fingerprint, self.puzzle_set.source,

@@ -14,6 +14,7 @@ replaces its table instead (one row per prediction, however often it was resumed
 from __future__ import annotations
 
 import io
+import logging
 import posixpath
 import tempfile
 from pathlib import Path
@@ -27,6 +28,8 @@ from PIL import Image
 TABLE_FILE = "evaluation_table.json"
 IMAGE_DIR = "table_images"
 IMAGE_COLUMN = "image"
+
+log = logging.getLogger(__name__)
 
 
 def image_file(name: str) -> str:
@@ -49,18 +52,33 @@ def lossless_webp(image: bytes) -> bytes:
     return out.getvalue()
 
 
+def _encoded(images: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Each image as lossless WebP; one that cannot be read (a release file truncated in
+    transfer: its requests failed and say so) is left out with a warning, its cells empty."""
+    encoded = {}
+    for name, image in images.items():
+        try:
+            encoded[name] = lossless_webp(image)
+        except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises on bad bytes
+            log.warning("evaluation table: image %s left out, it cannot be read (%s)", name,
+                        error)
+    return encoded
+
+
 def log_evaluation_table(tracking_uri: str, run_id: str, rows: Sequence[Mapping[str, Any]],
                          images: Mapping[str, bytes], columns: Sequence[str]) -> None:
     """``rows`` (``columns``, one per prediction) as the run's ``TABLE_FILE``; the ``image``
     cells name entries of ``images`` (encoded images, PNG...), logged under ``IMAGE_DIR``. A
     table the run already has is replaced."""
     client = MlflowClient(tracking_uri)
-    if images:
+    encoded = _encoded(images)
+    if encoded:
         with tempfile.TemporaryDirectory(prefix="crossmath-table-images-") as folder:
-            for name, image in images.items():
-                (Path(folder) / f"{name}.webp").write_bytes(lossless_webp(image))
+            for name, webp in encoded.items():
+                (Path(folder) / f"{name}.webp").write_bytes(webp)
             client.log_artifacts(run_id, folder, artifact_path=IMAGE_DIR)
-    cells = [{**row, IMAGE_COLUMN: image_cell(row.get(IMAGE_COLUMN))} for row in rows]
+    cells = [{**row, IMAGE_COLUMN: image_cell(row[IMAGE_COLUMN])
+              if row.get(IMAGE_COLUMN) in encoded else None} for row in rows]
     frame = pd.DataFrame(cells, columns=list(columns), dtype=object)
     if TABLE_FILE in {entry.path for entry in client.list_artifacts(run_id)}:
         repository = get_artifact_repository(client.get_run(run_id).info.artifact_uri,

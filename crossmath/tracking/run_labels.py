@@ -15,7 +15,7 @@ import sys
 from typing import Mapping, Sequence
 
 NAME_LIMIT = 40  # characters before the id
-NAME_ID_CHARS = 8
+NAME_ID_CHARS = 12  # as the results folder is named
 ELLIPSIS = "…"
 MODALITY_LETTERS = {"text": "T", "image": "I", "hybrid": "TI"}
 PROBE_MODALITY = "transcribe"

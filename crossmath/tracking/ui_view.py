@@ -27,7 +27,7 @@ RUN_NAME_COLUMN = "attributes.`Run Name`"
 DATASET_COLUMN = "attributes.`Dataset`"
 SOURCE_COLUMN = "attributes.`Source`"
 OTHER_COLUMNS = ("runDateAndNestInfo", "duration")  # Created, Duration
-RUN_NAME_WIDTH = 330  # pixels: a name of 40 characters and its short id
+RUN_NAME_WIDTH = 380  # pixels: a name of 40 characters and its short id
 METRIC_WIDTH = 110
 
 
