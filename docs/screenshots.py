@@ -33,7 +33,10 @@ from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from crossmath.tracking.local_server import mlflow_server
 from crossmath.tracking.ui_view import runs_page_url
@@ -41,7 +44,8 @@ from crossmath.tracking.ui_view import runs_page_url
 README_COMMAND = ["-m", "crossmath.run", "-m", "model=oracle,random,tiny-random"]
 EXPERIMENT = "crossmath"
 WINDOW = (1500, 900)
-SETTLE_S = 10  # the UI fetches runs, metrics and artifacts after the page loads
+LOAD_TIMEOUT_S = 120  # the UI fetches runs, metrics and artifacts after the page loads
+SETTLE_S = 3  # then draws them
 PALETTE_COLOURS = 128
 
 
@@ -73,17 +77,20 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
-def open_page(driver: WebDriver, url: str, height: int = WINDOW[1]) -> None:
+def open_page(driver: WebDriver, url: str, shows: str, height: int = WINDOW[1]) -> None:
+    """Open ``url`` and wait until an element holding the text ``shows`` is there."""
     driver.set_window_size(WINDOW[0], height)
     driver.get(url)
+    driver.refresh()  # a new hash route in the same page keeps the last page's state
+    WebDriverWait(driver, LOAD_TIMEOUT_S).until(expected_conditions.presence_of_element_located(
+        (By.XPATH, f"//*[contains(text(), '{shows}')]")))
     time.sleep(SETTLE_S)
 
 
 def close_assistant(driver: WebDriver, server: str) -> None:
     """The UI opens its chat assistant beside every page on a first visit: keep it closed."""
-    open_page(driver, f"{server}/#/")
+    open_page(driver, f"{server}/#/", shows="Experiments")
     driver.execute_script("localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');")
-    driver.refresh()
 
 
 def save(driver: WebDriver, path: Path) -> None:
@@ -102,18 +109,18 @@ def take_screenshots(server: str, database: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with browser() as driver:
         close_assistant(driver, server)
-        open_page(driver, runs_page_url(server, experiment))
+        open_page(driver, runs_page_url(server, experiment), shows="acc/gap_T-TI")
         save(driver, out / "tracking-runs.png")
         open_page(driver, f"{server}/#/experiments/{experiment}/runs?compareRunsMode=CHART&"
-                          f"{machine_learning}")
+                          f"{machine_learning}", shows="acc/text")
         save(driver, out / "tracking-charts.png")
-        open_page(driver, f"{run_page}?{machine_learning}")
+        open_page(driver, f"{run_page}?{machine_learning}", shows="acc/gap_T-TI")
         save(driver, out / "tracking-run.png")
         open_page(driver, f"{run_page}/artifacts/evaluation_table.json?{machine_learning}",
-                  height=1150)
+                  shows="puzzle_0_00000", height=1150)
         save(driver, out / "tracking-table.png")
         open_page(driver, f"{server}/#/experiments/{experiment}/runs?compareRunsMode=ARTIFACT&"
-                          f"{machine_learning}")
+                          f"{machine_learning}", shows="puzzle_0_00000")
         save(driver, out / "tracking-evaluation.png")
 
 

@@ -14,6 +14,7 @@ from typing import Iterator
 import requests
 
 START_TIMEOUT_S = 240  # a loaded 2-core machine takes a minute
+STOP_TIMEOUT_S = 30
 
 
 def free_port() -> int:
@@ -47,11 +48,15 @@ def mlflow_server(backend_store_uri: str, folder: Path,
             yield url
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def _answers(url: str) -> bool:
     try:
-        return requests.get(f"{url}/health", timeout=2).ok
-    except requests.ConnectionError:
+        return requests.get(f"{url}/health", timeout=5).ok
+    except requests.RequestException:  # not listening yet, or too busy starting to answer
         return False
