@@ -1,8 +1,12 @@
 """``python -m crossmath.report``: compare the runs of an MLflow experiment.
 
-Reads the latest ``metrics.json`` of each evaluation (one MLflow run per evaluation, however
-often it was resumed) and prints a models × modality table with the gaps, saved as markdown
-and PNG in ``out``. An evaluation that finished with failed requests is marked incomplete.
+First marks the experiment's stale runs: RUNNING, with no heartbeat for
+``stale_after_minutes`` (their command is gone: killed, or its machine lost), as KILLED with
+an ``end_cause`` tag (``tracking.liveness``); ``stale_after_minutes=null`` leaves them be.
+Then reads the latest ``metrics.json`` of each evaluation (one MLflow run per evaluation,
+however often it was resumed) and prints a models × modality table with the gaps, saved as
+markdown and PNG in ``out``. An evaluation that finished with failed requests is marked
+incomplete.
 Evaluations of transfer tasks have no modalities to compare and are left out (their
 ``transfer/<task>/<scoring>/acc`` metrics are in MLflow).
 """
@@ -19,11 +23,17 @@ from crossmath.metrics.scorecard import Evaluation
 from crossmath.runtime.errors import ConfigError, reports_failures
 from crossmath.summary.views import compare_runs
 from crossmath.tracking import mlflow_store as tracking
+from crossmath.tracking.liveness import mark_stale_runs
 
 
 @hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="report")
 @reports_failures("crossmath.report")
 def main(cfg: DictConfig) -> None:
+    if cfg.stale_after_minutes is not None:
+        for run in mark_stale_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment,
+                                   cfg.stale_after_minutes * 60):
+            print(f"marked run {run.run_name} ({run.run_id}) KILLED: RUNNING with no heartbeat "
+                  f"for over {cfg.stale_after_minutes} minutes")
     evaluations: dict[str, Evaluation] = {}
     for run in tracking.evaluation_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment):
         label = run.run_name or run.run_id

@@ -37,6 +37,8 @@ from crossmath.finetuning.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSe
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.runtime.ray_cluster import connect_ray
 from crossmath.tracking import mlflow_store as tracking
+from crossmath.tracking.datasets import DatasetRef, log_dataset
+from crossmath.tracking.liveness import Heartbeat
 
 log = logging.getLogger("crossmath.train")
 
@@ -64,13 +66,15 @@ def train(cfg: DictConfig) -> TrainOutcome:
     connect_ray(cfg.ray, dashboard=True)
     uri = cfg.mlflow.tracking_uri
     run_id = _open_mlflow_run(cfg, out, training_set.manifest["fingerprint"])
+    log_dataset(uri, run_id, training_dataset(training_set), context="training")
     log.info("training %s (%s) on %d worker(s); MLflow run %s; state in %s", cfg.model.name,
              cfg.method, cfg.scaling.num_workers, run_id, out)
 
     job = make_job(load_examples=share_examples(training_set.read()), metrics=MetricSink(uri, run_id))
     try:
-        result = fit(job, RayScaling(**OmegaConf.to_container(cfg.scaling)),
-                     storage_path=out / "ray", name=cfg.run_name)
+        with Heartbeat(uri, run_id):
+            result = fit(job, RayScaling(**OmegaConf.to_container(cfg.scaling)),
+                         storage_path=out / "ray", name=cfg.run_name)
     except KeyboardInterrupt:
         tracking.close_run(uri, run_id, status="KILLED")
         raise
@@ -119,6 +123,14 @@ def build_dataset(dataset: DictConfig) -> TrainingSet:
     exclusion = Exclusion.of(evaluation_puzzles(fields.pop("exclude_generated") or [],
                                                 fields.pop("exclude_official")))
     return build_training_set(TrainingSetSpec.from_mapping(fields), path, exclusion)
+
+
+def training_dataset(training_set: TrainingSet) -> DatasetRef:
+    """The training set as the run's dataset input: named by its spec, its fingerprint, and
+    the folder it was built in."""
+    spec = training_set.manifest["spec"]
+    name = f"train-{spec['difficulty']}-n{spec['n_puzzles']}-seed{spec['seed']}"
+    return DatasetRef.of_path(name, training_set.manifest["fingerprint"], training_set.folder)
 
 
 def _open_mlflow_run(cfg: DictConfig, out: Path, dataset_fingerprint: str) -> str:

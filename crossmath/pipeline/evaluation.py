@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from crossmath.metrics.scorecard import Evaluation
 from crossmath.models.config import decodes_greedily, prompt_set_name
 from crossmath.models.prompts import PromptSet, load_prompt_template
+from crossmath.pipeline import run_views
 from crossmath.pipeline.dataflow import StageResources, run_pipeline
 from crossmath.pipeline.failures import FailureReport, count_failures
 from crossmath.pipeline.fingerprints import digest
@@ -63,6 +64,7 @@ from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_pu
 from crossmath.pipeline.task_questions import task_questions
 from crossmath.runtime.ray_cluster import connect_ray
 from crossmath.tracking import mlflow_store as tracking
+from crossmath.tracking.liveness import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -178,41 +180,53 @@ def run_evaluation(cfg: DictConfig) -> RunOutcome:
     store = PredictionStore(planned.out_dir)
     manifest = claim_results_folder(
         store, Manifest(evaluation_id, cfg.model.name, questions.data_name, planned.settings))
+    model_label = run_views.evaluation_model_label(planned.model_config, planned.backend.settings)
     run_id = tracking.open_evaluation_run(
         tracking_uri=cfg.mlflow.tracking_uri,
         experiment=cfg.mlflow.experiment,
         evaluation_id=evaluation_id,
         run_name=(cfg.mlflow.run_name
-                  or f"{cfg.model.name}/{questions.data_name}/{evaluation_id[:SHORT_ID]}"),
+                  or run_views.evaluation_run_name(model_label, questions, evaluation_id)),
         params={**OmegaConf.to_container(cfg, resolve=True), "samples": planned.samples},
         tags={"model": cfg.model.name, "prompt_id": questions.prompt_id, **questions.tags(),
-              "backend_id": planned.backend.id},
+              "backend_id": planned.backend.id,
+              **run_views.opening_tags(model_label, questions)},
     )
     manifest = record_mlflow_run(store, manifest, run_id)
     log.info("evaluation %s: results in %s, MLflow run %s", evaluation_id[:SHORT_ID], store.root,
              run_id)
+    pulse = Heartbeat(cfg.mlflow.tracking_uri, run_id)
     try:
+        pulse.start()
+        run_views.log_opening(cfg.mlflow.tracking_uri, run_id, questions)
         connect_ray(cfg.ray)
         predictions, n_requests, n_run_now = _answer_rounds(
             planned, store, StageResources(**OmegaConf.to_container(cfg.resources)),
             cfg.max_attempts)
         scores = questions.score(predictions)
         failures = count_failures(predictions, cfg.max_attempts)
+        views = run_views.log_results(
+            cfg.mlflow.tracking_uri, run_id, model=model_label, questions=questions,
+            scores=scores, predictions=predictions, failures=failures, out_dir=store.root,
+            model_name=cfg.model.name, table_images=cfg.mlflow.table_images)
         with tempfile.TemporaryDirectory(prefix="crossmath-results-") as scratch:
             files = _write_results(Path(scratch), scores, failures, predictions, questions,
                                    cfg.model.name)
             publish_files(files, store.root)
             tracking.finish_evaluation_run(
                 cfg.mlflow.tracking_uri, run_id,
-                metrics={**scores.flat_metrics(cfg.model.name), **failures.flat_metrics()},
+                metrics={**scores.headline(cfg.model.name),
+                         **scores.flat_metrics(cfg.model.name), **failures.flat_metrics()},
                 tags={tracking.INCOMPLETE_TAG: str(not failures.complete).lower(),
                       "git_commit": os.environ.get(GIT_COMMIT_ENV) or tracking.git_commit(),
-                      "n_requests": str(n_requests), "out_dir": store.root},
+                      "n_requests": str(n_requests), "out_dir": store.root, **views},
                 artifacts=[*files, _manifest_copy(Path(scratch), manifest)],
             )
     except BaseException as error:
         _close_failed_run(cfg.mlflow.tracking_uri, run_id, error)
         raise
+    finally:
+        pulse.stop()
     return RunOutcome(scores, predictions, failures, local_path(store.root) or store.root,
                       evaluation_id, run_id, n_requests, n_run_now)
 

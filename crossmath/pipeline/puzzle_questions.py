@@ -20,11 +20,15 @@ from crossmath.metrics.probe import ProbeSummary, decomposition_metrics, score_p
 from crossmath.metrics.scorecard import Evaluation, evaluate_predictions
 from crossmath.metrics.transcription import TRANSCRIBE
 from crossmath.pipeline.identity import data_identity, prompts_identity
+from crossmath.pipeline.prediction_table import PredictionTable, puzzle_prediction_table
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.shards import write_table
 from crossmath.pipeline.sources import PuzzleSet
 from crossmath.puzzle.table import puzzles_to_table
+from crossmath.summary.headline import crossmath_headline
 from crossmath.summary.views import console_summary, write_report
+from crossmath.tracking.datasets import DatasetRef
+from crossmath.tracking.run_labels import data_label, modalities_label
 
 PUZZLES_FILE = "puzzles.parquet"
 
@@ -61,6 +65,9 @@ class PuzzleScores:
 
     def write_report(self, folder: Path, model: str) -> list[Path]:
         return write_report(self.evaluation, folder, model, self.probe).paths
+
+    def headline(self, model: str) -> dict[str, float]:
+        return crossmath_headline(self.evaluation, model)
 
 
 class PuzzleQuestions:
@@ -116,3 +123,22 @@ class PuzzleQuestions:
         path = folder / PUZZLES_FILE
         write_table(puzzles_to_table(self.puzzle_set.puzzles), str(path))
         return path
+
+    def label_parts(self) -> list[str]:
+        return [data_label(self.data_name), modalities_label(self.plan.modalities)]
+
+    def describe(self) -> str:
+        plan, puzzle_set = self.plan, self.puzzle_set
+        images = (f", images in {len(plan.styles)} style(s) ({', '.join(plan.styles)})"
+                  if any(modality != "text" for modality in plan.modalities) else "")
+        return (f"{len(puzzle_set.puzzles)} puzzles of {self.data_name} (fingerprint "
+                f"{puzzle_set.fingerprint}) as {', '.join(plan.modalities)}{images}, "
+                f"{plan.samples} sample(s) each")
+
+    def dataset(self) -> DatasetRef:
+        return DatasetRef(self.data_name, self.puzzle_set.fingerprint, self.puzzle_set.source,
+                          self.puzzle_set.source_type)
+
+    def prediction_table(self, predictions: pa.Table, with_images: bool = True
+                         ) -> PredictionTable:
+        return puzzle_prediction_table(predictions, self.puzzle_set, with_images)

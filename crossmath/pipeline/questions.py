@@ -21,6 +21,9 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from crossmath.pipeline.prediction_table import PredictionTable
+from crossmath.tracking.datasets import DatasetRef
+
 
 class Scores(Protocol):
     """The scores of one evaluation, in every form it is shown."""
@@ -39,6 +42,10 @@ class Scores(Protocol):
 
     def write_report(self, folder: Path, model: str) -> list[Path]:
         """``report.md`` and plots in ``folder``; returns the files written."""
+        ...
+
+    def headline(self, model: str) -> dict[str, float]:
+        """The few numbers a reader wants first, under short names (``summary.headline``)."""
         ...
 
 
@@ -73,4 +80,21 @@ class Questions(Protocol):
 
     def write_reference(self, folder: Path) -> Path:
         """What the answers were scored against (puzzles, items), as a parquet file."""
+        ...
+
+    def label_parts(self) -> list[str]:
+        """What was asked, in a few characters a part, for the MLflow run's name."""
+        ...
+
+    def describe(self) -> str:
+        """What was asked, as a phrase for the MLflow run's description."""
+        ...
+
+    def dataset(self) -> DatasetRef:
+        """The data asked about: name, fingerprint, source (the run's dataset input)."""
+        ...
+
+    def prediction_table(self, predictions: pa.Table, with_images: bool = True
+                         ) -> PredictionTable:
+        """Every prediction as a row a person can browse, scored (``prediction_table``)."""
         ...

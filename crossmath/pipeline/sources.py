@@ -7,6 +7,7 @@ through each style's release layout; other styles are rendered.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -29,6 +30,10 @@ class PuzzleSet:
     puzzles: list[Puzzle]
     official_images: dict[tuple[str, str], Path] = field(default_factory=dict)
     flagged: list[str] = field(default_factory=list)  # lint lines of skipped records
+    # Where the puzzles come from (an MLflow dataset source): the command that generates them
+    # ("code"), the folder or file read ("local"), or the Hub dataset ("hugging_face").
+    source: str = ""
+    source_type: str = "code"
 
     @property
     def fingerprint(self) -> str:
@@ -39,7 +44,11 @@ class PuzzleSet:
 
 def generated_puzzles(n: int, difficulty: str, seed: int, generator: dict | None = None) -> PuzzleSet:
     config = GeneratorConfig(**(generator or {}))
-    return PuzzleSet(generate_puzzles(n, difficulty, seed, config=config))
+    command = shlex.join(["python", "-m", "crossmath.generate", f"n={n}",
+                          f"difficulty={difficulty}", f"seed={seed}",
+                          *(f"generator.{key}={value}" for key, value in (generator or {}).items())])
+    return PuzzleSet(generate_puzzles(n, difficulty, seed, config=config),
+                     source=command, source_type="code")
 
 
 def official_puzzles(path: str | None, styles: Sequence[str], *, limit: int | None = None,
@@ -57,7 +66,8 @@ def official_puzzles(path: str | None, styles: Sequence[str], *, limit: int | No
             raise DataSourceError(f"{root} holds no {jsonl.relative_to(root)}: pass data.path=<a "
                                   "testset jsonl> or the folder that holds Original/, Noborder/ ...")
     records = read_official_jsonl(jsonl)[:limit]
-    puzzle_set = PuzzleSet([])
+    puzzle_set = (PuzzleSet([], source=str(root.resolve()), source_type="local") if path
+                  else PuzzleSet([], source=HUB_DATASET, source_type="hugging_face"))
     for record in records:
         if skip_flagged:
             result = lint_record(record)

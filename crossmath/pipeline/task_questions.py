@@ -31,12 +31,16 @@ from crossmath.pipeline.calls import TEXT_UNIT
 from crossmath.pipeline.fingerprints import digest
 from crossmath.pipeline.identity import request_id
 from crossmath.pipeline.judge_rounds import Judge, judge_verdicts
+from crossmath.pipeline.prediction_table import PredictionTable, judged_prediction_table
 from crossmath.pipeline.shards import write_table
 from crossmath.runtime.errors import ConfigError
+from crossmath.summary.headline import transfer_headline
 from crossmath.summary.transfer_views import transfer_console, write_transfer_report
 from crossmath.tasks import Reply, TaskData, TaskScores, TaskSummary, get_task, score_replies
 from crossmath.tasks.mathverse_judge import load_judge_prompts
-from crossmath.tasks.scorings import SKIPPED_ITEMS, UNJUDGED
+from crossmath.tasks.scorings import SKIPPED_ITEMS, UNJUDGED, rule_judgements
+from crossmath.tracking.datasets import DatasetRef
+from crossmath.tracking.run_labels import data_label
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,9 @@ class TransferScores:
     def write_report(self, folder: Path, model: str) -> list[Path]:
         return write_transfer_report(self.scores, folder, model, self.skipped)
 
+    def headline(self, model: str) -> dict[str, float]:
+        return transfer_headline(self.summary)
+
 
 def task_questions(task_options: Mapping[str, Any], samples: int, backend_id: str,
                    gpus: float) -> "TaskQuestions":
@@ -98,16 +105,19 @@ def task_questions(task_options: Mapping[str, Any], samples: int, backend_id: st
                            load_judge_prompts(task_options.get("judge_prompts")), gpus)
     data_name = task.name if n is None else f"{task.name}-n{n}"
     return TaskQuestions(TaskData(task.name, items, data.skipped), samples, backend_id,
-                         breakdown, data_name, judge)
+                         breakdown, data_name, judge, path=task_options.get("path"))
 
 
 class TaskQuestions:
     """The items of ``data``, each asked ``samples`` times of the backend ``backend_id``;
     tallied per value of each of ``breakdown`` (item breakdown fields, or ``question_type``).
-    With a ``judge``, two judge rounds follow the model's (MathVerse's official scoring)."""
+    With a ``judge``, two judge rounds follow the model's (MathVerse's official scoring).
+    ``path`` is the local copy the items were read from (None: the Hub)."""
 
     def __init__(self, data: TaskData, samples: int, backend_id: str,
-                 breakdown: Sequence[str], data_name: str, judge: Judge | None = None) -> None:
+                 breakdown: Sequence[str], data_name: str, judge: Judge | None = None,
+                 path: str | None = None) -> None:
+        self.path = path
         self.task = get_task(data.task)
         self.items = list(data.items)
         self.skipped = data.skipped
@@ -120,13 +130,17 @@ class TaskQuestions:
         self.n_rounds = 1 if judge is None else 3
 
     def settings(self) -> dict[str, Any]:
-        task = {"name": self.task.name, "samples": self.samples,
-                "items": digest([[item.item_id, item.content_key, list(item.gold),
-                                  list(item.letters), dict(item.official_fields)]
-                                 for item in self.items])}
+        task = {"name": self.task.name, "samples": self.samples, "items": self.fingerprint}
         if self.judge is not None:
             task["judge"] = self.judge.settings()
         return {"task": task}
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the items as asked and judged: ids, content, gold, option letters and
+        the fields the official scoring reads."""
+        return digest([[item.item_id, item.content_key, list(item.gold), list(item.letters),
+                        dict(item.official_fields)] for item in self.items])
 
     def tags(self) -> dict[str, str]:
         return {"dataset": self.data_name, "task": self.task.name}
@@ -188,3 +202,31 @@ class TaskQuestions:
         path = folder / ITEMS_FILE
         write_table(pa.Table.from_pylist(rows), str(path))
         return path
+
+    def label_parts(self) -> list[str]:
+        return [data_label(self.data_name)]
+
+    def describe(self) -> str:
+        return (f"{len(self.items)} items of the transfer task {self.task.name} "
+                f"({self.data_name}, fingerprint {self.fingerprint}), {self.samples} sample(s) "
+                "each")
+
+    def dataset(self) -> DatasetRef:
+        if self.path is None:
+            return DatasetRef(self.data_name, self.fingerprint, self.task.hub_repo,
+                              "hugging_face")
+        return DatasetRef.of_path(self.data_name, self.fingerprint, self.path)
+
+    def prediction_table(self, predictions: pa.Table, with_images: bool = True
+                         ) -> PredictionTable:
+        """The model's replies judged by ``rule``, without images (a task's images are its
+        items', often large); the judge rounds' own requests are left out."""
+        items = {item.item_id: item for item in self.items}
+        rows = [row for row in predictions.to_pylist() if row["modality"] == TASK_MODALITY]
+        replies = [Reply(items[row["puzzle_id"]], row["sample"],
+                         None if row["error"] is not None else row["output"] or "")
+                   for row in rows]
+        return judged_prediction_table(
+            (row, judgement.answer, judgement.correct, " | ".join(reply.item.gold))
+            for row, reply, judgement in zip(rows, replies,
+                                             rule_judgements(self.task, replies)))

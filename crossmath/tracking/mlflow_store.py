@@ -25,12 +25,23 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import mlflow
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
+
+from crossmath.tracking.run_labels import command_line, command_name
+from crossmath.tracking.ui_view import VIEW_TAG, view_tag_value
 
 MAX_PARAM_LENGTH = 6000
 MAX_BATCH_PARAMS = 100  # MLflow's limits per log_batch call
 MAX_BATCH_METRICS = 1000
 EVALUATION_TAG = "evaluation_id"
 INCOMPLETE_TAG = "incomplete"
+END_CAUSE_TAG = "end_cause"  # why a run ended other than FINISHED
+COMMAND_TAG = "command"
+# The UI opens an experiment of this kind on its runs table (without a kind it may open on the
+# GenAI traces overview).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 CHECK_TIMEOUT_S = 10
 
 
@@ -61,15 +72,24 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def _experiment_id(tracking_uri: str, name: str) -> str:
+    """The experiment's id, created if need be, with its kind (an experiment without one gets
+    ours; a kind someone chose is left alone) and crossmath's saved view (``ui_view``)."""
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        wanted = {VIEW_TAG: view_tag_value(),
+                  EXPERIMENT_KIND_TAG: experiment.tags.get(EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)}
+        for key, value in wanted.items():
+            if experiment.tags.get(key) != value:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     artifact_location = None
     if tracking_uri.startswith("sqlite:///"):
         database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
         artifact_location = (database.parent / "mlartifacts" / name).as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location)
+    return client.create_experiment(
+        name, artifact_location=artifact_location,
+        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, VIEW_TAG: view_tag_value()})
 
 
 @contextmanager
@@ -92,8 +112,9 @@ def _fail_fast() -> Iterator[None]:
 
 def open_evaluation_run(*, tracking_uri: str, experiment: str, evaluation_id: str,
                         run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-    """The run of one evaluation, reopened when it exists (a resumed evaluation), created with
-    ``params`` and ``tags`` otherwise; returns its id.
+    """The run of one evaluation, reopened when it exists (a resumed evaluation: renamed
+    ``run_name`` and given ``tags`` again), created with ``params`` and ``tags`` otherwise;
+    returns its id.
 
     Raises ``TrackingUnavailable`` within seconds when the store does not answer.
     """
@@ -106,7 +127,11 @@ def open_evaluation_run(*, tracking_uri: str, experiment: str, evaluation_id: st
                 order_by=["attributes.start_time DESC"], max_results=1)
             if found:
                 run_id = found[0].info.run_id
-                client.update_run(run_id, status="RUNNING")
+                client.update_run(run_id, status="RUNNING", name=run_name)
+                if END_CAUSE_TAG in found[0].data.tags:  # how it ended before no longer holds
+                    client.delete_tag(run_id, END_CAUSE_TAG)
+                client.log_batch(run_id, tags=[mlflow.entities.RunTag(name, value)
+                                               for name, value in tags.items()])
                 return run_id
             return _create_run(client, experiment_id, run_name, params,
                                {**tags, EVALUATION_TAG: evaluation_id})
@@ -182,7 +207,8 @@ def open_run(*, tracking_uri: str, experiment: str, run_name: str | None, params
 
 def _create_run(client: MlflowClient, experiment_id: str, run_name: str | None,
                 params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    run = client.create_run(experiment_id, run_name=run_name,
+                            tags={**command_tags(), **tags})
     flat = flatten(params)
     names = list(flat)
     for start in range(0, len(names), MAX_BATCH_PARAMS):
@@ -190,6 +216,14 @@ def _create_run(client: MlflowClient, experiment_id: str, run_name: str | None,
             mlflow.entities.Param(name, flat[name])
             for name in names[start:start + MAX_BATCH_PARAMS]])
     return run.info.run_id
+
+
+def command_tags() -> dict[str, str]:
+    """What MLflow's own runs record of where they come from (user, source, git commit), with
+    the command as the source (``crossmath.run``: the runs table's Source column) and the
+    whole command line in the tag ``command``."""
+    return resolve_tags({MLFLOW_SOURCE_NAME: command_name(), MLFLOW_SOURCE_TYPE: "LOCAL",
+                         COMMAND_TAG: command_line()})
 
 
 def log_step_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float], step: int) -> None:

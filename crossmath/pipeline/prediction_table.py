@@ -1,0 +1,145 @@
+"""Every prediction of an evaluation as one table row a person can browse: what was asked, what
+the model answered, what was read from it, and whether it was right.
+
+The table is what MLflow shows in a run's artifacts and the experiment's "Artifact evaluation"
+view (``tracking.evaluation_table``). Columns, the same for every task:
+
+``puzzle`` (a puzzle's name, a transfer task's item id), ``modality``, ``style``, ``sample``,
+``image`` (for a request shown an image: its key in ``images``, the PNG bytes, one per puzzle
+and style whichever rows show it; else None), ``correct``, ``answer`` (as read by the
+evaluation's rule; for a transcription, the grid as read), ``gold``, ``output`` (the model's
+reply; only its last ``OUTPUT_CHARS`` characters, where the answer is, so that long thinking
+does not make the table huge: ``predictions.parquet`` has it whole) and ``error`` (why a
+failed request failed). A failed request is wrong.
+
+Rows go puzzle by puzzle, the requests shown an image first (MLflow's table view takes a
+column for an image column when its first row holds an image), then by modality, style and
+sample.
+
+The images are the ones the model was shown: the release's own file, or the style's rendering
+made by the render stage's own code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+
+from crossmath.metrics.answers import answer_text_for_rule
+from crossmath.metrics.diagnostics import check_answer
+from crossmath.metrics.probe import score_transcription
+from crossmath.metrics.rows import read_gold_rows, read_prediction_rows
+from crossmath.metrics.transcription import TRANSCRIBE, read_transcription
+from crossmath.pipeline.render_stage import RenderImages
+from crossmath.pipeline.sources import PuzzleSet
+from crossmath.puzzle.table import puzzles_to_table
+
+COLUMNS = ("puzzle", "modality", "style", "sample", "image", "correct", "answer", "gold",
+           "output", "error")
+OUTPUT_CHARS = 4000
+IMAGE_MODALITIES = frozenset({"image", "hybrid", TRANSCRIBE})
+ANSWER_RULE = "release"  # what the scorecard reads answers with (evaluate_predictions' default)
+_UNSAFE_NAME = re.compile(r"[^\w.-]")
+
+
+@dataclass(frozen=True)
+class PredictionTable:
+    """Rows (``COLUMNS``) and the PNG bytes their ``image`` cells name."""
+
+    rows: list[dict[str, Any]]
+    images: dict[str, bytes] = field(default_factory=dict)
+
+
+def output_tail(output: str | None) -> str | None:
+    if output is None or len(output) <= OUTPUT_CHARS:
+        return output
+    return "…" + output[-OUTPUT_CHARS:]
+
+
+def table_row(prediction: Mapping[str, Any], *, puzzle: str, correct: bool, answer: str | None,
+              gold: str, image: str | None = None) -> dict[str, Any]:
+    return {"puzzle": puzzle, "modality": prediction["modality"], "style": prediction["style"],
+            "sample": prediction["sample"], "image": image, "correct": correct,
+            "answer": answer, "gold": gold, "output": output_tail(prediction["output"]),
+            "error": prediction["error"]}
+
+
+def puzzle_prediction_table(predictions: pa.Table, puzzle_set: PuzzleSet,
+                            with_images: bool = True) -> PredictionTable:
+    """The rows of CrossMath predictions (every round, the probe's included), scored as the
+    scorecard scores them; with their images unless ``with_images`` is False."""
+    puzzles = {puzzle.puzzle_id: puzzle for puzzle in puzzle_set.puzzles}
+    rows = sorted(predictions.to_pylist(), key=lambda row: (
+        puzzles[row["puzzle_id"]].name or row["puzzle_id"],
+        row["modality"] not in IMAGE_MODALITIES, row["modality"], row["style"], row["sample"],
+        row["request_id"]))
+    solved = _answer_checks([row for row in rows if row["modality"] != TRANSCRIBE], puzzle_set)
+    image_of = _ImageFiles(puzzle_set) if with_images else None
+    table = []
+    for row in rows:
+        puzzle = puzzles[row["puzzle_id"]]
+        if row["modality"] == TRANSCRIBE:
+            read = None if row["error"] is not None else read_transcription(row["output"] or "")
+            correct = read is not None and score_transcription(read, puzzle.grid).exact
+            answer, gold = (read.fed_back() if read is not None else None), puzzle.grid.to_markdown()
+        else:
+            tokens, correct = solved[row["model"], row["modality"], row["style"],
+                                     row["puzzle_id"], row["sample"]]
+            answer = None if tokens is None else ", ".join(tokens)
+            gold = ", ".join(puzzle.answer)
+        image = (image_of(puzzle, row["style"])
+                 if image_of is not None and row["modality"] in IMAGE_MODALITIES else None)
+        table.append(table_row(row, puzzle=puzzle.name or puzzle.puzzle_id, correct=correct,
+                               answer=answer, gold=gold, image=image))
+    return PredictionTable(table, image_of.files if image_of is not None else {})
+
+
+def _answer_checks(rows: list[dict[str, Any]], puzzle_set: PuzzleSet
+                   ) -> dict[tuple, tuple[list[str] | None, bool]]:
+    """(model, modality, style, puzzle_id, sample) -> the answer's tokens as read, and whether
+    the answer is exactly right (macro accuracy's rule)."""
+    gold = read_gold_rows(puzzles_to_table(puzzle_set.puzzles).to_pylist())
+    cells = read_prediction_rows(rows, gold, None, answer_text_for_rule(ANSWER_RULE), ANSWER_RULE)
+    checks = {}
+    for (model, modality, style), answers in cells.items():
+        for (puzzle_id, sample), read in answers.items():
+            check = check_answer(read.answer_text, read.tokens, gold[puzzle_id].answer,
+                                 gold[puzzle_id].steps)
+            checks[model, modality, style, puzzle_id, sample] = (read.tokens, check.score.exact)
+    return checks
+
+
+class _ImageFiles:
+    """The PNG of each (puzzle, style) a row shows, made once: the release's file, or the
+    render stage's rendering of the grid as the unit carried it."""
+
+    def __init__(self, puzzle_set: PuzzleSet) -> None:
+        self.release_images = puzzle_set.official_images
+        self.renderer = RenderImages()
+        self.files: dict[str, bytes] = {}
+
+    def __call__(self, puzzle, style: str) -> str:
+        name = _UNSAFE_NAME.sub("_", f"{puzzle.puzzle_id}-{style}")
+        if name not in self.files:
+            release_image = self.release_images.get((puzzle.name, style))
+            self.files[name] = (Path(release_image).read_bytes() if release_image is not None
+                                else self.renderer.render({
+                                    "style": style, "name": puzzle.name,
+                                    "puzzle_id": puzzle.puzzle_id,
+                                    "grid": puzzle.grid.to_markdown(as_written=True)}))
+        return name
+
+
+def judged_prediction_table(
+        judged: Iterable[tuple[Mapping[str, Any], str | None, bool, str]]) -> PredictionTable:
+    """The rows of predictions judged elsewhere (a transfer task's): each prediction with the
+    answer read from it, whether it was right and the gold answer; no images."""
+    entries = sorted(judged, key=lambda entry: (entry[0]["puzzle_id"], entry[0]["sample"],
+                                                entry[0]["request_id"]))
+    return PredictionTable([table_row(row, puzzle=row["puzzle_id"], correct=correct,
+                                      answer=answer, gold=gold)
+                            for row, answer, correct, gold in entries])
