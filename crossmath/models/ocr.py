@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -71,7 +72,7 @@ def recognition_model_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def engine_identity() -> dict[str, Any]:
     """What shapes the engine's readings: its package and version, onnxruntime's version and
     the recognition model's bytes. Raises ``EngineUnavailable`` when the extra is missing."""

@@ -30,7 +30,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossmath.puzzle.grid import BLANK, EMPTY, EQUALS, OPERATORS, Grid, Position
+from crossmath.puzzle.grid import (
+    BLANK,
+    EMPTY,
+    EQUALS,
+    OPERATORS,
+    Grid,
+    Position,
+    is_number_token,
+)
 from crossmath.reading.cells import (
     CellLook,
     closed_outline,
@@ -41,7 +49,11 @@ from crossmath.reading.cells import (
 from crossmath.reading.glyphs import match_symbol
 from crossmath.reading.lattice import Lattice, LatticeNotFound, find_lattice
 
+# The version of the readings this package makes: bumped whenever the same picture can read
+# differently, so that identities holding it never mix old readings with new ones.
+READING_VERSION = 1
 UNREAD = "unread"  # a cell with ink that could not be read, as the transcription writes it
+DIGITS = "0123456789"  # what a number cell may hold: the alphabet its reader is given
 OPERATOR_MATCH = 0.75  # a cell whose best glyph score reaches this looks like an operator
 MIN_OPERATOR_MATCH = 0.6  # an operator cell matching no glyph this well is unread
 CLEAR_VOTE = 2 / 3  # a fill group is of one kind when this share of its cells says so
@@ -168,15 +180,31 @@ def _operator_cells(marked: list[Position], looks: dict[Position, CellLook],
 
 
 def _number_places(cells: Sequence[Sequence[str]]) -> set[Position]:
-    """Where the operators and ``=`` read put numbers: a, b and c of every ``a op b = c``."""
-    places: set[Position] = set()
+    """Where the operators and ``=`` read put numbers: a, b and c of every ``a op b = c``
+    whose a, b and c are not operators. An operator or ``=`` belongs to one equation only:
+    where an across and a down pattern share one, the pattern with fewer numbers read among
+    its a, b and c is a coincidence of two other equations' cells, and is left out."""
     n_rows, n_cols = len(cells), len(cells[0]) if cells else 0
+    patterns: list[tuple[tuple[Position, Position], tuple[Position, ...]]] = []
     for r in range(n_rows):
         for c in range(n_cols):
             if cells[r][c] != EQUALS:
                 continue
             if 3 <= c < n_cols - 1 and cells[r][c - 2] in OPERATORS:
-                places.update({(r, c - 3), (r, c - 1), (r, c + 1)})
+                patterns.append((((r, c - 2), (r, c)), ((r, c - 3), (r, c - 1), (r, c + 1))))
             if 3 <= r < n_rows - 1 and cells[r - 2][c] in OPERATORS:
-                places.update({(r - 3, c), (r - 1, c), (r + 1, c)})
-    return places
+                patterns.append((((r - 2, c), (r, c)), ((r - 3, c), (r - 1, c), (r + 1, c))))
+    patterns = [(marks, places) for marks, places in patterns
+                if not any(_is_operator(cells[r][c]) for r, c in places)]
+    numbers = [sum(is_number_token(cells[r][c]) for r, c in places) for _, places in patterns]
+    kept: set[Position] = set()
+    for index, (marks, places) in enumerate(patterns):
+        rivals = [numbers[other] for other, (other_marks, _) in enumerate(patterns)
+                  if other != index and set(marks) & set(other_marks)]
+        if all(numbers[index] >= rival for rival in rivals):
+            kept.update(places)
+    return kept
+
+
+def _is_operator(token: str) -> bool:
+    return token in OPERATORS or token == EQUALS
