@@ -3,8 +3,9 @@
 The engine is the optional extra ``reader`` (``pip install -c constraints.txt -e '.[reader]'``):
 the package ``rapidocr-onnxruntime`` carries the ONNX models, ``onnxruntime`` runs them on the
 CPU. The reader finds the grid itself, so it needs no text detector: it shows the recognition
-model one crop per cell and decodes the model's output here, by CTC greedy decoding over the
-characters the cell may hold (``alphabet``). The engine's own decoder reads over its whole
+model the crops of the number cells laid side by side on one text line, and decodes the
+model's output here, by CTC greedy decoding over the characters a cell may hold
+(``alphabet``), each character going to the crop under it. The engine's own decoder reads over its whole
 6,623-character dictionary, where ``+`` comes back as the CJK ``十`` and ``=`` is often
 missed; ``alphabet=None`` reproduces that for comparison (docs/reader.md).
 
@@ -34,9 +35,9 @@ INSTALL_HINT = "pip install -c constraints.txt -e '.[reader]'"
 
 # What the model is shown, as the engine prepares a text line: height 48, the line's aspect
 # kept, BGR channels scaled to [-1, 1] (0 is the padding). The crops of one call are laid side
-# by side on one line, GAP px apart, at most LINE_CROPS to a line: a lone short crop padded to
-# the engine's 320 px reads a handwritten ``1`` worse than a line of numbers does, and costs
-# as much as a line of four (docs/reader.md).
+# by side on one line, GAP px apart, at most LINE_CROPS to a line: each crop alone, padded to
+# the engine's 320 px, costs several times as much, and padded less it misreads lone
+# handwritten ``1``s (docs/reader.md).
 INPUT_HEIGHT = 48
 GAP = 48
 LINE_CROPS = 24
@@ -131,9 +132,9 @@ class TextRecognizer:
         owners = np.searchsorted(starts - GAP // 2, (np.arange(len(steps)) + 0.5)
                                  * (width / len(steps)), side="right") - 1
         texts = [""] * len(crops)
-        previous, previous_owner = BLANK_INDEX, -1
-        for choice, owner in zip(steps.argmax(axis=1), owners):
-            if choice != BLANK_INDEX and (choice != previous or owner != previous_owner):
+        previous, previous_owner = 0, -1
+        for choice, owner in zip(steps.argmax(axis=1), owners):  # choice 0: the blank
+            if choice != 0 and (choice != previous or owner != previous_owner):
                 texts[owner] += self.characters[allowed[choice]]
             previous, previous_owner = choice, owner
         return texts

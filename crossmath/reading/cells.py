@@ -1,4 +1,5 @@
-"""What one cell of a found lattice shows: its fill colour and the ink drawn on it.
+"""What one cell of a found lattice shows: its fill colour, the ink drawn on it, the lines
+around it.
 
 A cell's **fill** is its most common colour. Its **interior** is the cell less its outline:
 lines along the cell's sides that are mostly not fill are peeled off, however thick (the
@@ -6,6 +7,10 @@ styles draw none, 1, 2 or 3 px). Its **ink** is every interior pixel far from th
 text. The threshold is relative to the cell's strongest contrast, so grey text on a pale cell
 (``lowcontrast``) and black text on blue are cut alike; a cell whose strongest contrast is
 weak holds no ink.
+
+For a cell in the page's colour, the lines around it tell a blank drawn white on white from a
+cell outside the puzzle: ``closed_outline`` (its own outline, inside it) and ``enclosed``
+(lines across all four boundaries, its own or its neighbours').
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def read_grid(pixels: np.ndarray, read_numbers: NumberReader) -> GridReading:
         tokens[p] = matches[p].symbol if matches[p].score >= MIN_OPERATOR_MATCH else UNREAD
     numbers = [p for p in marked if p not in operators]
     for p, digits in zip(numbers, read_numbers([looks[p].crop for p in numbers]), strict=True):
-        tokens[p] = str(int(digits)) if digits else UNREAD
+        tokens[p] = str(int(digits)) if digits and digits.isdigit() else UNREAD
     plain = [p for p, look in looks.items() if not look.has_ink]
     for p in plain:
         tokens[p] = EMPTY if same_color(looks[p].fill, page) else BLANK

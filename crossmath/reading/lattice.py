@@ -82,8 +82,15 @@ def find_lattice(pixels: np.ndarray) -> Lattice:
     for _, _, multiple, multiple_left, multiple_top in tied:  # half the size ties the size
         if multiple % pitch == 0 and multiple > pitch:
             pitch, left, top = multiple, multiple_left, multiple_top
+    left, top = _first_whole(left, pitch), _first_whole(top, pitch)
     return _trim_margins(pixels, Lattice(left, top, pitch,
                                          _count(top, pitch, height), _count(left, pitch, width)))
+
+
+def _first_whole(start: int, pitch: int) -> int:
+    """Where the first whole cell begins, from where the lines fall (at or after -pitch/2):
+    a cell sticking out of the image by a pixel or two counts from 0."""
+    return max(0, start) if start >= -FIT_TOLERANCE else start + pitch
 
 
 def _count(start: int, pitch: int, extent: int) -> int:
