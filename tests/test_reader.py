@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import io
+import json
+import subprocess
 import sys
 from dataclasses import replace
 
@@ -226,3 +228,25 @@ def test_the_main_job_reports_legibility_per_style(ray_local, run_config):
     for style in ("original", "tiny"):
         assert metrics[f"probe/{style}/cell_acc"] == metrics[f"probe/{style}/exact_rate"] == 100
         assert metrics[f"image/{style}/macro_acc"] == 100.0
+
+
+@pytest.mark.slow
+def test_reading_imports_neither_ray_torch_nor_opencv(official_sample):
+    """The reading package is pure (numpy, Pillow); the backend adds onnxruntime only, never
+    the engine's own Python code or OpenCV (which needs libGL), even once it has read."""
+    image = official_sample / "Original" / "test_images_blank_hr" / "math_puzzle_0003_blank.png"
+    script = f"""
+import json, sys
+import crossmath.reading, crossmath.models.reader
+watched = ("torch", "ray", "cv2", "onnxruntime", "rapidocr_onnxruntime")
+loaded = lambda: [name for name in watched if name in sys.modules]
+before = loaded()
+reader = crossmath.models.reader.ReaderBackend()
+assert not isinstance(reader.read(open({str(image)!r}, "rb").read()), str)
+print(json.dumps([before, loaded()]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before == [] and after == ["onnxruntime"]
