@@ -47,10 +47,10 @@ NON_SHAPING_KEYS = frozenset({
 })
 # Backends whose ``model`` may be a Hugging Face hub id.
 HUB_BACKENDS = frozenset({"crossmath.models.hf.HFBackend"})
+HUB_TIMEOUT_S = 10
 # Backends that read pictures with the OCR engine: its version and model file, and the
 # reading's version, shape their answers (and a missing engine stops the run here).
 OCR_BACKENDS = frozenset({"crossmath.models.reader.ReaderBackend"})
-HUB_TIMEOUT_S = 10
 
 
 class IdentityError(ValueError):
