@@ -1,6 +1,6 @@
 """The reader (``model=reader``): images per second per core, and how operators are best read.
 
-    python bench/reader.py [--styles original,...] [--n 12] [--rounds 3] [--baseline-images 12]
+    python bench/reader.py [--styles original,...] [--n 12] [--rounds 3] [--baseline-images 4]
                            [--out reader.json]
 
 Images: the official sample's 48 (12 puzzles in the release's four styles, its own files) and
