@@ -23,7 +23,7 @@ from typing import Sequence
 
 from crossmath.metrics.answers import answer_block
 from crossmath.models.base import ModelRequest, ModelResponse
-from crossmath.puzzle.grid import BLANK, Grid, GridFormatError, parse_markdown_grid
+from crossmath.puzzle.grid import BLANK, Grid, GridFormatError, Position, parse_markdown_grid
 from crossmath.puzzle.solver import propagate, search_solutions
 
 # Request kinds whose prompt shows the image without the grid as text.
@@ -67,18 +67,24 @@ class OracleBackend(_RuleBackend):
             grid = parse_markdown_grid(request.grid_markdown)
         except GridFormatError as error:
             return f"The text grid cannot be read ({error}), so I give no answer."
-        if not grid.blanks:
-            return "The grid has no blank cells, so there is nothing to answer."
-        result = search_solutions(grid, limit=2)
-        if result.status == "multiple":
-            return "The grid has more than one solution, so I give no answer."
-        if result.status == "none":
-            return (f"The grid has no consistent solution ({_why_unsolvable(grid)}), "
-                    "so I give no answer.")
-        solution = result.solutions[0]
-        return "The grid has exactly one solution.\n" + answer_block(
-            [solution[p] for p in grid.blanks]
-        )
+        return solution_reply(grid)
+
+
+def solution_reply(grid: Grid, asked: Sequence[Position] | None = None) -> str:
+    """What the solver says about ``grid``: the values of the ``asked`` cells (the grid's
+    blanks unless given) in an answer tag when the grid has exactly one solution, else why it
+    gives no answer. Unknowns not asked are solved for too, but not answered."""
+    asked = grid.blanks if asked is None else asked
+    if not asked:
+        return "The grid has no blank cells, so there is nothing to answer."
+    result = search_solutions(grid, limit=2)
+    if result.status == "multiple":
+        return "The grid has more than one solution, so I give no answer."
+    if result.status == "none":
+        return (f"The grid has no consistent solution ({_why_unsolvable(grid)}), "
+                "so I give no answer.")
+    solution = result.solutions[0]
+    return "The grid has exactly one solution.\n" + answer_block([solution[p] for p in asked])
 
 
 def _why_unsolvable(grid: Grid) -> str:

@@ -7,8 +7,9 @@ before any model loads.
 - **Backend identity**: the model config resolved, minus the keys listed in
   ``NON_SHAPING_KEYS`` (every other key counts, so a new option is safe by default), with
   ``dtype: auto`` resolved as the inference actor will resolve it, every value that names a
-  local file or folder replaced by its content fingerprint (checkpoint, adapter), and a
-  Hugging Face hub id replaced by the commit its snapshot comes from.
+  local file or folder replaced by its content fingerprint (checkpoint, adapter), a
+  Hugging Face hub id replaced by the commit its snapshot comes from, and for the reader the
+  OCR engine (package, version, model file) and the reading's version.
 - **Request identity**: the backend identity and the request's content: puzzle, modality,
   style, sample, the final prompt's texts and image places, and the image's provenance (a
   release image's bytes; for a rendered image, the style's definition, its font, the renderer's
@@ -29,8 +30,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from crossmath.models.config import PROMPT_KEY, resolved_dtype
+from crossmath.models.ocr import EngineUnavailable, engine_identity
 from crossmath.pipeline.fingerprints import content_fingerprint, digest, file_fingerprint
 from crossmath.puzzle.model import Puzzle
+from crossmath.reading import READING_VERSION
 
 # Keys that cannot change an answer's text, wherever they appear in a model config.
 NON_SHAPING_KEYS = frozenset({
@@ -49,6 +52,9 @@ NON_SHAPING_KEYS = frozenset({
 HUB_BACKENDS = frozenset({"crossmath.models.hf.HFBackend",
                           "crossmath.models.vllm_backend.VLLMBackend"})
 HUB_TIMEOUT_S = 10
+# Backends that read pictures with the OCR engine: its version and model file, and the
+# reading's version, shape their answers (and a missing engine stops the run here).
+OCR_BACKENDS = frozenset({"crossmath.models.reader.ReaderBackend"})
 
 
 class IdentityError(ValueError):
@@ -70,6 +76,8 @@ def backend_identity(model_config: Mapping[str, Any], gpus: float) -> BackendIde
                 if key not in NON_SHAPING_KEYS}
     if "dtype" in model_config:
         settings["dtype"] = resolved_dtype(model_config, gpus)
+    if model_config.get("_target_") in OCR_BACKENDS:
+        settings["ocr"] = _ocr_engine()
     checkpoint = None
     model = model_config.get("model")
     if model_config.get("_target_") in HUB_BACKENDS and isinstance(model, str):
@@ -77,6 +85,15 @@ def backend_identity(model_config: Mapping[str, Any], gpus: float) -> BackendIde
         if checkpoint is None:
             settings["model"], checkpoint = _hub_snapshot(model)
     return BackendIdentity(digest(settings), settings, checkpoint)
+
+
+def _ocr_engine() -> dict[str, Any]:
+    """The OCR engine's identity and the reading's version; the engine missing is the user's
+    to fix (the ``reader`` extra), said in one line."""
+    try:
+        return {**engine_identity(), "reading": READING_VERSION}
+    except EngineUnavailable as error:
+        raise IdentityError(str(error)) from None
 
 
 def _shaping(value: Any) -> Any:

@@ -39,6 +39,7 @@ def probe_section(evaluation: Evaluation, probe: ProbeSummary, model: str) -> li
         cells = [stat_cell(group.metric(name)) for name in PROBE_COLUMNS]
         lines.append(f"| {style} | " + " | ".join(cells) + " |")
     lines.append("")
+    lines += legibility_table(evaluation, probe, model)
     parts = decompose(evaluation, model)
     if parts:
         lines += ["### Reading or reasoning: T − I = (T − T̂) + (T̂ − I)", "",
@@ -52,6 +53,19 @@ def probe_section(evaluation: Evaluation, probe: ProbeSummary, model: str) -> li
         lines += [_decomposition_row(evaluation, model, part) for part in parts]
         lines.append("")
     return lines
+
+
+def legibility_table(evaluation: Evaluation, probe: ProbeSummary, model: str) -> list[str]:
+    """Per style: how well the grid was read (cells, exact grids) beside how well the image
+    was answered (I, macro accuracy): which styles are hard to read, and what that costs."""
+    lines = ["### Legibility per style", "",
+             "| style | cell accuracy | exact grids | image accuracy (I) |", "|---|---:|---:|---:|"]
+    for style in probe.styles(model):
+        group = probe.group(model, style)
+        lines.append(f"| {style} | {stat_cell(group.metric('cell_acc'))} | "
+                     f"{stat_cell(group.metric('exact_rate'))} | "
+                     f"{_macro(evaluation, model, 'image', style)} |")
+    return [*lines, ""]
 
 
 def _decomposition_row(evaluation: Evaluation, model: str, part: Decomposition) -> str:
