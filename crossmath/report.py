@@ -12,17 +12,16 @@ from __future__ import annotations
 import json
 import os
 
-import hydra
 from omegaconf import DictConfig
 
 from crossmath.metrics.scorecard import Evaluation
-from crossmath.runtime.errors import ConfigError, reports_failures
+from crossmath.runtime.entry import command
+from crossmath.runtime.errors import ConfigError
 from crossmath.summary.views import compare_runs
 from crossmath.tracking import mlflow_store as tracking
 
 
-@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="report")
-@reports_failures("crossmath.report")
+@command("crossmath.report", config_name="report")
 def main(cfg: DictConfig) -> None:
     evaluations: dict[str, Evaluation] = {}
     for run in tracking.evaluation_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment):

@@ -15,11 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from crossmath.models.config import backend_arguments
 from crossmath.models.openai_server import FaultPlan, create_app
 from crossmath.runtime.checks import model_options, non_negative_number, whole_number
-from crossmath.runtime.errors import ConfigError, reports_failures
+from crossmath.runtime.entry import command
+from crossmath.runtime.errors import ConfigError
 
 
-@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="serve")
-@reports_failures("crossmath.serve")
+@command("crossmath.serve", config_name="serve")
 def main(cfg: DictConfig) -> None:
     """Serve ``cfg.model`` until interrupted."""
     settings = cfg.server

@@ -27,7 +27,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
@@ -42,6 +42,7 @@ from crossmath.pipeline.identity import BackendIdentity, backend_identity
 from crossmath.pipeline.preflight import CROSSMATH_TASK, check_run_config
 from crossmath.pipeline.puzzle_questions import PuzzleQuestions, PuzzleScores
 from crossmath.pipeline.questions import Questions, Scores
+from crossmath.pipeline.refresh import results_current, results_digest, stamp_results
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.results_folder import (
     MANIFEST_FILE,
@@ -49,8 +50,8 @@ from crossmath.pipeline.results_folder import (
     Manifest,
     claim_results_folder,
     default_out_dir,
-    record_mlflow_run,
 )
+from crossmath.pipeline.run_record import EvaluationRunRecord
 from crossmath.pipeline.shards import (
     PREDICTION_SCHEMA,
     PredictionStore,
@@ -61,9 +62,9 @@ from crossmath.pipeline.shards import (
 from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_puzzles
 from crossmath.pipeline.task_questions import TaskQuestions
 from crossmath.runtime.errors import ConfigError
-from crossmath.runtime.ray_cluster import connect_ray
+from crossmath.runtime.provenance import git_commit
+from crossmath.runtime.ray_cluster import connect_ray, join_cluster
 from crossmath.tasks import get_task
-from crossmath.tracking import mlflow_store as tracking
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def load_puzzles(data: DictConfig, styles: list[str]) -> PuzzleSet:
                                  OmegaConf.to_container(data.generator))
     if data.kind == "official":
         return official_puzzles(data.path, styles, limit=data.n, skip_flagged=data.skip_flagged,
-                                cache_dir=data.cache_dir)
+                                cache_dir=data.cache_dir, images=data.get("images", "release"))
     raise ValueError(f"data.kind must be generated or official, not {data.kind!r}")
 
 
@@ -159,9 +160,16 @@ def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdenti
     """The questions ``cfg`` asks: CrossMath puzzles (``data``, ``modalities``, ``styles``),
     or the items of the transfer task ``task`` names."""
     if cfg.task.name == CROSSMATH_TASK:
-        puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
+        pictured = any(modality != "text" for modality in cfg.modalities)
+        puzzle_set = load_puzzles(cfg.data, list(cfg.styles) if pictured else [])
         for line in puzzle_set.flagged:
             log.warning("skipped flagged record %s", line)
+        if puzzle_set.consistency is not None and puzzle_set.consistency.flagged:
+            log.warning(puzzle_set.consistency.summary())
+        if puzzle_set.rendered_in_place:
+            log.warning("data.images=render: %d release image(s) drawn by crossmath in their "
+                        "place: %s", len(puzzle_set.rendered_in_place),
+                        "; ".join(why for _, why in puzzle_set.rendered_in_place))
         plan = RequestPlan(list(cfg.modalities), list(cfg.styles), samples,
                            prompt_set(model_config), backend.id)
         return PuzzleQuestions(puzzle_set, plan, cfg.data.name)
@@ -182,55 +190,57 @@ def run_evaluation(cfg: DictConfig) -> RunOutcome:
     """The whole job for one resolved config: what ``python -m crossmath.run`` does."""
     planned = plan_evaluation(cfg)
     questions, evaluation_id = planned.questions, planned.evaluation_id
-    if cfg.ray.address and "://" not in planned.out_dir and not Path(planned.out_dir).is_absolute():
-        log.warning("out_dir %s is relative: on a cluster it lands in this job's scratch folder; "
-                    "give a shared path or a URI such as s3://bucket/folder", planned.out_dir)
+    join_cluster(cfg.ray)  # an unreachable cluster stops here: no folder, no MLflow run yet
+    _warn_if_node_local(cfg)
     store = PredictionStore(planned.out_dir)
     manifest = claim_results_folder(
         store, Manifest(evaluation_id, cfg.model.name, questions.data_name, planned.settings))
-    run_id = tracking.open_evaluation_run(
-        tracking_uri=cfg.mlflow.tracking_uri,
-        experiment=cfg.mlflow.experiment,
-        evaluation_id=evaluation_id,
+    record = EvaluationRunRecord(
+        cfg.mlflow, store, manifest,
         run_name=(cfg.mlflow.run_name
                   or f"{cfg.model.name}/{questions.data_name}/{evaluation_id[:SHORT_ID]}"),
         params={**OmegaConf.to_container(cfg, resolve=True), "samples": planned.samples},
         tags={"model": cfg.model.name, "prompt_id": questions.prompt_id, **questions.tags(),
-              "backend_id": planned.backend.id},
-    )
-    manifest = record_mlflow_run(store, manifest, run_id)
-    log.info("evaluation %s: results in %s, MLflow run %s", evaluation_id[:SHORT_ID], store.root,
-             run_id)
-    try:
+              "backend_id": planned.backend.id})
+
+    def start_work() -> None:  # MLflow first: an unusable store stops the run before Ray
+        record.open()
         connect_ray(cfg.ray)
+
+    try:
         predictions, n_requests, n_run_now = _answer_rounds(
             planned, store, StageResources(**OmegaConf.to_container(cfg.resources)),
-            cfg.max_attempts)
+            cfg.max_attempts, start_work)
         scores = questions.score(predictions)
         failures = count_failures(predictions, cfg.max_attempts)
-        with tempfile.TemporaryDirectory(prefix="crossmath-results-") as scratch:
-            files = _write_results(Path(scratch), scores, failures, predictions, questions,
-                                   cfg.model.name)
-            publish_files(files, store.root)
-            tracking.finish_evaluation_run(
-                cfg.mlflow.tracking_uri, run_id,
-                metrics={**scores.flat_metrics(cfg.model.name), **failures.flat_metrics()},
-                tags={tracking.INCOMPLETE_TAG: str(not failures.complete).lower(),
-                      "git_commit": os.environ.get(GIT_COMMIT_ENV) or tracking.git_commit(),
-                      "n_requests": str(n_requests), "out_dir": store.root},
-                artifacts=[*files, _manifest_copy(Path(scratch), manifest)],
-            )
+        commit = os.environ.get(GIT_COMMIT_ENV)
+        digest = results_digest(predictions, tracking_uri=record.tracking_uri,
+                                experiment=record.experiment, commit=commit)
+        if not (n_run_now == 0 and results_current(store.root, digest)):
+            with tempfile.TemporaryDirectory(prefix="crossmath-results-") as scratch:
+                files = _write_results(Path(scratch), scores, failures, predictions, questions,
+                                       cfg.model.name)
+                publish_files(files, store.root)
+                run_id = record.open()
+                record.finish(
+                    metrics={**scores.flat_metrics(cfg.model.name), **failures.flat_metrics()},
+                    incomplete=not failures.complete,
+                    tags={"git_commit": commit or git_commit(), "n_requests": str(n_requests),
+                          "out_dir": store.root},
+                    artifacts=[*files, _manifest_copy(Path(scratch), record.manifest)])
+            stamp_results(store.root, digest, run_id)
     except BaseException as error:
-        _close_failed_run(cfg.mlflow.tracking_uri, run_id, error)
+        record.ended(error)
         raise
     return RunOutcome(scores, predictions, failures, local_path(store.root) or store.root,
-                      evaluation_id, run_id, n_requests, n_run_now)
+                      evaluation_id, record.run_id or record.manifest.mlflow_run_id or "",
+                      n_requests, n_run_now)
 
 
 def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, resources: StageResources,
-                   max_attempts: int) -> tuple[pa.Table, int, int]:
+                   max_attempts: int, start_work: Callable[[], object]) -> tuple[pa.Table, int, int]:
     """Every round's predictions (request_id order), the number of requests and how many of
-    them were asked now."""
+    them were asked now; ``start_work`` (MLflow, Ray) runs only if some request is pending."""
     questions = planned.questions
     answered = PREDICTION_SCHEMA.empty_table()
     n_requests = n_run_now = 0
@@ -239,7 +249,8 @@ def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, resources
         if not units:
             continue
         result = run_pipeline(units, planned.model_config, store, resources,
-                              prompt_id=questions.prompt_id, max_attempts=max_attempts)
+                              prompt_id=questions.prompt_id, max_attempts=max_attempts,
+                              before_work=start_work)
         answered = pa.concat_tables([answered, result.predictions])
         n_requests += result.n_requests
         n_run_now += result.n_pending
@@ -265,11 +276,12 @@ def _manifest_copy(folder: Path, manifest: Manifest) -> Path:
     return path
 
 
-def _close_failed_run(tracking_uri: str, run_id: str, error: BaseException) -> None:
-    """Mark the run FAILED (KILLED on Ctrl-C); a tracking store that fails too is only logged,
-    so that the error that stopped the run is the one reported."""
-    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-    try:
-        tracking.close_run(tracking_uri, run_id, status=status)
-    except Exception as close_error:
-        log.warning("could not mark MLflow run %s %s: %s", run_id, status, close_error)
+def _warn_if_node_local(cfg: DictConfig) -> None:
+    """On a cluster, a relative results folder lands in this job's scratch folder: say which
+    option made it so (``out_dir`` when given, else ``runs_dir``)."""
+    if not cfg.ray.address:
+        return
+    option, folder = ("out_dir", cfg.out_dir) if cfg.out_dir else ("runs_dir", cfg.runs_dir)
+    if "://" not in folder and not Path(folder).is_absolute():
+        log.warning("%s %s is relative: on a cluster it lands in this job's scratch folder; "
+                    "give a shared path or a URI such as s3://bucket/folder", option, folder)

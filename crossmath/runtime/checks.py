@@ -19,6 +19,7 @@ from crossmath.drawing.style import StyleError, load_style
 from crossmath.models.base import MODALITIES
 from crossmath.models.prompts import PromptTemplateError, load_prompt_template
 from crossmath.puzzle.model import DIFFICULTIES
+from crossmath.puzzle.records import json_error
 from crossmath.puzzle.synthesis import GeneratorConfig
 from crossmath.runtime.errors import ConfigError
 
@@ -96,6 +97,16 @@ def existing_path(value: Any, where: str) -> Path:
     return path
 
 
+def non_empty_file(path: Path, where: str) -> Path:
+    """A file that holds more than whitespace: an empty input is refused at the door, not
+    found empty-handed after the work has started."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return path
+    raise ConfigError(where, f"{path} is empty")
+
+
 def adapter_folder(value: Any, where: str) -> Path:
     """A PEFT adapter folder: its config is a JSON object and its weights are there."""
     folder = existing_path(value, where)
@@ -111,8 +122,7 @@ def adapter_folder(value: Any, where: str) -> Path:
     except UnicodeDecodeError as error:
         raise ConfigError(where, f"{config} is not UTF-8 text ({error.reason})") from None
     except json.JSONDecodeError as error:
-        raise ConfigError(where, f"{config} is not valid JSON: {error.msg} at line "
-                                 f"{error.lineno}, column {error.colno}") from None
+        raise ConfigError(where, f"{config} is not valid JSON: {json_error(error)}") from None
     if not isinstance(fields, dict):
         raise ConfigError(where, f"{config} must hold a JSON object, not "
                                  f"{type(fields).__name__}")

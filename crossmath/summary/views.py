@@ -11,9 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
-
-from matplotlib.figure import Figure
+from typing import Mapping, Sequence
 
 from crossmath.metrics.accuracy import STEP_GROUPS, MeanStd
 from crossmath.metrics.probe import ProbeSummary
@@ -27,17 +25,17 @@ from crossmath.metrics.scorecard import (
 )
 from crossmath.metrics.transcription import TRANSCRIBED
 from crossmath.summary.cells import gap_cell, interval, stat_cell
-from crossmath.summary.figures import save_figure
+from crossmath.summary.figures import new_figure, save_figure
 from crossmath.summary.probe_views import plot_decomposition, probe_console, probe_section
 
 MODALITY_LABELS = {"text": "text (T)", "image": "image (I)", "hybrid": "hybrid (TI)",
                    TRANSCRIBED: "own transcription (T̂)"}
 METRIC_LABELS = {"macro_acc": "macro", "micro_acc": "micro", "step1_acc": "step1",
                  "step2_acc": "step2", "step3_acc": "step3", "step4plus_acc": "step4+",
-                 "answer_rate": "answered", "lenient_macro_acc": "lenient macro"}
+                 "answer_rate": "tagged", "lenient_macro_acc": "lenient macro"}
 ACCURACY_COLUMNS = ("macro_acc", "micro_acc", "step1_acc", "step2_acc", "step3_acc",
                     "step4plus_acc", "answer_rate")
-DIAGNOSTIC_LABELS = {"answer_tag_rate": "tagged", "wrong_count_rate": "wrong count",
+DIAGNOSTIC_LABELS = {"answer_tag_rate": "tagged of answered", "wrong_count_rate": "wrong count",
                      "non_integer_rate": "non-integer", "error_rate": "failed",
                      "lenient_macro_acc": "lenient macro", "lenient_micro_acc": "lenient micro"}
 ANSWER_RULE_NOTES = {
@@ -83,19 +81,20 @@ def markdown_report(evaluation: Evaluation, model: str | None = None, *, title: 
                   f"answers read by {_rule_note(evaluation)}. Accuracies in percent, mean ± "
                   "sample std over the samples; step-wise accuracy pools every blank of that "
                   "solving depth; `all` pools the styles.", ""]
-    lines += ["## Accuracy", "", *_accuracy_table(evaluation, model, [ALL]), ""]
+    lines += ["## Accuracy", "", *accuracy_table(evaluation, model, [ALL]), ""]
     diagnostics = _diagnostics_table(evaluation, model)
     if diagnostics:
         lines += ["## Answer format", "",
                   "Beside accuracy, never replacing it (percent, mean ± std over samples). "
-                  "failed: requests without a response; tagged: responses with an answer "
-                  "block; wrong count: answers whose number of values is not the number of "
-                  "blanks; non-integer: answers with a value that is not a plain non-negative "
-                  "integer (both among tagged); lenient: accuracy once formatting is forgiven "
+                  "failed: requests without a response; tagged of answered: responses with "
+                  "an answer block (the accuracy table's tagged counts every request); wrong "
+                  "count: answers whose number of values is not the number of blanks; "
+                  "non-integer: answers with a value that is not a plain non-negative integer "
+                  "(both among tagged); lenient: accuracy once formatting is forgiven "
                   "(docs/scoring.md).", "", *diagnostics, ""]
     difficulties = [d for d in evaluation.difficulties(model) if d != ALL]
     if len(difficulties) > 1:
-        lines += ["## Accuracy by difficulty", "", *_accuracy_table(evaluation, model, difficulties), ""]
+        lines += ["## Accuracy by difficulty", "", *accuracy_table(evaluation, model, difficulties), ""]
     gaps = [gap for gap in evaluation.gaps if gap.model == model]
     if gaps:
         metrics = [m for m in GAP_METRICS if any(g.metric == m for g in gaps)]
@@ -121,7 +120,7 @@ def console_summary(evaluation: Evaluation, model: str | None = None,
     """The short table printed at the end of a run: accuracy per modality and style, the gaps
     pooled over styles, and the probe's reading and split of T−I when it ran."""
     model = evaluation.only_model(model)
-    lines = _accuracy_table(evaluation, model, [ALL])
+    lines = accuracy_table(evaluation, model, [ALL])
     diagnostics = _diagnostics_table(evaluation, model)
     if diagnostics:
         lines += ["answer format (failed: no response; wrong count and non-integer among tagged):",
@@ -135,7 +134,7 @@ def console_summary(evaluation: Evaluation, model: str | None = None,
     return "\n".join(lines)
 
 
-def _accuracy_table(evaluation: Evaluation, model: str, difficulties: list[str]) -> list[str]:
+def accuracy_table(evaluation: Evaluation, model: str, difficulties: list[str]) -> list[str]:
     return _group_table(evaluation, model, difficulties, {n: METRIC_LABELS[n] for n in ACCURACY_COLUMNS})
 
 
@@ -174,7 +173,7 @@ def plot_accuracy(evaluation: Evaluation, path: str | Path, model: str | None = 
     model = evaluation.only_model(model)
     modalities = evaluation.modalities(model)
     styles = unique_in_order(s for m in modalities for s in evaluation.styles(model, m) if s != ALL) + [ALL]
-    figure = Figure(figsize=(max(6.0, 1.6 * len(styles) + 2), 6.5), layout="constrained")
+    figure = new_figure(figsize=(max(6.0, 1.6 * len(styles) + 2), 6.5), layout="constrained")
     for row, metric in enumerate(("macro_acc", "micro_acc")):
         axes = figure.add_subplot(2, 1, row + 1)
         width = 0.8 / max(1, len(modalities))
@@ -196,7 +195,7 @@ def plot_accuracy(evaluation: Evaluation, path: str | Path, model: str | None = 
 def plot_step_depth(evaluation: Evaluation, path: str | Path, model: str | None = None) -> Path:
     """Blank accuracy per solving depth (styles pooled), one line per modality."""
     model = evaluation.only_model(model)
-    figure = Figure(figsize=(6.5, 4.5), layout="constrained")
+    figure = new_figure(figsize=(6.5, 4.5), layout="constrained")
     axes = figure.add_subplot()
     for modality in evaluation.modalities(model):
         group = evaluation.group(model, modality, ALL)
@@ -221,7 +220,7 @@ def plot_gaps(evaluation: Evaluation, path: str | Path, model: str | None = None
     if not gaps:
         return None
     rows = unique_in_order((g.name, g.style) for g in gaps)
-    figure = Figure(figsize=(9.0, 1.0 + 0.45 * len(rows)), layout="constrained")
+    figure = new_figure(figsize=(9.0, 1.0 + 0.45 * len(rows)), layout="constrained")
     for column, metric in enumerate(("macro_acc", "micro_acc")):
         axes = figure.add_subplot(1, 2, column + 1, sharey=figure.axes[0] if column else None)
         for y, (name, style) in enumerate(rows):
@@ -242,14 +241,16 @@ def plot_gaps(evaluation: Evaluation, path: str | Path, model: str | None = None
 
 
 def write_report(evaluation: Evaluation, out_dir: str | Path, model: str | None = None,
-                 probe: ProbeSummary | None = None) -> ReportFiles:
-    """``report.md``, ``accuracy.png``, ``steps.png`` and ``gaps.png`` of one model in
-    ``out_dir``, and ``probe.png`` when the probe's gaps are there."""
+                 probe: ProbeSummary | None = None, appendix: Sequence[str] = ()) -> ReportFiles:
+    """``report.md`` (ending with the lines of ``appendix``), ``accuracy.png``, ``steps.png``
+    and ``gaps.png`` of one model in ``out_dir``, and ``probe.png`` when the probe's gaps are
+    there."""
     model = evaluation.only_model(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     markdown = out / "report.md"
-    markdown.write_text(markdown_report(evaluation, model, probe=probe), encoding="utf-8")
+    text = markdown_report(evaluation, model, probe=probe)
+    markdown.write_text("\n".join([text, "", *appendix]) if appendix else text, encoding="utf-8")
     return ReportFiles(markdown, plot_accuracy(evaluation, out / "accuracy.png", model),
                        plot_step_depth(evaluation, out / "steps.png", model),
                        plot_gaps(evaluation, out / "gaps.png", model),
@@ -305,7 +306,7 @@ def compare_runs(
 
 
 def _plot_comparison(rows, modalities: list[str], metric: str, style: str, path: Path) -> Path:
-    figure = Figure(figsize=(max(8.0, 2.2 * len(rows) + 4), 4.8), layout="constrained")
+    figure = new_figure(figsize=(max(8.0, 2.2 * len(rows) + 4), 4.8), layout="constrained")
     bars, gaps = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     width = 0.8 / max(1, len(modalities))
     for i, modality in enumerate(modalities):

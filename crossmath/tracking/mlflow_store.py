@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import mlflow
 from mlflow.tracking import MlflowClient
+
+from crossmath.runtime.provenance import git_commit  # noqa: F401 - part of this module's API
 
 MAX_PARAM_LENGTH = 6000
 MAX_BATCH_PARAMS = 100  # MLflow's limits per log_batch call
@@ -36,15 +37,6 @@ CHECK_TIMEOUT_S = 10
 
 class TrackingUnavailable(RuntimeError):
     """The tracking store cannot be reached or written; the message is one line."""
-
-
-def git_commit(cwd: Path | None = None) -> str:
-    cwd = cwd or Path(__file__).resolve().parent
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -73,7 +65,7 @@ def _experiment_id(tracking_uri: str, name: str) -> str:
 
 
 @contextmanager
-def _fail_fast() -> Iterator[None]:
+def fail_fast() -> Iterator[None]:
     """MLflow's HTTP calls inside: one attempt each, ``CHECK_TIMEOUT_S`` at most (MLflow reads
     these variables at every request)."""
     settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
@@ -98,7 +90,7 @@ def open_evaluation_run(*, tracking_uri: str, experiment: str, evaluation_id: st
     Raises ``TrackingUnavailable`` within seconds when the store does not answer.
     """
     try:
-        with _fail_fast():
+        with fail_fast():
             client = MlflowClient(tracking_uri)
             experiment_id = _experiment_id(tracking_uri, experiment)
             found = client.search_runs(
@@ -200,6 +192,15 @@ def log_step_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float
     client = MlflowClient(tracking_uri)
     for start in range(0, len(entries), MAX_BATCH_METRICS):
         client.log_batch(run_id, metrics=entries[start:start + MAX_BATCH_METRICS])
+
+
+def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
+    return dict(MlflowClient(tracking_uri).get_run(run_id).data.tags)
+
+
+def set_run_tags(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
+    MlflowClient(tracking_uri).log_batch(
+        run_id, tags=[mlflow.entities.RunTag(name, value) for name, value in tags.items()])
 
 
 def close_run(tracking_uri: str, run_id: str, *, artifacts: Iterable[Path] = (),
