@@ -14,12 +14,14 @@ from omegaconf import DictConfig
 from crossmath.finetuning.job import train
 from crossmath.finetuning.preconditions import check_train_config
 from crossmath.runtime.entry import command
+from crossmath.runtime.ray_cluster import join_cluster
 
 
 @command("crossmath.train", config_name="train")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     check_train_config(cfg)
+    join_cluster(cfg.ray)  # an unreachable cluster stops here, before anything is written
     outcome = train(cfg)
     summary = outcome.summary
     if cfg.method == "grpo":

@@ -193,22 +193,29 @@ class WordsBackend:
     it further, an answer cut at the limit has ``finish_reason="length"``, and ``rule`` says
     how it decodes (``sampling`` "greedy" or "config"). Greedy, the words depend on the prompt
     only; sampling, on the request id only (as keyed sampling does), so equal ids give equal
-    answers in any batch.
+    answers in any batch. With ``request_sampling`` a request's own sampling decides (as the
+    hf backend does): its words depend on the request id and its draw.
     """
 
     def __init__(self, name: str = "words", length: int = 12, max_new_tokens: int = 64,
-                 sampling: str = "greedy", temperature: float = 1.0, top_p: float = 1.0) -> None:
+                 sampling: str = "greedy", temperature: float = 1.0, top_p: float = 1.0,
+                 request_sampling: bool = False) -> None:
         self.name = name
         self.length = length
         self.max_new_tokens = max_new_tokens
         self.rule = DecodingRule(None if sampling == "greedy"
                                  else SamplingSettings(temperature, 0, top_p))
+        self.request_sampling = request_sampling
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
         return [self._answer(request) for request in requests]
 
     def _answer(self, request: ModelRequest) -> ModelResponse:
-        key = request.request_id if self.rule.is_sampled else repr(request.prompt)
+        draw = self.rule.sampling
+        if self.request_sampling and request.sampling is not None:
+            draw = self.rule.for_request(request.sampling.temperature, request.sampling.top_p,
+                                         request.sampling.top_k)
+        key = f"{request.request_id}@{draw}" if draw is not None else repr(request.prompt)
         digest = hashlib.sha256(key.encode()).digest()
         limit = min(self.max_new_tokens, request.max_new_tokens or self.max_new_tokens)
         said = [WORDS[digest[i % len(digest)] % len(WORDS)] for i in range(min(self.length, limit))]

@@ -37,6 +37,7 @@ from crossmath.finetuning.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSe
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.runtime.ray_cluster import connect_ray
 from crossmath.tracking import mlflow_store as tracking
+from crossmath.tracking.run_end import mark_run_ended
 
 log = logging.getLogger("crossmath.train")
 
@@ -71,11 +72,8 @@ def train(cfg: DictConfig) -> TrainOutcome:
     try:
         result = fit(job, RayScaling(**OmegaConf.to_container(cfg.scaling)),
                      storage_path=out / "ray", name=cfg.run_name)
-    except KeyboardInterrupt:
-        tracking.close_run(uri, run_id, status="KILLED")
-        raise
-    except Exception:
-        tracking.close_run(uri, run_id, status="FAILED")
+    except BaseException as error:  # KILLED on a stop, FAILED on an error, with its cause
+        mark_run_ended(uri, run_id, error)
         raise
     adapter = out / ADAPTER_DIR
     _copy_adapter(result.checkpoint, adapter)

@@ -76,6 +76,7 @@ def join_cluster(settings: Mapping[str, Any]) -> None:
     """At a command's door: join the cluster ``settings`` names, or stop with
     ``RayUnreachable`` within ``connect_timeout_s``. A local Ray (address null) is left for
     ``connect_ray`` to start when there is work for it."""
+    connect_timeout(settings)  # a wrong value is refused even where it is not needed yet
     if cluster_address(settings) is not None:
         connect_ray(settings)
 

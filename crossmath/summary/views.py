@@ -9,6 +9,7 @@ is the caller's business.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -43,6 +44,8 @@ ANSWER_RULE_NOTES = {
     "after_thinking": "the last `<answer>` block once the thinking is removed (not the release's rule)",
 }
 _COLORS = {"text": "#4C72B0", "image": "#DD8452", "hybrid": "#55A868", TRANSCRIBED: "#8172B3"}
+LABEL_WIDTH = 30  # characters per line of a run's label in the comparison plot
+GAP_COLORS = {"T-TI": "#55A868", "T-I": "#DD8452", "T-That": "#8172B3", "That-I": "#C44E52"}
 
 
 @dataclass(frozen=True)
@@ -223,19 +226,24 @@ def plot_gaps(evaluation: Evaluation, path: str | Path, model: str | None = None
     figure = new_figure(figsize=(9.0, 1.0 + 0.45 * len(rows)), layout="constrained")
     for column, metric in enumerate(("macro_acc", "micro_acc")):
         axes = figure.add_subplot(1, 2, column + 1, sharey=figure.axes[0] if column else None)
+        labelled: set[str] = set()
         for y, (name, style) in enumerate(rows):
             gap = evaluation.gap(model, name, metric, style)
             if gap is None:
                 continue
             e = gap.estimate
+            kind = "styles pooled" if style == ALL else "one style"
             axes.errorbar([e.gap], [y], xerr=[[e.gap - e.ci_low], [e.ci_high - e.gap]], fmt="o",
-                          capsize=3, color="black" if style == ALL else "#4C72B0")
+                          capsize=3, color="black" if style == ALL else "#4C72B0",
+                          label=None if kind in labelled else kind)
+            labelled.add(kind)
         axes.axvline(0.0, color="grey", linewidth=1, linestyle="--")
         axes.set_xlabel(f"{METRIC_LABELS[metric]} gap (percentage points)")
         axes.grid(axis="x", alpha=0.3)
         if column == 0:
             axes.set_yticks(range(len(rows)), [f"{name} {style}" for name, style in rows])
             axes.invert_yaxis()
+    figure.axes[-1].legend(fontsize="small", loc="best")
     figure.suptitle(f"{model}: modality gaps with 95% bootstrap intervals")
     return save_figure(figure, path)
 
@@ -267,17 +275,27 @@ def compare_runs(
     metric: str = "macro_acc",
     style: str = ALL,
     stem: str = "comparison",
+    ceilings: Mapping[str, float] | None = None,
 ) -> Comparison:
     """Models × modality table with gaps, as markdown and a PNG, for several runs.
 
-    ``evaluations`` maps a run label (e.g. the MLflow run name) to its evaluation; a run that
-    scored several models gets one row per model (``label/model``). Writes
-    ``{stem}.md`` and ``{stem}.png`` in ``out_dir``.
+    ``evaluations`` maps a run label (what was evaluated: model, adapter, backend) to its
+    evaluation; a run that scored several models gets one row per model (``label/model``).
+    ``ceilings`` maps a label to the oracle's ceiling on its records (official data that lint
+    flags), shown as a column and a mark on the plot. Writes ``{stem}.md`` and ``{stem}.png``
+    in ``out_dir``.
     """
+    ceilings = dict(ceilings or {})
     if metric not in GAP_METRICS:
         raise ValueError(f"compare_runs compares one of {', '.join(GAP_METRICS)}, not {metric!r}")
-    rows = [(label if len(ev.models()) == 1 else f"{label}/{model}", ev, model)
-            for label, ev in evaluations.items() for model in ev.models()]
+    rows, row_ceilings = [], {}
+    for label, ev in evaluations.items():
+        for model in ev.models():
+            row = label if len(ev.models()) == 1 else f"{label}/{model}"
+            rows.append((row, ev, model))
+            if label in ceilings:
+                row_ceilings[row] = ceilings[label]
+    ceilings = row_ceilings
     if not rows:
         raise ValueError("no runs to compare")
     modalities = unique_in_order(m for _, ev, model in rows for m in ("text", "image", "hybrid")
@@ -285,12 +303,18 @@ def compare_runs(
     names = list(GAP_PAIRS)
     head = "| run | " + " | ".join(MODALITY_LABELS.get(m, m) for m in modalities)
     head += " | " + " | ".join(f"gap {n} (95% CI, p)" for n in names) + " |"
+    ceiling_note = (" The oracle's ceiling is the share of the records whose grid has one "
+                    "solution, the recorded one (the rest are flagged by lint)."
+                    if ceilings else "")
+    if ceilings:
+        head = head.replace("| run |", "| run | oracle's ceiling |")
     lines = [f"# crossmath: {METRIC_LABELS[metric]} accuracy, style {style}", "",
              "Accuracy in percent (mean ± std over samples); gaps in percentage points, paired "
-             f"by puzzle. {_rules_line(evaluations)}", "", head,
-             "|---|" + "---:|" * (len(modalities) + len(names))]
+             f"by puzzle. {_rules_line(evaluations)}{ceiling_note}", "", head,
+             "|---|" + "---:|" * (len(modalities) + len(names) + bool(ceilings))]
     for label, ev, model in rows:
-        cells = [stat_cell(_stat(ev, model, m, style, metric)) for m in modalities]
+        cells = [f"{ceilings[label]:.1f}" if label in ceilings else "–"] if ceilings else []
+        cells += [stat_cell(_stat(ev, model, m, style, metric)) for m in modalities]
         for name in names:
             gap = ev.gap(model, name, metric, style)
             cells.append(f"{gap.estimate.gap:+.1f} ({interval(gap.estimate)}, "
@@ -301,41 +325,55 @@ def compare_runs(
     out.mkdir(parents=True, exist_ok=True)
     markdown_path = out / f"{stem}.md"
     markdown_path.write_text(markdown, encoding="utf-8")
-    plot_path = _plot_comparison(rows, modalities, metric, style, out / f"{stem}.png")
+    plot_path = _plot_comparison(rows, modalities, metric, style, out / f"{stem}.png", ceilings)
     return Comparison(markdown, markdown_path, plot_path)
 
 
-def _plot_comparison(rows, modalities: list[str], metric: str, style: str, path: Path) -> Path:
-    figure = new_figure(figsize=(max(8.0, 2.2 * len(rows) + 4), 4.8), layout="constrained")
-    bars, gaps = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+def _plot_comparison(rows, modalities: list[str], metric: str, style: str, path: Path,
+                     ceilings: Mapping[str, float]) -> Path:
+    """Runs as rows (labels read horizontally, however long): accuracy per modality on the
+    left, with the oracle's ceiling where it is known, each gap with its interval on the
+    right. Every series is in a legend, and the legends sit below the panels, off the data."""
+    labels = [label for label, _, _ in rows]
+    height = 1.8 + 0.32 * len(rows) * max(2, len(modalities))
+    figure = new_figure(figsize=(11.0, height), layout="constrained")
+    bars, gaps = figure.subplots(1, 2, gridspec_kw={"width_ratios": (3, 2)})
     width = 0.8 / max(1, len(modalities))
     for i, modality in enumerate(modalities):
         stats = [_stat(ev, model, modality, style, metric) for _, ev, model in rows]
-        xs = [x + (i - (len(modalities) - 1) / 2) * width for x in range(len(rows))]
-        bars.bar(xs, [s.mean if s else math.nan for s in stats], width,
-                 yerr=[s.std if s else 0.0 for s in stats], capsize=3,
-                 label=MODALITY_LABELS.get(modality, modality), color=_COLORS.get(modality))
-    bars.set_xticks(range(len(rows)), [label for label, _, _ in rows], rotation=20, ha="right")
-    bars.set_ylim(0, 105)
-    bars.set_ylabel(f"{METRIC_LABELS[metric]} accuracy (%)")
-    bars.legend(fontsize="small")
-    bars.grid(axis="y", alpha=0.3)
-    offsets = {name: (i - (len(GAP_PAIRS) - 1) / 2) * 0.25 for i, name in enumerate(GAP_PAIRS)}
+        ys = [y + (i - (len(modalities) - 1) / 2) * width for y in range(len(rows))]
+        bars.barh(ys, [s.mean if s else math.nan for s in stats], width,
+                  xerr=[s.std if s else 0.0 for s in stats], capsize=3,
+                  label=MODALITY_LABELS.get(modality, modality), color=_COLORS.get(modality))
+    marked = [(y, ceilings[label]) for y, label in enumerate(labels) if label in ceilings]
+    if marked:
+        bars.scatter([c for _, c in marked], [y for y, _ in marked], marker="|", s=600,
+                     color="black", zorder=3, label="oracle's ceiling (lint)")
+    bars.set_yticks(range(len(rows)), [textwrap.fill(label, LABEL_WIDTH) for label in labels])
+    bars.set_ylim(len(rows) - 0.5, -0.5)  # first run on top
+    bars.set_xlim(0, 105)
+    bars.set_xlabel(f"{METRIC_LABELS[metric]} accuracy (%)")
+    bars.grid(axis="x", alpha=0.3)
+    drawn = [name for name in GAP_PAIRS
+             if any(ev.gap(model, name, metric, style) for _, ev, model in rows)]
+    offsets = {name: (i - (len(drawn) - 1) / 2) * 0.8 / max(1, len(drawn))
+               for i, name in enumerate(drawn)}
     for name, offset in offsets.items():
-        for y, (_, ev, model) in enumerate(rows):
-            gap = ev.gap(model, name, metric, style)
-            if gap is None:
-                continue
-            e = gap.estimate
-            gaps.errorbar([e.gap], [y + offset], xerr=[[e.gap - e.ci_low], [e.ci_high - e.gap]],
-                          fmt="o", capsize=3, color=_COLORS["hybrid" if name == "T-TI" else "image"],
-                          label=name if y == 0 else None)
+        points = [(y, ev.gap(model, name, metric, style)) for y, (_, ev, model) in enumerate(rows)]
+        points = [(y, gap.estimate) for y, gap in points if gap is not None]
+        gaps.errorbar([e.gap for _, e in points], [y + offset for y, _ in points],
+                      xerr=[[e.gap - e.ci_low for _, e in points],
+                            [e.ci_high - e.gap for _, e in points]],
+                      fmt="o", capsize=3, color=GAP_COLORS[name], label=name)
     gaps.axvline(0.0, color="grey", linewidth=1, linestyle="--")
-    gaps.set_yticks(range(len(rows)), [label for label, _, _ in rows])
-    gaps.set_ylim(len(rows) - 0.5, -0.5)  # first run on top
-    gaps.set_xlabel(f"{METRIC_LABELS[metric]} gap (percentage points, 95% CI)")
-    gaps.legend(fontsize="small")
+    gaps.set_yticks(range(len(rows)), [""] * len(rows))
+    gaps.set_ylim(len(rows) - 0.5, -0.5)
+    gaps.set_xlabel(f"{METRIC_LABELS[metric]} gap (pp, 95% CI)")
     gaps.grid(axis="x", alpha=0.3)
+    for axes in (bars, gaps):
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18 * 3.5 / height),
+                        ncol=3, fontsize="small", frameon=False)
     figure.suptitle(f"models × modality, {METRIC_LABELS[metric]} accuracy, style {style}")
     return save_figure(figure, path)
 

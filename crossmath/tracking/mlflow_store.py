@@ -14,11 +14,12 @@ after the inference.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -37,6 +38,10 @@ CHECK_TIMEOUT_S = 10
 
 class TrackingUnavailable(RuntimeError):
     """The tracking store cannot be reached or written; the message is one line."""
+
+
+class UnknownExperiment(ValueError):
+    """An experiment name the tracking store does not hold; the message names those it does."""
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -127,6 +132,7 @@ class EvaluationRun:
     evaluation_id: str
     incomplete: bool
     metrics_file: Path
+    params: Mapping[str, str] = field(default_factory=dict)  # the resolved config, flattened
 
 
 def evaluation_runs(tracking_uri: str, experiment: str,
@@ -136,7 +142,12 @@ def evaluation_runs(tracking_uri: str, experiment: str,
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
+        names = sorted(e.name for e in client.search_experiments())
+        close = difflib.get_close_matches(experiment, names, n=3, cutoff=0.5)
+        raise UnknownExperiment(
+            f"no experiment {experiment!r} at {tracking_uri}; "
+            + (f"closest: {', '.join(close)}; " if close else "")
+            + (f"it holds {', '.join(names)}" if names else "it holds none yet"))
     runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
     latest: dict[str, EvaluationRun] = {}
     for run in runs:
@@ -149,7 +160,7 @@ def evaluation_runs(tracking_uri: str, experiment: str,
         latest[evaluation_id] = EvaluationRun(
             run.info.run_id, run.info.run_name, evaluation_id,
             run.data.tags.get(INCOMPLETE_TAG) == "true",
-            Path(client.download_artifacts(run.info.run_id, artifact)))
+            Path(client.download_artifacts(run.info.run_id, artifact)), dict(run.data.params))
     return list(latest.values())
 
 
