@@ -16,8 +16,9 @@ import os
 
 from omegaconf import DictConfig
 
-from crossmath.metrics.scorecard import Evaluation
+from crossmath.metrics.scorecard import GAP_METRICS, Evaluation
 from crossmath.puzzle.consistency import Consistency
+from crossmath.runtime.checks import existing_tracking_store, one_of
 from crossmath.runtime.entry import command
 from crossmath.runtime.errors import ConfigError
 from crossmath.summary.run_labels import evaluation_labels
@@ -27,6 +28,8 @@ from crossmath.tracking import mlflow_store as tracking
 
 @command("crossmath.report", config_name="report")
 def main(cfg: DictConfig) -> None:
+    one_of(cfg.metric, "metric", GAP_METRICS)
+    existing_tracking_store(cfg.mlflow.tracking_uri, "mlflow.tracking_uri")
     try:
         runs = tracking.evaluation_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
     except tracking.UnknownExperiment as error:

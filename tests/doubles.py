@@ -3,9 +3,9 @@
 ``SlowBackend`` answers like the oracle (``SlowRandomBackend`` like chance, a different answer
 per sample) after a delay per request, so a run can be stopped halfway. ``CrashingBackend``
 kills its own worker process on its first batch (once per marker file), as an out-of-memory
-kill or a lost node would, so Ray's actor restart is tested for real. ``ImageDecodingOracle``
-decodes every image it is shown, as a VLM's processor does, and fails the requests whose image
-does not decode, as the HF backend does.
+kill or a lost node would, so Ray's actor restart is tested for real. ``FailingImageOracle``
+fails the requests that show one image while an outage file exists, as a backend fails
+requests it cannot read, until the cause is gone.
 
 For the transfer tasks, ``AnswerKeyBackend`` answers every item with its gold answer (a run
 must score 100%; chance is the real ``RandomBackend``, which reads a request's option letters).
@@ -26,15 +26,12 @@ and logs every call (``bench/pipeline.py`` and the pipeline tests read the log).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
-
-from PIL import Image
 
 from crossmath.metrics.answers import answer_block
 from crossmath.metrics.transcription import TRANSCRIBE
@@ -66,24 +63,22 @@ class SlowRandomBackend(_Slow, RandomBackend):
         self.delay_s = delay_s
 
 
-class ImageDecodingOracle(OracleBackend):
-    def __init__(self, name: str = "decoding-oracle") -> None:
+class FailingImageOracle(OracleBackend):
+    """The oracle, except that requests showing the image in the file ``image`` fail (as an
+    image that will not decode does) while the file ``outage`` exists."""
+
+    def __init__(self, image: str, outage: str, name: str = "failing-image-oracle") -> None:
         super().__init__(name)
+        self.image, self.outage = Path(image).read_bytes(), Path(outage)
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
-        readable = [r for r in requests if all(_decodes(png) for png in r.prompt.images)]
-        answers = {r.request_id: r for r in super().generate(readable)}
+        failing = {r.request_id for r in requests
+                   if self.outage.exists() and self.image in r.prompt.images}
+        answers = {r.request_id: r for r in
+                   super().generate([r for r in requests if r.request_id not in failing])}
         return [answers.get(r.request_id) or ModelResponse(
                     r.request_id, "", error="UnidentifiedImageError: cannot identify image file")
                 for r in requests]
-
-
-def _decodes(png: bytes) -> bool:
-    try:
-        Image.open(io.BytesIO(png)).load()
-    except Exception:
-        return False
-    return True
 
 
 class CrashingBackend(OracleBackend):

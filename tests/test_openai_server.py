@@ -17,12 +17,10 @@ import openai
 import pytest
 from PIL import Image
 
-from crossmath.models.base import ModelRequest, ModelResponse, Prompt, RequestSampling
+from crossmath.models.base import ModelRequest, ModelResponse, RequestSampling
 from crossmath.models.chat_protocol import (
-    ChatRequestError,
     FixedSampling,
     completion_events,
-    read_chat_call,
 )
 from crossmath.models.openai_server import create_app, serve_in_thread
 from tests.doubles import BrokenBackend, WordsBackend

@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
@@ -146,6 +147,25 @@ def writable_folder(value: Any, where: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         made = "written to" if existing == path else f"created ({existing} is not writable)"
         raise ConfigError(where, f"{path} cannot be {made}")
+    try:  # what access() cannot tell (a read-only mount, /proc, a full disk): try, leave nothing
+        with tempfile.TemporaryDirectory(dir=existing, prefix=".crossmath-check-"):
+            pass
+    except OSError as error:
+        raise ConfigError(where, f"{path} cannot be created in {existing} "
+                                 f"({error.strerror or error})") from None
+
+
+def existing_tracking_store(uri: Any, where: str) -> str:
+    """A tracking store to read from: a local SQLite database must exist (MLflow would make an
+    empty one and find nothing in it)."""
+    if not isinstance(uri, str) or not uri:
+        raise ConfigError(where, f"must be a tracking URI, got {uri!r}")
+    if uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///")).expanduser()
+        if not database.is_file():
+            raise ConfigError(where, f"{database} does not exist: no evaluation has been logged "
+                                     "there yet (python -m crossmath.run logs one)")
+    return uri
 
 
 def puzzle_generation(difficulty: Any, generator: Mapping[str, Any] | None, where: str) -> None:

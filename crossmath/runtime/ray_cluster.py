@@ -57,18 +57,25 @@ def check_reachable(settings: Mapping[str, Any]) -> None:
         return
     deadline_s = connect_timeout(settings)
     host, port = _host_and_port(address)
+    reason = port_silence(host, port, deadline_s)
+    if reason is not None:
+        raise RayUnreachable("ray.address", f"no Ray cluster answers at {address} ({host}:{port}: "
+                             f"{reason}, for {deadline_s:g} s); start it, or fix ray.address "
+                             "(null starts a local Ray), or raise ray.connect_timeout_s")
+
+
+def port_silence(host: str, port: int, deadline_s: float) -> str | None:
+    """Why nothing accepted a TCP connection at ``host:port`` within ``deadline_s`` (tried
+    again every half second), or None once something does."""
     started = time.monotonic()
     while True:
         try:
             with socket.create_connection((host, port), timeout=max(0.1, min(5.0, deadline_s))):
-                return
+                return None
         except OSError as error:
-            reason = error.strerror or type(error).__name__
+            reason = (error.strerror or type(error).__name__).lower()
         if time.monotonic() - started + _RETRY_EVERY_S >= deadline_s:
-            raise RayUnreachable("ray.address", f"no Ray cluster answers at {address} "
-                                 f"({host}:{port}: {reason.lower()}, for {deadline_s:g} s); start "
-                                 "it, or fix ray.address (null starts a local Ray), or raise "
-                                 "ray.connect_timeout_s")
+            return reason
         time.sleep(_RETRY_EVERY_S)
 
 

@@ -8,6 +8,7 @@ the oracle, chance), and the data when the compared evaluations do not all share
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import PurePosixPath
 from typing import Mapping, Sequence
 from urllib.parse import urlparse
@@ -51,9 +52,10 @@ def evaluation_labels(runs: Sequence[tuple[Mapping[str, str], str]]) -> list[str
     number added where two are still alike."""
     with_data = len({params.get("data.name") for params, _ in runs}) > 1
     labels = [evaluation_label(params, fallback, with_data=with_data) for params, fallback in runs]
-    seen: dict[str, int] = {}
+    alike = Counter(labels)
+    seen: Counter[str] = Counter()
     for index, label in enumerate(labels):
-        seen[label] = seen.get(label, 0) + 1
-        if labels.count(label) > 1:
+        if alike[label] > 1:
+            seen[label] += 1
             labels[index] = f"{label} #{seen[label]}"
     return labels

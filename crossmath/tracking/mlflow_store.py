@@ -27,6 +27,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from crossmath.runtime.provenance import git_commit  # noqa: F401 - part of this module's API
+from crossmath.tracking.errors import TrackingUnavailable, UnknownExperiment  # noqa: F401
 
 MAX_PARAM_LENGTH = 6000
 MAX_BATCH_PARAMS = 100  # MLflow's limits per log_batch call
@@ -36,12 +37,6 @@ INCOMPLETE_TAG = "incomplete"
 CHECK_TIMEOUT_S = 10
 
 
-class TrackingUnavailable(RuntimeError):
-    """The tracking store cannot be reached or written; the message is one line."""
-
-
-class UnknownExperiment(ValueError):
-    """An experiment name the tracking store does not hold; the message names those it does."""
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
