@@ -163,11 +163,12 @@ def placeholders() -> Iterator[dict[str, str]]:
         _tracking_database(database)
         with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
             probe.bind(("127.0.0.1", 0))
-            closed = f"127.0.0.1:{probe.getsockname()[1]}"
+            port = str(probe.getsockname()[1])
         yield {"<sample>": str(SAMPLE), "<missing>": str(tmp / "no-such-file.jsonl"),
                "<empty>": str(tmp / "empty.jsonl"), "<png>": str(tmp / "image.png"),
                "<adapter>": str(adapter), "<holey>": str(holey),
-               "<unwritable>": "/proc/crossmath-results", "<closed>": closed,
+               "<unwritable>": "/proc/crossmath-results", "<closed>": f"127.0.0.1:{port}",
+               "<closed port>": port,
                "<mlflow>": str(database), "<tmp>": str(tmp)}
 
 
