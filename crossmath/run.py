@@ -28,7 +28,7 @@ from crossmath.runtime.entry import command
 incomplete_runs: list[str] = []
 
 
-@command("crossmath.run", config_name="run")
+@command("crossmath.run", config_name="run", resumable=True)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     outcome = run_evaluation(cfg)

@@ -43,7 +43,10 @@ def main(cfg: DictConfig) -> None:
         batch_wait_s=settings.batch_wait_s,
         faults=FaultPlan(**settings.faults),
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    # uvicorn.Server, not uvicorn.run: run swallows the stop that the server re-raises once it
+    # has shut down gracefully, and the command would exit 0 instead of 130 or 143
+    uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                  log_level=settings.log_level)).run()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from crossmath.runtime.entry import command
 from crossmath.runtime.ray_cluster import join_cluster
 
 
-@command("crossmath.train", config_name="train")
+@command("crossmath.train", config_name="train", resumable=True)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     check_train_config(cfg)

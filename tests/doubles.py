@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -65,11 +66,13 @@ class SlowRandomBackend(_Slow, RandomBackend):
 
 class FailingImageOracle(OracleBackend):
     """The oracle, except that requests showing the image in the file ``image`` fail (as an
-    image that will not decode does) while the file ``outage`` exists."""
+    image that will not decode does) while a file named ``outage`` exists in the temp folder
+    (a name, not a path: a path would be hashed into the evaluation's identity by content)."""
 
     def __init__(self, image: str, outage: str, name: str = "failing-image-oracle") -> None:
         super().__init__(name)
-        self.image, self.outage = Path(image).read_bytes(), Path(outage)
+        self.image = Path(image).read_bytes()
+        self.outage = Path(tempfile.gettempdir()) / outage
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
         failing = {r.request_id for r in requests

@@ -133,6 +133,20 @@ def test_sigterm_stops_a_run_within_seconds_and_the_rerun_finishes_it(tmp_path):
     assert END_CAUSE_TAG not in run.data.tags
 
 
+@pytest.mark.slow
+def test_sigterm_stops_the_server_with_its_status(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "crossmath.serve", "model=oracle",
+                                "server.port=0"], cwd=tmp_path, env=command_env(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for line in process.stdout:  # uvicorn says so once it listens
+        if "startup complete" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert output.strip().splitlines()[-1] == "crossmath.serve: stopped by SIGTERM"
+
+
 # --- 2. official images are the release's or nothing ----------------------------------------
 
 

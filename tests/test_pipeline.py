@@ -4,6 +4,8 @@ identity (what reruns, what resumes), failed requests and the exit status."""
 import json
 import subprocess
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import mlflow
@@ -213,15 +215,22 @@ def _report(tracking_uri: str, out: Path, capsys) -> str:
     return capsys.readouterr().out
 
 
+@pytest.fixture
+def outage():
+    """A marker file in the temp folder: while it exists, ``FailingImageOracle`` fails."""
+    marker = Path(tempfile.gettempdir()) / f"crossmath-outage-{uuid.uuid4().hex}"
+    marker.touch()
+    yield marker
+    marker.unlink(missing_ok=True)
+
+
 def test_a_failing_request_fails_the_run_until_its_cause_is_gone(ray_local, run_config,
                                                                   official_sample, tmp_path,
-                                                                  capsys):
+                                                                  capsys, outage):
     folder, _ = OFFICIAL_STYLES["original"]
     first_image = sorted((official_sample / folder).rglob("*.png"))[0]
-    outage = tmp_path / "outage"
-    outage.touch()  # while it exists, the backend cannot read the first image
     overrides = ["model=oracle", "model._target_=tests.doubles.FailingImageOracle",
-                 f"+model.image={first_image}", f"+model.outage={outage}",
+                 f"+model.image={first_image}", f"+model.outage={outage.name}",
                  "data=official", f"data.path={official_sample}", "modalities=[hybrid]",
                  "styles=[original]", "samples=1", "max_attempts=3"]
     out, db = tmp_path / "out", tmp_path / "mlflow.db"

@@ -188,9 +188,10 @@ def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdenti
 
 def run_evaluation(cfg: DictConfig) -> RunOutcome:
     """The whole job for one resolved config: what ``python -m crossmath.run`` does."""
+    check_run_config(cfg)
+    join_cluster(cfg.ray)  # an unreachable cluster stops here, before anything else
     planned = plan_evaluation(cfg)
     questions, evaluation_id = planned.questions, planned.evaluation_id
-    join_cluster(cfg.ray)  # an unreachable cluster stops here: no folder, no MLflow run yet
     _warn_if_node_local(cfg)
     store = PredictionStore(planned.out_dir)
     manifest = claim_results_folder(

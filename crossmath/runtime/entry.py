@@ -44,9 +44,10 @@ MAX_LISTED = 12
 _HIDDEN_KEYS = frozenset({"hydra"})
 
 
-def command(name: str, *, config_name: str,
-            config_path: str = "pkg://crossmath.conf") -> Callable[[Callable], Callable]:
-    """Make ``main(cfg)`` the command ``name`` (as the user runs it: ``crossmath.run``)."""
+def command(name: str, *, config_name: str, config_path: str = "pkg://crossmath.conf",
+            resumable: bool = False) -> Callable[[Callable], Callable]:
+    """Make ``main(cfg)`` the command ``name`` (as the user runs it: ``crossmath.run``);
+    ``resumable``: a rerun of a stopped one resumes from what it saved."""
 
     def decorate(main: Callable[[DictConfig], Any]) -> Callable[..., Any]:
         task = reports_failures(name)(_config_errors_named(main))
@@ -71,7 +72,7 @@ def command(name: str, *, config_name: str,
                     with user_full_error.forced("1"):  # Hydra raises; we report below
                         return app()
                 except Stopped as stop:
-                    exit_stopped(name, stop)
+                    exit_stopped(name, stop, resumable=resumable)
                 except (HydraException, OmegaConfBaseException, ConfigError) as error:
                     if user_full_error.value == "1":
                         raise

@@ -106,12 +106,13 @@ def keeping_handlers() -> Iterator[None]:
                 signal.signal(number, handler)
 
 
-def exit_stopped(command: str, stop: Stopped) -> NoReturn:
-    """End a stopped command: its line, the Ray this process started shut down, and exit with
-    ``stop``'s status at once, skipping the interpreter's slow teardown (Ray's atexit hook would
-    shut Ray down again; the files and the MLflow run are closed already)."""
-    print(f"{command}: {stop}; what was saved is kept (rerun the same command to resume)",
-          file=sys.stderr)
+def exit_stopped(command: str, stop: Stopped, *, resumable: bool = False) -> NoReturn:
+    """End a stopped command: its line (a ``resumable`` command's saying that a rerun resumes),
+    the Ray this process started shut down, and exit with ``stop``'s status at once, skipping
+    the interpreter's slow teardown (Ray's atexit hook would shut Ray down again; the files and
+    the MLflow run are closed already)."""
+    resume = "; what was saved is kept (rerun the same command to resume)" if resumable else ""
+    print(f"{command}: {stop}{resume}", file=sys.stderr)
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
