@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
 from crossmath.finetuning.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSettings, WorkerJob
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.runtime.ray_cluster import connect_ray
+from crossmath.runtime.stops import Stopped
 from crossmath.tracking import mlflow_store as tracking
 from crossmath.tracking.run_end import mark_run_ended
 
@@ -72,6 +74,10 @@ def train(cfg: DictConfig) -> TrainOutcome:
     try:
         result = fit(job, RayScaling(**OmegaConf.to_container(cfg.scaling)),
                      storage_path=out / "ray", name=cfg.run_name)
+    except SystemExit as exit_:  # Ray Train's own Ctrl-C handler aborted the run and exits
+        stop = Stopped(signal.SIGINT)
+        mark_run_ended(uri, run_id, stop)
+        raise stop from exit_
     except BaseException as error:  # KILLED on a stop, FAILED on an error, with its cause
         mark_run_ended(uri, run_id, error)
         raise
