@@ -37,8 +37,6 @@ INCOMPLETE_TAG = "incomplete"
 CHECK_TIMEOUT_S = 10
 
 
-
-
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config -> ``a.b.c`` params (lists as JSON), cut to MLflow's length limit."""
     flat: dict[str, str] = {}
@@ -198,15 +196,6 @@ def log_step_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float
     client = MlflowClient(tracking_uri)
     for start in range(0, len(entries), MAX_BATCH_METRICS):
         client.log_batch(run_id, metrics=entries[start:start + MAX_BATCH_METRICS])
-
-
-def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
-    return dict(MlflowClient(tracking_uri).get_run(run_id).data.tags)
-
-
-def set_run_tags(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
-    MlflowClient(tracking_uri).log_batch(
-        run_id, tags=[mlflow.entities.RunTag(name, value) for name, value in tags.items()])
 
 
 def close_run(tracking_uri: str, run_id: str, *, artifacts: Iterable[Path] = (),
