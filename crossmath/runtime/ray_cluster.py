@@ -85,6 +85,7 @@ def join_cluster(settings: Mapping[str, Any]) -> None:
     ``connect_ray`` to start when there is work for it."""
     connect_timeout(settings)  # a wrong value is refused even where it is not needed yet
     if cluster_address(settings) is not None:
+        check_reachable(settings)  # even if this process is connected already: to what?
         connect_ray(settings)
 
 
