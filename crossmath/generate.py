@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.drawing import Style, load_style
@@ -20,7 +19,8 @@ from crossmath.puzzle.model import DIFFICULTIES
 from crossmath.puzzle.records import record_fields, write_official_jsonl
 from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
 from crossmath.puzzle.table import write_puzzle_table
-from crossmath.runtime.errors import ConfigError, reports_failures
+from crossmath.runtime.entry import command
+from crossmath.runtime.errors import ConfigError
 
 DIFFICULTY_CHOICES = (*DIFFICULTIES, "mixed")
 
@@ -58,8 +58,7 @@ def checked_options(cfg: DictConfig) -> tuple[int, str, list[Style], GeneratorCo
     return check_count(cfg.n), check_difficulty(cfg.difficulty), check_styles(cfg.styles), config
 
 
-@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="generate")
-@reports_failures("crossmath.generate")
+@command("crossmath.generate", config_name="generate")
 def main(cfg: DictConfig) -> None:
     n, difficulty, styles, config = checked_options(cfg)  # before any work
     out = Path(cfg.out)

@@ -2,29 +2,38 @@
 
 A folder means every ``testset_*.jsonl`` in it and in its style subfolders (the release's
 layout). Prints one line per flagged record (file, line, record, status, reasons) and a summary
-line; exits 1 when any record is flagged, 0 when none, 2 when the path holds nothing to check.
+line; exits 1 when any record is flagged, 0 when none, 2 when the path holds nothing to check (a
+missing path, an empty file, a file that is not JSONL at all).
 """
 
 from __future__ import annotations
 
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
-from crossmath.puzzle.consistency import LintPathError, lint_jsonl, release_jsonl_files
-from crossmath.runtime.errors import ConfigError, reports_failures
+from crossmath.puzzle.consistency import (
+    LintPathError,
+    jsonl_problem,
+    lint_jsonl,
+    release_jsonl_files,
+)
+from crossmath.runtime.entry import command
+from crossmath.runtime.errors import ConfigError
 
 EXIT_FLAGGED = 1
 
 
-@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="lint")
-@reports_failures("crossmath.lint")
+@command("crossmath.lint", config_name="lint")
 def main(cfg: DictConfig) -> None:
     try:
         files = release_jsonl_files(cfg.path)
     except LintPathError as error:
         raise ConfigError("path", str(error)) from None
+    for path in files:
+        problem = jsonl_problem(path)
+        if problem is not None:
+            raise ConfigError("path", f"{path} {problem}")
     results = [result for path in files for result in lint_jsonl(path)]
     flagged = [r for r in results if not r.ok]
     for result in flagged:

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import time
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.drawing.release_files import write_release_images
 from crossmath.drawing.style import STYLE_DIR, style_from_mapping
 from crossmath.puzzle.records import read_official_jsonl
-from crossmath.runtime.checks import existing_path, writable_folder
-from crossmath.runtime.errors import reports_failures
+from crossmath.runtime.checks import existing_path, non_empty_file, writable_folder
+from crossmath.runtime.entry import command
 
 
-@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="render")
-@reports_failures("crossmath.render")
+@command("crossmath.render", config_name="render")
 def main(cfg: DictConfig) -> None:
     writable_folder(cfg.out, "out")
     choice = HydraConfig.get().runtime.choices["style"]
     style = style_from_mapping(OmegaConf.to_container(cfg.style, resolve=True),
                                source=str(STYLE_DIR / f"{choice}.yaml"))
-    records = read_official_jsonl(existing_path(cfg.path, "path"))
+    records = read_official_jsonl(non_empty_file(existing_path(cfg.path, "path"), "path"))
     puzzles = [record.to_puzzle() for record in records]  # every record is checked before writing
     started = time.perf_counter()
     count = write_release_images(puzzles, [r.fields for r in records], style, cfg.out,

@@ -5,8 +5,9 @@ First marks the experiment's stale runs: RUNNING, with no heartbeat for
 an ``end_cause`` tag (``tracking.liveness``); ``stale_after_minutes=null`` leaves them be.
 Then reads the latest ``metrics.json`` of each evaluation (one MLflow run per evaluation,
 however often it was resumed) and prints a models × modality table with the gaps, saved as
-markdown and PNG in ``out``. An evaluation that finished with failed requests is marked
-incomplete.
+markdown and PNG in ``out``. Each evaluation is labelled by what was evaluated (model,
+adapter, backend); one that finished with failed requests is marked incomplete; on official
+records that lint flags, the oracle's ceiling is shown beside.
 Evaluations of transfer tasks have no modalities to compare and are left out (their
 ``transfer/<task>/<scoring>/acc`` metrics are in MLflow).
 """
@@ -16,39 +17,50 @@ from __future__ import annotations
 import json
 import os
 
-import hydra
 from omegaconf import DictConfig
 
-from crossmath.metrics.scorecard import Evaluation
-from crossmath.runtime.errors import ConfigError, reports_failures
+from crossmath.metrics.scorecard import GAP_METRICS, Evaluation
+from crossmath.puzzle.consistency import Consistency
+from crossmath.runtime.checks import existing_tracking_store, one_of
+from crossmath.runtime.entry import command
+from crossmath.runtime.errors import ConfigError
+from crossmath.summary.run_labels import evaluation_labels
 from crossmath.summary.views import compare_runs
 from crossmath.tracking import mlflow_store as tracking
 from crossmath.tracking.liveness import mark_stale_runs
 
 
-@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="report")
-@reports_failures("crossmath.report")
+@command("crossmath.report", config_name="report")
 def main(cfg: DictConfig) -> None:
-    if cfg.stale_after_minutes is not None:
-        for run in mark_stale_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment,
-                                   cfg.stale_after_minutes * 60):
-            print(f"marked run {run.run_name} ({run.run_id}) KILLED: RUNNING with no heartbeat "
-                  f"for over {cfg.stale_after_minutes} minutes")
-    evaluations: dict[str, Evaluation] = {}
-    for run in tracking.evaluation_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment):
-        label = run.run_name or run.run_id
-        if label in evaluations:
-            label = f"{label} ({run.run_id[:8]})"
-        if run.incomplete:
-            label += " (incomplete)"
+    one_of(cfg.metric, "metric", GAP_METRICS)
+    existing_tracking_store(cfg.mlflow.tracking_uri, "mlflow.tracking_uri")
+    try:
+        if cfg.stale_after_minutes is not None:
+            for run in mark_stale_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment,
+                                       cfg.stale_after_minutes * 60):
+                print(f"marked run {run.run_name} ({run.run_id}) KILLED: RUNNING with no "
+                      f"heartbeat for over {cfg.stale_after_minutes} minutes")
+        runs = tracking.evaluation_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+    except tracking.UnknownExperiment as error:
+        raise ConfigError("mlflow.experiment", str(error)) from None
+    compared = []
+    for run in runs:
         metrics = json.loads(run.metrics_file.read_text(encoding="utf-8"))
-        if "groups" not in metrics:  # a transfer task's tallies
-            continue
-        evaluations[label] = Evaluation.from_dict(metrics)
-    if not evaluations:
+        if "groups" in metrics:  # a transfer task's tallies have no modalities to compare
+            compared.append((run, metrics))
+    if not compared:
         raise ConfigError("mlflow.experiment", f"{cfg.mlflow.experiment!r} holds no evaluation "
                                                f"runs at {cfg.mlflow.tracking_uri}")
-    comparison = compare_runs(evaluations, cfg.out, metric=cfg.metric, style=cfg.compare_style)
+    labels = evaluation_labels([(run.params, run.run_name or run.run_id) for run, _ in compared])
+    evaluations: dict[str, Evaluation] = {}
+    ceilings: dict[str, float] = {}
+    for label, (run, metrics) in zip(labels, compared):
+        label += " (incomplete)" if run.incomplete else ""
+        evaluations[label] = Evaluation.from_dict(metrics)
+        if "consistency" in metrics:
+            ceilings[label] = Consistency.from_dict(metrics["consistency"]).oracle_ceiling
+    comparison = compare_runs(evaluations, cfg.out, metric=cfg.metric, style=cfg.compare_style,
+                              ceilings=ceilings)
     print(comparison.markdown)
     print(f"saved {comparison.markdown_path} and {comparison.plot_path}")
 

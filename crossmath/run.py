@@ -17,20 +17,18 @@ import logging
 import os
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
 from crossmath.pipeline.evaluation import run_evaluation
 from crossmath.pipeline.failures import EXIT_INCOMPLETE
-from crossmath.runtime.errors import reports_failures
+from crossmath.runtime.entry import command
 
 # Results folders of the runs of this process that ended with failed requests (a multirun
 # runs every job before the process exits with EXIT_INCOMPLETE).
 incomplete_runs: list[str] = []
 
 
-@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="run")
-@reports_failures("crossmath.run")
+@command("crossmath.run", config_name="run", resumable=True)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     outcome = run_evaluation(cfg)

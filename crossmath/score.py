@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from crossmath.metrics.release_logs import ReleaseScore, release_value, score_release_logs
-from crossmath.runtime.errors import ConfigError, reports_failures
+from crossmath.runtime.entry import command
+from crossmath.runtime.errors import ConfigError
 
 _COLUMNS = {"macro_acc": "macro", "micro_acc": "micro", "step1_correct_rate": "step1",
             "step2_correct_rate": "step2", "step3_correct_rate": "step3",
-            "step4+_correct_rate": "step4+", "answer_rate": "answered"}
+            "step4+_correct_rate": "step4+", "answer_rate": "tagged"}
 
 
 def format_release_score(score: ReleaseScore) -> str:
@@ -56,8 +56,7 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) < width else "…" + text[-(width - 2):]
 
 
-@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf.score", config_name="score")
-@reports_failures("crossmath.score")
+@command("crossmath.score", config_name="score", config_path="pkg://crossmath.conf.score")
 def main(cfg: DictConfig) -> None:
     try:
         score = score_release_logs(cfg.data, cfg.preds, allow_partial=bool(cfg.allow_partial))

@@ -15,11 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from crossmath.models.config import backend_arguments
 from crossmath.models.openai_server import FaultPlan, create_app
 from crossmath.runtime.checks import model_options, non_negative_number, whole_number
-from crossmath.runtime.errors import ConfigError, reports_failures
+from crossmath.runtime.entry import command
+from crossmath.runtime.errors import ConfigError
 
 
-@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="serve")
-@reports_failures("crossmath.serve")
+@command("crossmath.serve", config_name="serve")
 def main(cfg: DictConfig) -> None:
     """Serve ``cfg.model`` until interrupted."""
     settings = cfg.server
@@ -43,7 +43,10 @@ def main(cfg: DictConfig) -> None:
         batch_wait_s=settings.batch_wait_s,
         faults=FaultPlan(**settings.faults),
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    # uvicorn.Server, not uvicorn.run: run swallows the stop that the server re-raises once it
+    # has shut down gracefully, and the command would exit 0 instead of 130 or 143
+    uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                  log_level=settings.log_level)).run()
 
 
 if __name__ == "__main__":

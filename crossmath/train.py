@@ -9,19 +9,19 @@ from __future__ import annotations
 import logging
 import os
 
-import hydra
 from omegaconf import DictConfig
 
 from crossmath.finetuning.job import train
 from crossmath.finetuning.preconditions import check_train_config
-from crossmath.runtime.errors import reports_failures
+from crossmath.runtime.entry import command
+from crossmath.runtime.ray_cluster import join_cluster
 
 
-@hydra.main(version_base="1.3", config_path="pkg://crossmath.conf", config_name="train")
-@reports_failures("crossmath.train")
+@command("crossmath.train", config_name="train", resumable=True)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     check_train_config(cfg)
+    join_cluster(cfg.ray)  # an unreachable cluster stops here, before anything is written
     outcome = train(cfg)
     summary = outcome.summary
     if cfg.method == "grpo":

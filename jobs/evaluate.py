@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.door import JobParser, checked_overrides, job_entry
 from jobs.submission import (
     add_cluster_arguments,
     connect,
@@ -23,17 +24,19 @@ from jobs.submission import (
     with_defaults,
 )
 
+PROG = "python -m jobs.evaluate"
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JobParser(prog=PROG, description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cluster_arguments(parser)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of crossmath.run")
     args = parser.parse_args(argv)
-    overrides = with_defaults(run_defaults(args), args.overrides)
+    overrides = checked_overrides("run", with_defaults(run_defaults(args), args.overrides))
     model = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("model=")), "oracle")
 
-    cluster = connect(args.address)
+    cluster = connect(args.address, args.connect_timeout_s)
     job = cluster.submit(python_module("crossmath.run", overrides), "evaluate", model)
     if args.no_wait:
         pending_note(cluster, [job])
@@ -43,4 +46,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_entry(PROG, main))

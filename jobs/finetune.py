@@ -21,6 +21,7 @@ import argparse
 import shlex
 import sys
 
+from jobs.door import JobParser, checked_overrides, job_entry
 from jobs.submission import (
     CLUSTER_STORAGE,
     Shell,
@@ -34,11 +35,12 @@ from jobs.submission import (
 )
 
 SCRIPT = "jobs/train_then_eval.py"
+PROG = "python -m jobs.finetune"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JobParser(prog=PROG, description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cluster_arguments(parser)
     parser.add_argument("--model", required=True, help="a conf/model entry that can be trained")
     parser.add_argument("--baseline", action="store_true", help="evaluate the untuned model first")
@@ -50,14 +52,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides of crossmath.run, for every evaluation")
     args = parser.parse_args(argv)
+    check_stages(args)
 
-    cluster = connect(args.address)
+    cluster = connect(args.address, args.connect_timeout_s)
     job = cluster.submit(entrypoint(args, args.grpo), "finetune", args.model)
     if args.no_wait:
         pending_note(cluster, [job])
         return 0
     status = cluster.follow(job.job_id)
     return 0 if report(cluster, job, status, args.mlflow_ui) else 1
+
+
+def check_stages(args: argparse.Namespace) -> None:
+    """Every stage's overrides, composed here before the job is submitted."""
+    checked_overrides("train", [f"model={args.model}", *args.train])
+    if args.grpo is not None:
+        checked_overrides("train", [f"model={args.model}", "method=grpo", *args.grpo])
+    checked_overrides("run", [f"model={args.model}", *args.eval])
 
 
 def entrypoint(args: argparse.Namespace, grpo: list[str] | None = None) -> str:
@@ -82,4 +93,4 @@ def entrypoint(args: argparse.Namespace, grpo: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_entry(PROG, main))

@@ -47,6 +47,7 @@ from crossmath.pipeline.shards import read_text
 from crossmath.pipeline.task_questions import TransferScores
 from crossmath.summary.stages import StageComparison, StageResults, compare_stages
 from crossmath.tracking import mlflow_store as tracking
+from jobs.door import JobParser, checked_overrides, job_entry
 from jobs.submission import with_defaults
 
 PROBE_MODALITIES = "[text,image,hybrid,transcribe]"
@@ -65,9 +66,12 @@ class Step:
     overrides: tuple[str, ...] = ()  # an evaluation's crossmath.run overrides
 
 
+PROG = "python -m jobs.finetune_story"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.finetune_story", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JobParser(prog=PROG, description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny-random", help="a conf/model entry")
     parser.add_argument("--out", default=None,
                         help="root of the outputs (default runs/story/MODEL)")
@@ -189,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
     steps = plan(args)
+    for step in steps:  # every step's overrides, before the first one runs
+        checked_overrides("run" if step.stage is not None else "train", step.command[3:])
     status, incomplete = run_steps(steps, env)
     if status != 0:
         return status
@@ -203,4 +209,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_entry(PROG, main))

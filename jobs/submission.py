@@ -23,6 +23,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
+from urllib.parse import urlparse
+
+from crossmath.runtime.errors import ConfigError
+from crossmath.runtime.ray_cluster import port_silence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"   # the dashboard, as `ray dashboard cluster.yaml` forwards it
@@ -34,6 +38,7 @@ EXCLUDES = [".git", "runs", "multirun", "outputs", "mlruns", "mlartifacts", "mlf
             ".pytest_cache", "**/__pycache__", "*.egg-info"]
 MLFLOW_RUN_LINE = re.compile(r"MLflow run (\w+) at (\S+)")
 FINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+DASHBOARD_TIMEOUT_S = 10
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +57,8 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                              "--remote-port 5000`; used to print links to the runs")
     parser.add_argument("--gpus", type=float, default=1,
                         help="GPUs per model replica (0 for API or baseline models)")
+    parser.add_argument("--connect-timeout-s", type=float, default=DASHBOARD_TIMEOUT_S,
+                        help="how long the dashboard may take to answer (default %(default)s)")
     parser.add_argument("--no-wait", action="store_true",
                         help="submit and return instead of waiting for the job to finish")
 
@@ -118,11 +125,25 @@ class Submitted:
 class Cluster:
     """The Ray Job API of one cluster."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, connect_timeout_s: float = DASHBOARD_TIMEOUT_S) -> None:
         from ray.job_submission import JobSubmissionClient
 
         self.address = address.rstrip("/")
-        self.client = JobSubmissionClient(self.address)
+        where = urlparse(self.address)
+        silence = port_silence(where.hostname or "127.0.0.1", where.port or 8265,
+                               connect_timeout_s)
+        if silence is not None:  # the Job API client would retry for a minute
+            raise ConfigError("--address", f"no Ray dashboard answers at {self.address} "
+                              f"({silence}, for {connect_timeout_s:g} s); start the cluster "
+                              "and forward its dashboard (`ray dashboard cluster.yaml`), or pass "
+                              "its address")
+        try:
+            self.client = JobSubmissionClient(self.address)
+        except ConnectionError as error:
+            raise ConfigError("--address", f"no Ray dashboard answers at {self.address} "
+                              f"({_first_line(error)}); start the cluster and forward its "
+                              "dashboard (`ray dashboard cluster.yaml`), or pass its address") \
+                from None
 
     def submit(self, entrypoint: str, kind: str, label: str) -> Submitted:
         job_id = f"crossmath-{kind}-{_slug(label)}-{uuid.uuid4().hex[:6]}"
@@ -178,10 +199,15 @@ def pending_note(cluster: Cluster, jobs: list[Submitted]) -> None:
               f"`ray job logs --address {cluster.address} {job.job_id}`")
 
 
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()),
+                type(error).__name__)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()[:40] or "job"
 
 
-def connect(address: str) -> Cluster:
+def connect(address: str, connect_timeout_s: float = DASHBOARD_TIMEOUT_S) -> Cluster:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # as the local commands run Ray
-    return Cluster(address)
+    return Cluster(address, connect_timeout_s)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.door import JobParser, checked_overrides, job_entry
 from jobs.submission import (
     add_cluster_arguments,
     connect,
@@ -23,10 +24,12 @@ from jobs.submission import (
     with_defaults,
 )
 
+PROG = "python -m jobs.sweep"
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JobParser(prog=PROG, description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cluster_arguments(parser)
     parser.add_argument("--models", required=True, help="comma-separated model config names")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of crossmath.run, for every model")
@@ -35,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     if any(o.split("=", 1)[0] == "model" for o in args.overrides):
         parser.error("give the models with --models, not as a model= override")
 
-    cluster = connect(args.address)
-    jobs = [cluster.submit(python_module("crossmath.run", with_defaults(run_defaults(args),
-                                                                  [f"model={model}", *args.overrides])),
-                           "evaluate", model)
-            for model in models]
+    commands = {model: checked_overrides("run", with_defaults(
+        run_defaults(args), [f"model={model}", *args.overrides])) for model in models}
+    cluster = connect(args.address, args.connect_timeout_s)
+    jobs = [cluster.submit(python_module("crossmath.run", overrides), "evaluate", model)
+            for model, overrides in commands.items()]
     if args.no_wait:
         pending_note(cluster, jobs)
         return 0
@@ -50,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_entry(PROG, main))

@@ -3,9 +3,9 @@
 ``SlowBackend`` answers like the oracle (``SlowRandomBackend`` like chance, a different answer
 per sample) after a delay per request, so a run can be stopped halfway. ``CrashingBackend``
 kills its own worker process on its first batch (once per marker file), as an out-of-memory
-kill or a lost node would, so Ray's actor restart is tested for real. ``ImageDecodingOracle``
-decodes every image it is shown, as a VLM's processor does, and fails the requests whose image
-does not decode, as the HF backend does.
+kill or a lost node would, so Ray's actor restart is tested for real. ``FailingImageOracle``
+fails the requests that show one image while an outage file exists, as a backend fails
+requests it cannot read, until the cause is gone.
 
 For the transfer tasks, ``AnswerKeyBackend`` answers every item with its gold answer (a run
 must score 100%; chance is the real ``RandomBackend``, which reads a request's option letters).
@@ -31,16 +31,14 @@ and logs every call (``bench/pipeline.py`` and the pipeline tests read the log).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
-
-from PIL import Image
 
 from crossmath.metrics.answers import answer_block
 from crossmath.metrics.transcription import TRANSCRIBE
@@ -75,24 +73,24 @@ class SlowRandomBackend(_Slow, RandomBackend):
         self.delay_s = delay_s
 
 
-class ImageDecodingOracle(OracleBackend):
-    def __init__(self, name: str = "decoding-oracle") -> None:
+class FailingImageOracle(OracleBackend):
+    """The oracle, except that requests showing the image in the file ``image`` fail (as an
+    image that will not decode does) while a file named ``outage`` exists in the temp folder
+    (a name, not a path: a path would be hashed into the evaluation's identity by content)."""
+
+    def __init__(self, image: str, outage: str, name: str = "failing-image-oracle") -> None:
         super().__init__(name)
+        self.image = Path(image).read_bytes()
+        self.outage = Path(tempfile.gettempdir()) / outage
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
-        readable = [r for r in requests if all(_decodes(png) for png in r.prompt.images)]
-        answers = {r.request_id: r for r in super().generate(readable)}
+        failing = {r.request_id for r in requests
+                   if self.outage.exists() and self.image in r.prompt.images}
+        answers = {r.request_id: r for r in
+                   super().generate([r for r in requests if r.request_id not in failing])}
         return [answers.get(r.request_id) or ModelResponse(
                     r.request_id, "", error="UnidentifiedImageError: cannot identify image file")
                 for r in requests]
-
-
-def _decodes(png: bytes) -> bool:
-    try:
-        Image.open(io.BytesIO(png)).load()
-    except Exception:
-        return False
-    return True
 
 
 class CrashingBackend(OracleBackend):
@@ -246,22 +244,29 @@ class WordsBackend:
     it further, an answer cut at the limit has ``finish_reason="length"``, and ``rule`` says
     how it decodes (``sampling`` "greedy" or "config"). Greedy, the words depend on the prompt
     only; sampling, on the request id only (as keyed sampling does), so equal ids give equal
-    answers in any batch.
+    answers in any batch. With ``request_sampling`` a request's own sampling decides (as the
+    hf backend does): its words depend on the request id and its draw.
     """
 
     def __init__(self, name: str = "words", length: int = 12, max_new_tokens: int = 64,
-                 sampling: str = "greedy", temperature: float = 1.0, top_p: float = 1.0) -> None:
+                 sampling: str = "greedy", temperature: float = 1.0, top_p: float = 1.0,
+                 request_sampling: bool = False) -> None:
         self.name = name
         self.length = length
         self.max_new_tokens = max_new_tokens
         self.rule = DecodingRule(None if sampling == "greedy"
                                  else SamplingSettings(temperature, 0, top_p))
+        self.request_sampling = request_sampling
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
         return [self._answer(request) for request in requests]
 
     def _answer(self, request: ModelRequest) -> ModelResponse:
-        key = request.request_id if self.rule.is_sampled else repr(request.prompt)
+        draw = self.rule.sampling
+        if self.request_sampling and request.sampling is not None:
+            draw = self.rule.for_request(request.sampling.temperature, request.sampling.top_p,
+                                         request.sampling.top_k)
+        key = f"{request.request_id}@{draw}" if draw is not None else repr(request.prompt)
         digest = hashlib.sha256(key.encode()).digest()
         limit = min(self.max_new_tokens, request.max_new_tokens or self.max_new_tokens)
         said = [WORDS[digest[i % len(digest)] % len(WORDS)] for i in range(min(self.length, limit))]

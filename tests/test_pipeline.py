@@ -2,9 +2,10 @@
 identity (what reruns, what resumes), failed requests and the exit status."""
 
 import json
-import shutil
 import subprocess
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import mlflow
@@ -214,22 +215,30 @@ def _report(tracking_uri: str, out: Path, capsys) -> str:
     return capsys.readouterr().out
 
 
-def test_corrupted_image_fails_the_run_until_repaired(ray_local, run_config, official_sample,
-                                                     tmp_path, capsys):
-    release = tmp_path / "release"
-    folder, jsonl = OFFICIAL_STYLES["original"]
-    shutil.copytree(official_sample / folder, release / folder)
-    first_image = sorted((release / folder).rglob("*.png"))[0]
-    intact = first_image.read_bytes()
-    first_image.write_bytes(intact[: len(intact) // 3])  # truncated in transfer
-    overrides = ["model=oracle", "model._target_=tests.doubles.ImageDecodingOracle",
-                 "data=official", f"data.path={release}", "modalities=[hybrid]",
+@pytest.fixture
+def outage():
+    """A marker file in the temp folder: while it exists, ``FailingImageOracle`` fails."""
+    marker = Path(tempfile.gettempdir()) / f"crossmath-outage-{uuid.uuid4().hex}"
+    marker.touch()
+    yield marker
+    marker.unlink(missing_ok=True)
+
+
+def test_a_failing_request_fails_the_run_until_its_cause_is_gone(ray_local, run_config,
+                                                                  official_sample, tmp_path,
+                                                                  capsys, outage):
+    folder, _ = OFFICIAL_STYLES["original"]
+    first_image = sorted((official_sample / folder).rglob("*.png"))[0]
+    overrides = ["model=oracle", "model._target_=tests.doubles.FailingImageOracle",
+                 f"+model.image={first_image}", f"+model.outage={outage.name}",
+                 "data=official", f"data.path={official_sample}", "modalities=[hybrid]",
                  "styles=[original]", "samples=1", "max_attempts=3"]
     out, db = tmp_path / "out", tmp_path / "mlflow.db"
     failed = subprocess.run(run_command(overrides, out, db), cwd=tmp_path, env=command_env(), capture_output=True,
                             text=True, timeout=300)
     assert failed.returncode == EXIT_INCOMPLETE, failed.stderr[-3000:]
     assert "INCOMPLETE: 1 of 12 requests failed (hybrid/original: 1)" in failed.stdout
+    assert "rerun the same command to retry the 1 that have attempts left" in failed.stdout
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["failures"]["groups"] == [
         {"modality": "hybrid", "style": "original", "failed": 1, "requests": 12}]
@@ -237,16 +246,17 @@ def test_corrupted_image_fails_the_run_until_repaired(ray_local, run_config, off
     (run,) = client.search_runs(["1"])
     assert run.data.tags["incomplete"] == "true" and run.data.metrics["n_failed"] == 1
     assert run.data.metrics["hybrid/original/macro_acc"] == pytest.approx(100 * 11 / 12)
-    assert f"| {run.info.run_name} (incomplete) |" in _report(f"sqlite:///{db}", tmp_path, capsys)
+    label = "oracle [FailingImageOracle]"
+    assert f"| {label} (incomplete) |" in _report(f"sqlite:///{db}", tmp_path, capsys)
 
     cfg = run_config(*overrides, f"out_dir={out}", f"mlflow.tracking_uri=sqlite:///{db}")
-    retried = evaluate(cfg)  # still broken: tried again, attempt 2 recorded
+    retried = evaluate(cfg)  # still failing: tried again, attempt 2 recorded
     assert retried.n_run_now == 1 and not retried.complete
     failure = retried.predictions.filter(retried.predictions.column("error").is_valid())
     assert failure.column("attempt").to_pylist() == [2]
     assert "cannot identify image" in failure.column("error")[0].as_py()
 
-    first_image.write_bytes(intact)  # repaired: a new image, so a new request, answered
+    outage.unlink()  # the cause is gone: the same request, asked again, is answered
     repaired = evaluate(cfg)
     assert repaired.complete and repaired.n_run_now == 1
     assert repaired.evaluation.group("oracle", "hybrid", "original").macro.mean == 100.0
@@ -255,8 +265,8 @@ def test_corrupted_image_fails_the_run_until_repaired(ray_local, run_config, off
     assert run.data.tags["incomplete"] == "false" and run.data.metrics["n_failed"] == 0
     assert run.data.metrics["hybrid/original/macro_acc"] == 100.0
     rows = [line for line in _report(f"sqlite:///{db}", tmp_path, capsys).splitlines()
-            if line.startswith("| oracle/")]
-    assert rows and all(row.startswith(f"| {run.info.run_name} |") for row in rows)
+            if line.startswith("| oracle")]
+    assert rows == [row for row in rows if row.startswith(f"| {label} |")] and rows
 
 
 def test_unreachable_tracking_server_stops_the_run_before_any_model_loads(tmp_path):

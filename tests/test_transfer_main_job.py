@@ -164,8 +164,8 @@ def test_transfer_runs_are_left_out_of_the_modality_comparison(ray_local, run_co
     puzzles = evaluate(run_config("model=oracle", "data.n=2", "modalities=[text]", "samples=1",
                                   f"out_dir={tmp_path / 'puzzles'}"))
     printed = _report(run_config().mlflow.tracking_uri, tmp_path / "report", capsys)
-    rows = [line for line in printed.splitlines() if line.startswith("| oracle/")]
-    assert len(rows) == 1 and puzzles.evaluation_id[:12] in rows[0]
+    rows = [line for line in printed.splitlines() if line.startswith("| oracle [oracle] |")]
+    assert len(rows) == 1 and puzzles.complete
     assert "mmmu" not in printed
 
 

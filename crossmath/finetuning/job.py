@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +37,12 @@ from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
 from crossmath.finetuning.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSettings, WorkerJob
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.runtime.ray_cluster import connect_ray
+from crossmath.runtime.stops import Stopped
 from crossmath.tracking import mlflow_store as tracking
-from crossmath.tracking.datasets import DatasetRef, log_dataset
+from crossmath.tracking.dataset_ref import DatasetRef
+from crossmath.tracking.datasets import log_dataset
 from crossmath.tracking.liveness import Heartbeat
+from crossmath.tracking.run_end import mark_run_ended
 
 log = logging.getLogger("crossmath.train")
 
@@ -75,11 +79,12 @@ def train(cfg: DictConfig) -> TrainOutcome:
         with Heartbeat(uri, run_id):
             result = fit(job, RayScaling(**OmegaConf.to_container(cfg.scaling)),
                          storage_path=out / "ray", name=cfg.run_name)
-    except KeyboardInterrupt:
-        tracking.close_run(uri, run_id, status="KILLED")
-        raise
-    except Exception:
-        tracking.close_run(uri, run_id, status="FAILED")
+    except SystemExit as exit_:  # Ray Train's own Ctrl-C handler aborted the run and exits
+        stop = Stopped(signal.SIGINT)
+        mark_run_ended(uri, run_id, stop)
+        raise stop from exit_
+    except BaseException as error:  # KILLED on a stop, FAILED on an error, with its cause
+        mark_run_ended(uri, run_id, error)
         raise
     adapter = out / ADAPTER_DIR
     _copy_adapter(result.checkpoint, adapter)

@@ -65,15 +65,28 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class RequestSampling:
+    """A request's own decoding, as an OpenAI client asks for it; None fields take the
+    backend's values. ``temperature`` 0 is greedy; ``top_k`` 0 or -1 is no cut."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+
+
+@dataclass(frozen=True)
 class ModelRequest:
     """One prompt to answer, sample ``sample`` of it.
 
     ``request_id`` is the request's identity: equal ids mean the same work, whose answers a
     sampling backend must reproduce (its randomness depends on the id, never on the batch).
     ``max_new_tokens`` caps this request below the backend's own limit (a server client's
-    ``max_tokens``). The puzzle fields, and the option letters of a transfer task's
-    multiple-choice question, are for rule-based backends (the oracle, chance, test doubles),
-    which read them instead of a prompt; models see only ``prompt``.
+    ``max_tokens``). ``sampling`` is a server client's own decoding for this request
+    (``temperature``, ``top_p``, ``top_k``; None: the backend's), honoured by backends that say
+    ``request_sampling``; ``stop`` strings end the answer where the first of them begins. The
+    puzzle fields, and the option letters of a transfer task's multiple-choice question, are
+    for rule-based backends (the oracle, chance, test doubles), which read them instead of a
+    prompt; models see only ``prompt``.
     """
 
     request_id: str
@@ -85,6 +98,8 @@ class ModelRequest:
     n_blanks: int = 0
     value_range: tuple[int, int] = (0, 0)
     options: tuple[str, ...] = ()
+    sampling: RequestSampling | None = None
+    stop: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], request_id: str | None = None) -> "ModelRequest":
@@ -125,6 +140,25 @@ class ModelResponse:
     latency_s: float = 0.0
     error: str | None = None
     finish_reason: FinishReason | None = None
+
+
+REFUSED = "refused by the server"
+
+
+def refusal(status: int, detail: str) -> str:
+    """The error of a request a server refused as wrong (a 4xx that no retry can change)."""
+    return f"{REFUSED} (HTTP {status}): {detail}"
+
+
+def is_refusal(error: str | None) -> bool:
+    """Whether a response's ``error`` is a ``refusal``: asking again gets the same answer."""
+    return bool(error) and error.startswith(REFUSED)
+
+
+def first_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Where the first of ``stops`` begins in ``text`` (an answer ends there), or None."""
+    found = [index for stop in stops if stop and (index := text.find(stop)) >= 0]
+    return min(found) if found else None
 
 
 class Backend(Protocol):

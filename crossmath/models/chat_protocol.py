@@ -23,25 +23,32 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
 from PIL import Image
 
-from crossmath.models.base import ModelRequest, ModelResponse, Prompt
+from crossmath.models.base import (
+    ModelRequest,
+    ModelResponse,
+    Prompt,
+    RequestSampling,
+    first_stop,
+)
 
 MAX_CHOICES = 128  # as OpenAI's API
 
+MAX_STOPS = 4  # as OpenAI's API
+
 # Read and honoured.
 HONOURED = frozenset({"model", "messages", "stream", "stream_options", "max_tokens",
-                      "max_completion_tokens", "n", "seed", "temperature", "top_p",
+                      "max_completion_tokens", "n", "seed", "temperature", "top_p", "stop",
                       # vLLM's extensions, which clients of vLLM send (docs/vllm.md):
                       "top_k", "chat_template_kwargs"})
 # Accepted and ignored: they change nothing in the answer.
 IGNORED = frozenset({"user"})
 # Accepted only at values that change nothing (what a client sends when it means "off").
-NEUTRAL = {"frequency_penalty": (0,), "presence_penalty": (0,), "logprobs": (False,),
-           "stop": (None, [])}
+NEUTRAL = {"frequency_penalty": (0,), "presence_penalty": (0,), "logprobs": (False,)}
 
 _DATA_URL = re.compile(r"data:image/[a-z+.-]+;base64,(?P<data>.*)", re.DOTALL)
 
@@ -86,6 +93,8 @@ class ChatCall:
     seed: int | None = None
     stream: bool = False
     include_usage: bool = False
+    sampling: RequestSampling | None = None  # the request's own; None: the backend's
+    stop: tuple[str, ...] = ()
 
     @property
     def grid(self) -> str:
@@ -111,8 +120,17 @@ class ChatCall:
         modality = "text" if not self.prompt.images else "hybrid" if grid else "image"
         return [ModelRequest(request_id=choice_id(identity, i), prompt=self.prompt, sample=i,
                              max_new_tokens=self.max_tokens, modality=modality,
-                             grid_markdown=grid, n_blanks=grid.count("?"))
+                             grid_markdown=grid, n_blanks=grid.count("?"),
+                             sampling=self.sampling, stop=self.stop)
                 for i in range(self.n)]
+
+    def stopped(self, response: ModelResponse) -> ModelResponse:
+        """``response`` ended where the first stop string begins (for backends that do not
+        apply ``stop`` themselves; a no-op on those that do)."""
+        cut = first_stop(response.output, self.stop) if self.stop else None
+        if cut is None:
+            return response
+        return replace(response, output=response.output[:cut], finish_reason="stop")
 
 
 def choice_id(identity: str, index: int) -> str:
@@ -121,8 +139,13 @@ def choice_id(identity: str, index: int) -> str:
     return identity if index == 0 else f"{identity}/{index}"
 
 
-def read_chat_call(body: Any, sampling: FixedSampling = FixedSampling()) -> ChatCall:
-    """A checked ``ChatCall``; raises ``ChatRequestError`` for anything it will not honour."""
+def read_chat_call(body: Any, sampling: FixedSampling = FixedSampling(), *,
+                   per_request: bool = False) -> ChatCall:
+    """A checked ``ChatCall``; raises ``ChatRequestError`` for anything it will not honour.
+
+    ``per_request``: the backend honours each request's own ``temperature``, ``top_p`` and
+    ``top_k`` (the hf backend does); otherwise they are accepted at ``sampling``'s values only.
+    """
     if not isinstance(body, dict):
         raise ChatRequestError("body must be a JSON object")
     _refuse_unsupported(body)
@@ -133,7 +156,7 @@ def read_chat_call(body: Any, sampling: FixedSampling = FixedSampling()) -> Chat
                                "stream_options")
     if options is not None and (not isinstance(options, dict) or set(options) - {"include_usage"}):
         raise ChatRequestError("stream_options may hold include_usage only", "stream_options")
-    _check_sampling(body, sampling)
+    _check_thinking(body, sampling)
     return ChatCall(
         prompt=prompt_from_messages(body.get("messages")),
         n=_whole(body, "n", 1, MAX_CHOICES) or 1,
@@ -141,6 +164,8 @@ def read_chat_call(body: Any, sampling: FixedSampling = FixedSampling()) -> Chat
         seed=_whole(body, "seed", -(2**63), 2**63 - 1),
         stream=stream,
         include_usage=_flag(options or {}, "include_usage", "stream_options.include_usage"),
+        sampling=_request_sampling(body, sampling, per_request),
+        stop=_stops(body),
     )
 
 
@@ -282,36 +307,66 @@ def _max_tokens(body: dict) -> int | None:
     return next(iter(given.values()), None)
 
 
-def _check_sampling(body: dict, sampling: FixedSampling) -> None:
-    """``temperature``, ``top_p``, ``top_k`` and the thinking switch are accepted at the
-    backend's own values only."""
-    _check_fixed_extensions(body, sampling)
-    for name, fixed, low, high in (("temperature", sampling.temperature, 0.0, 2.0),
-                                   ("top_p", sampling.top_p, 0.0, 1.0)):
+def _request_sampling(body: dict, sampling: FixedSampling,
+                      per_request: bool) -> RequestSampling | None:
+    """The request's own ``temperature``, ``top_p`` and ``top_k``, checked; None when it sets
+    none. A backend that decodes one fixed way accepts them at its own values only."""
+    given = {}
+    for name, low, high in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)):
         value = body.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise ChatRequestError(f"{name} must be a number from {low:g} to {high:g}, "
-                                   f"got {json.dumps(value)}", name)
-        if not math.isclose(value, fixed, rel_tol=1e-9, abs_tol=1e-9):
-            how = "decodes greedily" if sampling.temperature == 0 else (
-                f"samples at temperature {sampling.temperature:g}, top_p {sampling.top_p:g}")
-            raise ChatRequestError(
-                f"{name}={value:g} cannot be honoured: this server's backend {how}, set when "
-                f"the server started; send {name}={fixed:g} or leave it out", name)
-
-
-def _check_fixed_extensions(body: dict, sampling: FixedSampling) -> None:
-    """vLLM's ``top_k`` and ``chat_template_kwargs.enable_thinking``, at the backend's values.
-
-    A template without a thinking switch never thinks, so ``enable_thinking: false`` is
-    accepted there too.
-    """
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high \
+                or (name == "top_p" and value == 0):
+            interval = "from 0 to 2" if name == "temperature" else "in (0, 1]"
+            raise ChatRequestError(f"{name} must be a number {interval}, got {json.dumps(value)}",
+                                   name)
+        given[name] = float(value)
     top_k = body.get("top_k")
-    if top_k is not None and top_k not in (sampling.top_k, -1 if sampling.top_k == 0 else None):
-        raise ChatRequestError(f"top_k={json.dumps(top_k)} cannot be honoured: this server's "
-                               f"backend uses top_k {sampling.top_k} (0: none)", "top_k")
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < -1:
+            raise ChatRequestError(f"top_k must be a whole number >= -1 (-1 or 0: no cut), got "
+                                   f"{json.dumps(top_k)}", "top_k")
+        given["top_k"] = top_k
+    if not given:
+        return None
+    if not per_request:
+        _check_fixed(given, sampling)
+        return None
+    return RequestSampling(**given)
+
+
+def _check_fixed(given: dict, sampling: FixedSampling) -> None:
+    """A backend that cannot decode a request its own way: each value must be its own."""
+    how = "decodes greedily" if sampling.temperature == 0 else (
+        f"samples at temperature {sampling.temperature:g}, top_p {sampling.top_p:g}")
+    for name, fixed in (("temperature", sampling.temperature), ("top_p", sampling.top_p)):
+        value = given.get(name)
+        if value is not None and not math.isclose(value, fixed, rel_tol=1e-9, abs_tol=1e-9):
+            raise ChatRequestError(
+                f"{name}={value:g} cannot be honoured: this server's backend {how} whatever a "
+                f"request asks; send {name}={fixed:g} or leave it out", name)
+    top_k = given.get("top_k")
+    if top_k is not None and max(0, top_k) != sampling.top_k:
+        raise ChatRequestError(f"top_k={top_k} cannot be honoured: this server's backend uses "
+                               f"top_k {sampling.top_k} (0: none) whatever a request asks", "top_k")
+
+
+def _stops(body: dict) -> tuple[str, ...]:
+    """``stop``: a string or a list of up to ``MAX_STOPS`` non-empty strings."""
+    stop = body.get("stop")
+    stops = [] if stop is None else [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or len(stops) > MAX_STOPS or not all(
+            isinstance(item, str) and item for item in stops):
+        raise ChatRequestError(f"stop must be a string or a list of up to {MAX_STOPS} non-empty "
+                               f"strings, got {json.dumps(stop)}", "stop")
+    return tuple(stops)
+
+
+def _check_thinking(body: dict, sampling: FixedSampling) -> None:
+    """vLLM's ``chat_template_kwargs.enable_thinking``, at the backend's value: the chat
+    template is the backend's. A template without a thinking switch never thinks, so
+    ``enable_thinking: false`` is accepted there too."""
     kwargs = body.get("chat_template_kwargs")
     if kwargs is None:
         return

@@ -42,7 +42,7 @@ import torch
 from transformers import DynamicCache
 
 from crossmath.models.kv_cache import kv_store_type
-from crossmath.models.sampling import SeededSampler
+from crossmath.models.sampling import SamplingSettings, SeededSampler
 from crossmath.models.sampling_modes import DecodingRule
 
 LogitsProcessorFactory = Callable[[], list]
@@ -52,13 +52,26 @@ LogitsProcessorFactory = Callable[[], list]
 RECOMPILE_LIMIT = 64
 
 
+class _RuleDraw:
+    """The draw of the decoder's own rule (a row that does not choose its own)."""
+
+    def __repr__(self) -> str:
+        return "RULE_DRAW"
+
+
+RULE_DRAW = _RuleDraw()
+
+
 @dataclass(frozen=True)
 class RowPlan:
-    """One sequence to decode: which prompt it continues, at most how many tokens, its key."""
+    """One sequence to decode: which prompt it continues, at most how many tokens, its key,
+    and its draw: ``RULE_DRAW`` (the decoder's rule), argmax (None) or its own sampling (a
+    server client's ``temperature``, ``top_p``, ``top_k``)."""
 
     prompt: int
     cap: int
     key: int = 0
+    draw: SamplingSettings | None | _RuleDraw = RULE_DRAW
 
 
 @dataclass(frozen=True)
@@ -215,6 +228,7 @@ class _RowsState:
     sequences: torch.Tensor  # prompt and chosen tokens, for logits processors
     prompt_length: int
     keys: torch.Tensor
+    draws: list[SamplingSettings | None]  # each slot's draw (None: argmax)
     seen: torch.Tensor | None  # tokens each row has seen, for the repetition penalty
     logits: torch.Tensor
     next_position: torch.Tensor
@@ -228,13 +242,15 @@ class _RowsState:
         sequences = torch.zeros(len(slots), prompt_length + longest, dtype=torch.long, device=device)
         sequences[:, :prompt_length] = prompt_ids[slots]
         keys = torch.tensor([rows[r].key for r in sources], dtype=torch.int64, device=device)
+        draws = [decoder.rule.sampling if rows[r].draw is RULE_DRAW else rows[r].draw
+                 for r in sources]
         seen = None
         if decoder.rule.repetition_penalty != 1.0:
             counts = torch.zeros(len(slots), logits.shape[-1], device=device)
             counts.scatter_add_(1, prompt_ids[slots], prompt_mask[slots].float())
             seen = counts > 0
         slot_row = sources[:len(rows)] + [-1] * (len(sources) - len(rows))
-        return cls(decoder, slot_row, sequences, prompt_length, keys, seen, logits[slots],
+        return cls(decoder, slot_row, sequences, prompt_length, keys, draws, seen, logits[slots],
                    next_position[slots])
 
     def choose(self, step: int, processors: list) -> torch.Tensor:
@@ -248,14 +264,26 @@ class _RowsState:
             scores = torch.where(self.seen, penalized, scores)
         for processor in processors:
             scores = processor(so_far, scores)
-        if rule.sampling is None:
-            chosen = scores.argmax(dim=-1)
-        else:
-            chosen = SeededSampler(self.keys, self.prompt_length, rule.sampling).choose(so_far, scores)
+        distinct = set(self.draws)
+        if len(distinct) == 1:
+            chosen = self._draw(distinct.pop(), self.keys, so_far, scores)
+        else:  # rows with their own draws (a server's requests): each group draws its way
+            chosen = torch.empty(len(self.draws), dtype=torch.long, device=scores.device)
+            for draw in distinct:
+                rows = torch.tensor([i for i, d in enumerate(self.draws) if d == draw],
+                                    device=scores.device)
+                chosen[rows] = self._draw(draw, self.keys[rows.to(self.keys.device)],
+                                          so_far[rows], scores[rows])
         self.sequences[:, self.prompt_length + step] = chosen
         if self.seen is not None:
             self.seen.scatter_(1, chosen[:, None], True)
         return chosen
+
+    def _draw(self, draw: SamplingSettings | None, keys: torch.Tensor, so_far: torch.Tensor,
+              scores: torch.Tensor) -> torch.Tensor:
+        if draw is None:
+            return scores.argmax(dim=-1)
+        return SeededSampler(keys, self.prompt_length, draw).choose(so_far, scores)
 
     def keep(self, live: list[int], n_slots: int, store: Any, cached_length: int) -> torch.Tensor:
         """Keep the ``live`` slots (padded to ``n_slots`` with idle copies); returns the index
@@ -264,6 +292,7 @@ class _RowsState:
         store.keep(kept, cached_length)
         self.slot_row = [self.slot_row[slot] for slot in live] + [-1] * (n_slots - len(live))
         self.sequences, self.keys = self.sequences[kept], self.keys[kept]
+        self.draws = [self.draws[slot] for slot in kept.tolist()]
         self.next_position = self.next_position[kept]
         if self.seen is not None:
             self.seen = self.seen[kept]

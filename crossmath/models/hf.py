@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from crossmath.models.attention import SDPA_GQA
-from crossmath.models.base import ModelRequest, ModelResponse, Prompt
+from crossmath.models.base import ModelRequest, ModelResponse, Prompt, first_stop
 from crossmath.models.checkpoint_loading import (
     load_pretrained_model,
     merge_adapter,
@@ -54,7 +54,7 @@ from crossmath.models.decoding import (
 )
 from crossmath.models.processor import load_processor
 from crossmath.models.prompts import chat_messages
-from crossmath.models.sampling import sequence_key
+from crossmath.models.sampling import SamplingSettings, sequence_key
 from crossmath.models.sampling_modes import decoding_rule
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class _Row:
     members: list[int]
     cap: int
     key: int = 0
+    draw: SamplingSettings | None = None  # None: argmax
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,13 @@ class _Decoded:
 
 
 class HFBackend:
-    """A transformers ``AutoModelForImageTextToText`` with its processor, answering in batches."""
+    """A transformers ``AutoModelForImageTextToText`` with its processor, answering in batches.
+
+    A request's own ``sampling`` (a server client's ``temperature``, ``top_p``, ``top_k``) is
+    honoured row by row (``request_sampling``), as are its ``stop`` strings.
+    """
+
+    request_sampling = True
 
     def __init__(
         self,
@@ -252,13 +259,28 @@ class HFBackend:
         return list(entries.values())
 
     def _rows(self, requests: Sequence[ModelRequest], entries: list[_PromptEntry]) -> list[_Row]:
-        """The sequences to decode: one per sampled request, one per greedy prompt."""
-        if not self.rule.is_sampled:
-            return [_Row(entry, entry.members, max(self._cap(requests[i]) for i in entry.members))
-                    for entry in entries]
-        return [_Row(entry, [i], self._cap(requests[i]),
-                     sequence_key(self.seed, requests[i].request_id))
-                for entry in entries for i in entry.members]
+        """The sequences to decode: one per sampled request (its key and draw), one per
+        prompt for its greedy requests."""
+        rows = []
+        for entry in entries:
+            greedy = []
+            for i in entry.members:
+                draw = self._draw(requests[i])
+                if draw is None:
+                    greedy.append(i)
+                else:
+                    rows.append(_Row(entry, [i], self._cap(requests[i]),
+                                     sequence_key(self.seed, requests[i].request_id), draw))
+            if greedy:
+                rows.append(_Row(entry, greedy, max(self._cap(requests[i]) for i in greedy)))
+        return rows
+
+    def _draw(self, request: ModelRequest) -> SamplingSettings | None:
+        """How the request's tokens are drawn: the backend's rule, or the request's own."""
+        if request.sampling is None:
+            return self.rule.sampling
+        return self.rule.for_request(request.sampling.temperature, request.sampling.top_p,
+                                     request.sampling.top_k)
 
     def _cap(self, request: ModelRequest) -> int:
         if request.max_new_tokens is None:
@@ -270,11 +292,25 @@ class HFBackend:
         a longer cap stopped, if at all, beyond this one: a stop token ends the row)."""
         tokens = decoded.output.tokens[:cap]
         stopped = decoded.output.stopped and len(tokens) == len(decoded.output.tokens)
-        return ModelResponse(
-            request.request_id, self.tokenizer.decode(tokens, skip_special_tokens=True),
-            decoded.n_prompt_tokens, len(tokens), decoded.latency_s,
-            finish_reason="stop" if stopped else "length",
-        )
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        if request.stop and (cut := first_stop(text, request.stop)) is not None:
+            tokens = tokens[:self._tokens_until(tokens, text[:cut])]
+            text, stopped = text[:cut], True
+        return ModelResponse(request.request_id, text, decoded.n_prompt_tokens, len(tokens),
+                             decoded.latency_s, finish_reason="stop" if stopped else "length")
+
+    def _tokens_until(self, tokens: list[int], text: str) -> int:
+        """How many of ``tokens`` it takes to write ``text`` and the stop string after it:
+        the fewest whose decoding is longer than ``text`` (the token the stop string starts in
+        counts, as a model that stops there has generated it)."""
+        low, high = 0, len(tokens)
+        while low < high:
+            middle = (low + high) // 2
+            if len(self.tokenizer.decode(tokens[:middle], skip_special_tokens=True)) > len(text):
+                high = middle
+            else:
+                low = middle + 1
+        return low
 
     def _entry(self, prompt: Prompt) -> _PromptEntry:
         text = chat_prompt_text(self.processor, prompt, self.enable_thinking)
@@ -338,7 +374,7 @@ class HFBackend:
             if name not in prompts:
                 prompts[name] = len(entries)
                 entries.append(row.entry)
-            plans.append(RowPlan(prompts[name], row.cap, row.key))
+            plans.append(RowPlan(prompts[name], row.cap, row.key, row.draw))
         images = [image for entry in entries for image in entry.images]
         inputs = self.processor(
             text=[entry.text for entry in entries],

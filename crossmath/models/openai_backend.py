@@ -6,6 +6,8 @@ text parts and images in order, each image inline as a ``data:image/png;base64,.
 sockets). A request that meets a timeout, a dropped connection, a 429 or a 5xx is retried
 with exponential backoff and jitter, waiting as long as the server's ``Retry-After`` asks;
 one that still fails gets ``error`` set and empty output, and the rest of the batch goes on.
+Any other 4xx is the server refusing the request as it is: final, not retried, its error a
+``base.refusal`` naming the status and the server's reason.
 
 Uses ``requests`` (no ``openai`` package): the protocol is one JSON POST.
 """
@@ -25,7 +27,7 @@ from typing import Any, Mapping, Sequence
 from requests import Session
 from requests import exceptions as http_errors
 
-from crossmath.models.base import ModelRequest, ModelResponse, Prompt
+from crossmath.models.base import ModelRequest, ModelResponse, Prompt, refusal
 from crossmath.models.prompts import chat_messages
 from crossmath.models.sampling import sequence_key
 
@@ -207,12 +209,11 @@ class OpenAIChatBackend:
         except http_errors.RequestException as error:
             return _Failure(f"request failed: {error}", retryable=False)
         if reply.status_code != 200:
-            retryable = reply.status_code in RETRYABLE_STATUS or reply.status_code >= 500
-            return _Failure(
-                f"HTTP {reply.status_code}: {reply.text[:_ERROR_BODY_CHARS]}",
-                retryable=retryable,
-                wait_s=retry_after_s(reply.headers) if retryable else None,
-            )
+            detail = reply.text[:_ERROR_BODY_CHARS]
+            if reply.status_code in RETRYABLE_STATUS or reply.status_code >= 500:
+                return _Failure(f"HTTP {reply.status_code}: {detail}", retryable=True,
+                                wait_s=retry_after_s(reply.headers))
+            return _Failure(refusal(reply.status_code, detail), retryable=False)
         try:
             payload = reply.json()
         except ValueError:

@@ -136,10 +136,12 @@ def create_app(
     """The FastAPI app serving ``backend`` as ``served_model_name`` (its name by default).
 
     With ``api_key`` set, every request must carry ``Authorization: Bearer <api_key>``.
-    ``temperature`` and ``top_p`` are accepted at the backend's own values only (``sampling``,
-    read off the backend by default): a backend decodes as it was configured.
+    ``temperature``, ``top_p`` and ``top_k`` are honoured per request by a backend that says
+    ``request_sampling`` (the hf backend); any other decodes as it was configured, and accepts
+    them at its own values only (``sampling``, read off the backend by default).
     """
     sampling = sampling or FixedSampling.of(backend)
+    per_request = bool(getattr(backend, "request_sampling", False))
     model_name = served_model_name or backend.name
     batcher = _Batcher(backend, max_batch_size, batch_wait_s)
     arrivals = 0
@@ -191,12 +193,13 @@ def create_app(
             return _error(404, f"model {body.get('model')!r} is not served here; "
                           f"this server serves {model_name!r}", "not_found_error")
         try:
-            call = read_chat_call(body, sampling)
+            call = read_chat_call(body, sampling, per_request=per_request)
         except ChatRequestError as error:
             return _error(400, str(error), "invalid_request_error", param=error.param)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         identity = call.identity(request.headers.get("x-request-id") or completion_id)
-        responses = await asyncio.gather(*(batcher.answer(r) for r in call.requests(identity)))
+        responses = [call.stopped(response) for response in await asyncio.gather(
+            *(batcher.answer(r) for r in call.requests(identity)))]
         failed = [r.error for r in responses if r.error is not None]
         if failed:
             return _error(500, failed[0], "server_error")

@@ -74,6 +74,20 @@ class DecodingRule:
     def is_sampled(self) -> bool:
         return self.sampling is not None
 
+    def for_request(self, temperature: float | None = None, top_p: float | None = None,
+                    top_k: int | None = None) -> SamplingSettings | None:
+        """The draw of one request that sets its own ``temperature``, ``top_p`` or ``top_k``
+        (None: this rule's; with a greedy rule, the plain sampling defaults); None is argmax
+        (``temperature`` 0). ``top_k`` -1 means no cut, as in vLLM."""
+        base = self.sampling or SamplingSettings()
+        if temperature is None:
+            temperature = base.temperature if self.sampling else 0.0
+        if temperature == 0:
+            return None
+        return SamplingSettings(float(temperature),
+                                base.top_k if top_k is None else max(0, int(top_k)),
+                                base.top_p if top_p is None else float(top_p))
+
     def describe(self) -> dict[str, Any]:
         """Every setting of the rule, resolved (for the run's record and request identity)."""
         sampling = asdict(self.sampling) if self.sampling else None

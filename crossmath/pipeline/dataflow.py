@@ -34,7 +34,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 
@@ -102,10 +102,11 @@ class PipelineResult:
 
 
 def run_pipeline(units: list[dict], model_config: dict[str, Any], store: PredictionStore,
-                 resources: StageResources, *, prompt_id: str,
-                 max_attempts: int = 1) -> PipelineResult:
+                 resources: StageResources, *, prompt_id: str, max_attempts: int = 1,
+                 before_work: Callable[[], object] | None = None) -> PipelineResult:
     """Answer every pending request of ``units`` (see ``units.pending_units``); return the
-    latest prediction of every request they hold."""
+    latest prediction of every request they hold. ``before_work`` (connecting to Ray) is
+    called only when some request is pending: nothing to run starts nothing."""
     wanted = {r["request_id"] for unit in units for r in unit["requests"]}
     pending = pending_units(units, store.latest_attempts(), max_attempts)
     n_pending = sum(len(unit["requests"]) for unit in pending)
@@ -117,6 +118,8 @@ def run_pipeline(units: list[dict], model_config: dict[str, Any], store: Predict
         calls = plan_calls(pending, capacity)
         log.info("%d calls of %s; the last holds %d sequences", len(calls), capacity.describe(),
                  calls[-1]["sequences"])
+        if before_work is not None:
+            before_work()
         answered = _execute(calls, model_config, store, resources, prompt_id)
     predictions = store.read()
     keep = pa.array([rid in wanted for rid in predictions.column("request_id").to_pylist()],
@@ -174,11 +177,13 @@ def _execute(calls: list[dict], model_config: dict[str, Any], store: PredictionS
         num_gpus=resources.infer_gpus,
         num_cpus=resources.infer_cpus,
     )
-    answered: set[str] = set()
+    saved: set[str] = set()
+    failed = 0
     for batch in dataset.iter_batches(batch_format="pyarrow"):
-        answered.update(batch.column("request_id").to_pylist())
-    log.info("answered %d requests", len(answered))
-    return answered
+        saved.update(batch.column("request_id").to_pylist())
+        failed += sum(batch.column("failed").to_pylist())
+    log.info("asked %d requests: %d answered, %d failed", len(saved), len(saved) - failed, failed)
+    return saved
 
 
 def attach_release_images(calls: list[dict]) -> None:

@@ -28,7 +28,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
@@ -36,7 +36,6 @@ from omegaconf import DictConfig, OmegaConf
 from crossmath.metrics.scorecard import Evaluation
 from crossmath.models.config import decodes_greedily, prompt_set_name
 from crossmath.models.prompts import PromptSet, load_prompt_template
-from crossmath.pipeline import run_views
 from crossmath.pipeline.dataflow import StageResources, run_pipeline
 from crossmath.pipeline.failures import FailureReport, count_failures
 from crossmath.pipeline.fingerprints import digest
@@ -44,14 +43,18 @@ from crossmath.pipeline.identity import BackendIdentity, backend_identity
 from crossmath.pipeline.preflight import CROSSMATH_TASK, check_run_config
 from crossmath.pipeline.puzzle_questions import PuzzleQuestions, PuzzleScores
 from crossmath.pipeline.questions import Questions, Scores
+from crossmath.pipeline.refresh import results_current, results_digest, stamp_results
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.results_folder import (
     MANIFEST_FILE,
-    SHORT_ID,
     Manifest,
     claim_results_folder,
     default_out_dir,
-    record_mlflow_run,
+)
+from crossmath.pipeline.run_record import (
+    EvaluationRunRecord,
+    evaluation_model_label,
+    evaluation_run_name,
 )
 from crossmath.pipeline.shards import (
     PREDICTION_SCHEMA,
@@ -62,9 +65,8 @@ from crossmath.pipeline.shards import (
 )
 from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_puzzles
 from crossmath.pipeline.task_questions import task_questions
-from crossmath.runtime.ray_cluster import connect_ray
-from crossmath.tracking import mlflow_store as tracking
-from crossmath.tracking.liveness import Heartbeat
+from crossmath.runtime.provenance import git_commit
+from crossmath.runtime.ray_cluster import connect_ray, join_cluster
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def load_puzzles(data: DictConfig, styles: list[str]) -> PuzzleSet:
                                  OmegaConf.to_container(data.generator))
     if data.kind == "official":
         return official_puzzles(data.path, styles, limit=data.n, skip_flagged=data.skip_flagged,
-                                cache_dir=data.cache_dir)
+                                cache_dir=data.cache_dir, images=data.get("images", "release"))
     raise ValueError(f"data.kind must be generated or official, not {data.kind!r}")
 
 
@@ -160,9 +162,16 @@ def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdenti
     """The questions ``cfg`` asks: CrossMath puzzles (``data``, ``modalities``, ``styles``),
     or the items of the transfer task ``task`` names."""
     if cfg.task.name == CROSSMATH_TASK:
-        puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
+        pictured = any(modality != "text" for modality in cfg.modalities)
+        puzzle_set = load_puzzles(cfg.data, list(cfg.styles) if pictured else [])
         for line in puzzle_set.flagged:
             log.warning("skipped flagged record %s", line)
+        if puzzle_set.consistency is not None and puzzle_set.consistency.flagged:
+            log.warning(puzzle_set.consistency.summary())
+        if puzzle_set.rendered_in_place:
+            log.warning("data.images=render: %d release image(s) drawn by crossmath in their "
+                        "place: %s", len(puzzle_set.rendered_in_place),
+                        "; ".join(why for _, why in puzzle_set.rendered_in_place))
         plan = RequestPlan(list(cfg.modalities), list(cfg.styles), samples,
                            prompt_set(model_config), backend.id)
         return PuzzleQuestions(puzzle_set, plan, cfg.data.name)
@@ -172,69 +181,63 @@ def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdenti
 
 def run_evaluation(cfg: DictConfig) -> RunOutcome:
     """The whole job for one resolved config: what ``python -m crossmath.run`` does."""
+    check_run_config(cfg)
+    join_cluster(cfg.ray)  # an unreachable cluster stops here, before anything else
     planned = plan_evaluation(cfg)
     questions, evaluation_id = planned.questions, planned.evaluation_id
-    if cfg.ray.address and "://" not in planned.out_dir and not Path(planned.out_dir).is_absolute():
-        log.warning("out_dir %s is relative: on a cluster it lands in this job's scratch folder; "
-                    "give a shared path or a URI such as s3://bucket/folder", planned.out_dir)
+    _warn_if_node_local(cfg)
     store = PredictionStore(planned.out_dir)
     manifest = claim_results_folder(
         store, Manifest(evaluation_id, cfg.model.name, questions.data_name, planned.settings))
-    model_label = run_views.evaluation_model_label(planned.model_config, planned.backend.settings)
-    run_id = tracking.open_evaluation_run(
-        tracking_uri=cfg.mlflow.tracking_uri,
-        experiment=cfg.mlflow.experiment,
-        evaluation_id=evaluation_id,
+    model = evaluation_model_label(planned.model_config, planned.backend.settings)
+    record = EvaluationRunRecord(
+        cfg.mlflow, store, manifest, questions, model=model,
         run_name=(cfg.mlflow.run_name
-                  or run_views.evaluation_run_name(model_label, questions, evaluation_id)),
+                  or evaluation_run_name(model, questions, evaluation_id)),
         params={**OmegaConf.to_container(cfg, resolve=True), "samples": planned.samples},
         tags={"model": cfg.model.name, "prompt_id": questions.prompt_id, **questions.tags(),
-              "backend_id": planned.backend.id,
-              **run_views.opening_tags(model_label, questions)},
-    )
-    manifest = record_mlflow_run(store, manifest, run_id)
-    log.info("evaluation %s: results in %s, MLflow run %s", evaluation_id[:SHORT_ID], store.root,
-             run_id)
-    pulse = Heartbeat(cfg.mlflow.tracking_uri, run_id)
-    try:
-        pulse.start()
-        run_views.log_opening(cfg.mlflow.tracking_uri, run_id, questions)
+              "backend_id": planned.backend.id})
+
+    def start_work() -> None:  # MLflow first: an unusable store stops the run before Ray
+        record.open()
         connect_ray(cfg.ray)
+
+    try:
         predictions, n_requests, n_run_now = _answer_rounds(
             planned, store, StageResources(**OmegaConf.to_container(cfg.resources)),
-            cfg.max_attempts)
+            cfg.max_attempts, start_work)
         scores = questions.score(predictions)
         failures = count_failures(predictions, cfg.max_attempts)
-        views = run_views.log_results(
-            cfg.mlflow.tracking_uri, run_id, model=model_label, questions=questions,
-            scores=scores, predictions=predictions, failures=failures, out_dir=store.root,
-            model_name=cfg.model.name, table_images=cfg.mlflow.table_images)
-        with tempfile.TemporaryDirectory(prefix="crossmath-results-") as scratch:
-            files = _write_results(Path(scratch), scores, failures, predictions, questions,
-                                   cfg.model.name)
-            publish_files(files, store.root)
-            tracking.finish_evaluation_run(
-                cfg.mlflow.tracking_uri, run_id,
-                metrics={**scores.headline(cfg.model.name),
-                         **scores.flat_metrics(cfg.model.name), **failures.flat_metrics()},
-                tags={tracking.INCOMPLETE_TAG: str(not failures.complete).lower(),
-                      "git_commit": os.environ.get(GIT_COMMIT_ENV) or tracking.git_commit(),
-                      "n_requests": str(n_requests), "out_dir": store.root, **views},
-                artifacts=[*files, _manifest_copy(Path(scratch), manifest)],
-            )
+        commit = os.environ.get(GIT_COMMIT_ENV)
+        digest = results_digest(predictions, tracking_uri=record.tracking_uri,
+                                experiment=record.experiment, commit=commit)
+        if not (n_run_now == 0 and results_current(store.root, digest)):
+            with tempfile.TemporaryDirectory(prefix="crossmath-results-") as scratch:
+                files = _write_results(Path(scratch), scores, failures, predictions, questions,
+                                       cfg.model.name)
+                publish_files(files, store.root)
+                run_id = record.open()
+                record.finish(
+                    scores=scores, predictions=predictions, failures=failures,
+                    model_name=cfg.model.name,
+                    tags={"git_commit": commit or git_commit(), "n_requests": str(n_requests),
+                          "out_dir": store.root},
+                    artifacts=[*files, _manifest_copy(Path(scratch), record.manifest)])
+            stamp_results(store.root, digest, run_id)
     except BaseException as error:
-        _close_failed_run(cfg.mlflow.tracking_uri, run_id, error)
+        record.ended(error)
         raise
     finally:
-        pulse.stop()
+        record.close()
     return RunOutcome(scores, predictions, failures, local_path(store.root) or store.root,
-                      evaluation_id, run_id, n_requests, n_run_now)
+                      evaluation_id, record.run_id or record.manifest.mlflow_run_id or "",
+                      n_requests, n_run_now)
 
 
 def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, resources: StageResources,
-                   max_attempts: int) -> tuple[pa.Table, int, int]:
+                   max_attempts: int, start_work: Callable[[], object]) -> tuple[pa.Table, int, int]:
     """Every round's predictions (request_id order), the number of requests and how many of
-    them were asked now."""
+    them were asked now; ``start_work`` (MLflow, Ray) runs only if some request is pending."""
     questions = planned.questions
     answered = PREDICTION_SCHEMA.empty_table()
     n_requests = n_run_now = 0
@@ -245,7 +248,7 @@ def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, resources
         model_config, prompt_id = (questions.round_backend(round_index)
                                    or (planned.model_config, questions.prompt_id))
         result = run_pipeline(units, model_config, store, resources, prompt_id=prompt_id,
-                              max_attempts=max_attempts)
+                              max_attempts=max_attempts, before_work=start_work)
         answered = pa.concat_tables([answered, result.predictions])
         n_requests += result.n_requests
         n_run_now += result.n_pending
@@ -271,11 +274,12 @@ def _manifest_copy(folder: Path, manifest: Manifest) -> Path:
     return path
 
 
-def _close_failed_run(tracking_uri: str, run_id: str, error: BaseException) -> None:
-    """Mark the run FAILED (KILLED on Ctrl-C); a tracking store that fails too is only logged,
-    so that the error that stopped the run is the one reported."""
-    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-    try:
-        tracking.close_run(tracking_uri, run_id, status=status)
-    except Exception as close_error:
-        log.warning("could not mark MLflow run %s %s: %s", run_id, status, close_error)
+def _warn_if_node_local(cfg: DictConfig) -> None:
+    """On a cluster, a relative results folder lands in this job's scratch folder: say which
+    option made it so (``out_dir`` when given, else ``runs_dir``)."""
+    if not cfg.ray.address:
+        return
+    option, folder = ("out_dir", cfg.out_dir) if cfg.out_dir else ("runs_dir", cfg.runs_dir)
+    if "://" not in folder and not Path(folder).is_absolute():
+        log.warning("%s %s is relative: on a cluster it lands in this job's scratch folder; "
+                    "give a shared path or a URI such as s3://bucket/folder", option, folder)

@@ -15,6 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from crossmath.models.base import is_refusal
+
 EXIT_INCOMPLETE = 3  # the exit status of a run that finished with failed requests
 TOP_ERRORS = 3
 
@@ -34,6 +36,7 @@ class FailureReport:
     groups: tuple[FailureGroup, ...]
     exhausted: int  # failed requests that used up their attempts: a rerun will not retry them
     errors: tuple[tuple[str, int], ...]  # the most frequent error messages, with their counts
+    refused: int = 0  # failed requests the server refused as wrong (a 4xx): not transient
 
     @property
     def n_failed(self) -> int:
@@ -55,7 +58,7 @@ class FailureReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_requests": self.n_requests, "n_failed": self.n_failed,
-                "n_exhausted": self.exhausted,
+                "n_exhausted": self.exhausted, "n_refused": self.refused,
                 "groups": [vars(group) for group in self.groups],
                 "errors": [{"message": message, "count": count} for message, count in self.errors]}
 
@@ -67,8 +70,12 @@ class FailureReport:
         lines = [f"INCOMPLETE: {self.n_failed} of {self.n_requests} requests failed ({where}); "
                  "they count as wrong answers above"]
         lines += [f"  {count} x {message}" for message, count in self.errors]
-        retried = self.n_failed - self.exhausted
-        if retried:
+        if self.refused:
+            lines.append(f"{self.refused} were refused by the server (HTTP 4xx, see why above): "
+                         "that is not transient, so they were not retried, and a rerun is "
+                         "refused the same way until the request or the server changes")
+        retried = self.n_failed - self.exhausted - self.refused
+        if retried > 0:
             lines.append(f"rerun the same command to retry the {retried} that have attempts left")
         if self.exhausted:
             lines.append(f"{self.exhausted} used up max_attempts; raise max_attempts to retry them")
@@ -81,16 +88,19 @@ def count_failures(predictions: pa.Table, max_attempts: int) -> FailureReport:
     totals: Counter[tuple[str, str]] = Counter()
     failed: Counter[tuple[str, str]] = Counter()
     messages: Counter[str] = Counter()
-    exhausted = 0
+    exhausted = refused = 0
     for row in rows:
         key = (row["modality"], row["style"])
         totals[key] += 1
         if row["error"] is not None:
             failed[key] += 1
             messages[_first_line(row["error"])] += 1
-            exhausted += row["attempt"] >= max_attempts
+            if row["attempt"] >= max_attempts:
+                exhausted += 1
+            elif is_refusal(row["error"]):
+                refused += 1
     groups = tuple(FailureGroup(m, s, failed[(m, s)], totals[(m, s)]) for m, s in sorted(totals))
-    return FailureReport(groups, exhausted, tuple(messages.most_common(TOP_ERRORS)))
+    return FailureReport(groups, exhausted, tuple(messages.most_common(TOP_ERRORS)), refused)
 
 
 def _first_line(message: str, limit: int = 200) -> str:

@@ -58,7 +58,7 @@ class InferPredictions:
         predictions = [self._prediction(row, response) for row, response in zip(rows, responses)]
         self.store.write_shard(predictions)
         return pa.table({"request_id": [p["request_id"] for p in predictions],
-                         "answered": [p["pred"] is not None for p in predictions]})
+                         "failed": [p["error"] is not None for p in predictions]})
 
     def _answer(self, requests: list[ModelRequest]) -> list[ModelResponse]:
         """The backend's responses, checked to be one per request in order.

@@ -14,11 +14,12 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.pipeline.requests import PLAN_MODALITIES
-from crossmath.pipeline.sources import RELEASE_TEXT_STYLE, release_style_jsonl
+from crossmath.pipeline.sources import IMAGE_CHOICES, RELEASE_TEXT_STYLE, release_style_jsonl
 from crossmath.runtime.checks import (
     existing_path,
     modality_names,
     model_options,
+    non_empty_file,
     non_negative_number,
     one_of,
     puzzle_generation,
@@ -27,6 +28,7 @@ from crossmath.runtime.checks import (
     writable_folder,
 )
 from crossmath.runtime.errors import ConfigError
+from crossmath.runtime.ray_cluster import connect_timeout
 from crossmath.tasks import TASKS
 
 DATA_KINDS = ("generated", "official")
@@ -55,6 +57,7 @@ def check_run_config(cfg: DictConfig) -> None:
     else:
         writable_folder(options["out_dir"], "out_dir")
     whole_number(options["max_attempts"], "max_attempts")
+    connect_timeout(options["ray"])
 
 
 def check_task_options(task: Mapping[str, Any], where: str = "task") -> str:
@@ -98,6 +101,7 @@ def check_data_options(data: Mapping[str, Any], where: str = "data") -> None:
         whole_number(data.get("seed"), f"{where}.seed", minimum=0)
         return
     whole_number(data.get("n"), f"{where}.n", none_means="every puzzle")
+    one_of(data.get("images", "release"), f"{where}.images", IMAGE_CHOICES)
     if data.get("path") is not None:
         release_jsonl(data["path"], f"{where}.path")
 
@@ -106,14 +110,12 @@ def release_jsonl(value: Any, where: str) -> Path:
     """The testset jsonl a path names: the file itself, or the release folder's original-style
     file (``Original/testset_hr.jsonl``)."""
     path = existing_path(value, where)
-    if path.is_file():
-        return path
-    jsonl = release_style_jsonl(path, RELEASE_TEXT_STYLE)
+    jsonl = path if path.is_file() else release_style_jsonl(path, RELEASE_TEXT_STYLE)
     if not jsonl.is_file():
         raise ConfigError(where, f"{path} is a folder without the release's layout: expected "
                                  f"{jsonl.relative_to(path)} in it (or give the path of a "
                                  "testset jsonl)")
-    return jsonl
+    return non_empty_file(jsonl, where)
 
 
 def check_resources(resources: Mapping[str, Any], where: str = "resources") -> None:

@@ -24,10 +24,16 @@ from crossmath.pipeline.prediction_table import PredictionTable, puzzle_predicti
 from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.shards import write_table
 from crossmath.pipeline.sources import PuzzleSet
+from crossmath.puzzle.consistency import Consistency
 from crossmath.puzzle.table import puzzles_to_table
+from crossmath.summary.consistency_views import (
+    CONSISTENT_PREFIX,
+    consistency_console,
+    consistency_section,
+)
 from crossmath.summary.headline import crossmath_headline
 from crossmath.summary.views import console_summary, write_report
-from crossmath.tracking.datasets import DatasetRef
+from crossmath.tracking.dataset_ref import DatasetRef
 from crossmath.tracking.run_labels import data_label, modalities_label
 
 PUZZLES_FILE = "puzzles.parquet"
@@ -35,36 +41,61 @@ PUZZLES_FILE = "puzzles.parquet"
 
 @dataclass(frozen=True)
 class PuzzleScores:
-    """The scorecard of a CrossMath evaluation, and the probe's reading scores when it ran."""
+    """The scorecard of a CrossMath evaluation, and the probe's reading scores when it ran.
+
+    On official records that lint flags, ``consistency`` says which they are and
+    ``consistent`` holds the scorecard over the others (``consistent/...`` in MLflow), beside
+    the scorecard over all of them (the release's protocol).
+    """
 
     evaluation: Evaluation
     probe: ProbeSummary | None = None
+    consistent: Evaluation | None = None
+    consistency: Consistency | None = None
 
     def to_dict(self) -> dict[str, Any]:
         scores = self.evaluation.to_dict()
         if self.probe is not None:
             scores["probe"] = self.probe.to_dict()
+        if self.consistency is not None:
+            scores["consistency"] = self.consistency.to_dict()
+        if self.consistent is not None:
+            scores["consistent"] = self.consistent.to_dict()
         return scores
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PuzzleScores":
         """The scores back from ``metrics.json`` (``to_dict``)."""
-        probe = data.get("probe")
+        probe, consistent = data.get("probe"), data.get("consistent")
+        consistency = data.get("consistency")
         return cls(Evaluation.from_dict(data),
-                   None if probe is None else ProbeSummary.from_dict(probe))
+                   None if probe is None else ProbeSummary.from_dict(probe),
+                   None if consistent is None else Evaluation.from_dict(consistent),
+                   None if consistency is None else Consistency.from_dict(consistency))
 
     def flat_metrics(self, model: str) -> dict[str, float]:
         flat = self.evaluation.flat_metrics(model)
         if self.probe is not None:
             flat.update(self.probe.flat_metrics(model))
             flat.update(decomposition_metrics(self.evaluation, model))
+        if self.consistency is not None:
+            flat["lint/n_flagged"] = float(len(self.consistency.flagged))
+            flat["lint/oracle_ceiling"] = self.consistency.oracle_ceiling
+        if self.consistent is not None:
+            flat.update({f"{CONSISTENT_PREFIX}{name}": value
+                         for name, value in self.consistent.flat_metrics(model).items()})
         return flat
 
     def console(self, model: str) -> str:
-        return console_summary(self.evaluation, model, self.probe)
+        lines = [console_summary(self.evaluation, model, self.probe)]
+        if self.consistency is not None and self.consistency.flagged:
+            lines += consistency_console(self.consistency, self.consistent, model)
+        return "\n".join(lines)
 
     def write_report(self, folder: Path, model: str) -> list[Path]:
-        return write_report(self.evaluation, folder, model, self.probe).paths
+        appendix = (consistency_section(self.consistency, self.consistent, model)
+                    if self.consistency is not None and self.consistency.flagged else [])
+        return write_report(self.evaluation, folder, model, self.probe, appendix).paths
 
     def headline(self, model: str) -> dict[str, float]:
         return crossmath_headline(self.evaluation, model)
@@ -84,9 +115,12 @@ class PuzzleQuestions:
         release_folders = {str(Path(path).resolve().parent)
                            for path in self.puzzle_set.official_images.values()}
         puzzles, plan = self.puzzle_set.puzzles, self.plan
+        data = {"name": self.data_name, "gold": data_identity(puzzles),
+                "release_images": sorted(release_folders)}
+        if self.puzzle_set.rendered_in_place:  # data.images=render drew some in their place
+            data["rendered_in_place"] = [image for image, _ in self.puzzle_set.rendered_in_place]
         return {
-            "data": {"name": self.data_name, "gold": data_identity(puzzles),
-                     "release_images": sorted(release_folders)},
+            "data": data,
             "plan": {"modalities": list(plan.modalities), "styles": plan.style_provenance,
                      "samples": plan.samples, "prompt_set": plan.prompt_id,
                      "prompts": prompts_identity(plan.layout(puzzle, modality).texts
@@ -110,14 +144,25 @@ class PuzzleQuestions:
 
     def score(self, predictions: pa.Table) -> PuzzleScores:
         transcribed = pc.equal(predictions["modality"], TRANSCRIBE)
-        evaluation = evaluate_predictions(predictions.filter(pc.invert(transcribed)),
-                                          puzzles_to_table(self.puzzle_set.puzzles),
+        solving = predictions.filter(pc.invert(transcribed))
+        puzzles = self.puzzle_set.puzzles
+        evaluation = evaluate_predictions(solving, puzzles_to_table(puzzles),
                                           samples=self.plan.samples)
-        if not self.plan.probes:
-            return PuzzleScores(evaluation)
-        grids = {puzzle.puzzle_id: puzzle.grid for puzzle in self.puzzle_set.puzzles}
-        return PuzzleScores(evaluation, score_probe(predictions.filter(transcribed), grids,
-                                                    self.plan.samples))
+        consistency = self.puzzle_set.consistency
+        consistent = None
+        if consistency is not None and consistency.flagged:
+            flagged = consistency.flagged_ids
+            kept = [puzzle for puzzle in puzzles if puzzle.puzzle_id not in flagged]
+            if kept:
+                consistent = evaluate_predictions(
+                    solving.filter(pc.invert(pc.is_in(solving["puzzle_id"],
+                                                      pa.array(sorted(flagged))))),
+                    puzzles_to_table(kept), samples=self.plan.samples)
+        probe = None
+        if self.plan.probes:
+            grids = {puzzle.puzzle_id: puzzle.grid for puzzle in puzzles}
+            probe = score_probe(predictions.filter(transcribed), grids, self.plan.samples)
+        return PuzzleScores(evaluation, probe, consistent, consistency)
 
     def write_reference(self, folder: Path) -> Path:
         path = folder / PUZZLES_FILE

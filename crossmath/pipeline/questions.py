@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from crossmath.pipeline.prediction_table import PredictionTable
-from crossmath.tracking.datasets import DatasetRef
+from crossmath.tracking.dataset_ref import DatasetRef
 
 
 class Scores(Protocol):

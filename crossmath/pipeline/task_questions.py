@@ -39,7 +39,7 @@ from crossmath.summary.transfer_views import transfer_console, write_transfer_re
 from crossmath.tasks import Reply, TaskData, TaskScores, TaskSummary, get_task, score_replies
 from crossmath.tasks.mathverse_judge import load_judge_prompts
 from crossmath.tasks.scorings import SKIPPED_ITEMS, UNJUDGED, rule_judgements
-from crossmath.tracking.datasets import DatasetRef
+from crossmath.tracking.dataset_ref import DatasetRef
 from crossmath.tracking.run_labels import data_label
 
 log = logging.getLogger(__name__)

@@ -31,6 +31,7 @@ class LintResult:
     number: int
     name: str
     problems: list[tuple[Status, str]] = field(default_factory=list)
+    solver_agrees: bool = False  # the grid's unique solution is the record's answer
 
     @property
     def status(self) -> Status:
@@ -91,6 +92,7 @@ def lint_record(record: OfficialRecord) -> LintResult:
         flag(("ambiguous", f"several solutions, e.g. [{first}] and [{second}]"))
     else:
         solved = [str(search.solutions[0][p]) for p in grid.blanks]
+        result.solver_agrees = solved == puzzle.answer
         if solved != puzzle.answer:
             flag(("mismatch", f"the unique solution is [{' '.join(solved)}], the record says "
                               f"[{' '.join(puzzle.answer)}]"))
@@ -152,6 +154,22 @@ class LintPathError(ValueError):
 RELEASE_JSONL_PATTERN = "testset_*.jsonl"
 
 
+def jsonl_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a JSONL file at all (empty, binary, no line of JSON), or None.
+
+    A JSONL file with bad lines is still one: lint flags those lines one by one.
+    """
+    data = Path(path).read_bytes()
+    if not data.strip():
+        return "is empty"
+    if b"\0" in data[:8192]:
+        return "is not a JSONL file (it holds binary data)"
+    if not any(isinstance(item, OfficialRecord) or "not valid JSON" not in item.reason
+               for item in iter_record_lines(path)):
+        return "is not a JSONL file (no line of it is JSON)"
+    return None
+
+
 def release_jsonl_files(path: str | Path) -> list[Path]:
     """The files ``path`` names: itself if a file; if a folder, every ``testset_*.jsonl`` in it
     and in its style subfolders (the release's layout, ``Original/testset_hr.jsonl`` ...)."""
@@ -165,3 +183,36 @@ def release_jsonl_files(path: str | Path) -> list[Path]:
         raise LintPathError(f"{path} holds no {RELEASE_JSONL_PATTERN}, neither itself nor in a "
                             "style subfolder (e.g. Original/testset_hr.jsonl)")
     return files
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """What lint says of an official set's records: those it flags (kept, as the release keeps
+    them), and the oracle's ceiling, the share of puzzles whose grid's unique solution is the
+    recorded answer (what the solver, hence the text modality at best, can score)."""
+
+    n_records: int
+    flagged: tuple[tuple[str, str, str], ...]  # (puzzle id, name, status) of each flagged one
+    oracle_ceiling: float  # percent
+
+    @property
+    def flagged_ids(self) -> frozenset[str]:
+        return frozenset(puzzle_id for puzzle_id, _, _ in self.flagged)
+
+    def summary(self) -> str:
+        """One line: which records lint flags and why, briefly."""
+        named = ", ".join(f"{name} ({status})" for _, name, status in self.flagged)
+        return (f"lint flags {len(self.flagged)} of {self.n_records} records: {named}; they are "
+                "scored like the rest, as the release does (consistent/... metrics leave them "
+                f"out; the oracle's ceiling is {self.oracle_ceiling:.1f}%)")
+
+    def to_dict(self) -> dict:
+        return {"n_records": self.n_records, "oracle_ceiling": self.oracle_ceiling,
+                "flagged": [{"puzzle_id": pid, "name": name, "status": status}
+                            for pid, name, status in self.flagged]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Consistency":
+        return cls(int(data["n_records"]),
+                   tuple((f["puzzle_id"], f["name"], f["status"]) for f in data["flagged"]),
+                   float(data["oracle_ceiling"]))

@@ -132,7 +132,7 @@ def iter_record_lines(path: str | Path) -> Iterator[OfficialRecord | GridFormatE
             try:
                 fields = json.loads(line)
             except json.JSONDecodeError as error:
-                yield GridFormatError(f"not valid JSON ({error.msg} at column {error.colno})",
+                yield GridFormatError(f"not valid JSON ({json_error(error, line=False)})",
                                       source=source, line=line_number)
                 continue
             if not isinstance(fields, dict):
@@ -145,6 +145,14 @@ def iter_record_lines(path: str | Path) -> Iterator[OfficialRecord | GridFormatE
                                       line=line_number)
                 continue
             yield OfficialRecord(fields, source, line_number, number)
+
+
+def json_error(error: json.JSONDecodeError, *, line: bool = True) -> str:
+    """``error`` as ``<what> at line L, column C`` (without the line for one-line documents).
+    Some of the json module's messages already end in "at" ("Unterminated string starting
+    at"): it is not said twice."""
+    where = f"line {error.lineno}, column {error.colno}" if line else f"column {error.colno}"
+    return f"{error.msg.removesuffix(' at')} at {where}"
 
 
 def iter_official_jsonl(path: str | Path) -> Iterator[OfficialRecord]:

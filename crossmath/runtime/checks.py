@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
@@ -20,6 +21,7 @@ from crossmath.models.base import MODALITIES
 from crossmath.models.prompts import PromptTemplateError, load_prompt_template
 from crossmath.models.vllm_protocol import VLLM_EXTRA
 from crossmath.puzzle.model import DIFFICULTIES
+from crossmath.puzzle.records import json_error
 from crossmath.puzzle.synthesis import GeneratorConfig
 from crossmath.runtime.errors import ConfigError
 
@@ -99,6 +101,16 @@ def existing_path(value: Any, where: str) -> Path:
     return path
 
 
+def non_empty_file(path: Path, where: str) -> Path:
+    """A file that holds more than whitespace: an empty input is refused at the door, not
+    found empty-handed after the work has started."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return path
+    raise ConfigError(where, f"{path} is empty")
+
+
 def adapter_folder(value: Any, where: str) -> Path:
     """A PEFT adapter folder: its config is a JSON object and its weights are there."""
     folder = existing_path(value, where)
@@ -114,8 +126,7 @@ def adapter_folder(value: Any, where: str) -> Path:
     except UnicodeDecodeError as error:
         raise ConfigError(where, f"{config} is not UTF-8 text ({error.reason})") from None
     except json.JSONDecodeError as error:
-        raise ConfigError(where, f"{config} is not valid JSON: {error.msg} at line "
-                                 f"{error.lineno}, column {error.colno}") from None
+        raise ConfigError(where, f"{config} is not valid JSON: {json_error(error)}") from None
     if not isinstance(fields, dict):
         raise ConfigError(where, f"{config} must hold a JSON object, not "
                                  f"{type(fields).__name__}")
@@ -139,6 +150,25 @@ def writable_folder(value: Any, where: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         made = "written to" if existing == path else f"created ({existing} is not writable)"
         raise ConfigError(where, f"{path} cannot be {made}")
+    try:  # what access() cannot tell (a read-only mount, /proc, a full disk): try, leave nothing
+        with tempfile.TemporaryDirectory(dir=existing, prefix=".crossmath-check-"):
+            pass
+    except OSError as error:
+        raise ConfigError(where, f"{path} cannot be created in {existing} "
+                                 f"({error.strerror or error})") from None
+
+
+def existing_tracking_store(uri: Any, where: str) -> str:
+    """A tracking store to read from: a local SQLite database must exist (MLflow would make an
+    empty one and find nothing in it)."""
+    if not isinstance(uri, str) or not uri:
+        raise ConfigError(where, f"must be a tracking URI, got {uri!r}")
+    if uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///")).expanduser()
+        if not database.is_file():
+            raise ConfigError(where, f"{database} does not exist: no evaluation has been logged "
+                                     "there yet (python -m crossmath.run logs one)")
+    return uri
 
 
 def puzzle_generation(difficulty: Any, generator: Mapping[str, Any] | None, where: str) -> None:

@@ -68,7 +68,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from crossmath.pipeline.sources import DataSourceError
     from crossmath.puzzle.grid import GridFormatError
     from crossmath.tasks.published import TaskDataError
-    from crossmath.tracking.mlflow_store import TrackingUnavailable
+    from crossmath.tracking.errors import TrackingUnavailable
 
     return (ConfigError, GridFormatError, StyleError, PromptTemplateError, DataSourceError,
             ReleaseLogError, TrackingUnavailable, ResultsFolderError, IdentityError,

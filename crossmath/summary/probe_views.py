@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.figure import Figure
-
 from crossmath.metrics.probe import Decomposition, ProbeSummary, decompose
 from crossmath.metrics.scorecard import Evaluation
 from crossmath.metrics.transcription import TRANSCRIBED
 from crossmath.summary.cells import gap_cell, stat_cell
-from crossmath.summary.figures import save_figure
+from crossmath.summary.figures import new_figure, save_figure
 
 PROBE_COLUMNS = {"cell_acc": "cells", "number_cell_acc": "numbers",
                  "operator_cell_acc": "operators", "equals_cell_acc": "=",
@@ -103,7 +101,7 @@ def plot_decomposition(evaluation: Evaluation, path: str | Path, model: str) -> 
     parts = decompose(evaluation, model)
     if not parts:
         return None
-    figure = Figure(figsize=(max(6.0, 1.4 * len(parts) + 3), 4.8), layout="constrained")
+    figure = new_figure(figsize=(max(6.0, 1.4 * len(parts) + 3), 4.8), layout="constrained")
     axes = figure.add_subplot()
     xs = range(len(parts))
     for offset, (name, label, color) in zip((-0.2, 0.2), PARTS):

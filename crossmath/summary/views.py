@@ -9,11 +9,10 @@ is the caller's business.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
-
-from matplotlib.figure import Figure
+from typing import Mapping, Sequence
 
 from crossmath.metrics.accuracy import STEP_GROUPS, MeanStd
 from crossmath.metrics.probe import ProbeSummary
@@ -27,17 +26,17 @@ from crossmath.metrics.scorecard import (
 )
 from crossmath.metrics.transcription import TRANSCRIBED
 from crossmath.summary.cells import gap_cell, interval, stat_cell
-from crossmath.summary.figures import save_figure
+from crossmath.summary.figures import new_figure, save_figure
 from crossmath.summary.probe_views import plot_decomposition, probe_console, probe_section
 
 MODALITY_LABELS = {"text": "text (T)", "image": "image (I)", "hybrid": "hybrid (TI)",
                    TRANSCRIBED: "own transcription (T̂)"}
 METRIC_LABELS = {"macro_acc": "macro", "micro_acc": "micro", "step1_acc": "step1",
                  "step2_acc": "step2", "step3_acc": "step3", "step4plus_acc": "step4+",
-                 "answer_rate": "answered", "lenient_macro_acc": "lenient macro"}
+                 "answer_rate": "tagged", "lenient_macro_acc": "lenient macro"}
 ACCURACY_COLUMNS = ("macro_acc", "micro_acc", "step1_acc", "step2_acc", "step3_acc",
                     "step4plus_acc", "answer_rate")
-DIAGNOSTIC_LABELS = {"answer_tag_rate": "tagged", "wrong_count_rate": "wrong count",
+DIAGNOSTIC_LABELS = {"answer_tag_rate": "tagged of answered", "wrong_count_rate": "wrong count",
                      "non_integer_rate": "non-integer", "error_rate": "failed",
                      "lenient_macro_acc": "lenient macro", "lenient_micro_acc": "lenient micro"}
 ANSWER_RULE_NOTES = {
@@ -45,6 +44,8 @@ ANSWER_RULE_NOTES = {
     "after_thinking": "the last `<answer>` block once the thinking is removed (not the release's rule)",
 }
 _COLORS = {"text": "#4C72B0", "image": "#DD8452", "hybrid": "#55A868", TRANSCRIBED: "#8172B3"}
+LABEL_WIDTH = 30  # characters per line of a run's label in the comparison plot
+GAP_COLORS = {"T-TI": "#55A868", "T-I": "#DD8452", "T-That": "#8172B3", "That-I": "#C44E52"}
 
 
 @dataclass(frozen=True)
@@ -83,19 +84,20 @@ def markdown_report(evaluation: Evaluation, model: str | None = None, *, title: 
                   f"answers read by {_rule_note(evaluation)}. Accuracies in percent, mean ± "
                   "sample std over the samples; step-wise accuracy pools every blank of that "
                   "solving depth; `all` pools the styles.", ""]
-    lines += ["## Accuracy", "", *_accuracy_table(evaluation, model, [ALL]), ""]
+    lines += ["## Accuracy", "", *accuracy_table(evaluation, model, [ALL]), ""]
     diagnostics = _diagnostics_table(evaluation, model)
     if diagnostics:
         lines += ["## Answer format", "",
                   "Beside accuracy, never replacing it (percent, mean ± std over samples). "
-                  "failed: requests without a response; tagged: responses with an answer "
-                  "block; wrong count: answers whose number of values is not the number of "
-                  "blanks; non-integer: answers with a value that is not a plain non-negative "
-                  "integer (both among tagged); lenient: accuracy once formatting is forgiven "
+                  "failed: requests without a response; tagged of answered: responses with "
+                  "an answer block (the accuracy table's tagged counts every request); wrong "
+                  "count: answers whose number of values is not the number of blanks; "
+                  "non-integer: answers with a value that is not a plain non-negative integer "
+                  "(both among tagged); lenient: accuracy once formatting is forgiven "
                   "(docs/scoring.md).", "", *diagnostics, ""]
     difficulties = [d for d in evaluation.difficulties(model) if d != ALL]
     if len(difficulties) > 1:
-        lines += ["## Accuracy by difficulty", "", *_accuracy_table(evaluation, model, difficulties), ""]
+        lines += ["## Accuracy by difficulty", "", *accuracy_table(evaluation, model, difficulties), ""]
     gaps = [gap for gap in evaluation.gaps if gap.model == model]
     if gaps:
         metrics = [m for m in GAP_METRICS if any(g.metric == m for g in gaps)]
@@ -121,7 +123,7 @@ def console_summary(evaluation: Evaluation, model: str | None = None,
     """The short table printed at the end of a run: accuracy per modality and style, the gaps
     pooled over styles, and the probe's reading and split of T−I when it ran."""
     model = evaluation.only_model(model)
-    lines = _accuracy_table(evaluation, model, [ALL])
+    lines = accuracy_table(evaluation, model, [ALL])
     diagnostics = _diagnostics_table(evaluation, model)
     if diagnostics:
         lines += ["answer format (failed: no response; wrong count and non-integer among tagged):",
@@ -135,7 +137,7 @@ def console_summary(evaluation: Evaluation, model: str | None = None,
     return "\n".join(lines)
 
 
-def _accuracy_table(evaluation: Evaluation, model: str, difficulties: list[str]) -> list[str]:
+def accuracy_table(evaluation: Evaluation, model: str, difficulties: list[str]) -> list[str]:
     return _group_table(evaluation, model, difficulties, {n: METRIC_LABELS[n] for n in ACCURACY_COLUMNS})
 
 
@@ -174,7 +176,7 @@ def plot_accuracy(evaluation: Evaluation, path: str | Path, model: str | None = 
     model = evaluation.only_model(model)
     modalities = evaluation.modalities(model)
     styles = unique_in_order(s for m in modalities for s in evaluation.styles(model, m) if s != ALL) + [ALL]
-    figure = Figure(figsize=(max(6.0, 1.6 * len(styles) + 2), 6.5), layout="constrained")
+    figure = new_figure(figsize=(max(6.0, 1.6 * len(styles) + 2), 6.5), layout="constrained")
     for row, metric in enumerate(("macro_acc", "micro_acc")):
         axes = figure.add_subplot(2, 1, row + 1)
         width = 0.8 / max(1, len(modalities))
@@ -196,7 +198,7 @@ def plot_accuracy(evaluation: Evaluation, path: str | Path, model: str | None = 
 def plot_step_depth(evaluation: Evaluation, path: str | Path, model: str | None = None) -> Path:
     """Blank accuracy per solving depth (styles pooled), one line per modality."""
     model = evaluation.only_model(model)
-    figure = Figure(figsize=(6.5, 4.5), layout="constrained")
+    figure = new_figure(figsize=(6.5, 4.5), layout="constrained")
     axes = figure.add_subplot()
     for modality in evaluation.modalities(model):
         group = evaluation.group(model, modality, ALL)
@@ -221,35 +223,42 @@ def plot_gaps(evaluation: Evaluation, path: str | Path, model: str | None = None
     if not gaps:
         return None
     rows = unique_in_order((g.name, g.style) for g in gaps)
-    figure = Figure(figsize=(9.0, 1.0 + 0.45 * len(rows)), layout="constrained")
+    figure = new_figure(figsize=(9.0, 1.0 + 0.45 * len(rows)), layout="constrained")
     for column, metric in enumerate(("macro_acc", "micro_acc")):
         axes = figure.add_subplot(1, 2, column + 1, sharey=figure.axes[0] if column else None)
+        labelled: set[str] = set()
         for y, (name, style) in enumerate(rows):
             gap = evaluation.gap(model, name, metric, style)
             if gap is None:
                 continue
             e = gap.estimate
+            kind = "styles pooled" if style == ALL else "one style"
             axes.errorbar([e.gap], [y], xerr=[[e.gap - e.ci_low], [e.ci_high - e.gap]], fmt="o",
-                          capsize=3, color="black" if style == ALL else "#4C72B0")
+                          capsize=3, color="black" if style == ALL else "#4C72B0",
+                          label=None if kind in labelled else kind)
+            labelled.add(kind)
         axes.axvline(0.0, color="grey", linewidth=1, linestyle="--")
         axes.set_xlabel(f"{METRIC_LABELS[metric]} gap (percentage points)")
         axes.grid(axis="x", alpha=0.3)
         if column == 0:
             axes.set_yticks(range(len(rows)), [f"{name} {style}" for name, style in rows])
             axes.invert_yaxis()
+    figure.axes[-1].legend(fontsize="small", loc="best")
     figure.suptitle(f"{model}: modality gaps with 95% bootstrap intervals")
     return save_figure(figure, path)
 
 
 def write_report(evaluation: Evaluation, out_dir: str | Path, model: str | None = None,
-                 probe: ProbeSummary | None = None) -> ReportFiles:
-    """``report.md``, ``accuracy.png``, ``steps.png`` and ``gaps.png`` of one model in
-    ``out_dir``, and ``probe.png`` when the probe's gaps are there."""
+                 probe: ProbeSummary | None = None, appendix: Sequence[str] = ()) -> ReportFiles:
+    """``report.md`` (ending with the lines of ``appendix``), ``accuracy.png``, ``steps.png``
+    and ``gaps.png`` of one model in ``out_dir``, and ``probe.png`` when the probe's gaps are
+    there."""
     model = evaluation.only_model(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     markdown = out / "report.md"
-    markdown.write_text(markdown_report(evaluation, model, probe=probe), encoding="utf-8")
+    text = markdown_report(evaluation, model, probe=probe)
+    markdown.write_text("\n".join([text, "", *appendix]) if appendix else text, encoding="utf-8")
     return ReportFiles(markdown, plot_accuracy(evaluation, out / "accuracy.png", model),
                        plot_step_depth(evaluation, out / "steps.png", model),
                        plot_gaps(evaluation, out / "gaps.png", model),
@@ -266,17 +275,27 @@ def compare_runs(
     metric: str = "macro_acc",
     style: str = ALL,
     stem: str = "comparison",
+    ceilings: Mapping[str, float] | None = None,
 ) -> Comparison:
     """Models × modality table with gaps, as markdown and a PNG, for several runs.
 
-    ``evaluations`` maps a run label (e.g. the MLflow run name) to its evaluation; a run that
-    scored several models gets one row per model (``label/model``). Writes
-    ``{stem}.md`` and ``{stem}.png`` in ``out_dir``.
+    ``evaluations`` maps a run label (what was evaluated: model, adapter, backend) to its
+    evaluation; a run that scored several models gets one row per model (``label/model``).
+    ``ceilings`` maps a label to the oracle's ceiling on its records (official data that lint
+    flags), shown as a column and a mark on the plot. Writes ``{stem}.md`` and ``{stem}.png``
+    in ``out_dir``.
     """
+    ceilings = dict(ceilings or {})
     if metric not in GAP_METRICS:
         raise ValueError(f"compare_runs compares one of {', '.join(GAP_METRICS)}, not {metric!r}")
-    rows = [(label if len(ev.models()) == 1 else f"{label}/{model}", ev, model)
-            for label, ev in evaluations.items() for model in ev.models()]
+    rows, row_ceilings = [], {}
+    for label, ev in evaluations.items():
+        for model in ev.models():
+            row = label if len(ev.models()) == 1 else f"{label}/{model}"
+            rows.append((row, ev, model))
+            if label in ceilings:
+                row_ceilings[row] = ceilings[label]
+    ceilings = row_ceilings
     if not rows:
         raise ValueError("no runs to compare")
     modalities = unique_in_order(m for _, ev, model in rows for m in ("text", "image", "hybrid")
@@ -284,12 +303,18 @@ def compare_runs(
     names = list(GAP_PAIRS)
     head = "| run | " + " | ".join(MODALITY_LABELS.get(m, m) for m in modalities)
     head += " | " + " | ".join(f"gap {n} (95% CI, p)" for n in names) + " |"
+    ceiling_note = (" The oracle's ceiling is the share of the records whose grid has one "
+                    "solution, the recorded one (the rest are flagged by lint)."
+                    if ceilings else "")
+    if ceilings:
+        head = head.replace("| run |", "| run | oracle's ceiling |")
     lines = [f"# crossmath: {METRIC_LABELS[metric]} accuracy, style {style}", "",
              "Accuracy in percent (mean ± std over samples); gaps in percentage points, paired "
-             f"by puzzle. {_rules_line(evaluations)}", "", head,
-             "|---|" + "---:|" * (len(modalities) + len(names))]
+             f"by puzzle. {_rules_line(evaluations)}{ceiling_note}", "", head,
+             "|---|" + "---:|" * (len(modalities) + len(names) + bool(ceilings))]
     for label, ev, model in rows:
-        cells = [stat_cell(_stat(ev, model, m, style, metric)) for m in modalities]
+        cells = [f"{ceilings[label]:.1f}" if label in ceilings else "–"] if ceilings else []
+        cells += [stat_cell(_stat(ev, model, m, style, metric)) for m in modalities]
         for name in names:
             gap = ev.gap(model, name, metric, style)
             cells.append(f"{gap.estimate.gap:+.1f} ({interval(gap.estimate)}, "
@@ -300,41 +325,55 @@ def compare_runs(
     out.mkdir(parents=True, exist_ok=True)
     markdown_path = out / f"{stem}.md"
     markdown_path.write_text(markdown, encoding="utf-8")
-    plot_path = _plot_comparison(rows, modalities, metric, style, out / f"{stem}.png")
+    plot_path = _plot_comparison(rows, modalities, metric, style, out / f"{stem}.png", ceilings)
     return Comparison(markdown, markdown_path, plot_path)
 
 
-def _plot_comparison(rows, modalities: list[str], metric: str, style: str, path: Path) -> Path:
-    figure = Figure(figsize=(max(8.0, 2.2 * len(rows) + 4), 4.8), layout="constrained")
-    bars, gaps = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+def _plot_comparison(rows, modalities: list[str], metric: str, style: str, path: Path,
+                     ceilings: Mapping[str, float]) -> Path:
+    """Runs as rows (labels read horizontally, however long): accuracy per modality on the
+    left, with the oracle's ceiling where it is known, each gap with its interval on the
+    right. Every series is in a legend, and the legends sit below the panels, off the data."""
+    labels = [label for label, _, _ in rows]
+    height = 1.8 + 0.32 * len(rows) * max(2, len(modalities))
+    figure = new_figure(figsize=(11.0, height), layout="constrained")
+    bars, gaps = figure.subplots(1, 2, gridspec_kw={"width_ratios": (3, 2)})
     width = 0.8 / max(1, len(modalities))
     for i, modality in enumerate(modalities):
         stats = [_stat(ev, model, modality, style, metric) for _, ev, model in rows]
-        xs = [x + (i - (len(modalities) - 1) / 2) * width for x in range(len(rows))]
-        bars.bar(xs, [s.mean if s else math.nan for s in stats], width,
-                 yerr=[s.std if s else 0.0 for s in stats], capsize=3,
-                 label=MODALITY_LABELS.get(modality, modality), color=_COLORS.get(modality))
-    bars.set_xticks(range(len(rows)), [label for label, _, _ in rows], rotation=20, ha="right")
-    bars.set_ylim(0, 105)
-    bars.set_ylabel(f"{METRIC_LABELS[metric]} accuracy (%)")
-    bars.legend(fontsize="small")
-    bars.grid(axis="y", alpha=0.3)
-    offsets = {name: (i - (len(GAP_PAIRS) - 1) / 2) * 0.25 for i, name in enumerate(GAP_PAIRS)}
+        ys = [y + (i - (len(modalities) - 1) / 2) * width for y in range(len(rows))]
+        bars.barh(ys, [s.mean if s else math.nan for s in stats], width,
+                  xerr=[s.std if s else 0.0 for s in stats], capsize=3,
+                  label=MODALITY_LABELS.get(modality, modality), color=_COLORS.get(modality))
+    marked = [(y, ceilings[label]) for y, label in enumerate(labels) if label in ceilings]
+    if marked:
+        bars.scatter([c for _, c in marked], [y for y, _ in marked], marker="|", s=600,
+                     color="black", zorder=3, label="oracle's ceiling (lint)")
+    bars.set_yticks(range(len(rows)), [textwrap.fill(label, LABEL_WIDTH) for label in labels])
+    bars.set_ylim(len(rows) - 0.5, -0.5)  # first run on top
+    bars.set_xlim(0, 105)
+    bars.set_xlabel(f"{METRIC_LABELS[metric]} accuracy (%)")
+    bars.grid(axis="x", alpha=0.3)
+    drawn = [name for name in GAP_PAIRS
+             if any(ev.gap(model, name, metric, style) for _, ev, model in rows)]
+    offsets = {name: (i - (len(drawn) - 1) / 2) * 0.8 / max(1, len(drawn))
+               for i, name in enumerate(drawn)}
     for name, offset in offsets.items():
-        for y, (_, ev, model) in enumerate(rows):
-            gap = ev.gap(model, name, metric, style)
-            if gap is None:
-                continue
-            e = gap.estimate
-            gaps.errorbar([e.gap], [y + offset], xerr=[[e.gap - e.ci_low], [e.ci_high - e.gap]],
-                          fmt="o", capsize=3, color=_COLORS["hybrid" if name == "T-TI" else "image"],
-                          label=name if y == 0 else None)
+        points = [(y, ev.gap(model, name, metric, style)) for y, (_, ev, model) in enumerate(rows)]
+        points = [(y, gap.estimate) for y, gap in points if gap is not None]
+        gaps.errorbar([e.gap for _, e in points], [y + offset for y, _ in points],
+                      xerr=[[e.gap - e.ci_low for _, e in points],
+                            [e.ci_high - e.gap for _, e in points]],
+                      fmt="o", capsize=3, color=GAP_COLORS[name], label=name)
     gaps.axvline(0.0, color="grey", linewidth=1, linestyle="--")
-    gaps.set_yticks(range(len(rows)), [label for label, _, _ in rows])
-    gaps.set_ylim(len(rows) - 0.5, -0.5)  # first run on top
-    gaps.set_xlabel(f"{METRIC_LABELS[metric]} gap (percentage points, 95% CI)")
-    gaps.legend(fontsize="small")
+    gaps.set_yticks(range(len(rows)), [""] * len(rows))
+    gaps.set_ylim(len(rows) - 0.5, -0.5)
+    gaps.set_xlabel(f"{METRIC_LABELS[metric]} gap (pp, 95% CI)")
     gaps.grid(axis="x", alpha=0.3)
+    for axes in (bars, gaps):
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18 * 3.5 / height),
+                        ncol=3, fontsize="small", frameon=False)
     figure.suptitle(f"models × modality, {METRIC_LABELS[metric]} accuracy, style {style}")
     return save_figure(figure, path)
 

@@ -14,8 +14,6 @@ The input's context says how the run used the set: ``evaluation`` or ``training`
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source import DatasetSource
@@ -27,30 +25,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.validation import MAX_DATASET_DIGEST_SIZE
 
-SOURCE_TYPES = ("local", "hugging_face", "code")
+from crossmath.tracking.dataset_ref import DatasetRef
+
 FINGERPRINT_INPUT_TAG = "fingerprint"  # the whole fingerprint, when the digest had to be cut
-
-
-@dataclass(frozen=True)
-class DatasetRef:
-    """A data set by name, content fingerprint and source (see the module docstring)."""
-
-    name: str
-    fingerprint: str
-    source: str
-    source_type: str = "local"
-
-    def __post_init__(self) -> None:
-        if self.source_type not in SOURCE_TYPES:
-            raise ValueError(f"dataset {self.name}: source_type must be one of "
-                             f"{', '.join(SOURCE_TYPES)}, not {self.source_type!r}")
-
-    @classmethod
-    def of_path(cls, name: str, fingerprint: str, path: str | Path) -> "DatasetRef":
-        """A set read from ``path`` (made absolute: a relative path means nothing later)."""
-        text = str(path)
-        location = text if "://" in text else str(Path(text).expanduser().resolve())
-        return cls(name, fingerprint, location, "local")
 
 
 def mlflow_source(ref: DatasetRef) -> DatasetSource:

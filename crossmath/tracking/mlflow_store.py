@@ -14,12 +14,12 @@ after the inference.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
-import subprocess
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -28,6 +28,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
 
+from crossmath.runtime.provenance import git_commit  # noqa: F401 - part of this module's API
+from crossmath.tracking.errors import TrackingUnavailable, UnknownExperiment  # noqa: F401
 from crossmath.tracking.run_labels import command_line, command_name
 from crossmath.tracking.ui_view import VIEW_TAG, view_tag_value
 
@@ -43,19 +45,6 @@ COMMAND_TAG = "command"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 CHECK_TIMEOUT_S = 10
-
-
-class TrackingUnavailable(RuntimeError):
-    """The tracking store cannot be reached or written; the message is one line."""
-
-
-def git_commit(cwd: Path | None = None) -> str:
-    cwd = cwd or Path(__file__).resolve().parent
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -93,7 +82,7 @@ def _experiment_id(tracking_uri: str, name: str) -> str:
 
 
 @contextmanager
-def _fail_fast() -> Iterator[None]:
+def fail_fast() -> Iterator[None]:
     """MLflow's HTTP calls inside: one attempt each, ``CHECK_TIMEOUT_S`` at most (MLflow reads
     these variables at every request)."""
     settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
@@ -119,7 +108,7 @@ def open_evaluation_run(*, tracking_uri: str, experiment: str, evaluation_id: st
     Raises ``TrackingUnavailable`` within seconds when the store does not answer.
     """
     try:
-        with _fail_fast():
+        with fail_fast():
             client = MlflowClient(tracking_uri)
             experiment_id = _experiment_id(tracking_uri, experiment)
             found = client.search_runs(
@@ -160,6 +149,7 @@ class EvaluationRun:
     evaluation_id: str
     incomplete: bool
     metrics_file: Path
+    params: Mapping[str, str] = field(default_factory=dict)  # the resolved config, flattened
 
 
 def evaluation_runs(tracking_uri: str, experiment: str,
@@ -169,7 +159,12 @@ def evaluation_runs(tracking_uri: str, experiment: str,
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
+        names = sorted(e.name for e in client.search_experiments())
+        close = difflib.get_close_matches(experiment, names, n=3, cutoff=0.5)
+        raise UnknownExperiment(
+            f"no experiment {experiment!r} at {tracking_uri}; "
+            + (f"closest: {', '.join(close)}; " if close else "")
+            + (f"it holds {', '.join(names)}" if names else "it holds none yet"))
     runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
     latest: dict[str, EvaluationRun] = {}
     for run in runs:
@@ -182,7 +177,7 @@ def evaluation_runs(tracking_uri: str, experiment: str,
         latest[evaluation_id] = EvaluationRun(
             run.info.run_id, run.info.run_name, evaluation_id,
             run.data.tags.get(INCOMPLETE_TAG) == "true",
-            Path(client.download_artifacts(run.info.run_id, artifact)))
+            Path(client.download_artifacts(run.info.run_id, artifact)), dict(run.data.params))
     return list(latest.values())
 
 

@@ -14,6 +14,7 @@ import shlex
 import sys
 from typing import Mapping, Sequence
 
+RUN_NOTE_TAG = "mlflow.note.content"  # MLflow's tag for a run's description
 NAME_LIMIT = 40  # characters before the id
 NAME_ID_CHARS = 12  # as the results folder is named
 ELLIPSIS = "…"
