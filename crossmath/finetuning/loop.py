@@ -50,12 +50,13 @@ from crossmath.finetuning.modeling import (
     ModelSpec,
     Precision,
     add_lora,
+    adapter_census,
     load_adapter_weights,
     load_base_model,
     load_initial_adapter,
     load_processor_for,
+    log_adapter_census,
     save_adapter,
-    trainable_parameter_counts,
     unwrap,
 )
 
@@ -104,7 +105,7 @@ class TrainSettings:
         lora = dict(values.pop("lora", {}) or {})
         check_known_fields("train.lora", lora, LoraSettings)
         for key in ("target_modules", "extra_target_modules", "vision_target_modules"):
-            if key in lora:
+            if key in lora and not isinstance(lora[key], str):
                 lora[key] = tuple(lora[key])
         return cls(lora=LoraSettings(**lora), **values)
 
@@ -454,7 +455,10 @@ def prepare_worker_model(model_config: Mapping[str, Any], settings: TrainSetting
                      gradient_checkpointing=settings.gradient_checkpointing)
     if init_adapter is not None:
         load_initial_adapter(model, Path(init_adapter), settings.lora)
-    counts = trainable_parameter_counts(model)
+    census = adapter_census(model, settings.lora)
+    if env.rank == 0:
+        log_adapter_census(census)
+    counts = {"trainable_parameters": census.trainable, "total_parameters": census.total}
     model = env.prepare_model(model, find_unused_parameters=settings.lora.vision_tower != "frozen")
     model.train()
     return WorkerModel(spec, precision, processor, model, counts)
