@@ -41,7 +41,7 @@ def test_grpo_defaults_are_the_study_setup() -> None:
 def test_sft_stays_the_default_and_carries_no_grpo_block() -> None:
     cfg = _compose("model=openai")
     assert cfg.method == "sft" and "grpo" not in cfg and "init_adapter" not in cfg
-    assert (cfg.out_dir, cfg.run_name, cfg.train.lr) == (f"runs/train/{cfg.model.name}", "lora", 2e-4)
+    assert (cfg.out_dir, cfg.run_name, cfg.train.lr) == (f"runs/train/{cfg.model.name}", "lora", 2e-5)
 
 
 def test_the_tiny_model_gets_its_grpo_preset_and_the_command_line_still_wins() -> None:

@@ -86,7 +86,7 @@ class GrpoSettings:
     kl_beta: float = 0.0
     ppo_epochs: int = 1
     rollout_batch_size: int = 64  # sequences decoded together (their prompts prefilled once each)
-    micro_batch_size: int = 4  # sequences per forward/backward of the update
+    micro_batch_size: int = 2  # sequences per forward/backward of the update (6000-token completions)
     reward: StepWeightedReward = field(default_factory=StepWeightedReward)
 
     def __post_init__(self) -> None:

@@ -72,7 +72,7 @@ class TrainSettings:
     """The ``train`` config group, checked; defaults are those of ``conf/train/lora.yaml``."""
 
     lora: LoraSettings = field(default_factory=LoraSettings)
-    lr: float = 2e-4
+    lr: float = 2e-5
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
     max_grad_norm: float = 1.0
