@@ -186,15 +186,23 @@ class WorkerJob(Protocol):
 
 @dataclass(frozen=True)
 class MetricSink:
-    """Where rank 0 sends metrics: an open MLflow run."""
+    """Where rank 0 sends metrics: an open MLflow run.
+
+    ``logged`` holds, per metric, the last step the run already has: a run resumed from a
+    checkpoint repeats the steps after it, which the run before the stop may have logged, and
+    those are not logged a second time (resumed runs recompute the same values, timings aside).
+    """
 
     tracking_uri: str
     run_id: str
+    logged: Mapping[str, int] = field(default_factory=dict)
 
     def __call__(self, metrics: Mapping[str, float], step: int) -> None:
         from crossmath.tracking import mlflow_store as tracking
 
-        tracking.log_step_metrics(self.tracking_uri, self.run_id, metrics, step)
+        fresh = {name: value for name, value in metrics.items() if step > self.logged.get(name, -1)}
+        if fresh:
+            tracking.log_step_metrics(self.tracking_uri, self.run_id, fresh, step)
 
 
 @dataclass(frozen=True)
