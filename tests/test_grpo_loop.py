@@ -118,7 +118,8 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_c
     built = _text_set(tmp_path / "set", n_puzzles=6, seed=11)
     settings = _tiny_settings(lr=1e-2, checkpoint_every=2)
     grpo = GrpoSettings(steps=5, prompts_per_step=2, rollouts=3, max_completion_tokens=6,
-                        truncated="keep", rollout_batch_size=4, micro_batch_size=4, ppo_epochs=2)
+                        truncated="keep", rollout_batch_size=4, micro_batch_size=4, ppo_epochs=2,
+                        kl_beta=0.01)  # a KL term, so the reference pass runs and its KL is logged
 
     def job(sink) -> GrpoJob:
         return GrpoJob(tiny_model_config, settings, grpo, built.read, sink, reward=DigitShare())

@@ -166,13 +166,18 @@ class ScoredRollouts:
 
 
 def score_rollouts(rollouts: Sequence[Rollout], rows: Sequence[Mapping[str, Any]], reward: Reward,
-                   samples: int, truncated_rule: str) -> ScoredRollouts:
-    """Rewards and advantages; ``rollouts`` come prompt by prompt, ``samples`` each, in order."""
+                   samples: int, truncated_rule: str, max_tokens: int | None = None) -> ScoredRollouts:
+    """Rewards and advantages; ``rollouts`` come prompt by prompt, ``samples`` each, in order.
+    ``max_tokens`` (the completion cap) lets a reward with an overlong term charge it."""
     order = [(r.prompt_index, r.sample) for r in rollouts]
     if order != [(i, s) for i in range(len(rows)) for s in range(samples)]:
         raise ValueError("rollouts must come prompt by prompt, samples in order")
     rewards = [0.0 if r.truncated and truncated_rule == "zero" else reward(rows[r.prompt_index], r.text)
                for r in rollouts]
+    overlong = getattr(reward, "overlong_penalty", None)
+    if overlong is not None and max_tokens is not None:
+        rewards = [value - overlong(len(r.token_ids), max_tokens, r.truncated)
+                   for value, r in zip(rewards, rollouts)]
     included = [not (r.truncated and truncated_rule == "exclude") for r in rollouts]
     grid = torch.tensor(rewards, dtype=torch.float64).view(len(rows), samples)
     kept = torch.tensor(included).view(len(rows), samples)
@@ -414,7 +419,8 @@ def run_grpo(job: GrpoJob, env: WorkerEnv) -> dict[str, Any]:
             rollouts = generator.generate(policy, prompts, progress.step, env.device)
         rollout_seconds = time.perf_counter() - started
         train_without_dropout(model)
-        scored = score_rollouts(rollouts, rows, reward, grpo.rollouts, grpo.truncated)
+        scored = score_rollouts(rollouts, rows, reward, grpo.rollouts, grpo.truncated,
+                                grpo.max_completion_tokens)
         sequences = [with_reply(prompts[r.prompt_index], r.token_ids) for r in rollouts]
         batches = update_batches(sequences, scored.advantages.flatten(), scored.included.flatten(),
                                  grpo.micro_batch_size, prepared.pad_token_id, env.device,
