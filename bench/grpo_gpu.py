@@ -59,10 +59,10 @@ import torch  # noqa: E402
 from shapes import QWEN25_VL_3B, TINY  # noqa: E402  (bench/shapes.py)
 from train_gpu import (  # noqa: E402  (bench/train_gpu.py)
     FlopModel,
-    free_memory,
-    peak_flops,
     bench_model_config,
+    free_memory,
     machine_info,
+    peak_flops,
     save_random_model,
     watchdog,
     write_report,
@@ -267,8 +267,6 @@ def measure_update(args: argparse.Namespace, model_config: dict, settings: Train
     patches = {i: int(p.images["image_grid_thw"].prod()) for i, p in enumerate(prompts) if p.images}
     flops = sum(flop_model.per_example(s.length, s.n_target_tokens, 0) for s in sequences)
     flops += sum(flop_model.per_example(0, 0, n) for n in patches.values())  # the tower, once a prompt
-    del model, optimizer
-    free_memory(device)
     return {"sequences": len(sequences), "completion_tokens": args.max_completion_tokens,
             "micro_batch_size": grpo.micro_batch_size, "tokens": tokens, "seconds": round(seconds, 3),
             "tokens_per_s": round(tokens / seconds, 1),
@@ -340,6 +338,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, work: Path
     peak = peak_flops(args, device)
     report["update"] = measure_update(args, model_config, settings, prompts, encoder,
                                       FlopModel(config, lora.rank), device, peak)
+    free_memory(device)  # the update's model is gone with its frame
     write_report(report, out_path)
 
     # whole GRPO steps, through the worker loop the CLI runs

@@ -41,6 +41,7 @@ import torch
 
 from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate, with_reply
 from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
+from crossmath.finetuning.logprobs import LOGPROB_CHUNK, target_logprobs, target_positions
 from crossmath.finetuning.loop import (
     Schedule,
     TrainingState,
@@ -54,7 +55,6 @@ from crossmath.finetuning.loop import (
     prepare_worker_model,
     resume,
 )
-from crossmath.finetuning.logprobs import LOGPROB_CHUNK, target_logprobs, target_positions
 from crossmath.finetuning.modeling import Precision, unwrap
 from crossmath.finetuning.objective import group_advantages, grpo_token_loss
 from crossmath.finetuning.policy_passes import (

@@ -33,10 +33,10 @@ from crossmath.finetuning.dataset import (
     build_training_set,
     evaluation_puzzles,
 )
-from crossmath.finetuning.study_data import STUDY_SOURCE, StudySource
 from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
 from crossmath.finetuning.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSettings, WorkerJob
 from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.study_data import STUDY_SOURCE, StudySource
 from crossmath.runtime.ray_cluster import connect_ray
 from crossmath.tracking import mlflow_store as tracking
 

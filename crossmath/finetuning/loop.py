@@ -47,13 +47,12 @@ from crossmath.finetuning.collate import (
 from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.dataset import split_validation
 from crossmath.finetuning.logprobs import target_logprobs, target_positions
-from crossmath.finetuning.policy_passes import load_reference_adapter
 from crossmath.finetuning.modeling import (
     LoraSettings,
     ModelSpec,
     Precision,
-    add_lora,
     adapter_census,
+    add_lora,
     load_adapter_weights,
     load_base_model,
     load_initial_adapter,
@@ -62,6 +61,7 @@ from crossmath.finetuning.modeling import (
     save_adapter,
     unwrap,
 )
+from crossmath.finetuning.policy_passes import load_reference_adapter
 
 log = logging.getLogger(__name__)
 
