@@ -137,3 +137,16 @@ def train_until_first_checkpoint(overrides: list[str], cwd: Path, snapshot: Path
     if total_steps is not None:
         assert step < total_steps, f"killed after its last checkpoint ({step} of {total_steps})"
     return step
+
+
+def evaluate_tiny_adapter(run_config, models: Path, adapter: Path, name: str) -> list[dict]:
+    """The main job on the tiny model with ``adapter`` (two image requests); its predictions."""
+    import pyarrow.parquet as pq
+
+    from crossmath import run as main_job
+
+    cfg = run_config("model=tiny-random", f"model.model.cache_dir={models}", f"model.adapter={adapter}",
+                     f"model.name={name}", "data.n=2", "modalities=[image]", "styles=[original]",
+                     "samples=1")
+    main_job.main(cfg)
+    return pq.read_table(Path(cfg.out_dir) / "predictions.parquet").to_pylist()

@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import REPO_ROOT, command_env
 
 
+@pytest.mark.slow
 def test_the_grpo_bench_smoke_run_reports_rollouts_and_steps(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "grpo_gpu.py"), "--tiny",

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_module
 from mlflow.tracking import MlflowClient
 
 from crossmath.models.tiny import build_tiny_random
-from tests.support import train_until_first_checkpoint
+from tests.support import evaluate_tiny_adapter, train_until_first_checkpoint
 
 GRPO_METRICS = {"grpo/reward_mean", "grpo/reward_std", "grpo/zero_variance_groups",
                 "grpo/answer_tag_rate", "grpo/completion_tokens", "grpo/truncated_rate",
                 "grpo/clip_fraction", "train/step_time_s", "rollout/tokens_per_s", "train/lr"}
 
 
+@pytest.mark.slow
 def test_grpo_resumes_after_a_kill_logs_its_metrics_and_the_main_job_loads_the_adapter(
         tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, ray_local, run_config) -> None:
     models = tmp_path_factory.getbasetemp() / "models"
@@ -68,11 +68,5 @@ def test_grpo_resumes_after_a_kill_logs_its_metrics_and_the_main_job_loads_the_a
     assert "adapter/adapter_model.safetensors" in artifacts
 
     # 3. the main job evaluates the GRPO adapter like an SFT one
-    from crossmath import run as main_job
-
-    eval_cfg = run_config("model=tiny-random", f"model.model.cache_dir={models}",
-                          f"model.adapter={outcome.adapter}", "model.name=tiny-random-grpo",
-                          "data.n=2", "modalities=[image]", "styles=[original]", "samples=1")
-    main_job.main(eval_cfg)
-    predictions = pq.read_table(Path(eval_cfg.out_dir) / "predictions.parquet").to_pylist()
+    predictions = evaluate_tiny_adapter(run_config, models, outcome.adapter, "tiny-random-grpo")
     assert len(predictions) == 2 and not any(p["error"] for p in predictions)

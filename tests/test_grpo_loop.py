@@ -114,6 +114,7 @@ def test_scoring_a_step_applies_the_truncation_rule(rule: str) -> None:
         score_rollouts(_rollouts(texts, truncated, 4)[::-1], rows, StepWeightedReward(), 4, rule)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_config, tmp_path) -> None:
     built = _text_set(tmp_path / "set", n_puzzles=6, seed=11)
     settings = _tiny_settings(lr=1e-2, checkpoint_every=2)
@@ -173,6 +174,7 @@ def test_grpo_starts_from_a_saved_adapter_of_the_same_shape(tiny_model_config, t
         prepare_worker_model(tiny_model_config, wider, env, init_adapter=tmp_path / "sft")
 
 
+@pytest.mark.slow
 def test_mean_reward_of_the_last_quarter_clearly_beats_the_first(tiny_model_config, tmp_path) -> None:
     steps = 20
     grpo = GrpoSettings(steps=steps, prompts_per_step=4, rollouts=4, max_completion_tokens=8,

@@ -21,6 +21,7 @@ from tests.support import train_until_first_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter(
         tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, ray_local, run_config) -> None:
     models = tmp_path_factory.getbasetemp() / "models"

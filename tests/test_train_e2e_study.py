@@ -18,13 +18,14 @@ from mlflow.tracking import MlflowClient
 
 from crossmath.models.tiny import build_tiny_random
 from tests.study_fixture import write_study_folder
+from tests.support import evaluate_tiny_adapter
 
 
 @pytest.mark.slow
 def test_training_on_the_study_set_and_evaluating_the_adapter(
         official_sample, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, ray_local,
         run_config, capsys) -> None:
-    from crossmath import run, train
+    from crossmath import train
 
     models = tmp_path_factory.getbasetemp() / "models"
     build_tiny_random(models)
@@ -49,9 +50,5 @@ def test_training_on_the_study_set_and_evaluating_the_adapter(
     assert training.data.tags["dataset_source"] == f"crossmath-train:file://{study.folder}"
     assert len(training.data.tags["dataset_content_fingerprint"]) == 16
 
-    eval_cfg = run_config("model=tiny-random", f"model.model.cache_dir={models}",
-                          f"model.adapter={out / 'adapter'}", "model.name=tiny-random-study",
-                          "data.n=2", "modalities=[image]", "styles=[original]", "samples=1")
-    run.main(eval_cfg)
-    predictions = pq.read_table(Path(eval_cfg.out_dir) / "predictions.parquet").to_pylist()
+    predictions = evaluate_tiny_adapter(run_config, models, out / 'adapter', "tiny-random-study")
     assert len(predictions) == 2 and not any(p["error"] for p in predictions)
