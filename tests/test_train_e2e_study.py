@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_module
 from mlflow.tracking import MlflowClient
 
+from crossmath.finetuning.dataset import open_training_set
 from crossmath.models.tiny import build_tiny_random
 from tests.study_fixture import write_study_folder
 from tests.support import evaluate_tiny_adapter
@@ -43,7 +43,7 @@ def test_training_on_the_study_set_and_evaluating_the_adapter(
 
     manifest = (out / "data" / "manifest.json").read_text()
     assert '"overlaps": 4' in manifest and '"defective": 1' in manifest and '"kept": 7' in manifest
-    names = set(pq.read_table(out / "data", columns=["name"]).column("name").to_pylist())
+    names = set(open_training_set(out / "data").read(columns=["name"]).column("name").to_pylist())
     assert names == set(study.trained)
     client = MlflowClient(tracking_uri)
     (training,) = client.search_runs([client.get_experiment_by_name(cfg.mlflow.experiment).experiment_id])
