@@ -42,9 +42,9 @@ def sft_warm_start(model_config: dict, folder: Path) -> Path:
             "model=tiny-random", f"out_dir={folder}", "dataset.n_puzzles=20", "dataset.modalities=[image]",
             "train.lr=2e-2", "train.epochs=2", "train.validation_fraction=0", "train.checkpoint_every=0"])
     settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
-    summary = train_locally(TrainJob(model_config, settings, build_dataset(cfg.dataset).read), folder / "ray")
+    summary = train_locally(TrainJob(model_config, settings, build_dataset(cfg.dataset).read), folder / "checkpoints")
     assert summary["final_step"] == 10  # 20 puzzles, batch 4 on one worker, 2 epochs
-    return LocalEnv(folder / "ray").checkpoints()[-1] / ADAPTER_DIR
+    return LocalEnv(folder / "checkpoints").checkpoints()[-1] / ADAPTER_DIR
 
 
 def lora_b(adapter: Path) -> dict[str, torch.Tensor]:
