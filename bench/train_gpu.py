@@ -104,7 +104,7 @@ def save_random_model(dims: dict, processor: Any, folder: Path, device: torch.de
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     del model
-    _free(device)
+    free_memory(device)
     return config
 
 
@@ -243,13 +243,13 @@ def run_ray_path(model_config: dict, settings: TrainSettings, table, steps: int,
     return PathResult("ray", steps=int(result.metrics["final_step"]), windows=windows)
 
 
-def _free(device: torch.device) -> None:
+def free_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
 
-def _peak_flops(args: argparse.Namespace, device: torch.device) -> float | None:
+def peak_flops(args: argparse.Namespace, device: torch.device) -> float | None:
     if args.peak_tflops:
         return args.peak_tflops * 1e12
     if device.type != "cuda":
@@ -337,7 +337,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, dtype: tor
         print(f"plain: {stop}", flush=True)
         plain.steps = recorder.windows[-1]["step"]
     plain.wall_s, plain.windows = time.monotonic() - tick, recorder.windows
-    _free(device)
+    free_memory(device)
     if plain.steps < 2 * args.log_every:
         raise SystemExit(f"the plain loop did only {plain.steps} steps in its share of the budget; "
                          "raise --time-budget-s or lower --batch-size")
@@ -356,7 +356,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, dtype: tor
         "max_tokens": max(c["tokens"] for c in used),
         "mean_target_tokens": round(sum(c["targets"] for c in used) / len(used), 1),
         "mean_image_patches": round(sum(c["patches"] for c in used) / len(used), 1)}
-    peak = _peak_flops(args, device)
+    peak = peak_flops(args, device)
     report["plain"] = plain.summary(args.log_every, step_flops, peak)
     write_report(report, out_path)  # the baseline is kept even if the Ray path fails
 

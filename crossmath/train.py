@@ -29,11 +29,19 @@ def main(cfg: DictConfig) -> None:
     else:
         result = (f"final train loss {summary.get('final_train_loss')}, "
                   f"validation loss {summary.get('val_loss')}")
-    resumed = summary.get("resumed_from_step", -1)  # -1: a fresh start (Ray keeps numbers only)
-    start = "from scratch" if resumed in (None, -1) else f"resumed from step {resumed}"
-    print(f"trained {summary.get('final_step')} {cfg.method} steps ({start}); {result}")
+    print(f"trained {summary.get('final_step')} {cfg.method} steps ({start_text(summary, cfg.get('init_adapter'))}); {result}")
     print(f"adapter: {outcome.adapter}\nMLflow run {outcome.run_id} at {cfg.mlflow.tracking_uri}")
     print(f"evaluate: python -m crossmath.run model={cfg.model.name} model.adapter={outcome.adapter}")
+
+
+def start_text(summary: dict, init_adapter: str | None = None) -> str:
+    """How the run started: resumed from a checkpoint, from ``init_adapter``, or fresh adapters."""
+    resumed = summary.get("resumed_from_step", -1)  # -1: a fresh start (Ray keeps numbers only)
+    if resumed not in (None, -1):
+        return f"resumed from step {resumed}"
+    if init_adapter:
+        return f"from the adapter {init_adapter}"
+    return "from fresh adapters"
 
 
 if __name__ == "__main__":

@@ -90,22 +90,63 @@ def kill_session(process: subprocess.Popen) -> None:
         time.sleep(0.5)
 
 
+def logged_steps(tracking_uri: str, out: Path, metric: str) -> list[int]:
+    """The steps of ``metric`` logged so far by the training run of ``out`` (none before it has
+    a run)."""
+    from mlflow.tracking import MlflowClient
+
+    run_file = out / "mlflow_run_id"
+    if not run_file.is_file():
+        return []
+    run_id = run_file.read_text().strip()
+    return sorted(m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, metric))
+
+
 def train_until_first_checkpoint(overrides: list[str], cwd: Path, snapshot: Path,
-                                 timeout_s: float = 300) -> int:
+                                 timeout_s: float = 300, *, logged_past: tuple[str, Path, str] | None = None,
+                                 total_steps: int | None = None) -> int:
     """Run ``python -m crossmath.train`` with ``overrides`` in its own session and SIGKILL it
     (Ray's processes included) once Ray Train has committed a checkpoint (``snapshot`` is the
-    run's ``checkpoint_manager_snapshot.json``); returns that checkpoint's step."""
+    run's ``checkpoint_manager_snapshot.json``); returns that checkpoint's step.
+
+    ``logged_past`` (tracking URI, out_dir, metric) waits further, until MLflow holds a step
+    after the checkpoint's, so the resumed run has steps to repeat that were already logged;
+    ``total_steps`` checks the kill left steps to run (the run did not finish first)."""
     log_path = cwd / "killed-run.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "crossmath.train", *overrides],
                                    cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     deadline = time.monotonic() + timeout_s
+
+    def ready() -> bool:
+        step = latest_checkpoint_step(snapshot)
+        if step is None:
+            return False
+        return logged_past is None or any(s > step for s in logged_steps(*logged_past))
+
     try:
-        while latest_checkpoint_step(snapshot) is None:
+        while not ready():
             assert process.poll() is None, f"training exited early:\n{log_path.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "no checkpoint in time"
             time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it could be killed"
     finally:
         kill_session(process)
-    return latest_checkpoint_step(snapshot)
+    step = latest_checkpoint_step(snapshot)
+    if total_steps is not None:
+        assert step < total_steps, f"killed after its last checkpoint ({step} of {total_steps})"
+    return step
+
+
+def evaluate_tiny_adapter(run_config, models: Path, adapter: Path, name: str) -> list[dict]:
+    """The main job on the tiny model with ``adapter`` (two image requests); its predictions."""
+    import pyarrow.parquet as pq
+
+    from crossmath import run as main_job
+
+    cfg = run_config("model=tiny-random", f"model.model.cache_dir={models}", f"model.adapter={adapter}",
+                     f"model.name={name}", "data.n=2", "modalities=[image]", "styles=[original]",
+                     "samples=1")
+    main_job.main(cfg)
+    return pq.read_table(Path(cfg.out_dir) / "predictions.parquet").to_pylist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from omegaconf import OmegaConf
 from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
 from crossmath.finetuning.job import method_job
 from crossmath.finetuning.loop import TrainJob, TrainSettings
+from crossmath.finetuning.rewards import StepWeightedReward
 from jobs import finetune, train_then_eval
 
 
@@ -38,10 +40,23 @@ def test_grpo_defaults_are_the_study_setup() -> None:
     assert (cfg.out_dir, cfg.run_name, cfg.init_adapter) == (f"runs/grpo/{cfg.model.name}", "grpo", None)
 
 
+
+def test_every_grpo_setting_is_in_the_shipped_config_with_the_code_default() -> None:
+    """So each option docs/training.md lists is set as ``grpo.<key>=...`` (no ``+``), and the
+    YAML and the dataclasses cannot drift apart."""
+    cfg = _compose("model=openai", "method=grpo")
+    assert set(cfg.grpo) == {f.name for f in dataclasses.fields(GrpoSettings)}
+    assert set(cfg.grpo.reward) == {f.name for f in dataclasses.fields(StepWeightedReward)}
+    assert _settings(cfg)[1] == GrpoSettings()
+    changed = _compose("model=openai", "method=grpo", "grpo.kl_ref=base", "grpo.logprob_chunk=256",
+                       "grpo.reward.overlong_buffer=8")
+    grpo = _settings(changed)[1]
+    assert (grpo.kl_ref, grpo.logprob_chunk, grpo.reward.overlong_buffer) == ("base", 256, 8)
+
 def test_sft_stays_the_default_and_carries_no_grpo_block() -> None:
     cfg = _compose("model=openai")
     assert cfg.method == "sft" and "grpo" not in cfg and "init_adapter" not in cfg
-    assert (cfg.out_dir, cfg.run_name, cfg.train.lr) == (f"runs/train/{cfg.model.name}", "lora", 2e-4)
+    assert (cfg.out_dir, cfg.run_name, cfg.train.lr) == (f"runs/train/{cfg.model.name}", "lora", 2e-5)
 
 
 def test_the_tiny_model_gets_its_grpo_preset_and_the_command_line_still_wins() -> None:

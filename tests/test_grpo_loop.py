@@ -114,11 +114,13 @@ def test_scoring_a_step_applies_the_truncation_rule(rule: str) -> None:
         score_rollouts(_rollouts(texts, truncated, 4)[::-1], rows, StepWeightedReward(), 4, rule)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_config, tmp_path) -> None:
     built = _text_set(tmp_path / "set", n_puzzles=6, seed=11)
     settings = _tiny_settings(lr=1e-2, checkpoint_every=2)
     grpo = GrpoSettings(steps=5, prompts_per_step=2, rollouts=3, max_completion_tokens=6,
-                        truncated="keep", rollout_batch_size=4, micro_batch_size=4, ppo_epochs=2)
+                        truncated="keep", rollout_batch_size=4, micro_batch_size=4, ppo_epochs=2,
+                        kl_beta=0.01)  # a KL term, so the reference pass runs and its KL is logged
 
     def job(sink) -> GrpoJob:
         return GrpoJob(tiny_model_config, settings, grpo, built.read, sink, reward=DigitShare())
@@ -172,6 +174,7 @@ def test_grpo_starts_from_a_saved_adapter_of_the_same_shape(tiny_model_config, t
         prepare_worker_model(tiny_model_config, wider, env, init_adapter=tmp_path / "sft")
 
 
+@pytest.mark.slow
 def test_mean_reward_of_the_last_quarter_clearly_beats_the_first(tiny_model_config, tmp_path) -> None:
     steps = 20
     grpo = GrpoSettings(steps=steps, prompts_per_step=4, rollouts=4, max_completion_tokens=8,

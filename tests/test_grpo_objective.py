@@ -9,6 +9,7 @@ longer 1 and the clip acts.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -26,6 +27,11 @@ from crossmath.finetuning.modeling import (
     load_base_model,
 )
 from crossmath.finetuning.objective import group_advantages, grpo_token_loss, k3_kl
+from crossmath.finetuning.policy_passes import (
+    PromptVision,
+    load_reference_adapter,
+    train_without_dropout,
+)
 
 
 def test_advantages_are_normalised_within_each_group_with_the_sample_std() -> None:
@@ -157,10 +163,17 @@ def test_the_update_matches_a_token_by_token_reference(tiny_spec, prompts, tmp_p
     optimizer = RecordingSGD([p for p in model.parameters() if p.requires_grad], lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     batches = update_batches([with_reply(prompt, completion) for prompt, completion in pairs],
-                             advantages, included, grpo.micro_batch_size, 0, torch.device("cpu"))
+                             advantages, included, grpo.micro_batch_size, 0, torch.device("cpu"),
+                             prompt_indices=[i // 2 for i in range(len(pairs))])
     assert [b.inputs["input_ids"].shape[0] for b in batches] == [3, 1]
+    # the image prompt's vision outputs computed once, reused by both its completions; the
+    # log-probabilities from the head in chunks of 2 positions
+    vision = PromptVision(model, prompts, torch.device("cpu"))
+    assert list(vision.outputs) == [0]
     totals = policy_update(model, batches, optimizer, scheduler, LocalEnv(tmp_path, "cpu"),
-                           Precision.resolve("fp32", torch.device("cpu")), grpo, max_grad_norm=1e9)
+                           Precision.resolve("fp32", torch.device("cpu")),
+                           dataclasses.replace(grpo, logprob_chunk=2), max_grad_norm=1e9,
+                           vision=vision)
 
     parameters = [p for p in reference_model.parameters() if p.requires_grad]
     with torch.no_grad(), reference_model.disable_adapter():
@@ -204,3 +217,102 @@ def test_kl_is_zero_while_the_adapter_is_zero(tiny_spec, prompts, tmp_path) -> N
 
     assert kl_of(_policy(tiny_spec, adapter_std=0.0)) == 0.0  # a fresh adapter: lora_B is zero
     assert kl_of(_policy(tiny_spec, adapter_std=0.05)) > 0.0
+
+
+class CallCount:
+    """Counts forward calls of a module."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.calls = 0
+        module.register_forward_pre_hook(self._count)
+
+    def _count(self, module, args) -> None:
+        self.calls += 1
+
+
+def _update(model, batches, grpo, tmp_path, vision=None):
+    cpu = torch.device("cpu")
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return policy_update(model, batches, optimizer, scheduler, LocalEnv(tmp_path, "cpu"),
+                         Precision.resolve("fp32", cpu), grpo, max_grad_norm=1.0, vision=vision)
+
+
+@pytest.mark.parametrize("kl_beta", [0.0, 0.3])
+def test_the_vision_tower_runs_once_per_prompt_and_the_reference_only_with_a_kl(
+        tiny_spec, prompts, tmp_path, kl_beta) -> None:
+    """Four completions of the image prompt in two micro-batches: the tower runs once (before
+    the update), not once per micro-batch and pass; the reference pass exists only at beta > 0."""
+    model = _policy(tiny_spec, adapter_std=0.05)
+    base = model.get_base_model()
+    tower, decoder = CallCount(base.model.visual), CallCount(base.model.language_model)
+    sequences = [with_reply(prompts[0], [100 + i, 200 + i, 300 + i]) for i in range(4)]
+    batches = update_batches(sequences, torch.tensor([1.0, -1.0, 0.5, -0.5]), torch.ones(4, dtype=torch.bool),
+                             2, 0, torch.device("cpu"), prompt_indices=[0] * 4)
+    grpo = GrpoSettings(kl_beta=kl_beta, ppo_epochs=2)
+    vision = PromptVision(model, prompts, torch.device("cpu"))
+    assert tower.calls == 1
+    totals = _update(model, batches, grpo, tmp_path, vision)
+    passes = len(batches) * (grpo.ppo_epochs + (1 if kl_beta else 0))
+    assert (tower.calls, decoder.calls) == (1, passes)
+    assert (totals.kl > 0) == (kl_beta > 0)
+    # without shared vision outputs, the tower runs in every pass of every micro-batch
+    _update(model, batches, grpo, tmp_path)
+    assert tower.calls == 1 + passes
+
+
+def test_kl_to_the_starting_adapter_is_zero_before_the_policy_moves(tiny_spec, prompts, tmp_path) -> None:
+    """kl_ref=init: the reference is the starting adapter, kept frozen beside the trained one,
+    so the first update's KL is 0 where the base model's (the adapter disabled) is not; with
+    LoRA dropout on, only an update without dropout keeps it at 0."""
+    settings = LoraSettings(rank=4, dropout=0.5, extra_target_modules=("lm_head",))
+
+    def policy() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return add_lora(load_base_model(tiny_spec, torch.float32), settings, gradient_checkpointing=False)
+
+    start = policy()
+    for module in start.modules():
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.05)
+    start.save_pretrained(str(tmp_path / "start"))
+    sequences = [with_reply(prompts[i % 2], [100 + i, 200 + i, 300 + i]) for i in range(4)]
+    batches = update_batches(sequences, torch.tensor([1.0, -1.0, 0.5, -0.5]), torch.ones(4, dtype=torch.bool),
+                             4, 0, torch.device("cpu"), prompt_indices=[i % 2 for i in range(4)])
+    grpo = GrpoSettings(kl_beta=0.5)
+
+    model = policy()
+    model.load_adapter(str(tmp_path / "start"), adapter_name="default")  # GRPO's init_adapter
+    load_reference_adapter(model, tmp_path / "start")
+    assert all(p.requires_grad == ("default" in n) for n, p in model.named_parameters() if "lora_" in n)
+    train_without_dropout(model)
+    assert _update(model, batches, grpo, tmp_path).kl == pytest.approx(0.0, abs=1e-6)
+    model.train()  # dropout on: two passes of the same weights disagree
+    assert _update(model, batches, grpo, tmp_path).kl > 1e-4
+    assert all(p.requires_grad == ("default" in n) for n, p in model.named_parameters() if "lora_" in n)
+
+    based = policy()
+    based.load_adapter(str(tmp_path / "start"), adapter_name="default")
+    train_without_dropout(based)
+    assert _update(based, batches, grpo, tmp_path).kl > 1e-4  # kl_ref=base: the adapter disabled
+
+
+def test_the_output_head_never_sees_more_rows_than_a_chunk(tiny_spec, prompts) -> None:
+    """Log-probabilities in chunks: the head runs on at most ``chunk`` positions at a time, in
+    the forward pass and again in backward (checkpointed), never on the whole sequence."""
+    from crossmath.finetuning.collate import collate
+    from crossmath.finetuning.logprobs import target_logprobs, target_positions
+
+    model = _policy(tiny_spec, adapter_std=0.05)
+    rows: list[int] = []
+    model.get_output_embeddings().register_forward_hook(
+        lambda module, args, logits: rows.append(logits.reshape(-1, logits.shape[-1]).shape[0]))
+    batch = collate([with_reply(prompts[0], list(range(100, 111)))], 0)
+    positions = target_positions(batch["labels"])
+    chunked = target_logprobs(model, batch, positions, chunk=3)
+    forward_rows = list(rows)
+    chunked.sum().backward()
+    assert forward_rows == [0, 3, 3, 3, 2]  # the model's own head call gets no rows
+    assert max(rows) == 3 and sum(rows) == 2 * len(positions)  # backward recomputed each chunk once
+    full = target_logprobs(model, batch, positions, chunk=10_000)
+    assert torch.allclose(chunked, full, atol=1e-6)

@@ -78,3 +78,15 @@ def test_bad_settings_and_inputs_are_refused() -> None:
         StepWeightedReward().score(["1"], GOLD, [1, 2])
     with pytest.raises(ValueError, match="no weight"):
         StepWeightedReward(step_weights=(0.0, 1.0)).score(["1"], ["1"], [1])
+
+
+def test_the_overlong_term_charges_completions_that_near_the_cap() -> None:
+    """DAPO's soft overlong punishment: free up to cap - buffer, a linear ramp over the buffer,
+    the whole penalty when truncated; off (0) by default."""
+    reward = StepWeightedReward(overlong_buffer=4)
+    assert [reward.overlong_penalty(n, 10, False) for n in (3, 6, 7, 8, 10)] == [0.0, 0.0, 0.25, 0.5, 1.0]
+    assert reward.overlong_penalty(10, 10, True) == 1.0
+    assert StepWeightedReward().overlong_penalty(10, 10, True) == 0.0
+    assert StepWeightedReward.from_mapping({"overlong_buffer": 4}) == reward
+    with pytest.raises(ValueError, match="overlong_buffer must be >= 0"):
+        StepWeightedReward(overlong_buffer=-1)

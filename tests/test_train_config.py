@@ -23,7 +23,7 @@ def _compose(*overrides: str):
 
 def _validated(cfg) -> tuple[TrainSettings, TrainingSetSpec]:
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
-    for key in ("path", "exclude_generated", "exclude_official"):
+    for key in ("build_dir", "path", "cache_dir", "exclude_generated", "exclude_official"):
         dataset.pop(key)
     return (TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True)),
             TrainingSetSpec.from_mapping(dataset))
@@ -46,7 +46,7 @@ def test_the_tiny_model_gets_its_cpu_preset_and_the_command_line_still_wins() ->
     settings, spec = _validated(cfg)
     assert spec.n_puzzles == 40 and spec.target == "answer"
     assert settings.lora.extra_target_modules == ("lm_head",) and settings.loader_threads == 0
-    assert cfg.out_dir == "runs/train/tiny-random" and cfg.dataset.path == "runs/train/tiny-random/data"
+    assert cfg.out_dir == "runs/train/tiny-random" and cfg.dataset.build_dir == "runs/train/tiny-random/data"
     assert _compose("model=tiny-random", "dataset.n_puzzles=7", "train.lr=0.1").dataset.n_puzzles == 7
     assert _compose("model=tiny-random", "train.lr=0.1").train.lr == 0.1
 

@@ -21,6 +21,7 @@ from tests.support import train_until_first_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter(
         tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, ray_local, run_config) -> None:
     models = tmp_path_factory.getbasetemp() / "models"
@@ -32,7 +33,8 @@ def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter
 
     # 1. the CLI, killed once a checkpoint is committed
     killed_at = train_until_first_checkpoint(
-        overrides, tmp_path, out / "ray" / "lora" / "checkpoint_manager_snapshot.json")
+        overrides, tmp_path, out / "ray" / "lora" / "checkpoint_manager_snapshot.json",
+        logged_past=(tracking_uri, out, "train/loss"))
     assert not (out / "adapter").exists(), "the killed run must not have finished"
 
     # 2. the same config again: it continues from that checkpoint to the end
@@ -52,7 +54,9 @@ def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter
     assert [r.info.run_id for r in runs] == [outcome.run_id]  # one run across the kill
     assert runs[0].info.status == "FINISHED"
     assert {"train/loss", "train/lr", "train/tokens_per_s", "val/loss"} <= set(runs[0].data.metrics)
-    losses = {m.step: m.value for m in client.get_metric_history(outcome.run_id, "train/loss")}
+    history = client.get_metric_history(outcome.run_id, "train/loss")
+    assert sorted(m.step for m in history) == list(range(1, summary["final_step"] + 1))  # once each
+    losses = {m.step: m.value for m in history}
     final_steps = range(summary["final_step"] - 2, summary["final_step"] + 1)
     assert sum(losses[s] for s in final_steps) / 3 < 0.7 * losses[1], losses
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id, "adapter")}

@@ -1,4 +1,9 @@
-"""The training set: generated puzzles, disjoint from the evaluation sets, as prompt/target rows.
+"""The training set: generated puzzles, the study's own set, or both, disjoint from the
+evaluation sets, as prompt/target rows.
+
+``sources`` picks what it holds: ``generated`` (our generator, seeded), ``crossmath-train``
+(the study's released set, ``study_data.py``: its records and its images from the archives),
+or both; every other step below is the same for either.
 
 Each puzzle is rendered once per configured style and expanded into the configured modalities,
 the way the evaluation expands requests: an image and a hybrid example per style, and one text
@@ -33,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crossmath.finetuning.config_checks import check_known_fields
+from crossmath.finetuning.study_data import STUDY_SOURCE, StudySource
 from crossmath.finetuning.targets import TARGET_KINDS, target_text
 from crossmath.models.base import MODALITIES, TEXT_STYLE
 from crossmath.puzzle.model import Puzzle, grid_fingerprint
@@ -41,7 +47,9 @@ from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1  # bump when the rows written for the same spec change
+FORMAT_VERSION = 2  # bump when the rows written for the same spec change
+GENERATED = "generated"
+SOURCES = (GENERATED, STUDY_SOURCE)
 
 EXAMPLE_SCHEMA = pa.schema(
     [
@@ -64,8 +72,11 @@ EXAMPLE_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class TrainingSetSpec:
-    """What to build. ``generator`` holds ``GeneratorConfig`` fields (``max_value``, ``operators``)."""
+    """What to build. ``generator`` holds ``GeneratorConfig`` fields (``max_value``, ``operators``);
+    ``n_puzzles``, ``difficulty``, ``seed`` and ``generator`` shape the generated puzzles,
+    ``records`` (the first N, or all) the study's."""
 
+    sources: tuple[str, ...] = (GENERATED,)
     n_puzzles: int = 5000
     difficulty: str = "mixed"
     seed: int = 1000
@@ -74,8 +85,14 @@ class TrainingSetSpec:
     modalities: tuple[str, ...] = ("image", "hybrid", "text")
     target: str = "rationale"
     shard_puzzles: int = 1000
+    records: int | None = None
 
     def __post_init__(self) -> None:
+        unknown_sources = sorted(set(self.sources) - set(SOURCES))
+        if unknown_sources or not self.sources:
+            raise ValueError(f"dataset.sources: unknown {unknown_sources}; choose from {SOURCES}")
+        if self.records is not None and self.records < 1:
+            raise ValueError(f"dataset.records must be at least 1 or null, got {self.records}")
         if self.n_puzzles < 1:
             raise ValueError(f"dataset.n_puzzles must be at least 1, got {self.n_puzzles}")
         unknown = sorted(set(self.modalities) - set(MODALITIES))
@@ -92,16 +109,18 @@ class TrainingSetSpec:
     def from_mapping(cls, fields: Mapping) -> "TrainingSetSpec":
         check_known_fields("dataset", fields, cls)
         values = dict(fields)
-        for name in ("styles", "modalities"):
+        for name in ("sources", "styles", "modalities"):
             if name in values:
                 values[name] = tuple(values[name])
         values["generator"] = dict(values.get("generator") or {})
         return cls(**values)
 
-    def fingerprint(self, exclusion: "Exclusion") -> str:
-        """Identifies the rows this spec builds against this exclusion."""
+    def fingerprint(self, exclusion: "Exclusion", study: str | None = None) -> str:
+        """Identifies the rows this spec builds against this exclusion (and ``study``, the
+        fingerprint of the study's files, when they are a source)."""
         key = json.dumps({"spec": asdict(self) | {"generator": dict(self.generator)},
-                          "exclusion": exclusion.fingerprint, "format": FORMAT_VERSION},
+                          "exclusion": exclusion.fingerprint, "format": FORMAT_VERSION,
+                          "study": study},
                          sort_keys=True, default=list)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -121,6 +140,10 @@ class Exclusion:
 
     def excludes(self, puzzle: Puzzle) -> bool:
         return puzzle.puzzle_id in self.puzzle_ids or solved_fingerprint(puzzle) in self.solved_grids
+
+    def with_puzzles(self, puzzles: Sequence[Puzzle]) -> "Exclusion":
+        """This exclusion, plus ``puzzles`` by id (a mixed set does not generate the study's)."""
+        return Exclusion(self.puzzle_ids | {p.puzzle_id for p in puzzles}, self.solved_grids)
 
     @property
     def fingerprint(self) -> str:
@@ -223,10 +246,16 @@ class TrainingSet:
 
 
 def build_training_set(spec: TrainingSetSpec, folder: str | Path,
-                       exclusion: Exclusion = Exclusion()) -> TrainingSet:
-    """The set in ``folder``: reused if built from the same spec, else built now."""
+                       exclusion: Exclusion = Exclusion(), study: StudySource | None = None) -> TrainingSet:
+    """The set in ``folder``: reused if built from the same spec, else built now. ``study``:
+    the study's files, needed when ``spec.sources`` holds ``crossmath-train``."""
     folder = Path(folder).expanduser().resolve()
-    fingerprint = spec.fingerprint(exclusion)
+    if (STUDY_SOURCE in spec.sources) != (study is not None):
+        raise ValueError(f"dataset.sources {list(spec.sources)}: the study's files must be given "
+                         f"exactly when {STUDY_SOURCE!r} is a source")
+    image_styles = spec.styles if any(m != "text" for m in spec.modalities) else ()
+    study_print = study.fingerprint(image_styles) if study is not None else None
+    fingerprint = spec.fingerprint(exclusion, study_print)
     existing = _read_manifest(folder)
     if existing is not None:
         if existing.get("fingerprint") == fingerprint:
@@ -237,28 +266,43 @@ def build_training_set(spec: TrainingSetSpec, folder: str | Path,
             f"{existing.get('fingerprint')}, wanted {fingerprint}); remove it or choose another "
             "dataset.path"
         )
-    from crossmath.drawing import load_style, render_puzzle_png
-
-    styles = {name: load_style(name) for name in spec.styles} if any(
-        m != "text" for m in spec.modalities) else {}
-    puzzles = generate_training_puzzles(spec, exclusion)
+    puzzles, image_of, provenance = [], {}, {}
+    if STUDY_SOURCE in spec.sources:
+        found = study.puzzles(image_styles, exclusion.excludes, spec.records)
+        log.info("%s", found.report())
+        puzzles += found.puzzles
+        image_of.update(found.images)
+        provenance[STUDY_SOURCE] = {"origin": study.origin, "files_fingerprint": study_print,
+                                    **found.counts()}
+    if GENERATED in spec.sources:
+        generated = generate_training_puzzles(spec, exclusion.with_puzzles(puzzles))
+        puzzles += generated
+        provenance[GENERATED] = {"n_puzzles": len(generated), "seed": spec.seed}
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         shards, n_examples = [], 0
+        content = hashlib.sha256()
+        painter = _Painter(image_styles)
         for index, start in enumerate(range(0, len(puzzles), spec.shard_puzzles)):
             rows = []
             for puzzle in puzzles[start:start + spec.shard_puzzles]:
-                images = {name: render_puzzle_png(puzzle.grid, style) for name, style in styles.items()}
+                images = {style: image_of.get((puzzle.puzzle_id, style)) or painter.png(puzzle, style)
+                          for style in image_styles}
                 rows += puzzle_examples(puzzle, spec, images)
+            for row in rows:
+                content.update(_row_digest(row))
             name = f"examples-{index:05d}.parquet"
             pq.write_table(pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA), staging / name)
             shards.append(name)
             n_examples += len(rows)
         manifest = {
             "fingerprint": fingerprint, "format": FORMAT_VERSION,
+            "content_fingerprint": content.hexdigest()[:16],
+            "source": dataset_source(spec, study),
             "spec": asdict(spec) | {"generator": dict(spec.generator)},
             "n_puzzles": len(puzzles), "n_examples": n_examples, "shards": shards,
+            "sources": provenance,
             "excluded_puzzle_ids": len(exclusion.puzzle_ids),
             "excluded_solved_grids": len(exclusion.solved_grids),
             "exclusion_fingerprint": exclusion.fingerprint,
@@ -271,6 +315,38 @@ def build_training_set(spec: TrainingSetSpec, folder: str | Path,
         shutil.rmtree(staging, ignore_errors=True)
     log.info("built training set in %s: %d puzzles, %d examples", folder, len(puzzles), n_examples)
     return open_training_set(folder)
+
+
+class _Painter:
+    """Our renderings of generated puzzles, one style object per style name."""
+
+    def __init__(self, styles: Sequence[str]) -> None:
+        self.names = tuple(styles)
+        self.styles: dict = {}
+
+    def png(self, puzzle: Puzzle, style: str) -> bytes:
+        from crossmath.drawing import load_style, render_puzzle_png
+
+        if style not in self.styles:
+            self.styles[style] = load_style(style)
+        return render_puzzle_png(puzzle.grid, self.styles[style])
+
+
+def _row_digest(row: Mapping) -> bytes:
+    """What identifies an example's content: its id, prompt fields, image and target."""
+    image = hashlib.sha256(row["image"]).hexdigest() if row["image"] is not None else "-"
+    fields = [row["example_id"], row["modality"], row["style"], row["grid"], image, row["target"]]
+    return hashlib.sha256("\x1f".join(fields).encode()).digest()
+
+
+def dataset_source(spec: TrainingSetSpec, study: StudySource | None) -> str:
+    """Where the rows come from, as one string (MLflow records it beside the fingerprints)."""
+    parts = []
+    if STUDY_SOURCE in spec.sources and study is not None:
+        parts.append(f"{STUDY_SOURCE}:{study.origin}")
+    if GENERATED in spec.sources:
+        parts.append(f"{GENERATED}:seed={spec.seed},n={spec.n_puzzles},difficulty={spec.difficulty}")
+    return " + ".join(parts)
 
 
 def open_training_set(folder: str | Path) -> TrainingSet:

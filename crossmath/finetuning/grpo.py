@@ -16,10 +16,12 @@ so a resumed run continues with the puzzles it would have seen) and:
 4. **update**: ``ppo_epochs`` optimizer steps on the clipped objective over the completion
    tokens, averaged over all completion tokens of the step on all workers. The old policy's
    log-probabilities are the first epoch's own (taken before any update of the step), so with
-   one epoch the ratio is 1 and the clip is inactive; from the second epoch on it bites. The
-   reference policy of the KL term is the same model with its adapter disabled
-   (``disable_adapter``): no second copy of the weights. The KL is measured every step and
-   enters the loss only with ``kl_beta > 0`` (the study reports none).
+   one epoch the ratio is 1 and the clip is inactive; from the second epoch on it bites.
+   Dropout is off in the update as in the rollouts, and each prompt's image goes through the
+   vision tower once for all its completions (``policy_passes.py``); log-probabilities come
+   from the output head in chunks of positions (``logprobs.py``). With ``kl_beta > 0`` a
+   reference pass gives the KL term (``kl_ref``: the base model, or the frozen starting
+   adapter); at ``kl_beta = 0`` (the study reports no KL) there is no reference pass at all.
 
 Groups never straddle workers (a worker samples all completions of its puzzles), so advantages
 need no communication; the token count of the loss and the metrics are summed across workers.
@@ -39,6 +41,7 @@ import torch
 
 from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate, with_reply
 from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
+from crossmath.finetuning.logprobs import LOGPROB_CHUNK, target_logprobs, target_positions
 from crossmath.finetuning.loop import (
     Schedule,
     TrainingState,
@@ -51,11 +54,17 @@ from crossmath.finetuning.loop import (
     optimizer_step,
     prepare_worker_model,
     resume,
-    target_logits,
-    target_positions,
 )
 from crossmath.finetuning.modeling import Precision, unwrap
-from crossmath.finetuning.objective import group_advantages, grpo_token_loss, token_logprobs
+from crossmath.finetuning.objective import group_advantages, grpo_token_loss
+from crossmath.finetuning.policy_passes import (
+    KL_REFERENCES,
+    PromptVision,
+    accepts_vision_outputs,
+    reference_policy,
+    train_without_dropout,
+    without_pixels,
+)
 from crossmath.finetuning.rewards import Reward, StepWeightedReward
 from crossmath.finetuning.rollouts import Rollout, RolloutGenerator
 from crossmath.metrics.answers import extract_answer
@@ -84,15 +93,17 @@ class GrpoSettings:
     clip_low: float = 0.2
     clip_high: float = 0.2
     kl_beta: float = 0.0
+    kl_ref: str = "init"  # the KL's reference: init (the starting adapter, frozen) or base
     ppo_epochs: int = 1
     rollout_batch_size: int = 64  # sequences decoded together (their prompts prefilled once each)
-    micro_batch_size: int = 4  # sequences per forward/backward of the update
+    micro_batch_size: int = 2  # sequences per forward/backward of the update (6000-token completions)
+    logprob_chunk: int = LOGPROB_CHUNK  # positions per output-head call in the update
     reward: StepWeightedReward = field(default_factory=StepWeightedReward)
 
     def __post_init__(self) -> None:
         check_at_least_one("grpo", self, ("steps", "prompts_per_step", "rollouts", "ppo_epochs",
                                           "max_completion_tokens", "rollout_batch_size",
-                                          "micro_batch_size"))
+                                          "micro_batch_size", "logprob_chunk"))
         if self.truncated not in TRUNCATED_RULES:
             raise ValueError(f"grpo.truncated must be one of {TRUNCATED_RULES}, got {self.truncated!r}")
         if not (0 <= self.clip_low < 1 and self.clip_high >= 0):
@@ -100,6 +111,8 @@ class GrpoSettings:
                              f"{self.clip_low} and {self.clip_high}")
         if self.kl_beta < 0:
             raise ValueError(f"grpo.kl_beta must be >= 0, got {self.kl_beta}")
+        if self.kl_ref not in KL_REFERENCES:
+            raise ValueError(f"grpo.kl_ref must be one of {KL_REFERENCES}, got {self.kl_ref!r}")
         self.sampling  # checks temperature, top_k and top_p
 
     @property
@@ -153,13 +166,18 @@ class ScoredRollouts:
 
 
 def score_rollouts(rollouts: Sequence[Rollout], rows: Sequence[Mapping[str, Any]], reward: Reward,
-                   samples: int, truncated_rule: str) -> ScoredRollouts:
-    """Rewards and advantages; ``rollouts`` come prompt by prompt, ``samples`` each, in order."""
+                   samples: int, truncated_rule: str, max_tokens: int | None = None) -> ScoredRollouts:
+    """Rewards and advantages; ``rollouts`` come prompt by prompt, ``samples`` each, in order.
+    ``max_tokens`` (the completion cap) lets a reward with an overlong term charge it."""
     order = [(r.prompt_index, r.sample) for r in rollouts]
     if order != [(i, s) for i in range(len(rows)) for s in range(samples)]:
         raise ValueError("rollouts must come prompt by prompt, samples in order")
     rewards = [0.0 if r.truncated and truncated_rule == "zero" else reward(rows[r.prompt_index], r.text)
                for r in rollouts]
+    overlong = getattr(reward, "overlong_penalty", None)
+    if overlong is not None and max_tokens is not None:
+        rewards = [value - overlong(len(r.token_ids), max_tokens, r.truncated)
+                   for value, r in zip(rewards, rollouts)]
     included = [not (r.truncated and truncated_rule == "exclude") for r in rollouts]
     grid = torch.tensor(rewards, dtype=torch.float64).view(len(rows), samples)
     kept = torch.tensor(included).view(len(rows), samples)
@@ -194,13 +212,15 @@ class UpdateBatch:
     advantages: torch.Tensor  # per such position
     weights: torch.Tensor  # per such position: 1 in the loss, 0 left out
     loss_tokens: int  # positions of weight 1 (counted on the host: no device sync)
+    prompt_indices: tuple[int, ...] = ()  # each sequence's prompt (for its vision outputs)
 
 
 def update_batches(sequences: Sequence[EncodedExample], advantages: torch.Tensor,
                    included: torch.Tensor, size: int, pad_token_id: int,
-                   device: torch.device) -> list[UpdateBatch]:
+                   device: torch.device, prompt_indices: Sequence[int] = ()) -> list[UpdateBatch]:
     """``sequences`` (prompt + completion, from ``with_reply``) in micro-batches of ``size``,
-    each token carrying its completion's advantage and weight (``included``: 1, else 0)."""
+    each token carrying its completion's advantage and weight (``included``: 1, else 0);
+    ``prompt_indices``, where given, name each sequence's prompt."""
     batches = []
     for start in range(0, len(sequences), size):
         host = collate(sequences[start:start + size], pad_token_id)
@@ -210,35 +230,48 @@ def update_batches(sequences: Sequence[EncodedExample], advantages: torch.Tensor
         batches.append(UpdateBatch(
             {k: v.to(device, non_blocking=True) for k, v in host.items()},
             positions.to(device), advantages[rows].float().to(device), weights.to(device),
-            int(weights.sum())))
+            int(weights.sum()), tuple(prompt_indices[start:start + size])))
     return batches
+
+
+def batch_logprobs(model: torch.nn.Module, batch: UpdateBatch, grpo: GrpoSettings,
+                   vision: PromptVision | None) -> torch.Tensor:
+    """log pi of the batch's completion tokens at the sampling temperature; the images' vision
+    outputs from ``vision`` where given (the tower then does not run)."""
+    inputs, extra = batch.inputs, {}
+    if vision is not None and batch.prompt_indices:
+        extra = vision.inputs_for(batch.prompt_indices)
+        if extra:
+            inputs = without_pixels(inputs)
+    return target_logprobs(model, inputs, batch.positions, temperature=grpo.temperature,
+                           chunk=grpo.logprob_chunk, **extra)
 
 
 def policy_update(model: torch.nn.Module, batches: Sequence[UpdateBatch],
                   optimizer: torch.optim.Optimizer, scheduler: Any, env: WorkerEnv,
-                  precision: Precision, grpo: GrpoSettings, max_grad_norm: float) -> UpdateTotals:
+                  precision: Precision, grpo: GrpoSettings, max_grad_norm: float,
+                  vision: PromptVision | None = None) -> UpdateTotals:
     """``grpo.ppo_epochs`` optimizer steps on the clipped objective over ``batches``.
 
     The loss is the token-level mean over every weighted completion token of all workers
     (DDP averages gradients over workers; scaling by ``world_size / tokens`` makes that mean).
+    The reference pass runs only when the KL enters the loss (``kl_beta > 0``).
     """
     local_tokens = float(sum(b.loss_tokens for b in batches))
     total = env.all_reduce_sum(torch.tensor([local_tokens], device=env.device))
     scale = env.world_size / total.clamp(min=1.0)
     policy = unwrap(model)
-    reference = []
-    with torch.no_grad(), policy.disable_adapter(), autocast(env.device, precision):
-        for batch in batches:
-            logits, targets = target_logits(policy, batch.inputs, batch.positions)
-            reference.append(token_logprobs(logits, targets, grpo.temperature))
+    reference: list[torch.Tensor | None] = [None] * len(batches)
+    if grpo.kl_beta > 0:
+        with torch.no_grad(), reference_policy(policy), autocast(env.device, precision):
+            reference = [batch_logprobs(policy, batch, grpo, vision) for batch in batches]
     old: list[torch.Tensor] = []
     sums = torch.zeros(4, device=env.device)  # loss, kl, clipped tokens, grad norms: kept on the device
     for epoch in range(grpo.ppo_epochs):
         for index, batch in enumerate(batches):
             with gradient_sync(model, index == len(batches) - 1):
                 with autocast(env.device, precision):
-                    logits, targets = target_logits(model, batch.inputs, batch.positions)
-                logp = token_logprobs(logits, targets, grpo.temperature)
+                    logp = batch_logprobs(model, batch, grpo, vision)
                 if epoch == 0:
                     old.append(logp.detach())
                 terms = grpo_token_loss(logp, old[index], batch.advantages, clip_low=grpo.clip_low,
@@ -346,8 +379,11 @@ def run_grpo(job: GrpoJob, env: WorkerEnv) -> dict[str, Any]:
 
     settings, grpo = job.settings, job.grpo
     torch.manual_seed(settings.seed)
-    prepared = prepare_worker_model(job.model_config, settings, env, job.init_adapter)
+    reference = job.init_adapter if grpo.kl_beta > 0 and grpo.kl_ref == "init" else None
+    prepared = prepare_worker_model(job.model_config, settings, env, job.init_adapter,
+                                    reference_adapter=reference)
     model, policy = prepared.model, unwrap(prepared.model)
+    share_vision = settings.lora.vision_tower == "frozen" and accepts_vision_outputs(policy)
     table = job.load_examples().sort_by("example_id").select(list(ROW_COLUMNS))
     schedule = grpo_schedule(table.num_rows, env.world_size, grpo, settings.seed)
     total = schedule.total_steps
@@ -382,18 +418,24 @@ def run_grpo(job: GrpoJob, env: WorkerEnv) -> dict[str, Any]:
         with autocast(env.device, prepared.precision):
             rollouts = generator.generate(policy, prompts, progress.step, env.device)
         rollout_seconds = time.perf_counter() - started
-        model.train()
-        scored = score_rollouts(rollouts, rows, reward, grpo.rollouts, grpo.truncated)
+        train_without_dropout(model)
+        scored = score_rollouts(rollouts, rows, reward, grpo.rollouts, grpo.truncated,
+                                grpo.max_completion_tokens)
         sequences = [with_reply(prompts[r.prompt_index], r.token_ids) for r in rollouts]
         batches = update_batches(sequences, scored.advantages.flatten(), scored.included.flatten(),
-                                 grpo.micro_batch_size, prepared.pad_token_id, env.device)
+                                 grpo.micro_batch_size, prepared.pad_token_id, env.device,
+                                 [r.prompt_index for r in rollouts])
+        with autocast(env.device, prepared.precision):
+            vision = PromptVision(policy, prompts, env.device) if share_vision else None
         update = policy_update(model, batches, optimizer, scheduler, env, prepared.precision, grpo,
-                               settings.max_grad_norm)
+                               settings.max_grad_norm, vision)
         progress.step += 1
         window.add(scored, rollouts, update, rollout_seconds)
         at_end = progress.step == total
         if progress.step % settings.log_every == 0 or at_end:
             last = window.flush(env)
+            if not grpo.kl_beta:  # no reference pass, so no KL to report
+                last.pop("grpo/kl")
             state.log_window(last)
         if not at_end and settings.checkpoint_every and progress.step % settings.checkpoint_every == 0:
             with window.paused():

@@ -2,7 +2,8 @@
 
 1. Check the settings of the chosen ``method`` (``sft``: ``loop.TrainJob``; ``grpo``:
    ``grpo.GrpoJob``, optionally from ``init_adapter``) before anything runs.
-2. Build (or reuse) the training set in ``dataset.path``, disjoint from the evaluation sets.
+2. Build (or reuse) the training set in ``dataset.build_dir`` (generated puzzles, the study's
+   set from ``dataset.path`` or the Hub, or both), disjoint from the evaluation sets.
 3. Open an MLflow run (the same one again when resuming) with the resolved config.
 4. Train on ``scaling.num_workers`` Ray Train workers; rank 0 logs metrics as it goes.
 5. Copy the final adapter to ``<out_dir>/adapter``, attach it to the MLflow run, close the run.
@@ -27,6 +28,7 @@ from typing import Any, Callable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.finetuning.dataset import (
+    GENERATED,
     Exclusion,
     TrainingSet,
     TrainingSetSpec,
@@ -36,6 +38,7 @@ from crossmath.finetuning.dataset import (
 from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
 from crossmath.finetuning.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSettings, WorkerJob
 from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.study_data import STUDY_SOURCE, StudySource
 from crossmath.runtime.ray_cluster import connect_ray
 from crossmath.runtime.stops import Stopped
 from crossmath.tracking import mlflow_store as tracking
@@ -69,12 +72,13 @@ def train(cfg: DictConfig) -> TrainOutcome:
     training_set = build_dataset(cfg.dataset)
     connect_ray(cfg.ray, dashboard=True)
     uri = cfg.mlflow.tracking_uri
-    run_id = _open_mlflow_run(cfg, out, training_set.manifest["fingerprint"])
+    run_id = _open_mlflow_run(cfg, out, training_set.manifest)
     log_dataset(uri, run_id, training_dataset(training_set), context="training")
     log.info("training %s (%s) on %d worker(s); MLflow run %s; state in %s", cfg.model.name,
              cfg.method, cfg.scaling.num_workers, run_id, out)
 
-    job = make_job(load_examples=share_examples(training_set.read()), metrics=MetricSink(uri, run_id))
+    sink = MetricSink(uri, run_id, tracking.last_logged_steps(uri, run_id))  # a resumed run's
+    job = make_job(load_examples=share_examples(training_set.read()), metrics=sink)
     try:
         with Heartbeat(uri, run_id):
             result = fit(job, RayScaling(**OmegaConf.to_container(cfg.scaling)),
@@ -124,21 +128,34 @@ def initial_adapter(path: str | None) -> str | None:
 def build_dataset(dataset: DictConfig) -> TrainingSet:
     """The ``dataset`` section's training set, built or reused, clear of its evaluation sets."""
     fields = OmegaConf.to_container(dataset, resolve=True)
-    path = fields.pop("path")
-    exclusion = Exclusion.of(evaluation_puzzles(fields.pop("exclude_generated") or [],
-                                                fields.pop("exclude_official")))
-    return build_training_set(TrainingSetSpec.from_mapping(fields), path, exclusion)
+    build_dir, study_path, cache_dir = fields.pop("build_dir"), fields.pop("path"), fields.pop("cache_dir")
+    official = fields.pop("exclude_official")
+    exclusion = Exclusion.of(evaluation_puzzles(fields.pop("exclude_generated") or [], official))
+    spec = TrainingSetSpec.from_mapping(fields)
+    study = None
+    if STUDY_SOURCE in spec.sources:
+        study = StudySource.open(study_path, cache_dir)
+        if official is None:
+            log.warning("dataset.exclude_official is not set: the study's records are not checked "
+                        "against the official test set (set it to the release folder or a "
+                        "testset jsonl)")
+    return build_training_set(spec, build_dir, exclusion, study)
 
 
 def training_dataset(training_set: TrainingSet) -> DatasetRef:
-    """The training set as the run's dataset input: named by its spec, its fingerprint, and
+    """The training set as the run's dataset input: named by its sources, its fingerprint, and
     the folder it was built in."""
     spec = training_set.manifest["spec"]
-    name = f"train-{spec['difficulty']}-n{spec['n_puzzles']}-seed{spec['seed']}"
-    return DatasetRef.of_path(name, training_set.manifest["fingerprint"], training_set.folder)
+    names = []
+    if STUDY_SOURCE in spec.get("sources", ()):
+        names.append("crossmath-train" + (f"-n{spec['records']}" if spec.get("records") else ""))
+    if GENERATED in spec.get("sources", (GENERATED,)):
+        names.append(f"train-{spec['difficulty']}-n{spec['n_puzzles']}-seed{spec['seed']}")
+    return DatasetRef.of_path("+".join(names), training_set.manifest["fingerprint"],
+                              training_set.folder)
 
 
-def _open_mlflow_run(cfg: DictConfig, out: Path, dataset_fingerprint: str) -> str:
+def _open_mlflow_run(cfg: DictConfig, out: Path, manifest: Mapping[str, Any]) -> str:
     """A new MLflow run, or the one this ``out_dir`` already trains into (a resumed run)."""
     run_id_file = out / RUN_ID_FILE
     run_id = tracking.open_run(
@@ -146,7 +163,9 @@ def _open_mlflow_run(cfg: DictConfig, out: Path, dataset_fingerprint: str) -> st
         run_name=cfg.mlflow.run_name or f"{cfg.model.name}/{cfg.run_name}",
         params=OmegaConf.to_container(cfg, resolve=True),
         tags={"model": cfg.model.name, "git_commit": tracking.git_commit(), "kind": "train",
-              "method": cfg.method, "dataset_fingerprint": dataset_fingerprint},
+              "method": cfg.method, "dataset_fingerprint": manifest["fingerprint"],
+              "dataset_content_fingerprint": manifest["content_fingerprint"],
+              "dataset_source": manifest["source"]},
         run_id=run_id_file.read_text().strip() if run_id_file.is_file() else None,
     )
     run_id_file.parent.mkdir(parents=True, exist_ok=True)

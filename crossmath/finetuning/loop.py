@@ -11,7 +11,8 @@ reporting from here.
 Loss: summed cross-entropy over the target tokens of an optimizer step (all micro-batches, all
 workers) divided by their total count, i.e. every target token weighs the same whatever batch
 or worker it lands in. Logits are computed only at positions that predict a target token, which
-spares the (large-vocabulary) output projection over the prompt and padding.
+spares the (large-vocabulary) output projection over the prompt and padding, and the head runs
+in chunks of positions (``logprobs.py``).
 
 Data order is a function of (seed, epoch) alone: each optimizer step takes the next
 ``world_size x batch_size x grad_accumulation`` examples of the epoch's permutation, worker r
@@ -45,19 +46,22 @@ from crossmath.finetuning.collate import (
 )
 from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.dataset import split_validation
+from crossmath.finetuning.logprobs import target_logprobs, target_positions
 from crossmath.finetuning.modeling import (
     LoraSettings,
     ModelSpec,
     Precision,
+    adapter_census,
     add_lora,
     load_adapter_weights,
     load_base_model,
     load_initial_adapter,
     load_processor_for,
+    log_adapter_census,
     save_adapter,
-    trainable_parameter_counts,
     unwrap,
 )
+from crossmath.finetuning.policy_passes import load_reference_adapter
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ class TrainSettings:
     """The ``train`` config group, checked; defaults are those of ``conf/train/lora.yaml``."""
 
     lora: LoraSettings = field(default_factory=LoraSettings)
-    lr: float = 2e-4
+    lr: float = 2e-5
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
     max_grad_norm: float = 1.0
@@ -104,7 +108,7 @@ class TrainSettings:
         lora = dict(values.pop("lora", {}) or {})
         check_known_fields("train.lora", lora, LoraSettings)
         for key in ("target_modules", "extra_target_modules", "vision_target_modules"):
-            if key in lora:
+            if key in lora and not isinstance(lora[key], str):
                 lora[key] = tuple(lora[key])
         return cls(lora=LoraSettings(**lora), **values)
 
@@ -182,15 +186,23 @@ class WorkerJob(Protocol):
 
 @dataclass(frozen=True)
 class MetricSink:
-    """Where rank 0 sends metrics: an open MLflow run."""
+    """Where rank 0 sends metrics: an open MLflow run.
+
+    ``logged`` holds, per metric, the last step the run already has: a run resumed from a
+    checkpoint repeats the steps after it, which the run before the stop may have logged, and
+    those are not logged a second time (resumed runs recompute the same values, timings aside).
+    """
 
     tracking_uri: str
     run_id: str
+    logged: Mapping[str, int] = field(default_factory=dict)
 
     def __call__(self, metrics: Mapping[str, float], step: int) -> None:
         from crossmath.tracking import mlflow_store as tracking
 
-        tracking.log_step_metrics(self.tracking_uri, self.run_id, metrics, step)
+        fresh = {name: value for name, value in metrics.items() if step > self.logged.get(name, -1)}
+        if fresh:
+            tracking.log_step_metrics(self.tracking_uri, self.run_id, fresh, step)
 
 
 @dataclass(frozen=True)
@@ -228,52 +240,11 @@ class Progress:
 # the step
 
 
-def target_positions(labels: torch.Tensor) -> torch.Tensor:
-    """Flat (row-major) indices of the positions whose next token is a target token."""
-    predicts_target = torch.zeros_like(labels, dtype=torch.bool)
-    predicts_target[:, :-1] = labels[:, 1:] != IGNORE_INDEX
-    return predicts_target.flatten().nonzero().squeeze(1)
-
-
-def target_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor],
-                  positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, target ids) at the positions that predict a target token, in row-major order.
-
-    ``positions`` (from ``target_positions``) may be computed ahead on the CPU: found on the
-    GPU, their count would stall the host until the forward pass reached the output head.
-    """
-    inputs = dict(batch)
-    labels = inputs.pop("labels")
-    if positions is None:
-        positions = target_positions(labels)
-    with output_head_only_at(model, positions):
-        logits = model(**inputs, use_cache=False).logits  # (target tokens, vocabulary)
-    return logits, labels.flatten().index_select(0, positions + 1)  # position p predicts p + 1
-
-
 def summed_target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
                        positions: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy summed over the batch's target tokens (labels are aligned with inputs)."""
-    logits, targets = target_logits(model, batch, positions)
-    return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
-
-
-@contextlib.contextmanager
-def output_head_only_at(model: torch.nn.Module, positions: torch.Tensor) -> Iterator[None]:
-    """Run the output projection at the flat ``positions`` of the batch only.
-
-    The head's input is cut down to those rows by a forward pre-hook, so the logits come out
-    as (positions, vocabulary) instead of (batch, length, vocabulary): with a 150k vocabulary
-    and a long prompt, the full tensor and its gradient would dwarf everything else.
-    """
-    def select(module: torch.nn.Module, args: tuple) -> tuple:
-        return (args[0].flatten(0, 1).index_select(0, positions),)
-
-    handle = unwrap(model).get_output_embeddings().register_forward_pre_hook(select)
-    try:
-        yield
-    finally:
-        handle.remove()
+    """Cross-entropy summed over the batch's target tokens (labels are aligned with inputs),
+    the output head run on target positions only, in chunks (``logprobs``)."""
+    return -target_logprobs(model, batch, positions).sum()
 
 
 def count_target_tokens(batch: Mapping[str, torch.Tensor]) -> int:
@@ -445,8 +416,12 @@ class WorkerModel:
 
 
 def prepare_worker_model(model_config: Mapping[str, Any], settings: TrainSettings, env: WorkerEnv,
-                         init_adapter: str | Path | None = None) -> WorkerModel:
-    """Load the base model, add the adapters (with ``init_adapter``'s weights, if given), wrap."""
+                         init_adapter: str | Path | None = None, *,
+                         reference_adapter: str | Path | None = None) -> WorkerModel:
+    """Load the base model, add the adapters (with ``init_adapter``'s weights, if given), wrap.
+
+    ``reference_adapter``: an adapter loaded beside the trained one, frozen (GRPO's KL reference).
+    """
     spec = ModelSpec.from_backend_config(model_config)
     precision = Precision.resolve(settings.precision, env.device)
     processor = load_processor_for(spec)
@@ -454,7 +429,12 @@ def prepare_worker_model(model_config: Mapping[str, Any], settings: TrainSetting
                      gradient_checkpointing=settings.gradient_checkpointing)
     if init_adapter is not None:
         load_initial_adapter(model, Path(init_adapter), settings.lora)
-    counts = trainable_parameter_counts(model)
+    if reference_adapter is not None:
+        load_reference_adapter(model, reference_adapter)
+    census = adapter_census(model, settings.lora)
+    if env.rank == 0:
+        log_adapter_census(census)
+    counts = {"trainable_parameters": census.trainable, "total_parameters": census.total}
     model = env.prepare_model(model, find_unused_parameters=settings.lora.vision_tower != "frozen")
     model.train()
     return WorkerModel(spec, precision, processor, model, counts)

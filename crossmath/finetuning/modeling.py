@@ -6,9 +6,11 @@ between the two. The model is loaded the way ``crossmath.models.hf`` loads it (s
 loader, same attention registration); ``tests/test_train_collate.py`` pins that the prompt
 tokens seen in training are exactly the ones the backend generates from.
 
-LoRA goes on the language model's attention and MLP projections. The module names of the
-vision tower overlap with the language model's (both have ``gate_proj``, ``up_proj`` ...), so
-targets are a regular expression anchored at the language model's module, not bare names.
+LoRA goes on every linear projection of the language model's decoder layers (``lora_targets``:
+``target_modules: auto`` reads them off the model, so a hybrid model's linear-attention layers
+are covered as well as its attention and MLP). The module names of the vision tower overlap with
+the language model's (both have ``gate_proj``, ``up_proj`` ...), so targets are a regular
+expression anchored at the language model's module, not bare names.
 The vision tower is frozen by default; ``vision_tower: lora`` adds adapters to its blocks and
 ``vision_tower: full`` trains all of its weights (saved with the adapter, as peft's
 ``modules_to_save``).
@@ -17,6 +19,7 @@ The vision tower is frozen by default; ``vision_tower: lora`` adds adapters to i
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,17 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from crossmath.finetuning.lora_targets import (
+    AUTO,
+    AdapterCensus,
+    resolve_target_modules,
+    target_regex,
+)
+
+log = logging.getLogger(__name__)
+
 HF_BACKEND_TARGET = "crossmath.models.hf.HFBackend"
+TRAINED_ADAPTER = "default"  # peft's name for the adapter get_peft_model adds
 VISION_MODES = ("frozen", "lora", "full")
 
 
@@ -78,8 +91,7 @@ class LoraSettings:
     alpha: float = 32
     dropout: float = 0.05
     language_model: str = "language_model"
-    target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj",
-                                     "gate_proj", "up_proj", "down_proj")
+    target_modules: Sequence[str] | str = AUTO  # auto: every linear projection of the decoder layers
     extra_target_modules: Sequence[str] = ()
     vision_tower: str = "frozen"
     vision_module: str = "visual"
@@ -94,15 +106,12 @@ class LoraSettings:
         if not self.target_modules:
             raise ValueError("train.lora.target_modules is empty")
 
-    def target_pattern(self) -> str:
-        """The regular expression (peft full-matches it) naming every adapted module."""
-        def under(module: str, names: Sequence[str], blocks: str = "") -> str:
-            alternatives = "|".join(re.escape(n) for n in names)
-            return rf"(?:.*\.)?{re.escape(module)}\.{blocks}(?:.*\.)?(?:{alternatives})"
-
-        parts = [under(self.language_model, self.target_modules)]
+    def target_pattern(self, names: Sequence[str]) -> str:
+        """The regular expression (peft full-matches it) naming every adapted module, with
+        ``names`` the language model's targets (``target_modules`` resolved for the model)."""
+        parts = [target_regex(self.language_model, names)]
         if self.vision_tower == "lora":
-            parts.append(under(self.vision_module, self.vision_target_modules, r"blocks\.\d+\."))
+            parts.append(target_regex(self.vision_module, self.vision_target_modules, r"blocks\.\d+\."))
         parts += [re.escape(name) for name in self.extra_target_modules]
         return "|".join(f"(?:{p})" for p in parts)
 
@@ -131,11 +140,12 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings, *,
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.disable_input_require_grads()  # see below
     model.config.use_cache = False
+    names = resolve_target_modules(model, settings.language_model, settings.target_modules)
     config = LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=settings.target_pattern(),
+        target_modules=settings.target_pattern(names),
         modules_to_save=[settings.vision_module] if settings.vision_tower == "full" else None,
         task_type="CAUSAL_LM",
     )
@@ -153,10 +163,16 @@ def add_lora(model: torch.nn.Module, settings: LoraSettings, *,
     return peft_model
 
 
-def trainable_parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return {"trainable_parameters": trainable, "total_parameters": total}
+def adapter_census(peft_model: torch.nn.Module, settings: LoraSettings) -> AdapterCensus:
+    """Where the adapters of ``add_lora`` went, per decoder layer type."""
+    return AdapterCensus.of(unwrap(peft_model), settings.language_model, settings.vision_tower)
+
+
+def log_adapter_census(census: AdapterCensus) -> None:
+    """The start line (adapters per layer type, trainable parameters) and its warnings."""
+    log.info("%s", census.line())
+    for warning in census.warnings():
+        log.warning("%s", warning)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -165,8 +181,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def save_adapter(model: torch.nn.Module, folder: Path) -> None:
-    """The adapter weights only (an adapted output head does not drag the base head along)."""
-    unwrap(model).save_pretrained(str(folder), save_embedding_layers=False)
+    """The trained adapter's weights only: not a frozen reference adapter beside it, and an
+    adapted output head does not drag the base head along."""
+    unwrap(model).save_pretrained(str(folder), save_embedding_layers=False,
+                                  selected_adapters=[TRAINED_ADAPTER])
 
 
 def load_adapter_weights(model: torch.nn.Module, folder: Path) -> None:

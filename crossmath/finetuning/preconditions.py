@@ -11,9 +11,11 @@ from crossmath.finetuning.dataset import TrainingSetSpec
 from crossmath.finetuning.grpo import GrpoSettings
 from crossmath.finetuning.loop import TrainSettings
 from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.study_data import STUDY_SOURCE, study_folder
 from crossmath.pipeline.preflight import check_data_options, release_jsonl
 from crossmath.runtime.checks import (
     adapter_folder,
+    existing_path,
     non_negative_number,
     prompt_set,
     puzzle_generation,
@@ -53,7 +55,14 @@ def check_grpo_options(options: Mapping[str, Any], num_workers: int) -> None:
 def check_dataset_options(dataset: Mapping[str, Any], where: str = "dataset") -> None:
     """The training set's options, and the evaluation sets it must keep out."""
     fields = dict(dataset)
-    writable_folder(fields.pop("path"), f"{where}.path")
+    writable_folder(fields.pop("build_dir"), f"{where}.build_dir")
+    study_path, cache_dir = fields.pop("path"), fields.pop("cache_dir")
+    if STUDY_SOURCE in (fields.get("sources") or ()):
+        if study_path is not None:
+            validated(lambda: study_folder(str(existing_path(study_path, f"{where}.path"))),
+                      f"{where}.path")
+        elif cache_dir is not None:
+            writable_folder(cache_dir, f"{where}.cache_dir")
     for index, entry in enumerate(fields.pop("exclude_generated") or []):
         check_data_options({**entry, "kind": "generated"}, f"{where}.exclude_generated[{index}]")
     official = fields.pop("exclude_official")

@@ -18,6 +18,7 @@ Ray Train also restarts the workers from that checkpoint by itself after a worke
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,9 @@ def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_loop(config: dict[str, Any]) -> None:
+    # A worker process has no logging set up: without this, rank 0's start line (the adapters
+    # per layer type) and warnings would not reach the driver's console.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config["job"].run(RayEnv())
 
 

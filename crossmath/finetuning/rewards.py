@@ -22,7 +22,13 @@ with depth weights. Consequences, each deliberate:
 - the optional format term (``format_weight`` f, 0 by default: the study reports none) mixes in
   whether the answer has exactly one token per blank: ``r = (1 - f) r_blanks + f [count right]``,
   so a completion with a wrong count loses f even where its first tokens are right. The reward
-  stays in [0, 1].
+  stays in [0, 1];
+- the optional overlong term (``overlong_buffer`` L, 0 by default: the study reports none) is
+  DAPO's soft overlong punishment (Yu et al. 2025, "overlong reward shaping"): with the cap
+  ``max_completion_tokens`` = M, a completion of n tokens loses nothing up to M - L tokens,
+  ``(n - (M - L)) / L`` within the last L tokens, and 1 when truncated at the cap. It tells the
+  policy that running into the cap costs, before the cap cuts the answer off; the reward then
+  lies in [-1, 1]. It needs the completion's length, so the loop adds it (``overlong_penalty``).
 
 Imports neither torch nor Ray.
 """
@@ -49,6 +55,7 @@ class StepWeightedReward:
 
     step_weights: tuple[float, ...] | None = None
     format_weight: float = 0.0
+    overlong_buffer: int = 0  # tokens before the cap where the overlong penalty ramps up (0: off)
 
     def __post_init__(self) -> None:
         if self.step_weights is not None:
@@ -59,13 +66,15 @@ class StepWeightedReward:
                 raise ValueError("grpo.reward.step_weights are all 0: no blank would count")
         if not 0 <= self.format_weight < 1:
             raise ValueError(f"grpo.reward.format_weight must lie in [0, 1), got {self.format_weight}")
+        if self.overlong_buffer < 0:
+            raise ValueError(f"grpo.reward.overlong_buffer must be >= 0, got {self.overlong_buffer}")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "StepWeightedReward":
         check_known_fields("grpo.reward", values, cls)
         weights = values.get("step_weights")
         return cls(None if weights is None else tuple(float(w) for w in weights),
-                   float(values.get("format_weight", 0.0)))
+                   float(values.get("format_weight", 0.0)), int(values.get("overlong_buffer", 0)))
 
     def weight(self, depth: int) -> float:
         """The weight of a blank solved in wave ``depth`` (1 = the first wave)."""
@@ -93,3 +102,12 @@ class StepWeightedReward:
 
     def __call__(self, row: Mapping[str, Any], output: str) -> float:
         return self.score(extract_answer(output), row["answer"], row["steps"])
+
+    def overlong_penalty(self, length: int, max_tokens: int, truncated: bool) -> float:
+        """What a completion of ``length`` tokens loses for nearing the cap (0 when off)."""
+        if not self.overlong_buffer:
+            return 0.0
+        if truncated:
+            return 1.0
+        buffer = min(self.overlong_buffer, max_tokens)
+        return min(max(length - (max_tokens - buffer), 0) / buffer, 1.0)

@@ -231,6 +231,13 @@ def log_step_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float
         client.log_batch(run_id, metrics=entries[start:start + MAX_BATCH_METRICS])
 
 
+def last_logged_steps(tracking_uri: str, run_id: str) -> dict[str, int]:
+    """For each metric of a run, the last step it holds (a resumed training skips up to it)."""
+    client = MlflowClient(tracking_uri)
+    return {name: max(m.step for m in client.get_metric_history(run_id, name))
+            for name in client.get_run(run_id).data.metrics}
+
+
 def close_run(tracking_uri: str, run_id: str, *, artifacts: Iterable[Path] = (),
               status: str = "FINISHED") -> None:
     """Attach files or folders to an open run and mark it finished (or FAILED, KILLED)."""
