@@ -57,7 +57,8 @@ class StreamPredictions:
         answered: dict[str, bool] = {}
         for call in calls.to_pylist():
             answered.update(await self.answer(call["call"], call_requests(call)))
-        return pa.table({"request_id": list(answered), "answered": list(answered.values())})
+        return pa.table({"request_id": list(answered),
+                         "failed": [not ok for ok in answered.values()]})
 
     async def answer(self, number: int, rows: list[dict]) -> dict[str, bool]:
         """The request rows of call ``number`` answered, each saved soon after it ends; returns
