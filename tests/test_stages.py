@@ -9,7 +9,7 @@ from crossmath.metrics import evaluate_predictions
 from crossmath.metrics.answers import answer_block
 from crossmath.metrics.transcription import TRANSCRIBED
 from crossmath.summary.stages import StageResults, compare_stages
-from crossmath.tasks.tallies import Tally, TaskSummary
+from crossmath.tasks.transfer.tallies import Tally, TaskSummary
 
 PUZZLES = [{"puzzle_id": f"p{i}", "answer": ["1"], "steps": [1], "difficulty": "easy"}
            for i in range(10)]

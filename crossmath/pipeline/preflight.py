@@ -13,8 +13,6 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from crossmath.pipeline.requests import PLAN_MODALITIES
-from crossmath.pipeline.sources import IMAGE_CHOICES, RELEASE_TEXT_STYLE, release_style_jsonl
 from crossmath.runtime.checks import (
     existing_path,
     modality_names,
@@ -29,20 +27,26 @@ from crossmath.runtime.checks import (
 )
 from crossmath.runtime.errors import ConfigError
 from crossmath.runtime.ray_cluster import connect_timeout
-from crossmath.tasks import TASKS
+from crossmath.tasks import TASKS, Task
+from crossmath.tasks.crossmath.requests import PLAN_MODALITIES
+from crossmath.tasks.crossmath.sources import (
+    IMAGE_CHOICES,
+    RELEASE_TEXT_STYLE,
+    release_style_jsonl,
+)
+from crossmath.tasks.questions import DATA
 
 DATA_KINDS = ("generated", "official")
-CROSSMATH_TASK = "crossmath"  # the task of CrossMath's own puzzles (conf/task/crossmath.yaml)
 
 
 def check_run_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` naming the first option of ``cfg`` that cannot work.
 
-    A transfer task (``task`` other than crossmath) asks its own items: ``data``,
-    ``modalities`` and ``styles`` do not apply to it and are not checked.
+    ``data``, ``modalities`` and ``styles`` are checked for a task that reads them (CrossMath);
+    a transfer task asks its own items, and they do not apply to it.
     """
     options = OmegaConf.to_container(cfg, resolve=True)
-    if check_task_options(options["task"]) == CROSSMATH_TASK:
+    if DATA in check_task_options(options["task"]).reads:
         modalities = modality_names(options["modalities"], known=PLAN_MODALITIES)
         styles = style_names(options["styles"])
         if not styles and any(m != "text" for m in modalities):
@@ -60,12 +64,13 @@ def check_run_config(cfg: DictConfig) -> None:
     connect_timeout(options["ray"])
 
 
-def check_task_options(task: Mapping[str, Any], where: str = "task") -> str:
-    """The ``task`` group: CrossMath's puzzles, or a transfer task with its local copy (a path
-    that exists; null fetches it from the Hub) and item count. Returns the task's name."""
-    name = one_of(task.get("name"), f"{where}.name", [CROSSMATH_TASK, *sorted(TASKS)])
-    if name == CROSSMATH_TASK:
-        return name
+def check_task_options(task: Mapping[str, Any], where: str = "task") -> Task:
+    """The ``task`` group: a task of the registry; for one that reads no run data (a transfer
+    task), its local copy (a path that exists; null fetches it from the Hub), item count,
+    breakdown and judge. Returns the task."""
+    name = one_of(task.get("name"), f"{where}.name", sorted(TASKS))
+    if TASKS[name].reads:  # it asks the run's data (CrossMath): its group is its name
+        return TASKS[name]
     if task.get("path") is not None:
         existing_path(task["path"], f"{where}.path")
     whole_number(task.get("n"), f"{where}.n", none_means="every item")
@@ -73,7 +78,7 @@ def check_task_options(task: Mapping[str, Any], where: str = "task") -> str:
     if not isinstance(breakdown, list) or not all(isinstance(f, str) for f in breakdown):
         raise ConfigError(f"{where}.breakdown", f"must be a list of field names, got {breakdown!r}")
     check_judge_options(name, task, where)
-    return name
+    return TASKS[name]
 
 
 def check_judge_options(name: str, task: Mapping[str, Any], where: str = "task") -> None:
