@@ -8,7 +8,6 @@ reported where it happens, naming file, line and field.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,10 +16,8 @@ from crossmath.runtime.checks import (
     existing_path,
     modality_names,
     model_options,
-    non_empty_file,
     non_negative_number,
     one_of,
-    puzzle_generation,
     style_names,
     whole_number,
     writable_folder,
@@ -28,15 +25,9 @@ from crossmath.runtime.checks import (
 from crossmath.runtime.errors import ConfigError
 from crossmath.runtime.ray_cluster import connect_timeout
 from crossmath.tasks import TASKS, Task
+from crossmath.tasks.crossmath.options import check_data_options
 from crossmath.tasks.crossmath.requests import PLAN_MODALITIES
-from crossmath.tasks.crossmath.sources import (
-    IMAGE_CHOICES,
-    RELEASE_TEXT_STYLE,
-    release_style_jsonl,
-)
 from crossmath.tasks.questions import DATA
-
-DATA_KINDS = ("generated", "official")
 
 
 def check_run_config(cfg: DictConfig) -> None:
@@ -95,32 +86,6 @@ def check_judge_options(name: str, task: Mapping[str, Any], where: str = "task")
         model_options(judge, f"{where}.judge")
     if task.get("judge_prompts") is not None:
         existing_path(task["judge_prompts"], f"{where}.judge_prompts")
-
-
-def check_data_options(data: Mapping[str, Any], where: str = "data") -> None:
-    """The ``data`` group: generated puzzles, or the official release."""
-    kind = one_of(data.get("kind"), f"{where}.kind", DATA_KINDS)
-    if kind == "generated":
-        whole_number(data.get("n"), f"{where}.n")
-        puzzle_generation(data.get("difficulty"), data.get("generator"), where)
-        whole_number(data.get("seed"), f"{where}.seed", minimum=0)
-        return
-    whole_number(data.get("n"), f"{where}.n", none_means="every puzzle")
-    one_of(data.get("images", "release"), f"{where}.images", IMAGE_CHOICES)
-    if data.get("path") is not None:
-        release_jsonl(data["path"], f"{where}.path")
-
-
-def release_jsonl(value: Any, where: str) -> Path:
-    """The testset jsonl a path names: the file itself, or the release folder's original-style
-    file (``Original/testset_hr.jsonl``)."""
-    path = existing_path(value, where)
-    jsonl = path if path.is_file() else release_style_jsonl(path, RELEASE_TEXT_STYLE)
-    if not jsonl.is_file():
-        raise ConfigError(where, f"{path} is a folder without the release's layout: expected "
-                                 f"{jsonl.relative_to(path)} in it (or give the path of a "
-                                 "testset jsonl)")
-    return non_empty_file(jsonl, where)
 
 
 def check_resources(resources: Mapping[str, Any], where: str = "resources") -> None:
