@@ -16,7 +16,6 @@ from crossmath.tasks import TASKS, TaskDataError, TaskItem, get_task, prompt_key
 from crossmath.tasks.transfer.item import MULTIPLE_CHOICE, OPEN
 from crossmath.tasks.transfer.tallies import Outcome, TaskSummary, tally_by
 
-
 TRANSFER_TASKS = ["mathverse-vision", "mmmu-val"]
 
 

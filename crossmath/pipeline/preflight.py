@@ -13,37 +13,26 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.runtime.checks import (
-    existing_path,
-    modality_names,
     model_options,
     non_negative_number,
     one_of,
-    style_names,
     whole_number,
     writable_folder,
 )
-from crossmath.runtime.errors import ConfigError
 from crossmath.runtime.ray_cluster import connect_timeout
-from crossmath.tasks import TASKS, Task
-from crossmath.tasks.crossmath.options import check_data_options
-from crossmath.tasks.crossmath.requests import PLAN_MODALITIES
-from crossmath.tasks.questions import DATA
+from crossmath.tasks import TASKS
 
 
 def check_run_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` naming the first option of ``cfg`` that cannot work.
 
-    ``data``, ``modalities`` and ``styles`` are checked for a task that reads them (CrossMath);
-    a transfer task asks its own items, and they do not apply to it.
+    The task (``task.name``, from the registry) checks its own group and the run options it
+    reads (CrossMath: ``data``, ``modalities``, ``styles``; a transfer task asks its own items
+    and reads none of them).
     """
     options = OmegaConf.to_container(cfg, resolve=True)
-    if DATA in check_task_options(options["task"]).reads:
-        modalities = modality_names(options["modalities"], known=PLAN_MODALITIES)
-        styles = style_names(options["styles"])
-        if not styles and any(m != "text" for m in modalities):
-            raise ConfigError("styles", "is empty, but image, hybrid and transcribe requests "
-                                        "need a style")
-        check_data_options(options["data"])
+    task = TASKS[one_of(options["task"].get("name"), "task.name", sorted(TASKS))]
+    task.check(options["task"], options)
     whole_number(options["samples"], "samples")
     model_options(options["model"])
     check_resources(options["resources"])
@@ -53,39 +42,6 @@ def check_run_config(cfg: DictConfig) -> None:
         writable_folder(options["out_dir"], "out_dir")
     whole_number(options["max_attempts"], "max_attempts")
     connect_timeout(options["ray"])
-
-
-def check_task_options(task: Mapping[str, Any], where: str = "task") -> Task:
-    """The ``task`` group: a task of the registry; for one that reads no run data (a transfer
-    task), its local copy (a path that exists; null fetches it from the Hub), item count,
-    breakdown and judge. Returns the task."""
-    name = one_of(task.get("name"), f"{where}.name", sorted(TASKS))
-    if TASKS[name].reads:  # it asks the run's data (CrossMath): its group is its name
-        return TASKS[name]
-    if task.get("path") is not None:
-        existing_path(task["path"], f"{where}.path")
-    whole_number(task.get("n"), f"{where}.n", none_means="every item")
-    breakdown = task.get("breakdown")
-    if not isinstance(breakdown, list) or not all(isinstance(f, str) for f in breakdown):
-        raise ConfigError(f"{where}.breakdown", f"must be a list of field names, got {breakdown!r}")
-    check_judge_options(name, task, where)
-    return TASKS[name]
-
-
-def check_judge_options(name: str, task: Mapping[str, Any], where: str = "task") -> None:
-    """A judge model (a model config) only for a task whose official scoring is a judge
-    (MathVerse); its prompts file, when given, exists."""
-    judge = task.get("judge")
-    if judge is not None:
-        if not TASKS[name].official_by_judge:
-            raise ConfigError(f"{where}.judge", f"{name}'s official scoring is a rule, run "
-                              "without a judge model; leave task.judge out")
-        if not isinstance(judge, Mapping):
-            raise ConfigError(f"{where}.judge", "must be a model config, e.g. "
-                              f"+model@{where}.judge=openai, got {judge!r}")
-        model_options(judge, f"{where}.judge")
-    if task.get("judge_prompts") is not None:
-        existing_path(task["judge_prompts"], f"{where}.judge_prompts")
 
 
 def check_resources(resources: Mapping[str, Any], where: str = "resources") -> None:

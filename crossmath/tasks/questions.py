@@ -135,6 +135,12 @@ class Task(Protocol):
     name: str
     reads: frozenset[str]  # what of the run it reads besides its options (DATA, ..., PROMPT_SET)
 
+    def check(self, options: Mapping[str, Any], run: Mapping[str, Any], where: str = "task"
+              ) -> None:
+        """Raise ``ConfigError`` naming the first of its ``options`` (its group, resolved, at
+        ``where``), or of the ``run`` options it reads, that cannot work."""
+        ...
+
     def questions(self, context: AskContext) -> Questions:
         """The questions of one evaluation of this task."""
         ...

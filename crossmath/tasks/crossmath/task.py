@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
+from crossmath.runtime.checks import modality_names, style_names
+from crossmath.runtime.errors import ConfigError
+from crossmath.tasks.crossmath.options import check_data_options
 from crossmath.tasks.crossmath.questions import PuzzleQuestions, PuzzleScores
-from crossmath.tasks.crossmath.requests import RequestPlan
+from crossmath.tasks.crossmath.requests import PLAN_MODALITIES, RequestPlan
 from crossmath.tasks.crossmath.sources import load_puzzles
 from crossmath.tasks.questions import DATA, MODALITIES, PROMPT_SET, STYLES, AskContext
 
@@ -19,6 +22,17 @@ class CrossMathTask:
 
     name = "crossmath"
     reads = frozenset({DATA, MODALITIES, STYLES, PROMPT_SET})
+
+    def check(self, options: Mapping[str, Any], run: Mapping[str, Any], where: str = "task"
+              ) -> None:
+        """The run's ``modalities``, ``styles`` (one at least, for a request shown an image)
+        and ``data``; its own group holds only its name."""
+        modalities = modality_names(run[MODALITIES], known=PLAN_MODALITIES)
+        styles = style_names(run[STYLES])
+        if not styles and any(m != "text" for m in modalities):
+            raise ConfigError(STYLES, "is empty, but image, hybrid and transcribe requests "
+                                      "need a style")
+        check_data_options(run[DATA])
 
     def questions(self, context: AskContext) -> PuzzleQuestions:
         """The puzzles (a warning for each record skipped as flagged, for the records lint
