@@ -56,9 +56,10 @@ from crossmath.models.processor import load_processor  # noqa: E402
 from crossmath.models.tiny import build_tiny_random  # noqa: E402
 from crossmath.pipeline.calls import call_requests, call_table, plan_calls  # noqa: E402
 from crossmath.pipeline.dataflow import StageResources  # noqa: E402
-from crossmath.pipeline.evaluation import load_puzzles, prompt_set  # noqa: E402
+from crossmath.pipeline.evaluation import prompt_set  # noqa: E402
 from crossmath.pipeline.render_stage import RenderImages  # noqa: E402
-from crossmath.pipeline.requests import RequestPlan  # noqa: E402
+from crossmath.tasks.crossmath.requests import RequestPlan  # noqa: E402
+from crossmath.tasks.crossmath.sources import load_puzzles  # noqa: E402
 from tests.doubles import append_call, read_call_log  # noqa: E402
 
 SHAPES = {"3b": QWEN25_VL_3B, "tiny": TINY}
@@ -170,7 +171,7 @@ def backend_alone(args: argparse.Namespace, work: Path) -> Path:
         cfg = compose("run", overrides=run_overrides(args, work))
     config = model_config(args, log)
     cfg.model = OmegaConf.create(config)
-    puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
+    puzzle_set = load_puzzles(OmegaConf.to_container(cfg.data, resolve=True), list(cfg.styles))
     plan = RequestPlan(list(cfg.modalities), list(cfg.styles), cfg.samples, prompt_set(cfg.model),
                        cfg.model.name)
     capacity = StageResources(**OmegaConf.to_container(cfg.resources)).call_capacity(config)

@@ -45,10 +45,10 @@ from crossmath.pipeline.calls import call_requests, call_table  # noqa: E402
 from crossmath.pipeline.dataflow import StageResources, run_pipeline  # noqa: E402
 from crossmath.pipeline.inference_stage import InferPredictions  # noqa: E402
 from crossmath.pipeline.render_stage import RenderImages  # noqa: E402
-from crossmath.pipeline.requests import RequestPlan  # noqa: E402
 from crossmath.pipeline.shards import PredictionStore  # noqa: E402
-from crossmath.pipeline.sources import PuzzleSet, generated_puzzles  # noqa: E402
 from crossmath.puzzle.table import puzzles_to_table  # noqa: E402
+from crossmath.tasks.crossmath.requests import RequestPlan  # noqa: E402
+from crossmath.tasks.crossmath.sources import PuzzleSet, generated_puzzles  # noqa: E402
 from tests.doubles import read_call_log  # noqa: E402
 
 STYLES = ["original", "noborder", "beige", "altstyle"]

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from crossmath.pipeline.evaluation import run_evaluation
 from crossmath.pipeline.failures import EXIT_INCOMPLETE
 from crossmath.runtime.entry import command
+from crossmath.summary.score_views import console
 
 # Results folders of the runs of this process that ended with failed requests (a multirun
 # runs every job before the process exits with EXIT_INCOMPLETE).
@@ -32,7 +33,7 @@ incomplete_runs: list[str] = []
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     outcome = run_evaluation(cfg)
-    print(outcome.scores.console(cfg.model.name))
+    print(console(outcome.scores, cfg.model.name))
     for line in outcome.failures.summary_lines():
         print(line)
     print(f"{outcome.n_requests} requests ({outcome.n_run_now} run now, the rest resumed); "

@@ -42,10 +42,9 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from crossmath.pipeline.evaluation import plan_evaluation
-from crossmath.pipeline.puzzle_questions import PuzzleScores
 from crossmath.pipeline.shards import read_text
-from crossmath.pipeline.task_questions import TransferScores
 from crossmath.summary.stages import StageComparison, StageResults, compare_stages
+from crossmath.tasks import get_task
 from crossmath.tracking import mlflow_store as tracking
 from jobs.door import JobParser, checked_overrides, job_entry
 from jobs.submission import with_defaults
@@ -157,18 +156,13 @@ def stage_results(steps: list[Step], incomplete: set[str]) -> tuple[list[StageRe
             text = read_text(f"{folder}/metrics.json")
             if text is None:
                 raise FileNotFoundError(f"{step.name}: no metrics.json in {folder}")
-            scores = json.loads(text)
-            found = stages.setdefault(step.stage, {"model": cfg.model.name, "transfer": {},
+            found = stages.setdefault(step.stage, {"model": cfg.model.name, "scores": {},
                                                    "incomplete": []})
-            if step.task == CROSSMATH:
-                puzzles = PuzzleScores.from_dict(scores)
-                found["scorecard"], found["probe"] = puzzles.evaluation, puzzles.probe
-            else:
-                found["transfer"][step.task] = TransferScores.from_dict(scores).summary
+            found["scores"][step.task] = get_task(cfg.task.name).scores(json.loads(text))
             if step.name in incomplete:
                 found["incomplete"].append(step.task)
-    results = [StageResults(stage, s["model"], s.get("scorecard"), s.get("probe"), s["transfer"],
-                            tuple(s["incomplete"])) for stage, s in stages.items()]
+    results = [StageResults.of(stage, s["model"], s["scores"], s["incomplete"])
+               for stage, s in stages.items()]
     return results, configs[0]
 
 

@@ -48,9 +48,9 @@ from crossmath.models.sampling import SamplingSettings
 from crossmath.models.sampling_modes import DecodingRule
 from crossmath.puzzle.grid import Grid, Position, is_number_token, parse_markdown_grid
 from crossmath.tasks import TaskItem, prompt_key
-from crossmath.tasks.final_answer import final_answer_span
-from crossmath.tasks.freeform import answers_match
-from crossmath.tasks.item import MULTIPLE_CHOICE
+from crossmath.tasks.transfer.final_answer import final_answer_span
+from crossmath.tasks.transfer.freeform import answers_match
+from crossmath.tasks.transfer.item import MULTIPLE_CHOICE
 
 
 class _Slow:

@@ -21,8 +21,8 @@ from crossmath.pipeline.calls import (
     model_capacity,
     plan_calls,
 )
-from crossmath.pipeline.requests import RequestPlan
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.tasks.crossmath.requests import RequestPlan
 
 PUZZLES = generate_puzzles(12, "mixed", seed=3)
 STYLES = ["original", "altstyle"]

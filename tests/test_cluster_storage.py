@@ -12,10 +12,10 @@ from crossmath.models.base import TEXT_STYLE
 from crossmath.pipeline.calls import CallCapacity, plan_calls
 from crossmath.pipeline.dataflow import StageResources, attach_release_images, run_pipeline
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
-from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.shards import PredictionStore, local_path, publish_files
-from crossmath.pipeline.sources import generated_puzzles, official_puzzles
 from crossmath.pipeline.units import expand_unit
+from crossmath.tasks.crossmath.requests import RequestPlan
+from crossmath.tasks.crossmath.sources import generated_puzzles, official_puzzles
 
 ORACLE = {"_target_": "crossmath.models.baselines.OracleBackend", "name": "oracle"}
 

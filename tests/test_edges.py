@@ -25,11 +25,11 @@ from crossmath.pipeline.evaluation import plan_evaluation
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.run_record import EvaluationRunRecord
 from crossmath.pipeline.shards import PredictionStore
-from crossmath.pipeline.sources import ReleaseImagesMissing
 from crossmath.puzzle.records import iter_record_lines
 from crossmath.runtime.ray_cluster import DEFAULT_CONNECT_TIMEOUT_S, connect_timeout
 from crossmath.summary.run_labels import evaluation_labels
 from crossmath.summary.views import compare_runs
+from crossmath.tasks.crossmath.sources import ReleaseImagesMissing
 from crossmath.tracking.run_end import END_CAUSE_TAG
 from tests.conftest import OFFICIAL_STYLES
 from tests.support import command_env, run_command, settled_request_ids

@@ -7,7 +7,6 @@ import pytest
 
 from crossmath.models.base import TEXT_STYLE
 from crossmath.pipeline.failures import count_failures
-from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.results_folder import (
     MANIFEST_FILE,
     Manifest,
@@ -18,6 +17,7 @@ from crossmath.pipeline.results_folder import (
 from crossmath.pipeline.shards import PredictionStore, SavedAttempt
 from crossmath.pipeline.units import pending_units
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.tasks.crossmath.requests import RequestPlan
 
 
 def _prediction(request_id: str, *, attempt: int = 1, error: str | None = None,

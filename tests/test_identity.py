@@ -12,20 +12,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from crossmath.core import fingerprints
 from crossmath.drawing.style import STYLE_DIR
 from crossmath.models.config import decodes_greedily, resolved_dtype
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
-from crossmath.pipeline import fingerprints
 from crossmath.pipeline.evaluation import effective_samples
-from crossmath.pipeline.identity import (
-    IdentityError,
-    backend_identity,
-    data_identity,
-    prompts_identity,
-)
-from crossmath.pipeline.requests import RequestPlan
+from crossmath.pipeline.identity import IdentityError, backend_identity
 from crossmath.puzzle.records import read_official_jsonl
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.tasks.crossmath.identity import data_identity, prompts_identity
+from crossmath.tasks.crossmath.requests import RequestPlan
 
 PUZZLES = generate_puzzles(2, "mixed", seed=3)
 

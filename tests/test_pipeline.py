@@ -16,10 +16,10 @@ from crossmath.models.base import TEXT_STYLE
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.failures import EXIT_INCOMPLETE
-from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.results_folder import ResultsFolderError
 from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.tasks.crossmath.requests import RequestPlan
 from crossmath.tracking.mlflow_store import evaluation_runs
 from tests.conftest import OFFICIAL_STYLES
 from tests.doubles import read_call_log

@@ -68,7 +68,7 @@ def test_a_byte_order_mark_is_read_past_and_line_numbers_stay_right(tmp_path, of
 
 
 def test_the_main_job_reads_a_release_file_with_a_byte_order_mark(tmp_path, official_jsonl):
-    from crossmath.pipeline.sources import official_puzzles
+    from crossmath.tasks.crossmath.sources import official_puzzles
 
     path = tmp_path / "testset_hr.jsonl"
     path.write_bytes(codecs.BOM_UTF8 + official_jsonl.read_bytes())

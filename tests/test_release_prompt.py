@@ -16,9 +16,9 @@ from crossmath.models.release_prompt import (
     fetch_release_template,
     read_release_instructions,
 )
-from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.tasks.crossmath.requests import RequestPlan
 
 STAND_IN = '''\
 import this_module_does_not_exist  # parsed, never run

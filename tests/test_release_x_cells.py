@@ -24,11 +24,11 @@ from crossmath.drawing.naive import draw_reference_image, reference_font
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.pipeline.calls import CallCapacity, call_table, plan_calls
 from crossmath.pipeline.render_stage import RenderImages
-from crossmath.pipeline.requests import RequestPlan
 from crossmath.puzzle.consistency import lint_record
 from crossmath.puzzle.grid import parse_markdown_grid
 from crossmath.puzzle.records import read_official_jsonl
 from crossmath.puzzle.solver import search_solutions
+from crossmath.tasks.crossmath.requests import RequestPlan
 
 
 def table(*rows: str) -> str:

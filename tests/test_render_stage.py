@@ -9,9 +9,9 @@ import pytest
 from crossmath.drawing import load_style, render_puzzle_png
 from crossmath.pipeline.calls import CallCapacity, call_table, plan_calls
 from crossmath.pipeline.render_stage import RenderImages
-from crossmath.pipeline.requests import RequestPlan
-from crossmath.pipeline.sources import official_puzzles
 from crossmath.puzzle.grid import GridFormatError, parse_markdown_grid
+from crossmath.tasks.crossmath.requests import RequestPlan
+from crossmath.tasks.crossmath.sources import official_puzzles
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from crossmath.metrics import evaluate_predictions
 from crossmath.metrics.answers import answer_block
 from crossmath.metrics.transcription import TRANSCRIBED
 from crossmath.summary.stages import StageResults, compare_stages
-from crossmath.tasks.tallies import Tally, TaskSummary
+from crossmath.tasks.transfer.tallies import Tally, TaskSummary
 
 PUZZLES = [{"puzzle_id": f"p{i}", "answer": ["1"], "steps": [1], "difficulty": "easy"}
            for i in range(10)]
@@ -53,3 +53,23 @@ def test_each_stage_is_compared_with_the_base_model():
     assert comparison.to_dict()["stages"][1]["incomplete"] == ["mmmu-val"]
     with pytest.raises(ValueError, match="at least the base"):
         compare_stages([])
+
+
+def test_a_stage_reads_each_tasks_scores_back_from_metrics_json_by_their_kind():
+    from crossmath.tasks import get_task
+    from crossmath.tasks.crossmath.questions import PuzzleScores
+    from crossmath.tasks.transfer.questions import TransferScores
+    from crossmath.tasks.transfer.scorings import TaskScores
+
+    card = scorecard("m", {"text": 9, "image": 1})
+    written = {"crossmath": PuzzleScores(card).to_dict(),
+               "mmmu-val": TransferScores(TaskScores("mmmu-val",
+                                                     transfer("mmmu-val", 4))).to_dict()}
+    scores = {task: get_task(task).scores(data) for task, data in written.items()}
+    stage = StageResults.of("base", "m", scores, ["mmmu-val"])
+    assert stage.scorecard.to_dict() == card.to_dict()
+    assert stage.transfer["mmmu-val"].to_dict() == transfer("mmmu-val", 4).to_dict()
+    assert stage.incomplete == ("mmmu-val",)
+    assert stage.headline()["gap/T-I/macro_acc"] == pytest.approx(80.0)
+    with pytest.raises(TypeError, match="kind dict have no place"):
+        StageResults.of("base", "m", {"nope": {}})

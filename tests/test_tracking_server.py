@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from crossmath.pipeline.evaluation import run_evaluation
-from crossmath.pipeline.sources import generated_puzzles
+from crossmath.tasks.crossmath.sources import generated_puzzles
 from crossmath.tracking import local_server
 from crossmath.tracking.run_labels import NAME_LIMIT
 from crossmath.tracking.ui_view import VIEW_TAG

@@ -15,24 +15,17 @@ from PIL import Image
 from crossmath.metrics.answers import answer_block
 from crossmath.metrics.scorecard import evaluate_predictions
 from crossmath.metrics.transcription import TRANSCRIBE, TRANSCRIBED
-from crossmath.pipeline.prediction_table import (
-    COLUMNS,
-    OUTPUT_CHARS,
-    puzzle_prediction_table,
-)
 from crossmath.pipeline.shards import PREDICTION_SCHEMA
-from crossmath.pipeline.sources import generated_puzzles, official_puzzles
 from crossmath.puzzle.table import puzzles_to_table
 from crossmath.summary.headline import crossmath_headline
+from crossmath.tasks.crossmath.prediction_table import puzzle_prediction_table
+from crossmath.tasks.crossmath.questions import modalities_label
+from crossmath.tasks.crossmath.sources import generated_puzzles, official_puzzles
+from crossmath.tasks.prediction_table import COLUMNS, OUTPUT_CHARS
+from crossmath.tasks.questions import data_label
 from crossmath.tracking import datasets, evaluation_table
 from crossmath.tracking import mlflow_store as tracking
-from crossmath.tracking.run_labels import (
-    NAME_LIMIT,
-    data_label,
-    modalities_label,
-    model_label,
-    run_name,
-)
+from crossmath.tracking.run_labels import NAME_LIMIT, model_label, run_name
 
 
 def test_run_names_fit_forty_characters_before_the_id_cutting_the_longest_part():

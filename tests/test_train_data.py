@@ -86,7 +86,7 @@ def test_training_puzzles_avoid_excluded_ids_and_solved_grids() -> None:
 
 
 def test_evaluation_sets_are_the_main_jobs_puzzles() -> None:
-    from crossmath.pipeline.sources import generated_puzzles
+    from crossmath.tasks.crossmath.sources import generated_puzzles
 
     made = evaluation_puzzles([{"n": 5, "difficulty": "mixed", "seed": 0}])
     assert [p.puzzle_id for p in made] == [p.puzzle_id for p in generated_puzzles(5, "mixed", 0).puzzles]

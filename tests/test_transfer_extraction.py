@@ -8,11 +8,11 @@ import string
 
 import pytest
 
-from crossmath.tasks.choices import read_choice
-from crossmath.tasks.final_answer import final_answer_span
-from crossmath.tasks.freeform import answers_match, normalize_answer, read_free_form
-from crossmath.tasks.latex_numbers import numeric_value
-from crossmath.tasks.mmmu_open import judge_open
+from crossmath.tasks.mmmu.open import judge_open
+from crossmath.tasks.transfer.choices import read_choice
+from crossmath.tasks.transfer.final_answer import final_answer_span
+from crossmath.tasks.transfer.freeform import answers_match, normalize_answer, read_free_form
+from crossmath.tasks.transfer.latex_numbers import numeric_value
 
 OPTIONS = (("A", "2"), ("B", "2√3"), ("C", "√3"), ("D", "2√2"))
 

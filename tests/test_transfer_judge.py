@@ -14,12 +14,10 @@ import pytest
 from crossmath.models.prompts import PromptTemplateError
 from crossmath.pipeline.evaluation import plan_evaluation
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
-from crossmath.pipeline.judge_rounds import JUDGE_EXTRACT, JUDGE_SCORE
 from crossmath.pipeline.preflight import check_run_config
 from crossmath.runtime.errors import ConfigError
 from crossmath.tasks import get_task
-from crossmath.tasks.item import NO_ANSWER, Judgement
-from crossmath.tasks.mathverse_judge import (
+from crossmath.tasks.mathverse.judge import (
     COMMIT,
     extracted_answer,
     judge_verdict,
@@ -27,6 +25,8 @@ from crossmath.tasks.mathverse_judge import (
     load_judge_prompts,
     read_judge_prompts,
 )
+from crossmath.tasks.mathverse.rounds import JUDGE_EXTRACT, JUDGE_SCORE
+from crossmath.tasks.transfer.item import NO_ANSWER, Judgement
 from tests.doubles import write_item_key
 from tests.test_transfer_mathverse import fixture_rows, write
 

@@ -13,18 +13,20 @@ import pytest
 
 from crossmath.models.base import Prompt
 from crossmath.tasks import TASKS, TaskDataError, TaskItem, get_task, prompt_key, summarize
-from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN
-from crossmath.tasks.tallies import Outcome, TaskSummary, tally_by
+from crossmath.tasks.transfer.item import MULTIPLE_CHOICE, OPEN
+from crossmath.tasks.transfer.tallies import Outcome, TaskSummary, tally_by
+
+TRANSFER_TASKS = ["mathverse-vision", "mmmu-val"]
 
 
 def test_tasks_by_name():
-    assert sorted(TASKS) == ["mathverse-vision", "mmmu-val"]
+    assert sorted(TASKS) == ["crossmath", *TRANSFER_TASKS]  # one registry, CrossMath in it
     assert get_task("mmmu-val").name == "mmmu-val"
-    with pytest.raises(KeyError, match=r"unknown transfer task 'mmmu'; known: \['mathverse"):
+    with pytest.raises(KeyError, match=r"unknown task 'mmmu'; known: \['crossmath', 'mathverse"):
         get_task("mmmu")
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", TRANSFER_TASKS)
 def test_without_a_path_and_offline_the_error_names_the_task_and_the_way_out(monkeypatch, name):
     import huggingface_hub
 

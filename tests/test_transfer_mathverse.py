@@ -17,15 +17,15 @@ import pytest
 from crossmath.models.base import ModelRequest
 from crossmath.models.baselines import RandomBackend
 from crossmath.tasks import TaskDataError, get_task, summarize
-from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN
-from crossmath.tasks.mathverse import (
+from crossmath.tasks.mathverse.task import (
     CHOICE_INSTRUCTION,
     OPEN_INSTRUCTION,
     choice_gold,
     choice_options,
     letters_without_text,
 )
-from crossmath.tasks.tallies import Outcome
+from crossmath.tasks.transfer.item import MULTIPLE_CHOICE, OPEN
+from crossmath.tasks.transfer.tallies import Outcome
 from tests.doubles import answer_key_replies
 from tests.hub_files import png, write_parquet
 from tests.transfer_fixtures import MATHVERSE_SCHEMA, MATHVERSE_VERSIONS

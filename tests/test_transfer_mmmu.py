@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from crossmath.tasks import TaskDataError, get_task, summarize
-from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN
-from crossmath.tasks.mmmu import CHOICE_INSTRUCTION, OPEN_INSTRUCTION
-from crossmath.tasks.mmmu_open import candidates, key_responses
-from crossmath.tasks.tallies import Outcome
+from crossmath.tasks.mmmu.open import candidates, key_responses
+from crossmath.tasks.mmmu.task import CHOICE_INSTRUCTION, OPEN_INSTRUCTION
+from crossmath.tasks.transfer.item import MULTIPLE_CHOICE, OPEN
+from crossmath.tasks.transfer.tallies import Outcome
 from tests.doubles import answer_key_replies
 from tests.hub_files import png, write_parquet
 from tests.transfer_fixtures import MMMU_SCHEMA

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from crossmath.tasks import Reply, get_task, score_replies, summarize
-from crossmath.tasks.freeform import MISDECODED_DEGREE, read_answer
-from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN
-from crossmath.tasks.mmmu_official import parse_open
-from crossmath.tasks.scorings import EXPECTED_ACC, RANDOM_PICKS
-from crossmath.tasks.tallies import Outcome
+from crossmath.tasks.mmmu.official import parse_open
+from crossmath.tasks.transfer.freeform import MISDECODED_DEGREE, read_answer
+from crossmath.tasks.transfer.item import MULTIPLE_CHOICE, OPEN
+from crossmath.tasks.transfer.scorings import EXPECTED_ACC, RANDOM_PICKS
+from crossmath.tasks.transfer.tallies import Outcome
 from tests.doubles import answer_key_replies
 from tests.transfer_fixtures import (
     CONVERTED,

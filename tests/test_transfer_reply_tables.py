@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from crossmath.tasks import Reply, get_task, score_replies
-from crossmath.tasks.choices import read_choice
-from crossmath.tasks.mmmu_official import parse_open
+from crossmath.tasks.mmmu.official import parse_open
+from crossmath.tasks.transfer.choices import read_choice
 from tests.transfer_fixtures import (
     FIXTURES,
     mathverse_problems,

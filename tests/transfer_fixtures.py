@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from crossmath.tasks import TaskItem
-from crossmath.tasks.item import MULTIPLE_CHOICE
+from crossmath.tasks.transfer.item import MULTIPLE_CHOICE
 from tests.hub_files import IMAGE, numbered_png, write_parquet
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -43,6 +43,7 @@ from crossmath.finetuning.targets import TARGET_KINDS, target_text
 from crossmath.models.base import MODALITIES, TEXT_STYLE
 from crossmath.puzzle.model import Puzzle, grid_fingerprint
 from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
+from crossmath.tasks.crossmath.sources import generated_puzzles, official_puzzles
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,6 @@ def evaluation_puzzles(generated: Sequence[Mapping] = (), official: str | None =
     ``seed``, ``generator``) and make exactly the puzzles that evaluation makes; ``official``
     is the path of an official testset jsonl or release folder.
     """
-    from crossmath.pipeline.sources import generated_puzzles, official_puzzles
-
     puzzles: list[Puzzle] = []
     for index, entry in enumerate(generated):
         missing = [k for k in ("n", "difficulty", "seed") if k not in entry]

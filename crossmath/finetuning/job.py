@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from crossmath.core.dataset_ref import DatasetRef
 from crossmath.finetuning.dataset import (
     GENERATED,
     Exclusion,
@@ -42,7 +43,6 @@ from crossmath.finetuning.study_data import STUDY_SOURCE, StudySource
 from crossmath.runtime.ray_cluster import connect_ray
 from crossmath.runtime.stops import Stopped
 from crossmath.tracking import mlflow_store as tracking
-from crossmath.tracking.dataset_ref import DatasetRef
 from crossmath.tracking.datasets import log_dataset
 from crossmath.tracking.liveness import Heartbeat
 from crossmath.tracking.run_end import mark_run_ended

@@ -12,7 +12,6 @@ from crossmath.finetuning.grpo import GrpoSettings
 from crossmath.finetuning.loop import TrainSettings
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.finetuning.study_data import STUDY_SOURCE, study_folder
-from crossmath.pipeline.preflight import check_data_options, release_jsonl
 from crossmath.runtime.checks import (
     adapter_folder,
     existing_path,
@@ -24,6 +23,7 @@ from crossmath.runtime.checks import (
     whole_number,
     writable_folder,
 )
+from crossmath.tasks.crossmath.options import check_data_options, release_jsonl
 
 
 def check_train_config(cfg: DictConfig) -> None:

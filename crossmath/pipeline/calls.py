@@ -29,6 +29,7 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 from PIL import Image
 
+from crossmath.core.requests import TEXT_UNIT, UNIT_TYPE
 from crossmath.drawing import Style, load_style
 from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.grid import parse_markdown_grid
@@ -47,30 +48,6 @@ PIXELS_PER_IMAGE_TOKEN = 28 * 28
 # Backends whose engine batches continuously: requests join and leave while it decodes.
 ENGINE_BACKENDS = frozenset({"crossmath.models.vllm_backend.VLLMBackend"})
 
-TEXT_UNIT = "text"  # the ``modality`` of a unit whose requests show no image
-
-REQUEST_TYPE = pa.struct([
-    ("request_id", pa.string()),
-    ("modality", pa.string()),
-    ("sample", pa.int64()),
-    ("attempt", pa.int64()),
-    ("prompt_texts", pa.list_(pa.string())),
-    ("image_at", pa.list_(pa.int64())),
-])
-UNIT_TYPE = pa.struct([
-    ("puzzle_id", pa.string()),  # what the unit asks about: a puzzle, or a transfer task's item
-    ("name", pa.string()),
-    ("grid", pa.string()),  # the puzzle's grid (drawn by the render stage); "" for a task item
-    ("difficulty", pa.string()),
-    ("n_blanks", pa.int64()),
-    ("value_range", pa.list_(pa.int64())),
-    ("style", pa.string()),
-    ("modality", pa.string()),  # "text" for a unit whose requests show no image
-    ("image_path", pa.string()),  # the release's own image of this puzzle and style, if any
-    ("images", pa.list_(pa.binary())),  # encoded images: given, or rendered (null until then)
-    ("options", pa.list_(pa.string())),  # a multiple-choice item's letters (rule-based backends)
-    ("requests", pa.list_(REQUEST_TYPE)),
-])
 CALL_SCHEMA = pa.schema([
     ("call", pa.int64()),
     ("sequences", pa.int64()),
@@ -253,7 +230,7 @@ def call_table(call: dict) -> pa.Table:
         unknown = set(unit) - set(UNIT_TYPE.names)
         if unknown:
             raise ValueError(f"call {call['call']}: unit field(s) {sorted(unknown)} are not in "
-                             f"crossmath.pipeline.calls.UNIT_TYPE; add them there")
+                             f"crossmath.core.requests.UNIT_TYPE; add them there")
     return pa.Table.from_pylist([call], schema=CALL_SCHEMA)
 
 

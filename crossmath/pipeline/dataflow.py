@@ -2,7 +2,7 @@
 
 ::
 
-    units planned by the questions asked (``puzzle_questions``, ``task_questions``)
+    units planned by the task's questions (``crossmath.tasks``: ``Questions.units``)
     calls planned on the driver (``calls``: each fills one backend call)
         --render actors (CPU)--> + each unit's image, where it has none yet
         --inference actors (one per GPU, or CPU)--> one generate per call, one shard per call

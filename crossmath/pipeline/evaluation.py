@@ -1,9 +1,10 @@
 """The main job behind ``python -m crossmath.run``: one evaluation of one model, end to end.
 
 Before any model loads or Ray starts, the run knows what it is (``plan_evaluation``): what it
-asks (``Questions``: CrossMath puzzles, with the perception probe when ``transcribe`` is among
-the modalities, or a transfer task's items when ``task`` names one), the prompt set, the
-backend's and every request's identity, hence the evaluation's identity (``identity``). It
+asks (the ``Questions`` of the task ``task`` names, from the registry ``crossmath.tasks``:
+CrossMath puzzles, with the perception probe when ``transcribe`` is among the modalities, or a
+transfer task's items), the prompt set, the backend's and every request's identity, hence the
+evaluation's identity (``identity``). It
 claims the evaluation's results folder (``results_folder``) and opens the evaluation's MLflow
 run, which checks that the tracking store answers. Then the Ray Data pipeline (``dataflow``)
 answers the pending requests, round by round (the probe's second round is planned from the
@@ -33,18 +34,15 @@ from typing import Any, Callable, Mapping
 import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
+from crossmath.core.fingerprints import digest
 from crossmath.metrics.scorecard import Evaluation
 from crossmath.models.config import decodes_greedily, prompt_set_name
 from crossmath.models.prompts import PromptSet, load_prompt_template
 from crossmath.pipeline.dataflow import StageResources, run_pipeline
 from crossmath.pipeline.failures import FailureReport, count_failures
-from crossmath.pipeline.fingerprints import digest
 from crossmath.pipeline.identity import BackendIdentity, backend_identity
-from crossmath.pipeline.preflight import CROSSMATH_TASK, check_run_config
-from crossmath.pipeline.puzzle_questions import PuzzleQuestions, PuzzleScores
-from crossmath.pipeline.questions import Questions, Scores
+from crossmath.pipeline.preflight import check_run_config
 from crossmath.pipeline.refresh import results_current, results_digest, stamp_results
-from crossmath.pipeline.requests import RequestPlan
 from crossmath.pipeline.results_folder import (
     MANIFEST_FILE,
     Manifest,
@@ -63,25 +61,16 @@ from crossmath.pipeline.shards import (
     publish_files,
     write_table,
 )
-from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_puzzles
-from crossmath.pipeline.task_questions import task_questions
 from crossmath.runtime.provenance import git_commit
 from crossmath.runtime.ray_cluster import connect_ray, join_cluster
+from crossmath.summary.score_views import write_report
+from crossmath.tasks import get_task
+from crossmath.tasks.questions import PROMPT_SET, AskContext, Questions, Scores
 
 log = logging.getLogger(__name__)
 
 # Set by the cluster job submitters (jobs/), whose uploaded working directory has no .git.
 GIT_COMMIT_ENV = "CROSSMATH_GIT_COMMIT"
-
-
-def load_puzzles(data: DictConfig, styles: list[str]) -> PuzzleSet:
-    if data.kind == "generated":
-        return generated_puzzles(data.n, data.difficulty, data.seed,
-                                 OmegaConf.to_container(data.generator))
-    if data.kind == "official":
-        return official_puzzles(data.path, styles, limit=data.n, skip_flagged=data.skip_flagged,
-                                cache_dir=data.cache_dir, images=data.get("images", "release"))
-    raise ValueError(f"data.kind must be generated or official, not {data.kind!r}")
 
 
 def prompt_set(model_config: Mapping[str, Any]) -> PromptSet | None:
@@ -122,10 +111,11 @@ class RunOutcome:
     @property
     def evaluation(self) -> Evaluation:
         """The CrossMath scorecard (a transfer task's evaluation has tallies instead)."""
-        if not isinstance(self.scores, PuzzleScores):
+        evaluation = getattr(self.scores, "evaluation", None)
+        if not isinstance(evaluation, Evaluation):
             raise AttributeError("a transfer task's evaluation has no CrossMath scorecard; "
                                  "see its scores")
-        return self.scores.evaluation
+        return evaluation
 
 
 @dataclass(frozen=True)
@@ -159,24 +149,18 @@ def plan_evaluation(cfg: DictConfig) -> PlannedEvaluation:
 
 def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdentity,
         samples: int) -> Questions:
-    """The questions ``cfg`` asks: CrossMath puzzles (``data``, ``modalities``, ``styles``),
-    or the items of the transfer task ``task`` names."""
-    if cfg.task.name == CROSSMATH_TASK:
-        pictured = any(modality != "text" for modality in cfg.modalities)
-        puzzle_set = load_puzzles(cfg.data, list(cfg.styles) if pictured else [])
-        for line in puzzle_set.flagged:
-            log.warning("skipped flagged record %s", line)
-        if puzzle_set.consistency is not None and puzzle_set.consistency.flagged:
-            log.warning(puzzle_set.consistency.summary())
-        if puzzle_set.rendered_in_place:
-            log.warning("data.images=render: %d release image(s) drawn by crossmath in their "
-                        "place: %s", len(puzzle_set.rendered_in_place),
-                        "; ".join(why for _, why in puzzle_set.rendered_in_place))
-        plan = RequestPlan(list(cfg.modalities), list(cfg.styles), samples,
-                           prompt_set(model_config), backend.id)
-        return PuzzleQuestions(puzzle_set, plan, cfg.data.name)
-    return task_questions(OmegaConf.to_container(cfg.task, resolve=True), samples, backend.id,
-                          cfg.resources.infer_gpus)
+    """The questions of the task ``task`` names (``crossmath.tasks.get_task``), given the run
+    options it reads (CrossMath: ``data``, ``modalities``, ``styles`` and the model's prompt
+    set) and a way to identify another model it asks (a judge)."""
+    task = get_task(cfg.task.name)
+    options = OmegaConf.to_container(cfg, resolve=True)
+    gpus = cfg.resources.infer_gpus
+    return task.questions(AskContext(
+        options=options["task"],
+        run={key: options[key] for key in task.reads - {PROMPT_SET}},
+        samples=samples, backend_id=backend.id,
+        prompt_set=prompt_set(model_config) if PROMPT_SET in task.reads else None,
+        identify=lambda config: backend_identity(config, gpus)))
 
 
 def run_evaluation(cfg: DictConfig) -> RunOutcome:
@@ -260,12 +244,13 @@ def _write_results(folder: Path, scores: Scores, failures: FailureReport, predic
     """predictions, what they were scored against, metrics (with the failures) and the
     report, as files in ``folder``."""
     write_table(predictions, str(folder / "predictions.parquet"))
-    reference = questions.write_reference(folder)
+    reference = questions.reference()
+    write_table(reference.table, str(folder / reference.name))
     metrics = folder / "metrics.json"
     metrics.write_text(json.dumps({**scores.to_dict(), "failures": failures.to_dict()},
                                   indent=1), encoding="utf-8")
-    report = scores.write_report(folder, model)
-    return [folder / "predictions.parquet", reference, metrics, *report]
+    report = write_report(scores, folder, model)
+    return [folder / "predictions.parquet", folder / reference.name, metrics, *report]
 
 
 def _manifest_copy(folder: Path, manifest: Manifest) -> Path:

@@ -10,29 +10,28 @@ before any model loads.
   local file or folder replaced by its content fingerprint (checkpoint, adapter), a
   Hugging Face hub id replaced by the commit its snapshot comes from, and for the reader the
   OCR engine (package, version, model file) and the reading's version.
-- **Request identity**: the backend identity and the request's content: puzzle, modality,
-  style, sample, the final prompt's texts and image places, and the image's provenance (a
-  release image's bytes; for a rendered image, the style's definition, its font, the renderer's
-  version and Pillow's).
-- **Evaluation identity**: the backend identity, the data's identity (every puzzle with its
-  gold, and the folders of the release images used), and the plan (modalities, styles by
-  definition, samples, the prompts' texts). It names the results folder and finds the
-  evaluation's MLflow run. A release image whose bytes change in place (a corrupted file
+- **Request identity** (``crossmath.core.requests.request_id``): the backend identity and the
+  request's content, as the task that asks it says (for CrossMath: puzzle, modality, style,
+  sample, the final prompt's texts and image places, and the image's provenance: a release
+  image's bytes; for a rendered image, the style's definition, its font, the renderer's
+  version and Pillow's; ``crossmath.tasks.crossmath.identity``).
+- **Evaluation identity**: the backend identity and what the task asks (``Questions.settings``;
+  for CrossMath the data's identity, every puzzle with its gold and the folders of the release
+  images used, and the plan: modalities, styles by definition, samples, the prompts' texts).
+  It names the results folder and finds the evaluation's MLflow run. A release image whose bytes change in place (a corrupted file
   repaired) stays in the same evaluation, but its requests are new ones: asked again, and the
   old predictions never used.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping
 
+from crossmath.core.fingerprints import content_fingerprint, digest
 from crossmath.models.config import PROMPT_KEY, resolved_dtype
 from crossmath.models.ocr import EngineUnavailable, engine_identity
-from crossmath.pipeline.fingerprints import content_fingerprint, digest, file_fingerprint
-from crossmath.puzzle.model import Puzzle
 from crossmath.reading import READING_VERSION
 
 # Keys that cannot change an answer's text, wherever they appear in a model config.
@@ -133,42 +132,3 @@ def _hub_snapshot(repo_id: str) -> tuple[dict[str, str], Path | None]:
             f"the hub cannot tell its revision ({type(error).__name__}): download it first "
             f"(hf download {repo_id}) or give the checkpoint folder as model.model=/path") from None
     return {"hub": repo_id, "revision": revision}, None
-
-
-# ---------------------------------------------------------------- requests and images
-
-
-def request_id(backend_id: str, content: Mapping[str, Any]) -> str:
-    """The id of one request: the backend's identity and everything the request shows."""
-    return digest({"backend": backend_id, **content})
-
-
-def rendered_image_provenance(style_name: str) -> str:
-    """What a rendered image of ``style_name`` depends on besides its grid: the style's
-    definition, its font file, the renderer's output version and Pillow's version."""
-    import PIL
-
-    from crossmath.drawing import RENDERER_VERSION, load_style
-
-    style = load_style(style_name)
-    return digest({"style": dataclasses.asdict(style), "font": file_fingerprint(style.font_path),
-                   "renderer": RENDERER_VERSION, "pillow": PIL.__version__})
-
-
-def release_image_provenance(path: str | Path) -> str:
-    """A release image by its bytes: a changed (or repaired) file is a new request."""
-    return "file:" + file_fingerprint(path)
-
-
-# ---------------------------------------------------------------- data and evaluations
-
-
-def data_identity(puzzles: Sequence[Puzzle]) -> str:
-    """Which puzzles, in which order, each with its gold: everything that shapes the scores."""
-    return digest([[p.puzzle_id, p.answer, p.step_labels, p.difficulty, list(p.value_range)]
-                   for p in puzzles])
-
-
-def prompts_identity(prompt_texts: Iterable[Sequence[str]]) -> str:
-    """The distinct prompts of an evaluation, by their texts."""
-    return digest(sorted({tuple(texts) for texts in prompt_texts}))

@@ -8,47 +8,31 @@ reported where it happens, naming file, line and field.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from crossmath.pipeline.requests import PLAN_MODALITIES
-from crossmath.pipeline.sources import IMAGE_CHOICES, RELEASE_TEXT_STYLE, release_style_jsonl
 from crossmath.runtime.checks import (
-    existing_path,
-    modality_names,
     model_options,
-    non_empty_file,
     non_negative_number,
     one_of,
-    puzzle_generation,
-    style_names,
     whole_number,
     writable_folder,
 )
-from crossmath.runtime.errors import ConfigError
 from crossmath.runtime.ray_cluster import connect_timeout
 from crossmath.tasks import TASKS
-
-DATA_KINDS = ("generated", "official")
-CROSSMATH_TASK = "crossmath"  # the task of CrossMath's own puzzles (conf/task/crossmath.yaml)
 
 
 def check_run_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` naming the first option of ``cfg`` that cannot work.
 
-    A transfer task (``task`` other than crossmath) asks its own items: ``data``,
-    ``modalities`` and ``styles`` do not apply to it and are not checked.
+    The task (``task.name``, from the registry) checks its own group and the run options it
+    reads (CrossMath: ``data``, ``modalities``, ``styles``; a transfer task asks its own items
+    and reads none of them).
     """
     options = OmegaConf.to_container(cfg, resolve=True)
-    if check_task_options(options["task"]) == CROSSMATH_TASK:
-        modalities = modality_names(options["modalities"], known=PLAN_MODALITIES)
-        styles = style_names(options["styles"])
-        if not styles and any(m != "text" for m in modalities):
-            raise ConfigError("styles", "is empty, but image, hybrid and transcribe requests "
-                                        "need a style")
-        check_data_options(options["data"])
+    task = TASKS[one_of(options["task"].get("name"), "task.name", sorted(TASKS))]
+    task.check(options["task"], options)
     whole_number(options["samples"], "samples")
     model_options(options["model"])
     check_resources(options["resources"])
@@ -58,64 +42,6 @@ def check_run_config(cfg: DictConfig) -> None:
         writable_folder(options["out_dir"], "out_dir")
     whole_number(options["max_attempts"], "max_attempts")
     connect_timeout(options["ray"])
-
-
-def check_task_options(task: Mapping[str, Any], where: str = "task") -> str:
-    """The ``task`` group: CrossMath's puzzles, or a transfer task with its local copy (a path
-    that exists; null fetches it from the Hub) and item count. Returns the task's name."""
-    name = one_of(task.get("name"), f"{where}.name", [CROSSMATH_TASK, *sorted(TASKS)])
-    if name == CROSSMATH_TASK:
-        return name
-    if task.get("path") is not None:
-        existing_path(task["path"], f"{where}.path")
-    whole_number(task.get("n"), f"{where}.n", none_means="every item")
-    breakdown = task.get("breakdown")
-    if not isinstance(breakdown, list) or not all(isinstance(f, str) for f in breakdown):
-        raise ConfigError(f"{where}.breakdown", f"must be a list of field names, got {breakdown!r}")
-    check_judge_options(name, task, where)
-    return name
-
-
-def check_judge_options(name: str, task: Mapping[str, Any], where: str = "task") -> None:
-    """A judge model (a model config) only for a task whose official scoring is a judge
-    (MathVerse); its prompts file, when given, exists."""
-    judge = task.get("judge")
-    if judge is not None:
-        if not TASKS[name].official_by_judge:
-            raise ConfigError(f"{where}.judge", f"{name}'s official scoring is a rule, run "
-                              "without a judge model; leave task.judge out")
-        if not isinstance(judge, Mapping):
-            raise ConfigError(f"{where}.judge", "must be a model config, e.g. "
-                              f"+model@{where}.judge=openai, got {judge!r}")
-        model_options(judge, f"{where}.judge")
-    if task.get("judge_prompts") is not None:
-        existing_path(task["judge_prompts"], f"{where}.judge_prompts")
-
-
-def check_data_options(data: Mapping[str, Any], where: str = "data") -> None:
-    """The ``data`` group: generated puzzles, or the official release."""
-    kind = one_of(data.get("kind"), f"{where}.kind", DATA_KINDS)
-    if kind == "generated":
-        whole_number(data.get("n"), f"{where}.n")
-        puzzle_generation(data.get("difficulty"), data.get("generator"), where)
-        whole_number(data.get("seed"), f"{where}.seed", minimum=0)
-        return
-    whole_number(data.get("n"), f"{where}.n", none_means="every puzzle")
-    one_of(data.get("images", "release"), f"{where}.images", IMAGE_CHOICES)
-    if data.get("path") is not None:
-        release_jsonl(data["path"], f"{where}.path")
-
-
-def release_jsonl(value: Any, where: str) -> Path:
-    """The testset jsonl a path names: the file itself, or the release folder's original-style
-    file (``Original/testset_hr.jsonl``)."""
-    path = existing_path(value, where)
-    jsonl = path if path.is_file() else release_style_jsonl(path, RELEASE_TEXT_STYLE)
-    if not jsonl.is_file():
-        raise ConfigError(where, f"{path} is a folder without the release's layout: expected "
-                                 f"{jsonl.relative_to(path)} in it (or give the path of a "
-                                 "testset jsonl)")
-    return non_empty_file(jsonl, where)
 
 
 def check_resources(resources: Mapping[str, Any], where: str = "resources") -> None:

@@ -14,7 +14,7 @@ While it is open the run shows
 - a heartbeat while the work goes on (``tracking.liveness``: a run left RUNNING without one
   is marked KILLED by ``crossmath.report``);
 - once scored, the headline metrics (``summary.headline``) beside the detailed ones, and every
-  prediction as a browsable table (``prediction_table``, ``tracking.evaluation_table``).
+  prediction as a browsable table (``tasks.prediction_table``, ``tracking.evaluation_table``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from typing import Any, Iterable, Mapping
 import pyarrow as pa
 
 from crossmath.pipeline.failures import FailureReport
-from crossmath.pipeline.questions import Questions, Scores
 from crossmath.pipeline.results_folder import SHORT_ID, Manifest, record_mlflow_run
 from crossmath.pipeline.shards import PredictionStore
+from crossmath.summary.score_views import headline as headline_of
+from crossmath.tasks.prediction_table import COLUMNS
+from crossmath.tasks.questions import Questions, Scores
 from crossmath.tracking.run_labels import (
     RUN_NOTE_TAG,
     command_line,
@@ -102,12 +104,11 @@ class EvaluationRunRecord:
         """The headline and detailed metrics, the evaluation table, the description with the
         headline numbers, ``tags`` and the files into the run, closed as finished (tagged
         incomplete when some request failed)."""
-        from crossmath.pipeline.prediction_table import COLUMNS
         from crossmath.tracking import evaluation_table, mlflow_store
         from crossmath.tracking.run_end import clear_end_cause
 
         run_id = self.open()
-        headline = scores.headline(model_name)
+        headline = headline_of(scores, model_name)
         table = self.questions.prediction_table(predictions, with_images=self.table_images)
         evaluation_table.log_evaluation_table(self.tracking_uri, run_id, table.rows,
                                               table.images, columns=COLUMNS)

@@ -1,8 +1,8 @@
 """The dataflow's unit of work, whatever asked it: requests that share one subject and its images.
 
-A unit is one row of ``calls.UNIT_TYPE``. What a unit is about depends on who planned it
-(``puzzle_questions``: a CrossMath puzzle in one style; ``task_questions``: one item of a
-transfer task), but the dataflow treats every unit alike: it renders the images of a unit that
+A unit is one row of ``crossmath.core.requests.UNIT_TYPE``. What a unit is about depends on the
+task that planned it (``crossmath.tasks``: a CrossMath puzzle in one style, one item of a
+transfer task, a reply to judge), but the dataflow treats every unit alike: it renders the images of a unit that
 still needs them (``calls.needs_render``), shows them to the unit's requests that have a place
 for them, asks the backend and saves one prediction per request.
 

@@ -65,9 +65,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from crossmath.models.prompts import PromptTemplateError
     from crossmath.pipeline.identity import IdentityError
     from crossmath.pipeline.results_folder import ResultsFolderError
-    from crossmath.pipeline.sources import DataSourceError
     from crossmath.puzzle.grid import GridFormatError
-    from crossmath.tasks.published import TaskDataError
+    from crossmath.tasks.crossmath.sources import DataSourceError
+    from crossmath.tasks.transfer.published import TaskDataError
     from crossmath.tracking.errors import TrackingUnavailable
 
     return (ConfigError, GridFormatError, StyleError, PromptTemplateError, DataSourceError,

@@ -9,8 +9,6 @@ from crossmath.puzzle.consistency import Consistency
 from crossmath.summary.cells import stat_cell
 from crossmath.summary.views import accuracy_table
 
-CONSISTENT_PREFIX = "consistent/"
-
 
 def consistency_console(consistency: Consistency, consistent: Evaluation | None,
                         model: str) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from crossmath.metrics.scorecard import Evaluation
 from crossmath.metrics.transcription import TRANSCRIBED
-from crossmath.tasks import TaskSummary
+from crossmath.tasks.transfer.tallies import TaskSummary
 
 PREFIX = "acc/"
 MODALITIES = ("text", "image", "hybrid", TRANSCRIBED)

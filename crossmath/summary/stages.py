@@ -18,7 +18,10 @@ from crossmath.metrics.probe import ProbeSummary, decompose
 from crossmath.metrics.rows import ALL
 from crossmath.metrics.scorecard import GAP_PAIRS, MODALITY_ORDER, Evaluation
 from crossmath.summary.cells import MISSING, gap_cell
-from crossmath.tasks.tallies import TaskSummary
+from crossmath.tasks.crossmath.questions import PuzzleScores
+from crossmath.tasks.questions import Scores
+from crossmath.tasks.transfer.questions import TransferScores
+from crossmath.tasks.transfer.tallies import TaskSummary
 
 MODALITY_SYMBOLS = {"text": "T", "image": "I", "hybrid": "TI", "transcribed": "T̂"}
 GAP_SYMBOLS = {"T-TI": "T − TI", "T-I": "T − I", "T-That": "T − T̂", "That-I": "T̂ − I"}
@@ -35,6 +38,22 @@ class StageResults:
     probe: ProbeSummary | None = None
     transfer: Mapping[str, TaskSummary] = field(default_factory=dict)
     incomplete: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, stage: str, model: str, scores: Mapping[str, Scores],
+           incomplete: Sequence[str] = ()) -> "StageResults":
+        """A stage's results from the scores of its evaluations (task name -> scores), read by
+        their kind: CrossMath's scorecard and probe, each transfer task's ``rule`` tallies."""
+        scorecard, probe, transfer = None, None, {}
+        for task, found in scores.items():
+            if isinstance(found, PuzzleScores):
+                scorecard, probe = found.evaluation, found.probe
+            elif isinstance(found, TransferScores):
+                transfer[task] = found.summary
+            else:
+                raise TypeError(f"{task}: scores of kind {type(found).__name__} have no place "
+                                "in a stage's results")
+        return cls(stage, model, scorecard, probe, transfer, tuple(incomplete))
 
     def headline(self) -> dict[str, float]:
         """The stage's numbers by name, percent (gaps in percentage points)."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from crossmath.tasks.scorings import EXPECTED_ACC, RANDOM_PICKS, UNJUDGED, TaskScores
-from crossmath.tasks.tallies import Tally
+from crossmath.tasks.transfer.scorings import EXPECTED_ACC, RANDOM_PICKS, UNJUDGED, TaskScores
+from crossmath.tasks.transfer.tallies import Tally
 
 FIELD_LABELS = {"question_type": "question type"}
 NOT_RUN = "not run"

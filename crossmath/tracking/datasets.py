@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.validation import MAX_DATASET_DIGEST_SIZE
 
-from crossmath.tracking.dataset_ref import DatasetRef
+from crossmath.core.dataset_ref import DatasetRef
 
 FINGERPRINT_INPUT_TAG = "fingerprint"  # the whole fingerprint, when the digest had to be cut
 

@@ -3,8 +3,9 @@ command that made it.
 
 A run name is ``model/data/modalities/id``: the model (``+`` the adapter's fingerprint when one
 is loaded), the data in short (``gen-mixed-n12-s0`` for ``generated-mixed-n12-seed0``), the
-modalities as the paper writes them (``T,I,TI``; ``+probe`` with the perception probe) and the
-first characters of the evaluation id. Everything before the id fits in ``NAME_LIMIT``
+modalities as the paper writes them (``T,I,TI``; ``+probe`` with the perception probe; the
+task says what it asked: ``Questions.label_parts``) and the first characters of the evaluation
+id. Everything before the id fits in ``NAME_LIMIT``
 characters, the longest part cut first, so that runs of one model differ where the eye reads.
 """
 
@@ -18,25 +19,11 @@ RUN_NOTE_TAG = "mlflow.note.content"  # MLflow's tag for a run's description
 NAME_LIMIT = 40  # characters before the id
 NAME_ID_CHARS = 12  # as the results folder is named
 ELLIPSIS = "…"
-MODALITY_LETTERS = {"text": "T", "image": "I", "hybrid": "TI"}
-PROBE_MODALITY = "transcribe"
-_DATA_ABBREVIATIONS = (("generated-", "gen-"), ("-seed", "-s"))
 
 
 def model_label(name: str, adapter_fingerprint: str | None = None) -> str:
     """The model's name, with ``+`` and the adapter's fingerprint when one is loaded."""
     return name if not adapter_fingerprint else f"{name}+{adapter_fingerprint[:6]}"
-
-
-def data_label(data_name: str) -> str:
-    for long, short in _DATA_ABBREVIATIONS:
-        data_name = data_name.replace(long, short)
-    return data_name
-
-
-def modalities_label(modalities: Sequence[str]) -> str:
-    letters = ",".join(MODALITY_LETTERS.get(m, m) for m in modalities if m != PROBE_MODALITY)
-    return letters + ("+probe" if PROBE_MODALITY in modalities else "")
 
 
 def run_name(parts: Sequence[str], run_id: str, limit: int = NAME_LIMIT) -> str:

@@ -29,8 +29,8 @@ import re
 from typing import Sequence
 
 from crossmath.metrics.answers import strip_thinking
-from crossmath.tasks.final_answer import final_answer_span
-from crossmath.tasks.freeform import normalize_answer
+from crossmath.tasks.transfer.final_answer import final_answer_span
+from crossmath.tasks.transfer.freeform import normalize_answer
 
 Options = Sequence[tuple[str, str]]
 LIST_SEPARATOR = ", "  # how several letters are written in a judgement's answer

@@ -16,10 +16,10 @@ image n at every place that names it, in order, between the text around it. An i
 text never names is shown first. Options are listed as ``A. text`` lines under the question,
 then our instruction (below) asks for the answer in answer tags.
 
-Multiple-choice replies are read by letter (``choices``); open ones by MMMU's own rule-based
-matching (``mmmu_open``). Where MMMU's evaluation picks a random option for a reply it cannot
-parse, the ``rule`` scoring scores the reply wrong: the same reply always gets the same
-score. The ``official`` scoring is MMMU's own, random pick included (``mmmu_official``).
+Multiple-choice replies are read by letter (``transfer.choices``); open ones by MMMU's own
+rule-based matching (``open``). Where MMMU's evaluation picks a random option for a reply it
+cannot parse, the ``rule`` scoring scores the reply wrong: the same reply always gets the same
+score. The ``official`` scoring is MMMU's own, random pick included (``official``).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import re
 from typing import Mapping, Sequence
 
 from crossmath.models.base import Prompt
-from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN, Judgement, Reply, TaskItem
-from crossmath.tasks.mmmu_official import official_verdicts
-from crossmath.tasks.mmmu_open import judge_open
-from crossmath.tasks.published import ParquetRow
-from crossmath.tasks.task import (
+from crossmath.tasks.mmmu.official import official_verdicts
+from crossmath.tasks.mmmu.open import judge_open
+from crossmath.tasks.transfer.item import MULTIPLE_CHOICE, OPEN, Judgement, Reply, TaskItem
+from crossmath.tasks.transfer.published import ParquetRow
+from crossmath.tasks.transfer.task import (
     TransferTask,
     judge_choice,
     option_letters,

@@ -1,71 +1,36 @@
-"""Every prediction of an evaluation as one table row a person can browse: what was asked, what
-the model answered, what was read from it, and whether it was right.
-
-The table is what MLflow shows in a run's artifacts and the experiment's "Artifact evaluation"
-view (``tracking.evaluation_table``). Columns, the same for every task:
-
-``puzzle`` (a puzzle's name, a transfer task's item id), ``modality``, ``style``, ``sample``,
-``image`` (for a request shown an image: its key in ``images``, the PNG bytes, one per puzzle
-and style whichever rows show it; else None), ``correct``, ``answer`` (as read by the
-evaluation's rule; for a transcription, the grid as read), ``gold``, ``output`` (the model's
-reply; only its last ``OUTPUT_CHARS`` characters, where the answer is, so that long thinking
-does not make the table huge: ``predictions.parquet`` has it whole) and ``error`` (why a
-failed request failed). A failed request is wrong.
+"""CrossMath's predictions as rows a person can browse (``crossmath.tasks.prediction_table``).
 
 Rows go puzzle by puzzle, the requests shown an image first (MLflow's table view takes a
 column for an image column when its first row holds an image), then by modality, style and
-sample.
+sample. A puzzle request is scored as the scorecard scores it (the release's rule, exact
+answers); a transcription is right when it reads the grid back exactly.
 
 The images are the ones the model was shown: the release's own file, or the style's rendering
-made by the render stage's own code.
+of the grid as the unit carried it, drawn as the render stage draws it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
 
+from crossmath.drawing import Style, load_style, render_puzzle_png
 from crossmath.metrics.answers import answer_text_for_rule
 from crossmath.metrics.diagnostics import check_answer
 from crossmath.metrics.probe import score_transcription
 from crossmath.metrics.rows import read_gold_rows, read_prediction_rows
 from crossmath.metrics.transcription import TRANSCRIBE, read_transcription
-from crossmath.pipeline.render_stage import RenderImages
-from crossmath.pipeline.sources import PuzzleSet
+from crossmath.puzzle.grid import parse_markdown_grid
 from crossmath.puzzle.table import puzzles_to_table
+from crossmath.tasks.crossmath.sources import PuzzleSet
+from crossmath.tasks.prediction_table import PredictionTable, table_row
 
-COLUMNS = ("puzzle", "modality", "style", "sample", "image", "correct", "answer", "gold",
-           "output", "error")
-OUTPUT_CHARS = 4000
 IMAGE_MODALITIES = frozenset({"image", "hybrid", TRANSCRIBE})
 ANSWER_RULE = "release"  # what the scorecard reads answers with (evaluate_predictions' default)
 _UNSAFE_NAME = re.compile(r"[^\w.-]")
-
-
-@dataclass(frozen=True)
-class PredictionTable:
-    """Rows (``COLUMNS``) and the PNG bytes their ``image`` cells name."""
-
-    rows: list[dict[str, Any]]
-    images: dict[str, bytes] = field(default_factory=dict)
-
-
-def output_tail(output: str | None) -> str | None:
-    if output is None or len(output) <= OUTPUT_CHARS:
-        return output
-    return "…" + output[-OUTPUT_CHARS:]
-
-
-def table_row(prediction: Mapping[str, Any], *, puzzle: str, correct: bool, answer: str | None,
-              gold: str, image: str | None = None) -> dict[str, Any]:
-    return {"puzzle": puzzle, "modality": prediction["modality"], "style": prediction["style"],
-            "sample": prediction["sample"], "image": image, "correct": correct,
-            "answer": answer, "gold": gold, "output": output_tail(prediction["output"]),
-            "error": prediction["error"]}
 
 
 def puzzle_prediction_table(predictions: pa.Table, puzzle_set: PuzzleSet,
@@ -115,11 +80,11 @@ def _answer_checks(rows: list[dict[str, Any]], puzzle_set: PuzzleSet
 
 class _ImageFiles:
     """The PNG of each (puzzle, style) a row shows, made once: the release's file, or the
-    render stage's rendering of the grid as the unit carried it."""
+    rendering of the grid as the unit carried it (``requests.RequestPlan.units``)."""
 
     def __init__(self, puzzle_set: PuzzleSet) -> None:
         self.release_images = puzzle_set.official_images
-        self.renderer = RenderImages()
+        self.styles: dict[str, Style] = {}
         self.files: dict[str, bytes] = {}
 
     def __call__(self, puzzle, style: str) -> str:
@@ -127,19 +92,11 @@ class _ImageFiles:
         if name not in self.files:
             release_image = self.release_images.get((puzzle.name, style))
             self.files[name] = (Path(release_image).read_bytes() if release_image is not None
-                                else self.renderer.render({
-                                    "style": style, "name": puzzle.name,
-                                    "puzzle_id": puzzle.puzzle_id,
-                                    "grid": puzzle.grid.to_markdown(as_written=True)}))
+                                else self._render(puzzle, style))
         return name
 
-
-def judged_prediction_table(
-        judged: Iterable[tuple[Mapping[str, Any], str | None, bool, str]]) -> PredictionTable:
-    """The rows of predictions judged elsewhere (a transfer task's): each prediction with the
-    answer read from it, whether it was right and the gold answer; no images."""
-    entries = sorted(judged, key=lambda entry: (entry[0]["puzzle_id"], entry[0]["sample"],
-                                                entry[0]["request_id"]))
-    return PredictionTable([table_row(row, puzzle=row["puzzle_id"], correct=correct,
-                                      answer=answer, gold=gold)
-                            for row, answer, correct, gold in entries])
+    def _render(self, puzzle, style: str) -> bytes:
+        if style not in self.styles:
+            self.styles[style] = load_style(style)
+        grid = parse_markdown_grid(puzzle.grid.to_markdown(as_written=True))
+        return render_puzzle_png(grid, self.styles[style])

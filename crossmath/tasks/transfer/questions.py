@@ -14,38 +14,79 @@ rule-based backends (``model=random`` guesses one).
 
 Every reply is scored by the task's rules (``rule``) and by its official evaluation
 (``official``): MMMU's script, ported, on the same replies; MathVerse's judge, when
-``task.judge`` names a model, in two more rounds (``judge_rounds``). A failed request is no
-answer: wrong under both.
+``task.judge`` names a model, in two more rounds (``crossmath.tasks.mathverse.rounds``: a
+``RoundJudge``). A failed request is no answer: wrong under both.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import pyarrow as pa
 
-from crossmath.pipeline.calls import TEXT_UNIT
-from crossmath.pipeline.fingerprints import digest
-from crossmath.pipeline.identity import request_id
-from crossmath.pipeline.judge_rounds import Judge, judge_verdicts
-from crossmath.pipeline.prediction_table import PredictionTable, judged_prediction_table
-from crossmath.pipeline.shards import write_table
+from crossmath.core.dataset_ref import DatasetRef
+from crossmath.core.fingerprints import digest
+from crossmath.core.requests import TEXT_UNIT, request_id
 from crossmath.runtime.errors import ConfigError
-from crossmath.summary.headline import transfer_headline
-from crossmath.summary.transfer_views import transfer_console, write_transfer_report
-from crossmath.tasks import Reply, TaskData, TaskScores, TaskSummary, get_task, score_replies
-from crossmath.tasks.mathverse_judge import load_judge_prompts
-from crossmath.tasks.scorings import SKIPPED_ITEMS, UNJUDGED, rule_judgements
-from crossmath.tracking.dataset_ref import DatasetRef
-from crossmath.tracking.run_labels import data_label
+from crossmath.tasks.prediction_table import PredictionTable, judged_prediction_table
+from crossmath.tasks.questions import AskContext, Reference, data_label
+from crossmath.tasks.transfer.item import Judgement, Reply, TaskItem
+from crossmath.tasks.transfer.scorings import (
+    SKIPPED_ITEMS,
+    UNJUDGED,
+    ReplyJudge,
+    TaskScores,
+    rule_judgements,
+    score_replies,
+)
+from crossmath.tasks.transfer.tallies import TaskSummary
 
 log = logging.getLogger(__name__)
 
 TASK_MODALITY = "task"  # the ``modality`` of a transfer task's requests and predictions
 ITEMS_FILE = "items.parquet"
+
+Key = tuple[str, int]  # (item id, sample): one reply
+
+
+class RoundJudge(Protocol):
+    """A judge model that gives a task's official verdicts in rounds after the model's."""
+
+    model_config: dict[str, Any]  # the judge's resolved model config
+    prompt_id: str  # its prompts' id, recorded with its predictions
+    n_rounds: int
+
+    def settings(self) -> dict[str, Any]:
+        """What of the judge the evaluation's identity hashes."""
+        ...
+
+    def units(self, round_index: int, task: str, items: Mapping[str, TaskItem],
+              answered: pa.Table, reply_modality: str) -> list[dict]:
+        """The judge requests of round ``round_index`` (1 ... ``n_rounds``), planned from
+        the predictions of the rounds before it; the model's replies have ``reply_modality``."""
+        ...
+
+    def verdicts(self, predictions: pa.Table, keys: Sequence[Key]
+                 ) -> tuple[list[Judgement], int]:
+        """The official verdict on each reply ``keys`` names, and how many of the judge's
+        verdicts could not be read (scored wrong)."""
+        ...
+
+
+class Transfer(ReplyJudge, Protocol):
+    """A transfer task as its questions use it (``crossmath.tasks.transfer.task``)."""
+
+    hub_repo: str
+
+    def read(self, path: str | None = None, *, cache_dir: str | None = None) -> Any:
+        """The task's items (``TaskData``)."""
+        ...
+
+    def round_judge(self, options: Mapping[str, Any], context: AskContext) -> RoundJudge | None:
+        """The judge model the options name, where the official scoring is a judge's."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -71,63 +112,51 @@ class TransferScores:
     def flat_metrics(self, model: str) -> dict[str, float]:
         return self.scores.flat_metrics()
 
-    def console(self, model: str) -> str:
-        return transfer_console(self.scores, self.skipped)
 
-    def write_report(self, folder: Path, model: str) -> list[Path]:
-        return write_transfer_report(self.scores, folder, model, self.skipped)
-
-    def headline(self, model: str) -> dict[str, float]:
-        return transfer_headline(self.summary)
-
-
-def task_questions(task_options: Mapping[str, Any], samples: int, backend_id: str,
-                   gpus: float) -> "TaskQuestions":
-    """The questions of the transfer task ``task_options`` (the resolved ``task`` group)
-    names: its readable items (the first ``n``; one warning names the rows skipped), the
+def transfer_questions(task: Transfer, context: AskContext) -> "TaskQuestions":
+    """The questions of ``task`` as its options (``context.options``: the resolved ``task``
+    group) say: its readable items (the first ``n``; one warning names the rows skipped), the
     breakdown fields checked against them, and the judge when one is set."""
-    task = get_task(task_options["name"])
-    data = task.read(task_options.get("path"), cache_dir=task_options.get("cache_dir"))
+    options = context.options
+    data = task.read(options.get("path"), cache_dir=options.get("cache_dir"))
     if data.warning():
         log.warning("%s", data.warning())
-    n = task_options.get("n")
+    n = options.get("n")
     items = data.items[:n]
-    breakdown = list(task_options["breakdown"])
+    breakdown = list(options["breakdown"])
     for field_name in breakdown:
         if field_name != "question_type" and any(field_name not in item.breakdown
                                                  for item in items):
             raise ConfigError("task.breakdown", f"{task.name} items have no field "
                               f"{field_name!r}; they have {sorted(items[0].breakdown)} and "
                               "question_type")
-    judge = None
-    if task_options.get("judge") is not None:
-        judge = Judge.plan(task_options["judge"],
-                           load_judge_prompts(task_options.get("judge_prompts")), gpus)
     data_name = task.name if n is None else f"{task.name}-n{n}"
-    return TaskQuestions(TaskData(task.name, items, data.skipped), samples, backend_id,
-                         breakdown, data_name, judge, path=task_options.get("path"))
+    return TaskQuestions(task, items, data.skipped, context.samples, context.backend_id,
+                         breakdown, data_name, task.round_judge(options, context),
+                         path=options.get("path"))
 
 
 class TaskQuestions:
-    """The items of ``data``, each asked ``samples`` times of the backend ``backend_id``;
-    tallied per value of each of ``breakdown`` (item breakdown fields, or ``question_type``).
-    With a ``judge``, two judge rounds follow the model's (MathVerse's official scoring).
-    ``path`` is the local copy the items were read from (None: the Hub)."""
+    """The ``items`` of ``task`` (``skipped``: the rows that could not be made items), each
+    asked ``samples`` times of the backend ``backend_id``; tallied per value of each of
+    ``breakdown`` (item breakdown fields, or ``question_type``). With a ``judge``, its rounds
+    follow the model's (MathVerse's official scoring). ``path`` is the local copy the items
+    were read from (None: the Hub)."""
 
-    def __init__(self, data: TaskData, samples: int, backend_id: str,
-                 breakdown: Sequence[str], data_name: str, judge: Judge | None = None,
-                 path: str | None = None) -> None:
+    def __init__(self, task: Transfer, items: Sequence[TaskItem], skipped: Sequence[str],
+                 samples: int, backend_id: str, breakdown: Sequence[str], data_name: str,
+                 judge: RoundJudge | None = None, path: str | None = None) -> None:
         self.path = path
-        self.task = get_task(data.task)
-        self.items = list(data.items)
-        self.skipped = data.skipped
+        self.task = task
+        self.items = list(items)
+        self.skipped = tuple(skipped)
         self.samples = samples
         self.backend_id = backend_id
         self.breakdown = tuple(breakdown)
         self.data_name = data_name
         self.judge = judge
         self.prompt_id = self.task.name  # each task's prompts are its own (docs/transfer.md)
-        self.n_rounds = 1 if judge is None else 3
+        self.n_rounds = 1 + (0 if judge is None else judge.n_rounds)
 
     def settings(self) -> dict[str, Any]:
         task = {"name": self.task.name, "samples": self.samples, "items": self.fingerprint}
@@ -150,7 +179,7 @@ class TaskQuestions:
         evaluated model's round."""
         if round_index == 0 or self.judge is None:
             return None
-        return self.judge.model_config, self.judge.prompts.id
+        return self.judge.model_config, self.judge.prompt_id
 
     def units(self, round_index: int, answered: pa.Table) -> list[dict]:
         if round_index == 0:
@@ -158,7 +187,7 @@ class TaskQuestions:
         items = {item.item_id: item for item in self.items}
         return self.judge.units(round_index, self.task.name, items, answered, TASK_MODALITY)
 
-    def _unit(self, item) -> dict:
+    def _unit(self, item: TaskItem) -> dict:
         identity = {"task": self.task.name, "item": item.item_id, "content": item.content_key,
                     "options": list(item.letters)}
         texts, image_at = list(item.prompt.texts), list(item.prompt.image_at)
@@ -178,7 +207,7 @@ class TaskQuestions:
         notes: dict[str, float] = {SKIPPED_ITEMS: len(self.skipped)}
         official = None
         if self.judge is not None:
-            official, notes[UNJUDGED] = judge_verdicts(
+            official, notes[UNJUDGED] = self.judge.verdicts(
                 predictions, [(reply.item.item_id, reply.sample) for reply in replies])
         return TransferScores(score_replies(self.task, replies, self.breakdown,
                                             official=official, notes=notes), self.skipped)
@@ -195,13 +224,11 @@ class TaskQuestions:
         return [Reply(item, sample, outputs.get((item.item_id, sample)))
                 for item in self.items for sample in range(self.samples)]
 
-    def write_reference(self, folder: Path) -> Path:
+    def reference(self) -> Reference:
         """The items as judged (ids, gold, type, options, breakdown, content keys), without
         their images."""
         rows = [{k: v for k, v in item.to_row().items() if k != "images"} for item in self.items]
-        path = folder / ITEMS_FILE
-        write_table(pa.Table.from_pylist(rows), str(path))
-        return path
+        return Reference(ITEMS_FILE, pa.Table.from_pylist(rows))
 
     def label_parts(self) -> list[str]:
         return [data_label(self.data_name)]

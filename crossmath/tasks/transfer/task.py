@@ -7,6 +7,9 @@ is shared: a local path (a file, or a folder searched for the dataset's files, i
 layout or the Hub's conversion) or, without one, the files fetched from the Hugging Face Hub.
 A row that cannot be made an item is skipped and named (``TaskData.skipped``); a file that
 cannot be read, or an item id seen twice, stops the task (ids join results).
+
+A transfer task is a task of the registry (``crossmath.tasks.registry``): ``questions`` makes
+the main job's questions of its items (``crossmath.tasks.transfer.questions``).
 """
 
 from __future__ import annotations
@@ -15,17 +18,26 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
-from crossmath.tasks.choices import LIST_SEPARATOR, read_choice
-from crossmath.tasks.item import Judgement, QuestionType, Reply, TaskItem
-from crossmath.tasks.published import (
+from crossmath.runtime.checks import existing_path, model_options, whole_number
+from crossmath.runtime.errors import ConfigError
+from crossmath.tasks.questions import AskContext
+from crossmath.tasks.transfer.choices import LIST_SEPARATOR, read_choice
+from crossmath.tasks.transfer.item import Judgement, QuestionType, Reply, TaskItem
+from crossmath.tasks.transfer.published import (
     ParquetRow,
     TaskDataError,
     UnreadableItem,
     download_files,
     local_files,
     read_rows,
+)
+from crossmath.tasks.transfer.questions import (
+    RoundJudge,
+    TaskQuestions,
+    TransferScores,
+    transfer_questions,
 )
 
 log = logging.getLogger(__name__)
@@ -64,6 +76,43 @@ class TransferTask(ABC):
     optional_columns: ClassVar[tuple[str, ...]] = ()
     row_filter: ClassVar[tuple[str, str] | None] = None
     official_by_judge: ClassVar[bool] = False  # the official scoring asks a judge model
+    reads: ClassVar[frozenset[str]] = frozenset()  # its items are its own: no run data
+
+    def check(self, options: Mapping[str, Any], run: Mapping[str, Any], where: str = "task"
+              ) -> None:
+        """Its local copy (a path that exists; null fetches it from the Hub), item count,
+        breakdown and judge (a model config, only where the official scoring is a judge's,
+        with its prompts file); it reads nothing of the run."""
+        if options.get("path") is not None:
+            existing_path(options["path"], f"{where}.path")
+        whole_number(options.get("n"), f"{where}.n", none_means="every item")
+        breakdown = options.get("breakdown")
+        if not isinstance(breakdown, list) or not all(isinstance(f, str) for f in breakdown):
+            raise ConfigError(f"{where}.breakdown",
+                              f"must be a list of field names, got {breakdown!r}")
+        judge = options.get("judge")
+        if judge is not None:
+            if not self.official_by_judge:
+                raise ConfigError(f"{where}.judge", f"{self.name}'s official scoring is a rule, "
+                                  "run without a judge model; leave task.judge out")
+            if not isinstance(judge, Mapping):
+                raise ConfigError(f"{where}.judge", "must be a model config, e.g. "
+                                  f"+model@{where}.judge=openai, got {judge!r}")
+            model_options(judge, f"{where}.judge")
+        if options.get("judge_prompts") is not None:
+            existing_path(options["judge_prompts"], f"{where}.judge_prompts")
+
+    def questions(self, context: AskContext) -> TaskQuestions:
+        """The main job's questions of this task's items, as ``context.options`` says."""
+        return transfer_questions(self, context)
+
+    def scores(self, data: Mapping[str, Any]) -> TransferScores:
+        return TransferScores.from_dict(data)
+
+    def round_judge(self, options: Mapping[str, Any], context: AskContext) -> RoundJudge | None:
+        """The judge model ``options`` name, asked in rounds after the model's, where the
+        official scoring is a judge's (``official_by_judge``); None otherwise."""
+        return None
 
     def load(self, path: str | Path | None = None, *, cache_dir: str | None = None
              ) -> list[TaskItem]:

@@ -3,7 +3,7 @@
 With ``task.judge`` set (a model config: ``+model@task.judge=openai task.judge.base_url=...``),
 a MathVerse evaluation runs three rounds, each through the same dataflow, store and resume:
 
-- round 0: the evaluated model answers every item (``task_questions``);
+- round 0: the evaluated model answers every item (``crossmath.tasks.transfer.questions``);
 - round 1: the judge extracts the answer of every reply that was answered (MathVerse's
   extraction prompt around the whole reply);
 - round 2: the judge scores every extraction that was answered against the item's question
@@ -19,15 +19,15 @@ any other. Its predictions sit in the evaluation's store beside the model's, wit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
-from crossmath.pipeline.calls import TEXT_UNIT
-from crossmath.pipeline.fingerprints import digest
-from crossmath.pipeline.identity import BackendIdentity, backend_identity, request_id
-from crossmath.tasks.item import Judgement, TaskItem
-from crossmath.tasks.mathverse_judge import JudgePrompts, extracted_answer, judge_verdict, judgement
+from crossmath.core.fingerprints import digest
+from crossmath.core.requests import TEXT_UNIT, request_id
+from crossmath.tasks.mathverse.judge import JudgePrompts, extracted_answer, judge_verdict, judgement
+from crossmath.tasks.questions import BackendRef
+from crossmath.tasks.transfer.item import Judgement, TaskItem
 
 JUDGE_EXTRACT = "judge-extract"
 JUDGE_SCORE = "judge-score"
@@ -38,16 +38,17 @@ Key = tuple[str, int]  # (item id, sample)
 
 @dataclass(frozen=True)
 class Judge:
-    """The judge model (its resolved config and identity) and MathVerse's prompts."""
+    """The judge model (its resolved config and identity) and MathVerse's prompts: a
+    ``crossmath.tasks.transfer.questions.RoundJudge`` of two rounds."""
 
     model_config: dict[str, Any]
-    backend: BackendIdentity
+    backend: BackendRef
     prompts: JudgePrompts
+    n_rounds = SCORE_ROUND  # its rounds: extraction (1), then scoring (2)
 
-    @classmethod
-    def plan(cls, model_config: Mapping[str, Any], prompts: JudgePrompts,
-             gpus: float) -> "Judge":
-        return cls(dict(model_config), backend_identity(model_config, gpus), prompts)
+    @property
+    def prompt_id(self) -> str:
+        return self.prompts.id
 
     def settings(self) -> dict[str, Any]:
         """What of the judge the evaluation's identity hashes."""
@@ -66,6 +67,11 @@ class Judge:
                            self.prompts.scoring(items[row["puzzle_id"]],
                                                 extracted_answer(row["output"])))
                 for row in judged]
+
+    def verdicts(self, predictions: pa.Table, keys: Sequence[Key]
+                 ) -> tuple[list[Judgement], int]:
+        """The official verdict on each reply ``keys`` names (``judge_verdicts``)."""
+        return judge_verdicts(predictions, keys)
 
     def _unit(self, task: str, judged: Mapping[str, Any], stage: str, prompt: str) -> dict:
         identity = {"task": task, "judge": stage, "judged": judged["request_id"],

@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from crossmath.tasks.item import Judgement, TaskItem
+from crossmath.tasks.transfer.item import Judgement, TaskItem
 
 # What an MLflow metric name may not hold (a subfield such as "Algebra & Number Theory").
 _NOT_IN_METRIC_NAMES = re.compile(r"[^\w\-. /]")

@@ -18,20 +18,24 @@ A multiple-choice answer is published as a letter (``C``), a bracketed letter (`
 several letters one a line (``C\nD``: every one of them must be chosen) or the text of an
 option (``False``, ``090^\\circ T``), which is read as that option's letter. The choices come
 from ``question_for_eval`` (``choice_options``). Scoring by rule: a choice by its letter(s)
-(``choices``), a free-form answer by ``freeform``'s rules. The official scoring is MathVerse's
-two-stage judge (``mathverse_judge``), run by a model of the user's choice.
+(``transfer.choices``), a free-form answer by ``transfer.freeform``'s rules. The official
+scoring is MathVerse's two-stage judge (``judge``), run by a model of the user's choice in two
+more rounds of the same pipeline (``rounds``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from crossmath.models.base import Prompt
-from crossmath.tasks.freeform import answers_match, read_free_form
-from crossmath.tasks.item import MULTIPLE_CHOICE, OPEN, Judgement, TaskItem
-from crossmath.tasks.published import ParquetRow
-from crossmath.tasks.task import (
+from crossmath.tasks.mathverse.judge import load_judge_prompts
+from crossmath.tasks.mathverse.rounds import Judge
+from crossmath.tasks.questions import AskContext
+from crossmath.tasks.transfer.freeform import answers_match, read_free_form
+from crossmath.tasks.transfer.item import MULTIPLE_CHOICE, OPEN, Judgement, TaskItem
+from crossmath.tasks.transfer.published import ParquetRow
+from crossmath.tasks.transfer.task import (
     TransferTask,
     judge_choice,
     option_letters,
@@ -124,6 +128,15 @@ class MathVerseVision(TransferTask):
         answer = read_free_form(output)
         correct = answer is not None and any(answers_match(answer, gold) for gold in item.gold)
         return Judgement(answer, correct)
+
+    def round_judge(self, options: Mapping[str, Any], context: AskContext) -> Judge | None:
+        """The judge model of ``task.judge`` (any model config) with MathVerse's prompts
+        (``task.judge_prompts``, or fetched at the pinned commit); None without one."""
+        if options.get("judge") is None:
+            return None
+        model_config = dict(options["judge"])
+        return Judge(model_config, context.identify(model_config),
+                     load_judge_prompts(options.get("judge_prompts")))
 
 
 def _question(row: ParquetRow) -> str:

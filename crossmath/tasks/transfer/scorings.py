@@ -14,16 +14,29 @@ score to expect over them, the MathVerse judge's verdicts that could not be read
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
-from crossmath.tasks.item import NO_ANSWER, Judgement, Reply
-from crossmath.tasks.tallies import OFFICIAL, RULE, Outcome, TaskSummary, summarize
-from crossmath.tasks.task import TransferTask
+from crossmath.tasks.transfer.item import NO_ANSWER, Judgement, Reply, TaskItem
+from crossmath.tasks.transfer.tallies import OFFICIAL, RULE, Outcome, TaskSummary, summarize
 
 SKIPPED_ITEMS = "skipped_items"
 RANDOM_PICKS = "official/random_picks"
 EXPECTED_ACC = "official/expected_acc"
 UNJUDGED = "official/unjudged"
+
+
+class ReplyJudge(Protocol):
+    """What scores a task's replies (``crossmath.tasks.transfer.task.TransferTask``)."""
+
+    name: str
+
+    def judge(self, item: TaskItem, output: str) -> Judgement:
+        """Our verdict on one reply (``rule``)."""
+        ...
+
+    def official(self, replies: Sequence[Reply]) -> list[Judgement] | None:
+        """The official evaluation's verdicts, where it is a rule that runs here."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -84,13 +97,13 @@ class TaskScores:
                    dict(data.get("notes", {})))
 
 
-def rule_judgements(task: TransferTask, replies: Sequence[Reply]) -> list[Judgement]:
+def rule_judgements(task: ReplyJudge, replies: Sequence[Reply]) -> list[Judgement]:
     """Our verdict on each reply (a failed request: no answer, wrong)."""
     return [NO_ANSWER if reply.output is None else task.judge(reply.item, reply.output)
             for reply in replies]
 
 
-def score_replies(task: TransferTask, replies: Sequence[Reply], fields: Sequence[str], *,
+def score_replies(task: ReplyJudge, replies: Sequence[Reply], fields: Sequence[str], *,
                   official: Sequence[Judgement] | None = None,
                   notes: Mapping[str, float] | None = None) -> TaskScores:
     """The replies tallied under ``rule`` and, given its verdicts (aligned with

@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from crossmath.tasks.final_answer import commits_to_answer
-from crossmath.tasks.item import MULTIPLE_CHOICE, NO_ANSWER, Judgement, Reply, TaskItem
+from crossmath.tasks.transfer.final_answer import commits_to_answer
+from crossmath.tasks.transfer.item import MULTIPLE_CHOICE, NO_ANSWER, Judgement, Reply, TaskItem
 
 OFFICIAL_SEED = 42
 # The order in which ``main_parse_and_eval.py --subject ALL`` visits the subjects: its

@@ -10,10 +10,11 @@ import hashlib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from PIL import Image
 
+from crossmath.drawing import load_style
 from crossmath.puzzle.consistency import Consistency, lint_record
 from crossmath.puzzle.model import Puzzle
 from crossmath.puzzle.records import read_official_jsonl
@@ -56,6 +57,18 @@ class ReleaseImagesMissing(DataSourceError):
     """Release images that are missing or cannot be read, where the release should give them."""
 
 
+def load_puzzles(data: Mapping[str, Any], styles: Sequence[str]) -> PuzzleSet:
+    """The puzzles the ``data`` options (``conf/data/*.yaml``, resolved) name; the release's
+    images are looked up for ``styles``."""
+    if data["kind"] == "generated":
+        return generated_puzzles(data["n"], data["difficulty"], data["seed"], data["generator"])
+    if data["kind"] == "official":
+        return official_puzzles(data["path"], styles, limit=data["n"],
+                                skip_flagged=data["skip_flagged"], cache_dir=data["cache_dir"],
+                                images=data.get("images", "release"))
+    raise ValueError(f"data.kind must be generated or official, not {data['kind']!r}")
+
+
 def generated_puzzles(n: int, difficulty: str, seed: int, generator: dict | None = None) -> PuzzleSet:
     config = GeneratorConfig(**(generator or {}))
     command = shlex.join(["python", "-m", "crossmath.generate", f"n={n}",
@@ -76,8 +89,6 @@ def official_puzzles(path: str | None, styles: Sequence[str], *, limit: int | No
     Every record is linted: ``skip_flagged`` drops those lint flags; otherwise they stay, and
     ``consistency`` says which they are.
     """
-    from crossmath.drawing import load_style
-
     root = Path(path).expanduser() if path else _download_release(cache_dir)
     if root.is_file():
         jsonl, release_root = root, None
@@ -149,8 +160,6 @@ def image_problem(path: Path) -> str | None:
 
 def release_style_jsonl(root: Path, style: str) -> Path:
     """Where a release folder keeps the jsonl of ``style`` (``Original/testset_hr.jsonl``)."""
-    from crossmath.drawing import load_style
-
     layout = load_style(style).layout
     return root / layout.folder / layout.jsonl_name
 

@@ -38,9 +38,9 @@ import re
 from dataclasses import dataclass
 
 from crossmath.metrics.answers import strip_thinking
-from crossmath.tasks.answer_units import DEGREES, RADIANS, Unit, split_unit
-from crossmath.tasks.final_answer import final_answer_span
-from crossmath.tasks.latex_numbers import decimals_written, numeric_value
+from crossmath.tasks.transfer.answer_units import DEGREES, RADIANS, Unit, split_unit
+from crossmath.tasks.transfer.final_answer import final_answer_span
+from crossmath.tasks.transfer.latex_numbers import decimals_written, numeric_value
 
 RELATIVE_TOLERANCE = 1e-6
 MISDECODED_DEGREE = "掳"

@@ -11,32 +11,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crossmath.core.dataset_ref import DatasetRef
 from crossmath.metrics.probe import ProbeSummary, decomposition_metrics, score_probe
 from crossmath.metrics.scorecard import Evaluation, evaluate_predictions
 from crossmath.metrics.transcription import TRANSCRIBE
-from crossmath.pipeline.identity import data_identity, prompts_identity
-from crossmath.pipeline.prediction_table import PredictionTable, puzzle_prediction_table
-from crossmath.pipeline.requests import RequestPlan
-from crossmath.pipeline.shards import write_table
-from crossmath.pipeline.sources import PuzzleSet
 from crossmath.puzzle.consistency import Consistency
 from crossmath.puzzle.table import puzzles_to_table
-from crossmath.summary.consistency_views import (
-    CONSISTENT_PREFIX,
-    consistency_console,
-    consistency_section,
-)
-from crossmath.summary.headline import crossmath_headline
-from crossmath.summary.views import console_summary, write_report
-from crossmath.tracking.dataset_ref import DatasetRef
-from crossmath.tracking.run_labels import data_label, modalities_label
+from crossmath.tasks.crossmath.identity import data_identity, prompts_identity
+from crossmath.tasks.crossmath.prediction_table import puzzle_prediction_table
+from crossmath.tasks.crossmath.requests import RequestPlan
+from crossmath.tasks.crossmath.sources import PuzzleSet
+from crossmath.tasks.prediction_table import PredictionTable
+from crossmath.tasks.questions import Reference, data_label
 
 PUZZLES_FILE = "puzzles.parquet"
+CONSISTENT_PREFIX = "consistent/"  # the scorecard over the records lint passes, in MLflow
+MODALITY_LETTERS = {"text": "T", "image": "I", "hybrid": "TI"}
 
 
 @dataclass(frozen=True)
@@ -85,20 +80,6 @@ class PuzzleScores:
             flat.update({f"{CONSISTENT_PREFIX}{name}": value
                          for name, value in self.consistent.flat_metrics(model).items()})
         return flat
-
-    def console(self, model: str) -> str:
-        lines = [console_summary(self.evaluation, model, self.probe)]
-        if self.consistency is not None and self.consistency.flagged:
-            lines += consistency_console(self.consistency, self.consistent, model)
-        return "\n".join(lines)
-
-    def write_report(self, folder: Path, model: str) -> list[Path]:
-        appendix = (consistency_section(self.consistency, self.consistent, model)
-                    if self.consistency is not None and self.consistency.flagged else [])
-        return write_report(self.evaluation, folder, model, self.probe, appendix).paths
-
-    def headline(self, model: str) -> dict[str, float]:
-        return crossmath_headline(self.evaluation, model)
 
 
 class PuzzleQuestions:
@@ -164,10 +145,8 @@ class PuzzleQuestions:
             probe = score_probe(predictions.filter(transcribed), grids, self.plan.samples)
         return PuzzleScores(evaluation, probe, consistent, consistency)
 
-    def write_reference(self, folder: Path) -> Path:
-        path = folder / PUZZLES_FILE
-        write_table(puzzles_to_table(self.puzzle_set.puzzles), str(path))
-        return path
+    def reference(self) -> Reference:
+        return Reference(PUZZLES_FILE, puzzles_to_table(self.puzzle_set.puzzles))
 
     def label_parts(self) -> list[str]:
         return [data_label(self.data_name), modalities_label(self.plan.modalities)]
@@ -187,3 +166,10 @@ class PuzzleQuestions:
     def prediction_table(self, predictions: pa.Table, with_images: bool = True
                          ) -> PredictionTable:
         return puzzle_prediction_table(predictions, self.puzzle_set, with_images)
+
+
+def modalities_label(modalities: Sequence[str]) -> str:
+    """The modalities as the paper writes them (``T,I,TI``), ``+probe`` with the perception
+    probe, for a run's name."""
+    letters = ",".join(MODALITY_LETTERS.get(m, m) for m in modalities if m != TRANSCRIBE)
+    return letters + ("+probe" if TRANSCRIBE in modalities else "")

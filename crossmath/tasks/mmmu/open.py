@@ -19,9 +19,9 @@ Ours differs in three places, all documented in docs/transfer.md: when the reply
 answer span (``<answer>``, ``\\boxed{}``, "the answer is"), that span is the response
 instead of the whole reply; a unicode minus (``−``) reads as ``-``; and MMMU's sentence split (". " before a capital) is left out,
 as it never fires in MMMU's own code (the text is lower-cased before it is split). MMMU's
-own scoring, exactly as its script runs it, is ``mmmu_official``.
+own scoring, exactly as its script runs it, is ``official``.
 
-Normalising and matching (steps 2 and 3) are MMMU's own (``mmmu_official``). A reply
+Normalising and matching (steps 2 and 3) are MMMU's own (``official``). A reply
 *answers* an open question (``answer_rate``) when it commits to an answer
 (``final_answer.commits_to_answer``) or is judged right: MMMU's key responses alone do not
 tell ("so I give no answer" has one).
@@ -33,9 +33,9 @@ import re
 from typing import Sequence
 
 from crossmath.metrics.answers import strip_thinking
-from crossmath.tasks.final_answer import commits_to_answer, final_answer_span
-from crossmath.tasks.item import Judgement
-from crossmath.tasks.mmmu_official import Candidate, eval_open, normalized_candidates
+from crossmath.tasks.mmmu.official import Candidate, eval_open, normalized_candidates
+from crossmath.tasks.transfer.final_answer import commits_to_answer, final_answer_span
+from crossmath.tasks.transfer.item import Judgement
 
 INDICATORS = ("could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result ")
 _TRIVIAL = frozenset(":,.!?;'")

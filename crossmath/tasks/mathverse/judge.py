@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crossmath.models.pinned_files import fetch_pinned_file, string_constants
-from crossmath.tasks.item import NO_ANSWER, Judgement, TaskItem
+from crossmath.tasks.transfer.item import NO_ANSWER, Judgement, TaskItem
 
 REPOSITORY = "ZrrSkywalker/MathVerse"
 COMMIT = "937b090597aeafb8e82b35d310a4bc5b9e2ea29d"

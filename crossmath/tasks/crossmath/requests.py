@@ -1,15 +1,16 @@
 """From puzzles to requests: puzzle × modality × style × sample, each with its identity.
 
-Work is grouped in *units* (``units``): one (puzzle, style) pair whose image is rendered once
-and then shared by every image, hybrid and transcribe request and every sample of that pair.
+Work is grouped in *units* (``crossmath.core.requests``): one (puzzle, style) pair whose image
+is rendered once and then shared by every image, hybrid and transcribe request and every sample
+of that pair.
 Text requests see no picture, so they are made once per puzzle, under the style name
 ``markdown``, rather than once per image style.
 
 Each request carries its prompt's text parts and the place of its image (``prompt_texts``,
 ``image_at``), built here from the plan's prompt set; the image itself joins the row once it
-is rendered (``units.expand_unit``). Without a prompt set (rule-based baselines) the text parts
-are empty. Its ``request_id`` hashes the backend's identity and all of this content, the image
-by its provenance (``crossmath.pipeline.identity``), so it is known before any image exists.
+is rendered (the pipeline's ``units.expand_unit``). Without a prompt set (rule-based baselines)
+the text parts are empty. Its ``request_id`` hashes the backend's identity and all of this
+content, the image by its provenance (``identity``), so it is known before any image exists.
 
 The perception probe (``transcribe`` among the modalities) takes two rounds. The first asks,
 per puzzle, style and sample, for the image written back as a table (modality ``transcribe``);
@@ -25,16 +26,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
 
+from crossmath.core.requests import TEXT_UNIT, request_id
 from crossmath.metrics.transcription import TRANSCRIBE, TRANSCRIBED, read_transcription
 from crossmath.models.base import MODALITIES, TEXT_STYLE
 from crossmath.models.prompts import NO_PROMPT_ID, PromptLayout, PromptSet, transcription_layout
-from crossmath.pipeline.calls import TEXT_UNIT
-from crossmath.pipeline.identity import (
+from crossmath.puzzle.model import Puzzle
+from crossmath.tasks.crossmath.identity import (
     release_image_provenance,
     rendered_image_provenance,
-    request_id,
 )
-from crossmath.puzzle.model import Puzzle
 
 # What the ``modalities`` option takes: the three of the benchmark, and the probe's first kind
 # (which brings its second, ``transcribed``, along).
