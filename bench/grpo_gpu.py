@@ -77,7 +77,6 @@ from crossmath.finetuning.grpo import (  # noqa: E402
     update_batches,
 )
 from crossmath.finetuning.local import LocalEnv, train_locally  # noqa: E402
-from crossmath.finetuning.loop import TrainSettings, adamw, autocast, prepare_worker_model  # noqa: E402
 from crossmath.finetuning.modeling import (  # noqa: E402
     LoraSettings,
     ModelSpec,
@@ -85,6 +84,7 @@ from crossmath.finetuning.modeling import (  # noqa: E402
     add_lora,
     load_base_model,
 )
+from crossmath.finetuning.optimization import adamw, autocast  # noqa: E402
 from crossmath.finetuning.policy_passes import (  # noqa: E402
     PromptVision,
     accepts_vision_outputs,
@@ -95,6 +95,8 @@ from crossmath.finetuning.rollouts import (  # noqa: E402
     placeholder_token_ids,
     rollout_identity,
 )
+from crossmath.finetuning.train_settings import TrainSettings  # noqa: E402
+from crossmath.finetuning.worker_model import prepare_worker_model  # noqa: E402
 from crossmath.models.checkpoint_loading import stop_token_ids  # noqa: E402
 from crossmath.models.processor import load_processor  # noqa: E402
 from crossmath.models.sampling import SamplingSettings, SeededSampler, sequence_keys  # noqa: E402

@@ -33,11 +33,13 @@ from shapes import QWEN25_VL_3B, QWEN25_VL_3B_NARROW, TINY, qwen25_vl_config  # 
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from transformers import AutoModelForImageTextToText  # noqa: E402
 
+from crossmath.finetuning.batches import BatchMaker  # noqa: E402
 from crossmath.finetuning.collate import ExampleEncoder  # noqa: E402
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set, split_validation  # noqa: E402
 from crossmath.finetuning.local import LocalEnv  # noqa: E402
-from crossmath.finetuning.loop import BatchMaker, Schedule, train_step  # noqa: E402
 from crossmath.finetuning.modeling import LoraSettings, ModelSpec, Precision, add_lora  # noqa: E402
+from crossmath.finetuning.schedule import Schedule  # noqa: E402
+from crossmath.finetuning.sft_step import train_step  # noqa: E402
 from crossmath.models.processor import load_processor  # noqa: E402
 from crossmath.models.tiny import build_tiny_random  # noqa: E402
 

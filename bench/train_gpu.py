@@ -54,8 +54,10 @@ from transformers import AutoModelForImageTextToText, Qwen2_5_VLConfig  # noqa: 
 from crossmath.finetuning.collate import ExampleEncoder  # noqa: E402
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set, split_validation  # noqa: E402
 from crossmath.finetuning.local import train_locally  # noqa: E402
-from crossmath.finetuning.loop import Schedule, TrainJob, TrainSettings  # noqa: E402
+from crossmath.finetuning.loop import TrainJob  # noqa: E402
 from crossmath.finetuning.modeling import LoraSettings, ModelSpec  # noqa: E402
+from crossmath.finetuning.schedule import Schedule  # noqa: E402
+from crossmath.finetuning.train_settings import TrainSettings  # noqa: E402
 from crossmath.models.processor import load_processor  # noqa: E402
 from crossmath.models.tiny import build_tiny_random  # noqa: E402
 

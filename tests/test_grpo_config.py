@@ -13,8 +13,9 @@ from omegaconf import OmegaConf
 
 from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
 from crossmath.finetuning.job import method_job
-from crossmath.finetuning.loop import TrainJob, TrainSettings
+from crossmath.finetuning.loop import TrainJob
 from crossmath.finetuning.rewards import StepWeightedReward
+from crossmath.finetuning.train_settings import TrainSettings
 from jobs import finetune, train_then_eval
 
 

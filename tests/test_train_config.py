@@ -10,8 +10,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from crossmath.finetuning.dataset import TrainingSetSpec
-from crossmath.finetuning.loop import TrainSettings
 from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.train_settings import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
