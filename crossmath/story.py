@@ -1,6 +1,6 @@
 """The paper's fine-tuning story in one command: evaluate, fine-tune, evaluate again, compare.
 
-    python -m jobs.finetune_story --model tiny-random \\
+    crossmath story --model tiny-random \\
         [--tasks mathverse-vision=/data/MathVerse mmmu-val=/data/MMMU] \\
         [--train KEY=VALUE ...] [--grpo [KEY=VALUE ...]] [--eval KEY=VALUE ...] \\
         [--no-probe] [--out runs/story/tiny-random]
@@ -26,51 +26,32 @@ resumes: rerunning the same command after a failure continues where it stopped. 
 overrides go to every evaluation (``data.n=...``, ``samples=...``, ``ray.address=auto``),
 ``--train`` to SFT and ``--grpo`` to GRPO. On a Ray cluster, run it on the head node (or as a
 Ray Job) with ``ray.address=auto`` in each of them and ``--out`` on storage every node mounts.
+The steps are planned by ``crossmath.orchestration.story_plan``, which plans the cluster's
+fine-tuning job too; ``python -m jobs.finetune_story`` is the same command.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
 
+from crossmath.orchestration.door import JobParser, checked_overrides, job_entry
+from crossmath.orchestration.local_steps import run_steps
+from crossmath.orchestration.story_plan import Step, Story, plan_story
+from crossmath.orchestration.story_results import Evaluated, publish, stage_results
 from crossmath.pipeline.evaluation import plan_evaluation
-from crossmath.pipeline.puzzle_questions import PuzzleScores
-from crossmath.pipeline.shards import read_text
-from crossmath.pipeline.task_questions import TransferScores
-from crossmath.summary.stages import StageComparison, StageResults, compare_stages
-from crossmath.tracking import mlflow_store as tracking
-from jobs.door import JobParser, checked_overrides, job_entry
-from jobs.submission import with_defaults
+from crossmath.pipeline.failures import EXIT_INCOMPLETE
+from crossmath.summary.stages import compare_stages
 
-PROBE_MODALITIES = "[text,image,hybrid,transcribe]"
-CROSSMATH = "crossmath"
-EXIT_INCOMPLETE = 3  # crossmath.run: finished, some requests failed
+PROG = "crossmath story"
 
 
-@dataclass(frozen=True)
-class Step:
-    """One command of the story; an evaluation names its stage and task."""
-
-    name: str
-    command: list[str]
-    stage: str | None = None
-    task: str | None = None
-    overrides: tuple[str, ...] = ()  # an evaluation's crossmath.run overrides
-
-
-PROG = "python -m jobs.finetune_story"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = JobParser(prog=PROG, description=__doc__,
+def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.Namespace:
+    parser = JobParser(prog=prog, description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny-random", help="a conf/model entry")
     parser.add_argument("--out", default=None,
@@ -93,120 +74,45 @@ def output_root(args: argparse.Namespace) -> Path:
     return Path(args.out or f"runs/story/{args.model}").expanduser().resolve()
 
 
-def plan(args: argparse.Namespace) -> list[Step]:
-    """The steps of the story, in order."""
-    out = output_root(args)
-    python = [sys.executable, "-m"]
-    steps = evaluations(args, "base", None)
-    steps.append(Step("fine-tune (SFT)", [*python, "crossmath.train", f"model={args.model}",
-                                           f"out_dir={out / 'sft'}", *args.train]))
-    steps += evaluations(args, "sft", out / "sft" / "adapter")
-    if args.grpo is not None:
-        steps.append(Step("fine-tune (GRPO)", [
-            *python, "crossmath.train", f"model={args.model}", "method=grpo",
-            f"init_adapter={out / 'sft' / 'adapter'}", f"out_dir={out / 'grpo'}", *args.grpo]))
-        steps += evaluations(args, "grpo", out / "grpo" / "adapter")
-    return steps
+def story(args: argparse.Namespace) -> Story:
+    """What the command line asks for: every stage evaluated on CrossMath (with the probe
+    unless ``--no-probe``) and on each task, under ``output_root``."""
+    return Story(model=args.model, root=str(output_root(args)), probe=not args.no_probe,
+                 tasks=tuple(args.tasks), train=tuple(args.train),
+                 grpo=None if args.grpo is None else tuple(args.grpo),
+                 evaluate=tuple(args.eval))
 
 
-def evaluations(args: argparse.Namespace, stage: str, adapter: Path | None) -> list[Step]:
-    """CrossMath and each transfer task, on the model of ``stage`` (``adapter`` None: base)."""
-    tuned = [] if adapter is None else [f"model.adapter={adapter}",
-                                        f"model.name={args.model}-{stage}"]
-    common = [f"model={args.model}", *tuned, f"runs_dir={output_root(args) / 'eval' / stage}"]
-    kinds = [(CROSSMATH, {} if args.no_probe else {"modalities": PROBE_MODALITIES})]
-    for spec in args.tasks:
-        task, _, path = spec.partition("=")
-        kinds.append((task, {"task": task, **({"task.path": path} if path else {})}))
-    steps = []
-    for task, defaults in kinds:
-        overrides = with_defaults(defaults, [*common, *args.eval])
-        steps.append(Step(f"evaluate {stage} on {task}",
-                          [sys.executable, "-m", "crossmath.run", *overrides],
-                          stage=stage, task=task, overrides=tuple(overrides)))
-    return steps
-
-
-def run_steps(steps: list[Step], env: dict[str, str]) -> tuple[int, set[str]]:
-    """Run the steps in order; the exit status (0, or the first failure's) and the names of
-    the evaluations that finished incomplete."""
-    incomplete = set()
-    for step in steps:
-        print(f"== {step.name}: {' '.join(step.command)}", flush=True)
-        status = subprocess.run(step.command, env=env).returncode
-        if status == EXIT_INCOMPLETE and step.stage is not None:
-            incomplete.add(step.name)
-            continue
-        if status != 0:
-            print(f"== {step.name} failed with exit status {status}; rerun the same command to "
-                  "resume", file=sys.stderr)
-            return status, incomplete
-    return 0, incomplete
-
-
-def stage_results(steps: list[Step], incomplete: set[str]) -> tuple[list[StageResults], DictConfig]:
-    """Every evaluation's scores read back, gathered by stage; and the base model's first
-    evaluation config (its MLflow settings are the story's)."""
-    stages: dict[str, dict] = {}
-    configs = []
+def evaluated(steps: Sequence[Step]) -> tuple[list[Evaluated], tuple[str, str]]:
+    """Where each evaluation step wrote, found by planning its command here (no model loads);
+    and the MLflow tracking URI and experiment of the first one (the story's)."""
+    found, tracking = [], None
     with initialize_config_module("crossmath.conf", version_base="1.3"):
         for step in (s for s in steps if s.stage is not None):
             cfg = compose("run", overrides=list(step.overrides))
-            configs.append(cfg)
-            folder = plan_evaluation(cfg).out_dir  # the folder this very command wrote
-            text = read_text(f"{folder}/metrics.json")
-            if text is None:
-                raise FileNotFoundError(f"{step.name}: no metrics.json in {folder}")
-            scores = json.loads(text)
-            found = stages.setdefault(step.stage, {"model": cfg.model.name, "transfer": {},
-                                                   "incomplete": []})
-            if step.task == CROSSMATH:
-                puzzles = PuzzleScores.from_dict(scores)
-                found["scorecard"], found["probe"] = puzzles.evaluation, puzzles.probe
-            else:
-                found["transfer"][step.task] = TransferScores.from_dict(scores).summary
-            if step.name in incomplete:
-                found["incomplete"].append(step.task)
-    results = [StageResults(stage, s["model"], s.get("scorecard"), s.get("probe"), s["transfer"],
-                            tuple(s["incomplete"])) for stage, s in stages.items()]
-    return results, configs[0]
+            tracking = tracking or (cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+            found.append(Evaluated(step, str(plan_evaluation(cfg).out_dir), cfg.model.name))
+    return found, tracking
 
 
-def publish(comparison: StageComparison, out: Path, cfg: DictConfig, model: str) -> str:
-    """``comparison.md`` and ``comparison.json`` in ``out``, and an MLflow run of them in the
-    evaluations' experiment; returns the run id."""
-    out.mkdir(parents=True, exist_ok=True)
-    markdown, summary = out / "comparison.md", out / "comparison.json"
-    markdown.write_text(comparison.markdown(), encoding="utf-8")
-    summary.write_text(json.dumps(comparison.to_dict(), indent=1), encoding="utf-8")
-    uri = cfg.mlflow.tracking_uri
-    run_id = tracking.open_run(
-        tracking_uri=uri, experiment=cfg.mlflow.experiment, run_name=f"{model}/finetune-story",
-        params={"stages": [stage.stage for stage in comparison.stages], "out": str(out)},
-        tags={"kind": "comparison", "model": model})
-    tracking.log_step_metrics(uri, run_id, comparison.flat_metrics(), step=0)
-    tracking.close_run(uri, run_id, artifacts=[markdown, summary])
-    return run_id
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
-    steps = plan(args)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    args = parse_args(argv, prog)
+    steps = plan_story(story(args))
     for step in steps:  # every step's overrides, before the first one runs
-        checked_overrides("run" if step.stage is not None else "train", step.command[3:])
-    status, incomplete = run_steps(steps, env)
-    if status != 0:
-        return status
-    results, cfg = stage_results(steps, incomplete)
-    comparison = compare_stages(results)
+        checked_overrides(step.config_name, step.overrides)
+    outcome = run_steps(steps)
+    if outcome.status != 0:
+        return outcome.status
+    evaluations, (tracking_uri, experiment) = evaluated(steps)
+    comparison = compare_stages(stage_results(evaluations, outcome.incomplete))
     out = output_root(args)
-    run_id = publish(comparison, out, cfg, args.model)
+    run_id = publish(comparison, out, tracking_uri=tracking_uri, experiment=experiment,
+                     model=args.model)
     print(comparison.markdown())
     print(f"comparison in {out / 'comparison.md'} and {out / 'comparison.json'}; MLflow run "
-          f"{run_id} at {cfg.mlflow.tracking_uri}")
-    return EXIT_INCOMPLETE if incomplete else 0
+          f"{run_id} at {tracking_uri}")
+    return EXIT_INCOMPLETE if outcome.incomplete else 0
 
 
 if __name__ == "__main__":
-    sys.exit(job_entry(PROG, main))
+    sys.exit(job_entry("python -m crossmath.story", lambda: main(prog="python -m crossmath.story")))

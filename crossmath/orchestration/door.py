@@ -1,5 +1,6 @@
-"""The jobs' door: a job's command line is checked here, on this machine, before anything is
-submitted to a cluster or run.
+"""The door of the commands that take arguments rather than Hydra overrides alone (``crossmath
+story``, ``crossmath submit``, ``jobs/``): their command line is checked here, on this machine,
+before anything is submitted to a cluster or run.
 
 A wrong flag, a config name that does not exist (``model=nope``, ``--model nope``) or a key
 that is not an option (``sample=1``) stops the job with one line on stderr naming it and what
