@@ -39,7 +39,12 @@ from typing import Sequence
 
 from hydra import compose, initialize_config_module
 
-from crossmath.orchestration.door import JobParser, checked_overrides, job_entry
+from crossmath.orchestration.door import (
+    JobParser,
+    add_stage_overrides,
+    checked_overrides,
+    job_entry,
+)
 from crossmath.orchestration.local_steps import run_steps
 from crossmath.orchestration.story_plan import Step, Story, plan_story
 from crossmath.orchestration.story_results import Evaluated, publish, stage_results
@@ -61,12 +66,7 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
                              "fetched from the Hugging Face Hub)")
     parser.add_argument("--no-probe", action="store_true",
                         help="CrossMath without the perception probe")
-    parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="overrides of the SFT step (crossmath.train)")
-    parser.add_argument("--grpo", nargs="*", default=None, metavar="KEY=VALUE",
-                        help="add GRPO from the SFT adapter, with these overrides")
-    parser.add_argument("--eval", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="overrides of every evaluation (crossmath.run)")
+    add_stage_overrides(parser)
     return parser.parse_args(argv)
 
 

@@ -18,7 +18,12 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-from crossmath.orchestration.door import JobParser, checked_overrides, job_entry
+from crossmath.orchestration.door import (
+    JobParser,
+    add_stage_overrides,
+    checked_overrides,
+    job_entry,
+)
 from crossmath.orchestration.overrides import with_defaults
 from crossmath.orchestration.ray_jobs import (
     add_cluster_arguments,
@@ -114,12 +119,7 @@ def finetune(argv: Sequence[str] | None = None, prog: str = f"{PROG} finetune") 
     parser.add_argument("--model", required=True, help="a conf/model entry that can be trained")
     parser.add_argument("--baseline", action="store_true", help="evaluate the untuned model first")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (one GPU each)")
-    parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="overrides of crossmath.train")
-    parser.add_argument("--grpo", nargs="*", default=None, metavar="KEY=VALUE",
-                        help="add GRPO from the SFT adapter (overrides of crossmath.train method=grpo)")
-    parser.add_argument("--eval", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="overrides of crossmath.run, for every evaluation")
+    add_stage_overrides(parser)
     args = parser.parse_args(argv)
     steps = plan_story(tuned_story(args))
     for step in steps:  # every step's overrides, composed here before the job is submitted

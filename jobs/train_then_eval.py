@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from crossmath.orchestration.door import add_stage_overrides
 from crossmath.orchestration.local_steps import run_steps
 from crossmath.orchestration.story_plan import TUNED_LAYOUT, Step, Story, plan_story
 
@@ -45,10 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="tiny-random", help="a conf/model entry")
     parser.add_argument("--out", default=None, help="root of this job's outputs (default runs/tuned/MODEL)")
     parser.add_argument("--baseline", action="store_true", help="evaluate the untuned model first")
-    parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for training")
-    parser.add_argument("--grpo", nargs="*", default=None, metavar="KEY=VALUE",
-                        help="add GRPO from the SFT adapter, with these overrides")
-    parser.add_argument("--eval", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for evaluation")
+    add_stage_overrides(parser)
     return parser.parse_args(argv)
 
 

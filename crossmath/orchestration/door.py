@@ -30,6 +30,18 @@ class JobParser(argparse.ArgumentParser):
         raise ConfigError("command line", f"{message} (see {self.prog} --help)")
 
 
+def add_stage_overrides(parser: argparse.ArgumentParser) -> None:
+    """``--train``, ``--grpo`` and ``--eval``: the Hydra overrides of a fine-tuning story's steps
+    (``story_plan.Story``), each option's words up to the next option."""
+    parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of the SFT step (crossmath train)")
+    parser.add_argument("--grpo", nargs="*", default=None, metavar="KEY=VALUE",
+                        help="add GRPO from the SFT adapter, with these overrides (crossmath "
+                             "train method=grpo)")
+    parser.add_argument("--eval", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of every evaluation (crossmath run)")
+
+
 def checked_overrides(config_name: str, overrides: Sequence[str]) -> list[str]:
     """``overrides`` of the command whose config is ``config_name`` (``run``, ``train``),
     once Hydra composes them; a ``ConfigError`` naming the first one that cannot be."""
