@@ -36,29 +36,28 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import pyarrow.parquet as pq
+import torch
+from call_log import busy  # (bench/call_log.py)
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from infer_gpu import ForcedLengths, build_model, drawn_length  # (bench/infer_gpu.py)
+from omegaconf import OmegaConf
+from shapes import QWEN25_VL_3B, TINY  # (bench/shapes.py)
+
+from crossmath.models.base import ModelRequest, ModelResponse
+from crossmath.models.call_log import append_call, read_call_log
+from crossmath.models.config import backend_arguments
+from crossmath.models.hf import HFBackend
+from crossmath.models.processor import load_processor
+from crossmath.models.tiny import build_tiny_random
+from crossmath.pipeline.calls import call_requests, call_table, plan_calls
+from crossmath.pipeline.dataflow import StageResources
+from crossmath.pipeline.evaluation import load_puzzles, prompt_set
+from crossmath.pipeline.render_stage import RenderImages
+from crossmath.pipeline.requests import RequestPlan
+
 BENCH = Path(__file__).resolve().parent
-
-import pyarrow.parquet as pq  # noqa: E402
-import torch  # noqa: E402
-from call_log import busy  # noqa: E402  (bench/call_log.py)
-from hydra import compose, initialize_config_module  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from infer_gpu import ForcedLengths, build_model, drawn_length  # noqa: E402  (bench/infer_gpu.py)
-from omegaconf import OmegaConf  # noqa: E402
-from shapes import QWEN25_VL_3B, TINY  # noqa: E402  (bench/shapes.py)
-
-from crossmath.models.base import ModelRequest, ModelResponse  # noqa: E402
-from crossmath.models.call_log import append_call, read_call_log  # noqa: E402
-from crossmath.models.config import backend_arguments  # noqa: E402
-from crossmath.models.hf import HFBackend  # noqa: E402
-from crossmath.models.processor import load_processor  # noqa: E402
-from crossmath.models.tiny import build_tiny_random  # noqa: E402
-from crossmath.pipeline.calls import call_requests, call_table, plan_calls  # noqa: E402
-from crossmath.pipeline.dataflow import StageResources  # noqa: E402
-from crossmath.pipeline.evaluation import load_puzzles, prompt_set  # noqa: E402
-from crossmath.pipeline.render_stage import RenderImages  # noqa: E402
-from crossmath.pipeline.requests import RequestPlan  # noqa: E402
-
 SHAPES = {"3b": QWEN25_VL_3B, "tiny": TINY}
 # CPUs for the host work of a call (image processing) on a GPU machine, on both sides: the
 # inference actor's resources.infer_cpus (Ray sets its thread count from it) and this process.
