@@ -163,7 +163,8 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     parser.add_argument("arguments", nargs=argparse.REMAINDER,
                         help="the job's options and overrides (see <job> --help)")
     args = parser.parse_args(argv)
-    return JOBS[args.job](args.arguments, prog=f"{prog} {args.job}")
+    job_prog = f"{prog} {args.job}"  # what its messages start with
+    return job_entry(job_prog, lambda: JOBS[args.job](args.arguments, prog=job_prog))
 
 
 def _parser(prog: str, description: str) -> JobParser:

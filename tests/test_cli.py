@@ -106,7 +106,10 @@ def test_the_argument_commands_behind_the_door(capsys):
     assert cli.main(["story", "--model", "nope"]) == 2  # checked before any step runs
     assert "model=nope: no model config named 'nope'" in capsys.readouterr().err
     assert cli.main(["submit", "sweep", "--models", "a", "model=b"]) == 2
-    assert "give the models with --models" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("crossmath submit sweep: command line: give the "
+                                              "models with --models")
+    assert cli.main(["submit", "evaluate", "model=nope"]) == 2  # before any cluster is asked
+    assert capsys.readouterr().err.startswith("crossmath submit evaluate: model=nope: no model")
 
 
 OLD_ENTRIES = [  # crossmath.run, train, serve and lint: tests/test_command_errors.py
