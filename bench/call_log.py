@@ -1,4 +1,4 @@
-"""How busy a backend was, from its call log (``tests.doubles.append_call``: one JSON line per
+"""How busy a backend was, from its call log (``crossmath.models.call_log``: one JSON line per
 call with the process id, start and end). Shared by ``pipeline.py`` and ``mainjob_gpu.py``."""
 
 from __future__ import annotations

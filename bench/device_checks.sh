@@ -21,7 +21,7 @@ mkdir -p "$site"
 tar -C "$site" -xJf .whl/device-site.tar.xz || { echo "no .whl/device-site.tar.xz: carry .whl"; exit 2; }
 export PYTHONPATH=$site
 # crossmath itself, installed editable as here: its configs (conf/) are the package crossmath.conf,
-# which the path alone does not give, and the benches put the checkout first on sys.path.
+# which the path alone does not give; the benches import crossmath as installed.
 python3 -m pip install -q --no-deps --no-index --no-build-isolation -e . || exit 2
 python3 - <<'PY' || exit 2
 import importlib, sys

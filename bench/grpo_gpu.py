@@ -46,18 +46,14 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing it
-
-import torch  # noqa: E402
-from shapes import QWEN25_VL_3B, TINY  # noqa: E402  (bench/shapes.py)
-from train_gpu import (  # noqa: E402  (bench/train_gpu.py)
+import torch
+from shapes import QWEN25_VL_3B, TINY  # (bench/shapes.py)
+from train_gpu import (  # (bench/train_gpu.py)
     FlopModel,
     bench_model_config,
     free_memory,
@@ -68,37 +64,39 @@ from train_gpu import (  # noqa: E402  (bench/train_gpu.py)
     write_report,
 )
 
-from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate, with_reply  # noqa: E402
-from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set  # noqa: E402
-from crossmath.finetuning.grpo import (  # noqa: E402
+from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate, with_reply
+from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
+from crossmath.finetuning.grpo import (
     GrpoJob,
     GrpoSettings,
     policy_update,
     update_batches,
 )
-from crossmath.finetuning.local import LocalEnv, train_locally  # noqa: E402
-from crossmath.finetuning.loop import TrainSettings, adamw, autocast, prepare_worker_model  # noqa: E402
-from crossmath.finetuning.modeling import (  # noqa: E402
+from crossmath.finetuning.local import LocalEnv, train_locally
+from crossmath.finetuning.modeling import (
     LoraSettings,
     ModelSpec,
     Precision,
     add_lora,
     load_base_model,
 )
-from crossmath.finetuning.policy_passes import (  # noqa: E402
+from crossmath.finetuning.optimization import adamw, autocast
+from crossmath.finetuning.policy_passes import (
     PromptVision,
     accepts_vision_outputs,
     train_without_dropout,
 )
-from crossmath.finetuning.rollouts import (  # noqa: E402
+from crossmath.finetuning.rollouts import (
     RolloutGenerator,
     placeholder_token_ids,
     rollout_identity,
 )
-from crossmath.models.checkpoint_loading import stop_token_ids  # noqa: E402
-from crossmath.models.processor import load_processor  # noqa: E402
-from crossmath.models.sampling import SamplingSettings, SeededSampler, sequence_keys  # noqa: E402
-from crossmath.models.tiny import build_tiny_random  # noqa: E402
+from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.finetuning.worker_model import prepare_worker_model
+from crossmath.models.checkpoint_loading import stop_token_ids
+from crossmath.models.processor import load_processor
+from crossmath.models.sampling import SamplingSettings, SeededSampler, sequence_keys
+from crossmath.models.tiny import build_tiny_random
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

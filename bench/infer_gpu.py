@@ -51,32 +51,29 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing it
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-from shapes import QWEN25_VL_3B, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
-from transformers import (  # noqa: E402
+import numpy as np
+import torch
+import transformers
+from PIL import Image, ImageDraw
+from shapes import QWEN25_VL_3B, TINY, qwen25_vl_config  # (bench/shapes.py)
+from transformers import (
     AutoModelForImageTextToText,
     ContinuousBatchingConfig,
     GenerationConfig,
     LogitsProcessor,
 )
 
-from crossmath.models.attention import register_sdpa_gqa  # noqa: E402
-from crossmath.models.base import ModelRequest  # noqa: E402
-from crossmath.models.hf import HFBackend  # noqa: E402
-from crossmath.models.processor import load_processor  # noqa: E402
-from crossmath.models.prompts import (  # noqa: E402
+from crossmath.models.attention import register_sdpa_gqa
+from crossmath.models.base import ModelRequest
+from crossmath.models.hf import HFBackend
+from crossmath.models.processor import load_processor
+from crossmath.models.prompts import (
     DEFAULT_PROMPT,
     chat_messages,
     load_prompt_template,
     puzzle_layout,
 )
-from crossmath.models.tiny import build_tiny_random  # noqa: E402
+from crossmath.models.tiny import build_tiny_random
 
 # The hf backend's variants: what each one is, and its options.
 BACKEND_VARIANTS = {

@@ -36,32 +36,29 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import pyarrow.parquet as pq
+import torch
+from call_log import busy  # (bench/call_log.py)
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from infer_gpu import ForcedLengths, build_model, drawn_length  # (bench/infer_gpu.py)
+from omegaconf import OmegaConf
+from shapes import QWEN25_VL_3B, TINY  # (bench/shapes.py)
+
+from crossmath.models.base import ModelRequest, ModelResponse
+from crossmath.models.call_log import append_call, read_call_log
+from crossmath.models.config import backend_arguments
+from crossmath.models.hf import HFBackend
+from crossmath.models.processor import load_processor
+from crossmath.models.tiny import build_tiny_random
+from crossmath.pipeline.calls import call_requests, call_table, plan_calls
+from crossmath.pipeline.dataflow import StageResources
+from crossmath.pipeline.evaluation import prompt_set
+from crossmath.pipeline.render_stage import RenderImages
+from crossmath.tasks.crossmath.requests import RequestPlan
+from crossmath.tasks.crossmath.sources import load_puzzles
+
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(REPO))  # tests.doubles; bench/ is first on the path as the script's folder
-
-import pyarrow.parquet as pq  # noqa: E402
-import torch  # noqa: E402
-from call_log import busy  # noqa: E402  (bench/call_log.py)
-from hydra import compose, initialize_config_module  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from infer_gpu import ForcedLengths, build_model, drawn_length  # noqa: E402  (bench/infer_gpu.py)
-from omegaconf import OmegaConf  # noqa: E402
-from shapes import QWEN25_VL_3B, TINY  # noqa: E402  (bench/shapes.py)
-
-from crossmath.models.base import ModelRequest, ModelResponse  # noqa: E402
-from crossmath.models.config import backend_arguments  # noqa: E402
-from crossmath.models.hf import HFBackend  # noqa: E402
-from crossmath.models.processor import load_processor  # noqa: E402
-from crossmath.models.tiny import build_tiny_random  # noqa: E402
-from crossmath.pipeline.calls import call_requests, call_table, plan_calls  # noqa: E402
-from crossmath.pipeline.dataflow import StageResources  # noqa: E402
-from crossmath.pipeline.evaluation import prompt_set  # noqa: E402
-from crossmath.pipeline.render_stage import RenderImages  # noqa: E402
-from crossmath.tasks.crossmath.requests import RequestPlan  # noqa: E402
-from crossmath.tasks.crossmath.sources import load_puzzles  # noqa: E402
-from tests.doubles import append_call, read_call_log  # noqa: E402
-
 SHAPES = {"3b": QWEN25_VL_3B, "tiny": TINY}
 # CPUs for the host work of a call (image processing) on a GPU machine, on both sides: the
 # inference actor's resources.infer_cpus (Ray sets its thread count from it) and this process.
@@ -149,7 +146,7 @@ def model_config(args: argparse.Namespace, call_log: Path) -> dict:
     return {
         "_target_": "mainjob_gpu.forced_length_backend", "name": MODEL_NAME,
         "prompt": "crossmath-v1", "shape": "tiny" if args.tiny else "3b",
-        "batch_size": args.batch_size, "do_sample": True, "temperature": 1.0, "top_p": 0.95,
+        "batch_size": args.batch_size, "sampling": "config", "temperature": 1.0, "top_p": 0.95,
         "min_pixels": 200704, "max_pixels": 1003520, "seed": 0,
         "median_new_tokens": args.median_new_tokens, "sigma": args.sigma,
         "max_new_tokens": args.max_new_tokens, "call_log": str(call_log),
@@ -171,7 +168,7 @@ def backend_alone(args: argparse.Namespace, work: Path) -> Path:
         cfg = compose("run", overrides=run_overrides(args, work))
     config = model_config(args, log)
     cfg.model = OmegaConf.create(config)
-    puzzle_set = load_puzzles(OmegaConf.to_container(cfg.data, resolve=True), list(cfg.styles))
+    puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
     plan = RequestPlan(list(cfg.modalities), list(cfg.styles), cfg.samples, prompt_set(cfg.model),
                        cfg.model.name)
     capacity = StageResources(**OmegaConf.to_container(cfg.resources)).call_capacity(config)
@@ -199,7 +196,7 @@ def main_job(args: argparse.Namespace, work: Path, timeout_s: float) -> tuple[Pa
     folder.mkdir(parents=True)
     OmegaConf.save(OmegaConf.create(model_config(args, log)), folder / f"{MODEL_NAME}.yaml")
     inherited = os.environ.get("PYTHONPATH")
-    path = os.pathsep.join([str(BENCH), str(REPO)] + ([inherited] if inherited else []))
+    path = os.pathsep.join([str(BENCH)] + ([inherited] if inherited else []))  # mainjob_gpu itself
     command = [sys.executable, "-m", "crossmath.run", f"hydra.searchpath=[file://{work / 'conf'}]",
                f"model={MODEL_NAME}", *run_overrides(args, work)]
     print("main job:", " ".join(command[1:]), flush=True)

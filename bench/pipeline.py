@@ -2,7 +2,7 @@
 
     python bench/pipeline.py [--n 250] [--call-s 1.0] [--batch-size 64] [--actors 1,2]
 
-The stand-in model (``tests.doubles.FlatCostBackend``) costs ``--call-s`` per call whether the
+The stand-in model (``crossmath.models.flat_cost.FlatCostBackend``) costs ``--call-s`` per call whether the
 call holds one sequence or ``--batch-size`` (the shape of a memory-bound decode) and answers like
 the oracle. The real Ray Data pipeline feeds it N generated puzzles x {text, image, hybrid} x 4
 styles x 1 sample (2,250 requests for 250 puzzles), rendering by a render actor included. For
@@ -26,30 +26,26 @@ import json
 import logging
 import math
 import os
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.doubles, here and (through PYTHONPATH) in Ray's workers
+import pyarrow as pa
+from call_log import busy  # (bench/call_log.py)
 
-import pyarrow as pa  # noqa: E402
-from call_log import busy  # noqa: E402  (bench/call_log.py)
-
-from crossmath.metrics.scorecard import evaluate_predictions  # noqa: E402
-from crossmath.models.base import TEXT_STYLE  # noqa: E402
-from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template  # noqa: E402
-from crossmath.pipeline.calls import call_requests, call_table  # noqa: E402
-from crossmath.pipeline.dataflow import StageResources, run_pipeline  # noqa: E402
-from crossmath.pipeline.inference_stage import InferPredictions  # noqa: E402
-from crossmath.pipeline.render_stage import RenderImages  # noqa: E402
-from crossmath.pipeline.shards import PredictionStore  # noqa: E402
-from crossmath.puzzle.table import puzzles_to_table  # noqa: E402
-from crossmath.tasks.crossmath.requests import RequestPlan  # noqa: E402
-from crossmath.tasks.crossmath.sources import PuzzleSet, generated_puzzles  # noqa: E402
-from tests.doubles import read_call_log  # noqa: E402
+from crossmath.metrics.scorecard import evaluate_predictions
+from crossmath.models.base import TEXT_STYLE
+from crossmath.models.call_log import read_call_log
+from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
+from crossmath.pipeline.calls import call_requests, call_table
+from crossmath.pipeline.dataflow import StageResources, run_pipeline
+from crossmath.pipeline.inference_stage import InferPredictions
+from crossmath.pipeline.render_stage import RenderImages
+from crossmath.pipeline.shards import PredictionStore
+from crossmath.puzzle.table import puzzles_to_table
+from crossmath.tasks.crossmath.requests import RequestPlan
+from crossmath.tasks.crossmath.sources import PuzzleSet, generated_puzzles
 
 STYLES = ["original", "noborder", "beige", "altstyle"]
 MODALITIES = ["text", "image", "hybrid"]
@@ -129,8 +125,6 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    inherited = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(REPO) + (os.pathsep + inherited if inherited else "")
 
     puzzle_set = generated_puzzles(args.n, "mixed", 0)
     plan = RequestPlan(MODALITIES, STYLES, 1, load_prompt_template(DEFAULT_PROMPT), "flat-cost")
@@ -155,7 +149,7 @@ def main() -> None:
                 folder = Path(scratch, f"{variant}-{actors}")
                 log = folder / "calls.jsonl"
                 folder.mkdir()
-                model = {"_target_": "tests.doubles.FlatCostBackend", "name": "flat-cost",
+                model = {"_target_": "crossmath.models.flat_cost.FlatCostBackend", "name": "flat-cost",
                          "prompt": DEFAULT_PROMPT, "batch_size": args.batch_size,
                          "call_s": args.call_s, "call_log": str(log)}
                 store = PredictionStore(str(folder))

@@ -20,26 +20,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing it
+import torch
+from shapes import QWEN25_VL_3B, QWEN25_VL_3B_NARROW, TINY, qwen25_vl_config  # (bench/shapes.py)
+from torch.profiler import ProfilerActivity, profile
+from transformers import AutoModelForImageTextToText
 
-import torch  # noqa: E402
-from shapes import QWEN25_VL_3B, QWEN25_VL_3B_NARROW, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-from transformers import AutoModelForImageTextToText  # noqa: E402
-
-from crossmath.finetuning.collate import ExampleEncoder  # noqa: E402
-from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set, split_validation  # noqa: E402
-from crossmath.finetuning.local import LocalEnv  # noqa: E402
-from crossmath.finetuning.loop import BatchMaker, Schedule, train_step  # noqa: E402
-from crossmath.finetuning.modeling import LoraSettings, ModelSpec, Precision, add_lora  # noqa: E402
-from crossmath.models.processor import load_processor  # noqa: E402
-from crossmath.models.tiny import build_tiny_random  # noqa: E402
+from crossmath.finetuning.batches import BatchMaker
+from crossmath.finetuning.collate import ExampleEncoder
+from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set, split_validation
+from crossmath.finetuning.local import LocalEnv
+from crossmath.finetuning.modeling import LoraSettings, ModelSpec, Precision, add_lora
+from crossmath.finetuning.schedule import Schedule
+from crossmath.finetuning.sft_step import train_step
+from crossmath.models.processor import load_processor
+from crossmath.models.tiny import build_tiny_random
 
 SHAPES = {"3b": QWEN25_VL_3B, "3b-narrow": QWEN25_VL_3B_NARROW, "tiny": TINY}
 

@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -43,22 +42,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing it
+import torch
+import transformers
+from shapes import QWEN25_VL_3B, TINY, qwen25_vl_config  # (bench/shapes.py)
+from transformers import AutoModelForImageTextToText, Qwen2_5_VLConfig
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from shapes import QWEN25_VL_3B, TINY, qwen25_vl_config  # noqa: E402  (bench/shapes.py)
-from transformers import AutoModelForImageTextToText, Qwen2_5_VLConfig  # noqa: E402
+from crossmath.finetuning.collate import ExampleEncoder
+from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set, split_validation
+from crossmath.finetuning.local import train_locally
+from crossmath.finetuning.loop import TrainJob
+from crossmath.finetuning.modeling import LoraSettings, ModelSpec
+from crossmath.finetuning.schedule import Schedule
+from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.models.processor import load_processor
+from crossmath.models.tiny import build_tiny_random
 
-from crossmath.finetuning.collate import ExampleEncoder  # noqa: E402
-from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set, split_validation  # noqa: E402
-from crossmath.finetuning.local import train_locally  # noqa: E402
-from crossmath.finetuning.loop import Schedule, TrainJob, TrainSettings  # noqa: E402
-from crossmath.finetuning.modeling import LoraSettings, ModelSpec  # noqa: E402
-from crossmath.models.processor import load_processor  # noqa: E402
-from crossmath.models.tiny import build_tiny_random  # noqa: E402
-
+REPO = Path(__file__).resolve().parents[1]  # the checkout, for the Ray workers' PYTHONPATH
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DENSE_BF16_PEAK = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12}
 

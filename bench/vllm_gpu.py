@@ -35,27 +35,23 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))  # crossmath from the checkout
-
-import torch  # noqa: E402
-from infer_gpu import (  # noqa: E402  (bench/infer_gpu.py)
+import torch
+from infer_gpu import (  # (bench/infer_gpu.py)
     Bench,
     Result,
     run_backend_variant,
     run_loop,
 )
 
-from crossmath.models.base import Prompt  # noqa: E402
-from crossmath.models.tiny import build_tiny_text  # noqa: E402
-from crossmath.models.vllm_backend import VLLMBackend  # noqa: E402
+from crossmath.models.base import Prompt
+from crossmath.models.tiny import build_tiny_text
+from crossmath.models.vllm_backend import VLLMBackend
 
 RELEASE_MAX_NEW_TOKENS = 16384
 CPU_ENGINE = {"enforce_eager": True, "kv_cache_memory_bytes": 64 * 2**20,

@@ -33,7 +33,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.submission import CPU_NODE_RESOURCE
+from crossmath.orchestration.ray_jobs import CPU_NODE_RESOURCE
 
 NODE_RESOURCE_PREFIX = "local_node_"   # each node also declares local_node_<name>: 1, to be found
 OBJECT_STORE_BYTES = 100 * 1024 * 1024

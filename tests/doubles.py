@@ -24,15 +24,14 @@ answers in words, one token each, honouring token caps and keyed sampling as a r
 ``RecordingEngine`` stands in for vLLM's engine behind the real vllm backend
 (``recording_engine`` makes one from a model config).
 
-``FlatCostBackend`` costs the same per call whatever the call holds, up to its ``batch_size``,
-and logs every call (``bench/pipeline.py`` and the pipeline tests read the log).
+``FlatCostBackend`` (a call costs the same whatever it holds) lives in the package,
+``crossmath.models.flat_cost``: the benchmarks use it too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import tempfile
@@ -286,45 +285,6 @@ class FailingStage:
 
     def __call__(self, batch):
         raise self.error
-
-
-class FlatCostBackend(OracleBackend):
-    """A stand-in for a memory-bound GPU decode: a call costs ``call_s`` whether it holds one
-    sequence or ``batch_size`` (more are answered in several rounds, as the hf backend splits
-    them), and answers like the oracle; each request is one sequence.
-    With ``call_log`` set, each call appends one JSON line: process id, start and end (epoch
-    seconds), requests and sequences; Ray actors in other processes can all append to it.
-    """
-
-    def __init__(self, name: str = "flat-cost", batch_size: int = 64, call_s: float = 1.0,
-                 call_log: str | None = None) -> None:
-        super().__init__(name)
-        self.batch_size, self.call_s = batch_size, call_s
-        self.call_log = Path(call_log) if call_log else None
-
-    def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
-        started = time.time()
-        sequences = len(requests)
-        responses = super().generate(requests)  # the oracle's time is inside the call's cost
-        time.sleep(max(0.0, started + self.call_s * math.ceil(sequences / self.batch_size)
-                       - time.time()))
-        if self.call_log is not None:
-            append_call(self.call_log, started, requests=len(requests), sequences=sequences)
-        return responses
-
-
-def append_call(log: str | Path, started: float, **figures: float) -> None:
-    """Append one backend call to a call log: this process's id, the call's start and end
-    (epoch seconds, ending now) and ``figures`` (requests, sequences, ...)."""
-    record = {"pid": os.getpid(), "started": started, "ended": time.time(), **figures}
-    with Path(log).open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
-def read_call_log(path: str | Path) -> list[dict]:
-    """The calls ``append_call`` logged, in order of their start."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return sorted((json.loads(line) for line in lines if line.strip()), key=lambda c: c["started"])
 
 
 class RecordingEngine:

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
+from crossmath.orchestration.ray_jobs import REPO_ROOT
 from crossmath.pipeline.shards import PredictionStore
 from jobs.local_cluster import LocalCluster
-from jobs.submission import REPO_ROOT
 
 GPU_NODES = {"gpu-a", "gpu-b"}
 

@@ -17,17 +17,19 @@ import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from crossmath.pipeline.dataflow import StageResources
-from jobs import finetune, train_then_eval
-from jobs.submission import (
+from crossmath.orchestration.overrides import with_defaults
+from crossmath.orchestration.ray_jobs import (
     CLUSTER_MLFLOW,
     CLUSTER_STORAGE,
     CPU_NODE_RESOURCE,
     REPO_ROOT,
+    chained_steps,
     python_module,
     run_defaults,
-    with_defaults,
 )
+from crossmath.orchestration.story_plan import plan_story
+from crossmath.pipeline.dataflow import StageResources
+from crossmath.submit import tuned_story
 
 CLUSTER_YAML = REPO_ROOT / "cluster.yaml"
 
@@ -137,25 +139,24 @@ def test_evaluate_job_command_composes_on_the_cluster(monkeypatch):
 
 def test_finetune_job_trains_then_evaluates_the_adapter_in_shared_storage(tmp_path, monkeypatch):
     args = job_args(model="tiny-random", baseline=False, workers=2, train=["train.max_steps=3"],
-                    eval=["data.n=4"])
-    line = finetune.entrypoint(args)
+                    eval=["data.n=4"], grpo=None)
+    line = chained_steps(plan_story(tuned_story(args)))
     shared = tmp_path / "efs"
-    argv = subprocess.run(["bash", "-c", f"set -- {line}; printf '%s\\0' \"$@\""], check=True,
-                          capture_output=True, text=True,
-                          env={"CROSSMATH_STORAGE": str(shared), "PATH": "/usr/bin:/bin"}
-                          ).stdout.split("\0")[:-1]
-    assert argv[:2] == ["python", "jobs/train_then_eval.py"]
-    steps = dict(train_then_eval.plan(train_then_eval.parse_args(argv[2:])))
-    train = steps["train"][steps["train"].index("crossmath.train") + 1:]
-    evaluate = steps["evaluate the tuned model"]
-    evaluate = evaluate[evaluate.index("crossmath.run") + 1:]
+    # what the head's shell runs: each step's argv as python would get it, one line per step
+    printed = subprocess.run(["bash", "-c", "python() { printf '%s\\0' \"$@\"; echo; }; " + line],
+                             check=True, capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin"}).stdout.splitlines()
+    train, evaluate = (step.split("\0")[:-1] for step in printed)
+    assert train[:2] == ["-m", "crossmath.train"] and evaluate[:2] == ["-m", "crossmath.run"]
 
+    monkeypatch.setenv("CROSSMATH_STORAGE", str(shared))  # resolved by the steps, on the cluster
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://10.0.0.5:5000")
-    train_cfg = compose_config("train", train)
-    eval_cfg = compose_config("run", evaluate)
+    train_cfg = compose_config("train", train[2:])
+    eval_cfg = compose_config("run", evaluate[2:])
     assert train_cfg.out_dir == str(shared / "tuned" / "tiny-random" / "train")
     assert train_cfg.scaling.use_gpu is True and train_cfg.scaling.num_workers == 2
     assert train_cfg.train.max_steps == 3 and train_cfg.ray.address == "auto"
     assert eval_cfg.model.adapter == f"{train_cfg.out_dir}/adapter"
+    assert eval_cfg.runs_dir == str(shared / "tuned" / "tiny-random" / "eval-lora")
     assert eval_cfg.resources.infer_gpus == 1 and eval_cfg.data.n == 4
     assert train_cfg.mlflow.tracking_uri == eval_cfg.mlflow.tracking_uri == "http://10.0.0.5:5000"

@@ -11,9 +11,14 @@ import sys
 from mlflow.tracking import MlflowClient
 
 from crossmath.models.tiny import build_tiny_random
-from jobs.finetune_story import PROBE_MODALITIES, parse_args, plan
+from crossmath.orchestration.story_plan import PROBE_MODALITIES, plan_story
+from crossmath.story import parse_args, story
 from tests.support import REPO_ROOT, command_env
 from tests.test_transfer_main_job import write_mathverse, write_mmmu
+
+
+def plan(args):
+    return plan_story(story(args))
 
 
 def test_the_plan_evaluates_every_stage_alike_and_grpo_starts_from_the_sft_adapter(tmp_path):
@@ -38,9 +43,9 @@ def test_the_plan_evaluates_every_stage_alike_and_grpo_starts_from_the_sft_adapt
             f"model.adapter={tmp_path / 'sft' / 'adapter'}"} <= set(tuned)
     assert not any(o.startswith("task.path") for o in by_name["evaluate sft on mathverse-vision"]
                    .overrides)  # no path: the Hub
-    assert by_name["fine-tune (SFT)"].command[-2:] == [f"out_dir={tmp_path / 'sft'}",
-                                                        "train.epochs=1"]
-    grpo = by_name["fine-tune (GRPO)"].command
+    assert by_name["fine-tune (SFT)"].overrides[-2:] == (f"out_dir={tmp_path / 'sft'}",
+                                                          "train.epochs=1")
+    grpo = by_name["fine-tune (GRPO)"].overrides
     assert {"method=grpo", f"init_adapter={tmp_path / 'sft' / 'adapter'}",
             "grpo.steps=3"} <= set(grpo)
     assert f"model.adapter={tmp_path / 'grpo' / 'adapter'}" in \

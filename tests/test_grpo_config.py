@@ -13,9 +13,13 @@ from omegaconf import OmegaConf
 
 from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
 from crossmath.finetuning.job import method_job
-from crossmath.finetuning.loop import TrainJob, TrainSettings
+from crossmath.finetuning.loop import TrainJob
 from crossmath.finetuning.rewards import StepWeightedReward
-from jobs import finetune, train_then_eval
+from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.orchestration.ray_jobs import chained_steps
+from crossmath.orchestration.story_plan import plan_story
+from crossmath.submit import tuned_story
+from jobs import train_then_eval
 
 
 def _compose(*overrides: str):
@@ -89,36 +93,46 @@ def test_the_method_job_checks_its_settings_before_anything_runs(tmp_path: Path)
         job("method=grpo", "grpo.truncated=drop")
 
 
+def _steps(steps) -> dict[str, tuple[str, ...]]:
+    return {step.name: step.overrides for step in steps}
+
+
 def test_the_chained_job_runs_sft_then_grpo_from_its_adapter_then_evaluates(tmp_path: Path) -> None:
     args = train_then_eval.parse_args(["--model", "tiny-random", "--out", str(tmp_path),
                                        "--train", "train.epochs=1", "--grpo", "grpo.steps=3",
                                        "--eval", "data.n=4"])
-    steps = dict(train_then_eval.plan(args))
-    assert list(steps) == ["train", "evaluate the tuned model", "grpo", "evaluate the grpo model"]
-    grpo = steps["grpo"][steps["grpo"].index("crossmath.train") + 1:]
+    steps = _steps(train_then_eval.plan(args))
+    assert list(steps) == ["fine-tune (SFT)", "evaluate lora on crossmath", "fine-tune (GRPO)",
+                           "evaluate grpo on crossmath"]
+    grpo = steps["fine-tune (GRPO)"]
     cfg = _compose(*grpo)
     assert cfg.method == "grpo" and cfg.grpo.steps == 3
     assert cfg.init_adapter == str(tmp_path / "train" / "adapter")
     assert cfg.out_dir == str(tmp_path / "grpo") and "train.epochs=1" not in grpo
-    evaluate = steps["evaluate the grpo model"]
+    evaluate = steps["evaluate grpo on crossmath"]
     assert f"model.adapter={tmp_path / 'grpo' / 'adapter'}" in evaluate
     assert "model.name=tiny-random-grpo" in evaluate and "data.n=4" in evaluate
     outs = {a.split("=", 1)[1] for step in steps.values() for a in step
             if a.startswith(("out_dir=", "runs_dir="))}
     assert len(outs) == 4  # no two steps share an output folder
     plain = train_then_eval.parse_args(["--model", "m", "--grpo"])
-    assert list(dict(train_then_eval.plan(plain)))[-2:] == ["grpo", "evaluate the grpo model"]
+    assert list(_steps(train_then_eval.plan(plain)))[-2:] == ["fine-tune (GRPO)",
+                                                             "evaluate grpo on crossmath"]
 
 
 def test_the_cluster_job_passes_the_grpo_stage_with_the_training_defaults() -> None:
     args = argparse.Namespace(storage="/efs", mlflow_uri="http://mlflow:5000", gpus=1.0,
                               model="qwen2.5-vl-3b", baseline=False, workers=4,
-                              train=["train.epochs=1"], eval=["data=official"])
-    words = shlex.split(finetune.entrypoint(args, ["grpo.steps=50", "scaling.num_workers=2"]))
-    assert words[:2] == ["python", "jobs/train_then_eval.py"]
-    parsed = train_then_eval.parse_args(words[2:])
-    assert parsed.train[-1] == "train.epochs=1" and parsed.eval[-1] == "data=official"
-    assert "ray.address=auto" in parsed.grpo and "scaling.use_gpu=true" in parsed.grpo
-    assert "scaling.num_workers=2" in parsed.grpo and "scaling.num_workers=4" not in parsed.grpo
-    assert parsed.grpo[-1] == "scaling.num_workers=2"
-    assert train_then_eval.parse_args(shlex.split(finetune.entrypoint(args))[2:]).grpo is None
+                              train=["train.epochs=1"], eval=["data=official"],
+                              grpo=["grpo.steps=50", "scaling.num_workers=2"])
+    commands = [shlex.split(line) for line in chained_steps(plan_story(tuned_story(args)))
+                .split(" && ")]
+    assert [words[:3] for words in commands] == [["python", "-m", "crossmath.train"],
+                                                 ["python", "-m", "crossmath.run"]] * 2
+    train, evaluate, grpo, _ = (words[3:] for words in commands)
+    assert train[-1] == "train.epochs=1" and evaluate[-1] == "data=official"
+    assert "ray.address=auto" in grpo and "scaling.use_gpu=true" in grpo
+    assert "scaling.num_workers=2" in grpo and "scaling.num_workers=4" not in grpo
+    assert grpo[-1] == "scaling.num_workers=2"
+    without = plan_story(tuned_story(argparse.Namespace(**{**vars(args), "grpo": None})))
+    assert [step.module for step in without] == ["crossmath.train", "crossmath.run"]

@@ -23,9 +23,11 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from crossmath.finetuning.checkpoints import ADAPTER_DIR
 from crossmath.finetuning.job import build_dataset
 from crossmath.finetuning.local import LocalEnv, train_locally
-from crossmath.finetuning.loop import ADAPTER_DIR, TrainJob, TrainSettings
+from crossmath.finetuning.loop import TrainJob
+from crossmath.finetuning.train_settings import TrainSettings
 from tests.support import evaluate_tiny_adapter, train_until_first_checkpoint
 
 GRPO_METRICS = {"grpo/reward_mean", "grpo/reward_std", "grpo/zero_variance_groups",

@@ -37,3 +37,6 @@ def test_the_wheel_ships_configs_styles_fonts_and_prompt_sets(tmp_path: Path) ->
             if path.suffix in (".ttf", ".yaml", ".txt")}
     assert data and data <= shipped, sorted(data - shipped)
     assert not any(name.startswith(("tests/", "conf/", "bench/", "jobs/")) for name in shipped)
+    [entry_points] = [name for name in shipped if name.endswith(".dist-info/entry_points.txt")]
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[console_scripts]\ncrossmath = crossmath.cli:main" in scripts  # the `crossmath` door

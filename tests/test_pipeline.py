@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crossmath.models.base import TEXT_STYLE
+from crossmath.models.call_log import read_call_log
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.failures import EXIT_INCOMPLETE
@@ -22,7 +23,6 @@ from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.tasks.crossmath.requests import RequestPlan
 from crossmath.tracking.mlflow_store import evaluation_runs
 from tests.conftest import OFFICIAL_STYLES
-from tests.doubles import read_call_log
 from tests.support import command_env, kill_midway, outputs_by_request, run_command
 
 PUZZLES = generate_puzzles(3, "mixed", seed=1)
@@ -146,7 +146,7 @@ def test_official_images_are_used_for_the_release_styles(ray_local, run_config, 
 
 def test_the_backend_is_handed_full_calls_each_saved_as_one_shard(ray_local, run_config, tmp_path):
     log = tmp_path / "calls.jsonl"
-    cfg = run_config("model=oracle", "model._target_=tests.doubles.FlatCostBackend",
+    cfg = run_config("model=oracle", "model._target_=crossmath.models.flat_cost.FlatCostBackend",
                      "+model.batch_size=5", "+model.call_s=0", f"+model.call_log={log}",
                      "data.n=4", "samples=1", "styles=[original]",
                      "resources.infer_actors=2", "resources.infer_cpus=0.5")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,10 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from crossmath.finetuning.dataset import TrainingSetSpec
-from crossmath.finetuning.loop import TrainSettings
 from crossmath.finetuning.modeling import ModelSpec
-
-REPO = Path(__file__).resolve().parents[1]
+from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.orchestration import local_steps
+from jobs import train_then_eval
 
 
 def _compose(*overrides: str):
@@ -51,38 +50,39 @@ def test_the_tiny_model_gets_its_cpu_preset_and_the_command_line_still_wins() ->
     assert _compose("model=tiny-random", "train.lr=0.1").train.lr == 0.1
 
 
-def _job_module():
-    spec = importlib.util.spec_from_file_location("train_then_eval", REPO / "jobs" / "train_then_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _steps(*argv: str) -> dict[str, tuple[str, ...]]:
+    """The train-then-evaluate job's steps: each one's name and its module and overrides."""
+    return {step.name: (step.module, *step.overrides)
+            for step in train_then_eval.plan(train_then_eval.parse_args(list(argv)))}
 
 
 def test_train_then_eval_evaluates_the_adapter_it_trained(tmp_path: Path) -> None:
-    job = _job_module()
-    args = job.parse_args(["--model", "tiny-random", "--baseline", "--out", str(tmp_path),
-                           "--train", "train.epochs=1", "--eval", "data.n=4"])
-    steps = dict(job.plan(args))
-    assert list(steps) == ["evaluate the untuned model", "train", "evaluate the tuned model"]
-    train, tuned, base = steps["train"], steps["evaluate the tuned model"], steps["evaluate the untuned model"]
-    assert train[2:] == ["crossmath.train", "model=tiny-random", f"out_dir={tmp_path / 'train'}",
-                         "train.epochs=1"]
+    steps = _steps("--model", "tiny-random", "--baseline", "--out", str(tmp_path),
+                   "--train", "train.epochs=1", "--eval", "data.n=4")
+    assert list(steps) == ["evaluate base on crossmath", "fine-tune (SFT)", "evaluate lora on crossmath"]
+    train, tuned, base = (steps[name] for name in ("fine-tune (SFT)", "evaluate lora on crossmath",
+                                                   "evaluate base on crossmath"))
+    assert train == ("crossmath.train", "model=tiny-random", f"out_dir={tmp_path / 'train'}",
+                     "train.epochs=1")
     assert f"model.adapter={tmp_path / 'train' / 'adapter'}" in tuned
     assert "model.name=tiny-random-lora" in tuned and "data.n=4" in tuned and "data.n=4" in base
+    assert not any(a.startswith("modalities=") for a in tuned + base)  # no probe: the run's own
     roots = [a for a in tuned + base if a.startswith("runs_dir=")]
     assert len(set(roots)) == 2  # the two evaluations never share a prediction store
     assert not [a for a in tuned + base if a.startswith("out_dir=")]  # a folder per evaluation
-    assert list(dict(job.plan(job.parse_args(["--model", "m"])))) == ["train", "evaluate the tuned model"]
+    assert list(_steps("--model", "m")) == ["fine-tune (SFT)", "evaluate lora on crossmath"]
 
 
-def test_train_then_eval_stops_at_the_first_failure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    job = _job_module()
+@pytest.mark.parametrize("failing, status", [("crossmath.train", 7), ("crossmath.run", 3)])
+def test_train_then_eval_stops_at_the_first_failure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    failing: str, status: int) -> None:
     ran: list[list[str]] = []
 
     def fake_run(command, env):
         ran.append(command)
-        return type("Done", (), {"returncode": 7 if "crossmath.train" in command else 0})()
+        return type("Done", (), {"returncode": status if failing in command else 0})()
 
-    monkeypatch.setattr(job.subprocess, "run", fake_run)
-    assert job.main(["--baseline", "--out", str(tmp_path)]) == 7
-    assert [c[2] for c in ran] == ["crossmath.run", "crossmath.train"]  # no evaluation of a missing adapter
+    monkeypatch.setattr(local_steps.subprocess, "run", fake_run)
+    assert train_then_eval.main(["--baseline", "--out", str(tmp_path)]) == status
+    # no evaluation of a missing adapter; an incomplete evaluation stops it too
+    assert [c[2] for c in ran] == ["crossmath.run", "crossmath.train"][:1 + (failing == "crossmath.train")]

@@ -7,9 +7,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from crossmath.finetuning.checkpoints import ADAPTER_DIR
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
 from crossmath.finetuning.local import LocalEnv, train_locally
-from crossmath.finetuning.loop import ADAPTER_DIR, Schedule, TrainJob, TrainSettings
+from crossmath.finetuning.loop import TrainJob
 from crossmath.finetuning.modeling import (
     LoraSettings,
     ModelSpec,
@@ -17,6 +18,8 @@ from crossmath.finetuning.modeling import (
     load_base_model,
     load_processor_for,
 )
+from crossmath.finetuning.schedule import Schedule
+from crossmath.finetuning.train_settings import TrainSettings
 
 
 def test_schedule_covers_each_epoch_once_and_splits_it_between_workers() -> None:

@@ -25,7 +25,8 @@ so a resumed run continues with the puzzles it would have seen) and:
 
 Groups never straddle workers (a worker samples all completions of its puzzles), so advantages
 need no communication; the token count of the loss and the metrics are summed across workers.
-Checkpoints, resume, metric reporting, the model and the optimizer are the SFT loop's (``loop.py``).
+Checkpoints, resume, metric reporting, the model and the optimizer are shared with SFT
+(``checkpoints``, ``training_state``, ``reporting``, ``worker_model``, ``optimization``).
 """
 
 from __future__ import annotations
@@ -39,24 +40,13 @@ from typing import Any, Callable, Mapping, Sequence
 import pyarrow as pa
 import torch
 
+from crossmath.finetuning.checkpoints import resume
 from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate, with_reply
 from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.logprobs import LOGPROB_CHUNK, target_logprobs, target_positions
-from crossmath.finetuning.loop import (
-    Schedule,
-    TrainingState,
-    TrainSettings,
-    WindowClock,
-    WorkerEnv,
-    adamw,
-    autocast,
-    gradient_sync,
-    optimizer_step,
-    prepare_worker_model,
-    resume,
-)
 from crossmath.finetuning.modeling import Precision, unwrap
 from crossmath.finetuning.objective import group_advantages, grpo_token_loss
+from crossmath.finetuning.optimization import adamw, autocast, gradient_sync, optimizer_step
 from crossmath.finetuning.policy_passes import (
     KL_REFERENCES,
     PromptVision,
@@ -65,8 +55,14 @@ from crossmath.finetuning.policy_passes import (
     train_without_dropout,
     without_pixels,
 )
+from crossmath.finetuning.reporting import WindowClock
 from crossmath.finetuning.rewards import Reward, StepWeightedReward
 from crossmath.finetuning.rollouts import Rollout, RolloutGenerator
+from crossmath.finetuning.schedule import Schedule
+from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.finetuning.training_state import TrainingState
+from crossmath.finetuning.worker_model import prepare_worker_model
+from crossmath.finetuning.worker_protocol import WorkerEnv
 from crossmath.metrics.answers import extract_answer
 from crossmath.models.sampling import SamplingSettings
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.core.dataset_ref import DatasetRef
+from crossmath.finetuning.checkpoints import ADAPTER_DIR
 from crossmath.finetuning.dataset import (
     GENERATED,
     Exclusion,
@@ -37,9 +38,12 @@ from crossmath.finetuning.dataset import (
     evaluation_puzzles,
 )
 from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
-from crossmath.finetuning.loop import ADAPTER_DIR, MetricSink, TrainJob, TrainSettings, WorkerJob
+from crossmath.finetuning.loop import TrainJob
 from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.reporting import MetricSink
 from crossmath.finetuning.study_data import STUDY_SOURCE, StudySource
+from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.finetuning.worker_protocol import WorkerJob
 from crossmath.runtime.ray_cluster import connect_ray
 from crossmath.runtime.stops import Stopped
 from crossmath.tracking import mlflow_store as tracking

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from crossmath.finetuning.loop import WorkerJob
+from crossmath.finetuning.worker_protocol import WorkerJob
 
 CHECKPOINT_PREFIX = "checkpoint-"
 

@@ -9,9 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from crossmath.finetuning.dataset import TrainingSetSpec
 from crossmath.finetuning.grpo import GrpoSettings
-from crossmath.finetuning.loop import TrainSettings
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.finetuning.study_data import STUDY_SOURCE, study_folder
+from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.runtime.checks import (
     adapter_folder,
     existing_path,

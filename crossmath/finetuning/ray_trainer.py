@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 import torch
 
-from crossmath.finetuning.loop import WorkerJob
+from crossmath.finetuning.worker_protocol import WorkerJob
 
 
 @dataclass(frozen=True)

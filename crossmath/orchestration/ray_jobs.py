@@ -1,8 +1,8 @@
-"""What the job entry points share: cluster defaults, the job's environment, submit, wait, report.
+"""Ray Jobs: cluster defaults, the job's environment, submit, wait, report.
 
-A job runs ``python -m crossmath.…`` on the cluster's head node, in a copy of this repository
-(Ray uploads it as the job's working directory, minus what .gitignore and ``EXCLUDES`` leave
-out), so the code that runs is the code you submit. Where outputs and MLflow runs go is
+A job runs ``python -m crossmath.…`` on the cluster's head node, in a copy of the checkout this
+package is installed from (``pip install -e``; Ray uploads it as the job's working directory,
+minus what .gitignore and ``EXCLUDES`` leave out), so the code that runs is the code you submit. Where outputs and MLflow runs go is
 resolved *on the cluster*: ``cluster.yaml`` exports ``CROSSMATH_STORAGE`` and
 ``MLFLOW_TRACKING_URI`` on every node, and the commands refer to them as Hydra interpolations.
 Any override you pass wins over the defaults here.
@@ -22,13 +22,14 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Sequence
 from urllib.parse import urlparse
 
+from crossmath.orchestration.story_plan import Step
 from crossmath.runtime.errors import ConfigError
 from crossmath.runtime.ray_cluster import port_silence
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout (an editable install's)
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"   # the dashboard, as `ray dashboard cluster.yaml` forwards it
 CPU_NODE_RESOURCE = "cpu_node"               # the marker resource of cluster.yaml's CPU workers
 CLUSTER_STORAGE = "${oc.env:CROSSMATH_STORAGE}"
@@ -63,13 +64,6 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                         help="submit and return instead of waiting for the job to finish")
 
 
-def with_defaults(defaults: Mapping[str, str], overrides: Iterable[str]) -> list[str]:
-    """Hydra overrides: ``defaults`` for keys the user did not set, then the user's own."""
-    overrides = list(overrides)
-    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    return [f"{key}={value}" for key, value in defaults.items() if key not in given] + overrides
-
-
 def placement_defaults(args: argparse.Namespace) -> dict[str, str]:
     """What ``crossmath.run`` needs on the cluster: join it, place its stages, log to its MLflow."""
     return {
@@ -85,21 +79,27 @@ def run_defaults(args: argparse.Namespace) -> dict[str, str]:
     return {**placement_defaults(args), "runs_dir": f"{args.storage}/runs"}
 
 
-class Shell(str):
-    """A command-line word left for the cluster's shell to expand (e.g. ``"$VAR"/x``)."""
-
-
 def command(*words: str) -> str:
     """A shell command line. Words are quoted, so that the cluster's Hydra, not its shell,
-    resolves their ``${...}``; ``Shell`` words go in as they are."""
-    return " ".join(word if isinstance(word, Shell) else shlex.quote(word) for word in words)
+    resolves their ``${...}``."""
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def python_module(module: str, overrides: Iterable[str]) -> str:
     return command("python", "-m", module, *overrides)
 
 
+def chained_steps(steps: Sequence[Step]) -> str:
+    """Planned steps as one job's command line: each ``python -m <module> <overrides>``, run
+    once the one before it has succeeded (the first failure ends the job with its status)."""
+    return " && ".join(python_module(step.module, step.overrides) for step in steps)
+
+
 def runtime_env() -> dict:
+    if not (REPO_ROOT / "pyproject.toml").is_file():
+        raise ConfigError("crossmath", f"installed in {REPO_ROOT.parent}, not from a checkout: a "
+                                       "Ray Job uploads the checkout it runs; install crossmath "
+                                       "from one with pip install -e")
     return {"working_dir": str(REPO_ROOT), "excludes": EXCLUDES,
             "env_vars": {GIT_COMMIT_ENV: git_commit()}}
 

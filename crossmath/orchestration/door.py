@@ -1,5 +1,6 @@
-"""The jobs' door: a job's command line is checked here, on this machine, before anything is
-submitted to a cluster or run.
+"""The door of the commands that take arguments rather than Hydra overrides alone (``crossmath
+story``, ``crossmath submit``, ``jobs/``): their command line is checked here, on this machine,
+before anything is submitted to a cluster or run.
 
 A wrong flag, a config name that does not exist (``model=nope``, ``--model nope``) or a key
 that is not an option (``sample=1``) stops the job with one line on stderr naming it and what
@@ -27,6 +28,18 @@ class JobParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise ConfigError("command line", f"{message} (see {self.prog} --help)")
+
+
+def add_stage_overrides(parser: argparse.ArgumentParser) -> None:
+    """``--train``, ``--grpo`` and ``--eval``: the Hydra overrides of a fine-tuning story's steps
+    (``story_plan.Story``), each option's words up to the next option."""
+    parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of the SFT step (crossmath train)")
+    parser.add_argument("--grpo", nargs="*", default=None, metavar="KEY=VALUE",
+                        help="add GRPO from the SFT adapter, with these overrides (crossmath "
+                             "train method=grpo)")
+    parser.add_argument("--eval", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of every evaluation (crossmath run)")
 
 
 def checked_overrides(config_name: str, overrides: Sequence[str]) -> list[str]:
