@@ -14,6 +14,7 @@ from typing import Sequence
 
 from PIL import Image
 
+from crossmath.ground.errors import UserError
 from crossmath.puzzle.consistency import Consistency, lint_record
 from crossmath.puzzle.model import Puzzle
 from crossmath.puzzle.records import read_official_jsonl
@@ -23,7 +24,7 @@ HUB_DATASET = "xuyige/CrossMath"
 RELEASE_TEXT_STYLE = "original"  # whose jsonl gives the puzzles when a folder is given
 
 
-class DataSourceError(RuntimeError):
+class DataSourceError(UserError, RuntimeError):
     pass
 
 
