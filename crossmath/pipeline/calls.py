@@ -30,6 +30,7 @@ import pyarrow as pa
 from PIL import Image
 
 from crossmath.drawing import Style, load_style
+from crossmath.models.contract import BackendSpec
 from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.grid import parse_markdown_grid
 
@@ -43,9 +44,6 @@ RULE_BASED_CALL = 256
 # 32 x 32, again an overestimate).
 CHARS_PER_TEXT_TOKEN = 1.5
 PIXELS_PER_IMAGE_TOKEN = 28 * 28
-
-# Backends whose engine batches continuously: requests join and leave while it decodes.
-ENGINE_BACKENDS = frozenset({"crossmath.models.vllm_backend.VLLMBackend"})
 
 TEXT_UNIT = "text"  # the ``modality`` of a unit whose requests show no image
 
@@ -108,39 +106,25 @@ def model_capacity(model_config: Mapping[str, Any], sequences: int | None = None
                    tokens: int | None = None) -> CallCapacity:
     """The capacity of one call of the model ``model_config`` describes (``conf/model/*.yaml``).
 
-    Read from the config's own keys, before any backend is built:
-
-    * ``batch_size`` (the hf backend): sequences per ``generate`` call;
-    * ``max_num_seqs`` (the vllm backend): the engine's scheduler capacity, sequences decoded
-      at once (its stage keeps a second call queued behind it, see ``engine_stage``);
-    * ``max_concurrency`` (the OpenAI client): requests in flight at once, each a sequence;
-    * neither (rule-based backends): no limit; calls of ``RULE_BASED_CALL`` requests.
-
-    ``sequences`` (``resources.call_sequences``) overrides the config's figure; ``tokens``
-    (``resources.call_tokens``) adds a token budget.
+    Read from its backend's contract (``BackendContract.call_sequences``: the hf backend's
+    ``batch_size``, vLLM's ``max_num_seqs``, the OpenAI client's ``max_concurrency``) before
+    any backend is built; a backend with no limit (rule-based ones) gets calls of
+    ``RULE_BASED_CALL`` requests. ``sequences`` (``resources.call_sequences``) overrides the
+    backend's figure; ``tokens`` (``resources.call_tokens``) adds a token budget.
     """
-    if "batch_size" in model_config:
-        configured = model_config["batch_size"]
-    elif "max_num_seqs" in model_config:
-        configured = model_config["max_num_seqs"]
-    elif "max_concurrency" in model_config:
-        configured = model_config["max_concurrency"]
-    else:
-        configured = RULE_BASED_CALL
-    new_tokens = model_config.get("max_new_tokens") or model_config.get("max_tokens") or 0
-    bounds = model_config.get("min_pixels"), model_config.get("max_pixels")
+    spec = BackendSpec.of(model_config)
     return CallCapacity(
-        sequences=int(sequences or configured),
+        sequences=int(sequences or spec.call_sequences() or RULE_BASED_CALL),
         tokens=tokens,
-        new_tokens=int(new_tokens),
-        pixel_bounds=None if None in bounds else (int(bounds[0]), int(bounds[1])),
+        new_tokens=spec.answer_tokens(),
+        pixel_bounds=spec.image_pixels(),
     )
 
 
 def streams_answers(model_config: Mapping[str, Any]) -> bool:
     """Whether the backend is an engine that answers each request as it ends and takes the
-    next call while one decodes (``ENGINE_BACKENDS``): its actors run ``engine_stage``."""
-    return model_config.get("_target_") in ENGINE_BACKENDS
+    next call while one decodes (its contract says so): its actors run ``engine_stage``."""
+    return BackendSpec.of(model_config).contract.streams_answers
 
 
 @dataclass(frozen=True)

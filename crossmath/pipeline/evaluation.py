@@ -34,7 +34,8 @@ import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.metrics.scorecard import Evaluation
-from crossmath.models.config import decodes_greedily, prompt_set_name
+from crossmath.models.config import prompt_set_name
+from crossmath.models.contract import decodes_greedily
 from crossmath.models.prompts import PromptSet, load_prompt_template
 from crossmath.pipeline.dataflow import StageResources, run_pipeline
 from crossmath.pipeline.failures import FailureReport, count_failures
