@@ -12,7 +12,7 @@ ended as small shards (one per ``FLUSH_EVERY_S`` at most, all that ended since t
 a killed actor loses only the requests in flight and the last fraction of a second. Shards of
 a call carry the run's token and the call's number in their names: a call that Ray retries
 after a crash reads them and asks only what the crashed try had not saved, so no request is
-written twice. The call's rows come out as ``InferPredictions``' do (request id, answered).
+written twice. The call's rows come out as ``InferPredictions``' do (request id, failed).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class StreamPredictions:
         answered: dict[str, bool] = {}
         for call in calls.to_pylist():
             answered.update(await self.answer(call["call"], call_requests(call)))
-        return pa.table({"request_id": list(answered), "answered": list(answered.values())})
+        return pa.table({"request_id": list(answered),
+                         "failed": [not ok for ok in answered.values()]})
 
     async def answer(self, number: int, rows: list[dict]) -> dict[str, bool]:
         """The request rows of call ``number`` answered, each saved soon after it ends; returns
