@@ -12,9 +12,9 @@ import os
 from omegaconf import DictConfig
 
 from crossmath.finetuning.job import train
-from crossmath.finetuning.preconditions import check_train_config
 from crossmath.runtime.entry import command
 from crossmath.runtime.ray_cluster import join_cluster
+from crossmath.settings.train import check_train_config
 
 
 @command("crossmath.train", config_name="train", resumable=True)

@@ -17,9 +17,9 @@ from crossmath.finetuning.dataset import (
     evaluation_puzzles,
 )
 from crossmath.finetuning.job import build_dataset
-from crossmath.finetuning.preconditions import check_dataset_options
 from crossmath.finetuning.study_data import StudyDataError, StudySource
-from crossmath.runtime.checks import ConfigError
+from crossmath.settings.checks import ConfigError
+from crossmath.settings.train import check_dataset_options
 from tests.study_fixture import archive_image, write_study_folder
 
 

@@ -15,8 +15,8 @@ from crossmath.models.prompts import PromptTemplateError
 from crossmath.pipeline.evaluation import plan_evaluation
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.judge_rounds import JUDGE_EXTRACT, JUDGE_SCORE
-from crossmath.pipeline.preflight import check_run_config
 from crossmath.runtime.errors import ConfigError
+from crossmath.settings.run import check_run_config
 from crossmath.tasks import get_task
 from crossmath.tasks.item import NO_ANSWER, Judgement
 from crossmath.tasks.mathverse_judge import (

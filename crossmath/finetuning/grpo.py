@@ -40,7 +40,6 @@ import pyarrow as pa
 import torch
 
 from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate, with_reply
-from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.logprobs import LOGPROB_CHUNK, target_logprobs, target_positions
 from crossmath.finetuning.loop import (
     Schedule,
@@ -69,6 +68,7 @@ from crossmath.finetuning.rewards import Reward, StepWeightedReward
 from crossmath.finetuning.rollouts import Rollout, RolloutGenerator
 from crossmath.metrics.answers import extract_answer
 from crossmath.models.sampling import SamplingSettings
+from crossmath.settings.sections import check_at_least_one, check_known_fields
 
 TRUNCATED_RULES = ("zero", "exclude", "keep")
 ROW_COLUMNS = ("example_id", "modality", "grid", "image", "n_blanks", "value_range", "answer", "steps")

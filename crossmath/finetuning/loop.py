@@ -44,7 +44,6 @@ from crossmath.finetuning.collate import (
     collate,
     padding_token_id,
 )
-from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.dataset import split_validation
 from crossmath.finetuning.logprobs import target_logprobs, target_positions
 from crossmath.finetuning.modeling import (
@@ -62,6 +61,7 @@ from crossmath.finetuning.modeling import (
     unwrap,
 )
 from crossmath.finetuning.policy_passes import load_reference_adapter
+from crossmath.settings.sections import check_at_least_one, check_known_fields
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,6 @@ from crossmath.pipeline.dataflow import StageResources, run_pipeline
 from crossmath.pipeline.failures import FailureReport, count_failures
 from crossmath.pipeline.fingerprints import digest
 from crossmath.pipeline.identity import BackendIdentity, backend_identity
-from crossmath.pipeline.preflight import CROSSMATH_TASK, check_run_config
 from crossmath.pipeline.puzzle_questions import PuzzleQuestions, PuzzleScores
 from crossmath.pipeline.questions import Questions, Scores
 from crossmath.pipeline.refresh import results_current, results_digest, stamp_results
@@ -68,6 +67,7 @@ from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_pu
 from crossmath.pipeline.task_questions import task_questions
 from crossmath.runtime.provenance import git_commit
 from crossmath.runtime.ray_cluster import connect_ray, join_cluster
+from crossmath.settings.run import CROSSMATH_TASK, check_run_config
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The fine-tuning job's door: a composed ``conf/train.yaml`` checked before the training set is
-built, Ray starts or a model loads (``crossmath.pipeline.preflight`` is the main job's)."""
+built, Ray starts or a model loads (``crossmath.settings.run`` is the main job's)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from crossmath.finetuning.grpo import GrpoSettings
 from crossmath.finetuning.loop import TrainSettings
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.finetuning.study_data import STUDY_SOURCE, study_folder
-from crossmath.pipeline.preflight import check_data_options, release_jsonl
-from crossmath.runtime.checks import (
+from crossmath.settings.checks import (
     adapter_folder,
     existing_path,
     non_negative_number,
@@ -24,6 +23,7 @@ from crossmath.runtime.checks import (
     whole_number,
     writable_folder,
 )
+from crossmath.settings.run import check_data_options, release_jsonl
 
 
 def check_train_config(cfg: DictConfig) -> None:

@@ -15,7 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from crossmath.pipeline.requests import PLAN_MODALITIES
 from crossmath.pipeline.sources import IMAGE_CHOICES, RELEASE_TEXT_STYLE, release_style_jsonl
-from crossmath.runtime.checks import (
+from crossmath.runtime.errors import ConfigError
+from crossmath.runtime.ray_cluster import connect_timeout
+from crossmath.settings.checks import (
     existing_path,
     modality_names,
     model_options,
@@ -27,8 +29,6 @@ from crossmath.runtime.checks import (
     whole_number,
     writable_folder,
 )
-from crossmath.runtime.errors import ConfigError
-from crossmath.runtime.ray_cluster import connect_timeout
 from crossmath.tasks import TASKS
 
 DATA_KINDS = ("generated", "official")

@@ -1,0 +1,11 @@
+"""The door: a composed config checked and turned into settings once, before any work starts.
+
+- ``checks``: checks of single options (a whole number, a style, an adapter folder, ...), each
+  raising a ``ConfigError`` that names the option as the user writes it.
+- ``run``: the main job's settings (``RunSettings.from_config``), ``conf/run.yaml`` checked.
+- ``train``: the fine-tuning job's checks (``conf/train.yaml``).
+- ``sections``: what every fine-tuning config section shares (unknown keys, counts below 1).
+
+The modules import the library they resolve names into; nothing in the library imports them
+but ``sections``, a leaf.
+"""
