@@ -137,16 +137,18 @@ class _PromptGroup:
     prompt_tokens: int  # estimated, per sequence
 
 
-def plan_calls(units: list[dict], capacity: CallCapacity) -> list[dict]:
+def plan_calls(units: list[dict], capacity: CallCapacity,
+               styles: Mapping[str, Style] | None = None) -> list[dict]:
     """The units' requests packed into calls (``CALL_SCHEMA`` rows as dicts), longest prompts
-    first; every call but the last is full.
+    first; every call but the last is full. ``styles`` (resolved at the door) size the images
+    still to render; a style not among them is read by name.
 
     Every request lands in exactly one call; the samples of a prompt share a call unless they
     alone exceed the capacity. A unit whose prompts land in two calls appears in both, each
     with its own requests (its image is then made once per call).
     """
     groups = [group for index, unit in enumerate(units)
-              for group in _prompt_groups(index, unit, capacity)]
+              for group in _prompt_groups(index, unit, capacity, styles or {})]
     groups.sort(key=lambda group: group.prompt_tokens, reverse=True)  # stable: ties keep order
     calls: list[list[_PromptGroup]] = []
     sequences = tokens = 0
@@ -162,11 +164,12 @@ def plan_calls(units: list[dict], capacity: CallCapacity) -> list[dict]:
     return [_call_row(number, units, members) for number, members in enumerate(calls)]
 
 
-def _prompt_groups(index: int, unit: dict, capacity: CallCapacity) -> Iterator[_PromptGroup]:
+def _prompt_groups(index: int, unit: dict, capacity: CallCapacity,
+                   styles: Mapping[str, Style]) -> Iterator[_PromptGroup]:
     by_modality: dict[str, list[dict]] = {}
     for request in unit["requests"]:
         by_modality.setdefault(request["modality"], []).append(request)
-    images = image_tokens(unit, capacity.pixel_bounds)  # sized once for all its prompts
+    images = image_tokens(unit, capacity.pixel_bounds, styles)  # once for all its prompts
     for requests in by_modality.values():
         tokens = estimated_prompt_tokens(requests[0], images)
         # A prompt's samples split only when they exceed a whole call.
@@ -185,21 +188,22 @@ def estimated_prompt_tokens(request: dict, images: list[float]) -> int:
     return math.ceil(tokens)
 
 
-def image_tokens(unit: dict, pixel_bounds: tuple[int, int] | None) -> list[float]:
+def image_tokens(unit: dict, pixel_bounds: tuple[int, int] | None,
+                 styles: Mapping[str, Style] | None = None) -> list[float]:
     """The estimated tokens of each image of a unit: from their sizes (a unit's given images)
     or the grid's size in the unit's style (an image still to render), each bounded as the
     model resizes it. A text unit has none."""
     if unit["modality"] == TEXT_UNIT:
         return []
     tokens = []
-    for pixels in _image_pixels(unit):
+    for pixels in _image_pixels(unit, styles or {}):
         if pixel_bounds is not None:
             pixels = min(max(pixels, pixel_bounds[0]), pixel_bounds[1])
         tokens.append(pixels / PIXELS_PER_IMAGE_TOKEN)
     return tokens
 
 
-def _image_pixels(unit: dict) -> list[int]:
+def _image_pixels(unit: dict, styles: Mapping[str, Style]) -> list[int]:
     if unit.get("images"):
         sizes = []
         for data in unit["images"]:
@@ -207,7 +211,8 @@ def _image_pixels(unit: dict) -> list[int]:
                 sizes.append(image.width * image.height)
         return sizes
     grid = parse_markdown_grid(unit["grid"])
-    return [grid.n_rows * grid.n_cols * _style(unit["style"]).cell_size ** 2]
+    style = styles.get(unit["style"]) or _style(unit["style"])
+    return [grid.n_rows * grid.n_cols * style.cell_size ** 2]
 
 
 @lru_cache(maxsize=None)

@@ -31,13 +31,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pyarrow as pa
-from omegaconf import DictConfig, OmegaConf
 
 from crossmath.metrics.scorecard import Evaluation
 from crossmath.models.config import prompt_set_name
 from crossmath.models.contract import decodes_greedily
 from crossmath.models.prompts import PromptSet, load_prompt_template
-from crossmath.pipeline.dataflow import StageResources, run_pipeline
+from crossmath.pipeline.dataflow import run_pipeline
 from crossmath.pipeline.failures import FailureReport, count_failures
 from crossmath.pipeline.fingerprints import digest
 from crossmath.pipeline.identity import BackendIdentity, backend_identity
@@ -67,7 +66,7 @@ from crossmath.pipeline.sources import PuzzleSet, generated_puzzles, official_pu
 from crossmath.pipeline.task_questions import task_questions
 from crossmath.runtime.provenance import git_commit
 from crossmath.runtime.ray_cluster import connect_ray, join_cluster
-from crossmath.settings.run import CROSSMATH_TASK, check_run_config
+from crossmath.settings.run import CROSSMATH_TASK, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +74,15 @@ log = logging.getLogger(__name__)
 GIT_COMMIT_ENV = "CROSSMATH_GIT_COMMIT"
 
 
-def load_puzzles(data: DictConfig, styles: list[str]) -> PuzzleSet:
-    if data.kind == "generated":
-        return generated_puzzles(data.n, data.difficulty, data.seed,
-                                 OmegaConf.to_container(data.generator))
-    if data.kind == "official":
-        return official_puzzles(data.path, styles, limit=data.n, skip_flagged=data.skip_flagged,
-                                cache_dir=data.cache_dir, images=data.get("images", "release"))
-    raise ValueError(f"data.kind must be generated or official, not {data.kind!r}")
+def load_puzzles(data: Mapping[str, Any], styles: list[str]) -> PuzzleSet:
+    """The puzzles the ``data`` group names (generated, or the official release's)."""
+    if data["kind"] == "generated":
+        return generated_puzzles(data["n"], data["difficulty"], data["seed"], data["generator"])
+    if data["kind"] == "official":
+        return official_puzzles(data["path"], styles, limit=data["n"],
+                                skip_flagged=data["skip_flagged"], cache_dir=data["cache_dir"],
+                                images=data.get("images", "release"))
+    raise ValueError(f"data.kind must be generated or official, not {data['kind']!r}")
 
 
 def prompt_set(model_config: Mapping[str, Any]) -> PromptSet | None:
@@ -143,28 +143,35 @@ class PlannedEvaluation:
     out_dir: str
 
 
-def plan_evaluation(cfg: DictConfig) -> PlannedEvaluation:
-    """What ``cfg`` would evaluate and where its results go; loads no model, starts no Ray."""
-    check_run_config(cfg)
-    model_config = OmegaConf.to_container(cfg.model, resolve=True)
-    backend = backend_identity(model_config, cfg.resources.infer_gpus)
-    samples = effective_samples(cfg.samples, model_config, backend.checkpoint)
-    questions = ask(cfg, model_config, backend, samples)
-    settings = {"backend": backend.settings, **questions.settings()}
-    evaluation_id = digest(settings)
-    out_dir = cfg.out_dir or default_out_dir(cfg.runs_dir, cfg.model.name, questions.data_name,
-                                             evaluation_id)
-    return PlannedEvaluation(questions, model_config, backend, samples, settings, evaluation_id,
+def run_settings(settings: RunSettings | Mapping[str, Any]) -> RunSettings:
+    """``settings``, read from a composed ``conf/run.yaml`` when given one (Python callers;
+    the command reads its config at the door, ``crossmath.run``)."""
+    return settings if isinstance(settings, RunSettings) else RunSettings.from_config(settings)
+
+
+def plan_evaluation(settings: RunSettings | Mapping[str, Any]) -> PlannedEvaluation:
+    """What ``settings`` would evaluate and where its results go; loads no model, starts no
+    Ray."""
+    settings = run_settings(settings)
+    model_config = settings.model
+    backend = backend_identity(model_config, settings.resources.infer_gpus)
+    samples = effective_samples(settings.samples, model_config, backend.checkpoint)
+    questions = ask(settings, model_config, backend, samples)
+    hashed = {"backend": backend.settings, **questions.settings()}
+    evaluation_id = digest(hashed)
+    out_dir = settings.out_dir or default_out_dir(settings.runs_dir, settings.model_name,
+                                                  questions.data_name, evaluation_id)
+    return PlannedEvaluation(questions, model_config, backend, samples, hashed, evaluation_id,
                              out_dir)
 
 
-def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdentity,
+def ask(settings: RunSettings, model_config: Mapping[str, Any], backend: BackendIdentity,
         samples: int) -> Questions:
-    """The questions ``cfg`` asks: CrossMath puzzles (``data``, ``modalities``, ``styles``),
-    or the items of the transfer task ``task`` names."""
-    if cfg.task.name == CROSSMATH_TASK:
-        pictured = any(modality != "text" for modality in cfg.modalities)
-        puzzle_set = load_puzzles(cfg.data, list(cfg.styles) if pictured else [])
+    """The questions ``settings`` asks: CrossMath puzzles (``data``, ``modalities``,
+    ``styles``), or the items of the transfer task ``task`` names."""
+    if settings.task_name == CROSSMATH_TASK:
+        pictured = any(modality != "text" for modality in settings.modalities)
+        puzzle_set = load_puzzles(settings.data, list(settings.style_names) if pictured else [])
         for line in puzzle_set.flagged:
             log.warning("skipped flagged record %s", line)
         if puzzle_set.consistency is not None and puzzle_set.consistency.flagged:
@@ -173,54 +180,53 @@ def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdenti
             log.warning("data.images=render: %d release image(s) drawn by crossmath in their "
                         "place: %s", len(puzzle_set.rendered_in_place),
                         "; ".join(why for _, why in puzzle_set.rendered_in_place))
-        plan = RequestPlan(list(cfg.modalities), list(cfg.styles), samples,
+        plan = RequestPlan(list(settings.modalities), list(settings.style_names), samples,
                            prompt_set(model_config), backend.id)
-        return PuzzleQuestions(puzzle_set, plan, cfg.data.name)
-    return task_questions(OmegaConf.to_container(cfg.task, resolve=True), samples, backend.id,
-                          cfg.resources.infer_gpus)
+        return PuzzleQuestions(puzzle_set, plan, settings.data["name"])
+    return task_questions(settings.task, samples, backend.id, settings.resources.infer_gpus)
 
 
-def run_evaluation(cfg: DictConfig) -> RunOutcome:
-    """The whole job for one resolved config: what ``python -m crossmath.run`` does."""
-    check_run_config(cfg)
-    join_cluster(cfg.ray)  # an unreachable cluster stops here, before anything else
-    planned = plan_evaluation(cfg)
+def run_evaluation(settings: RunSettings | Mapping[str, Any]) -> RunOutcome:
+    """The whole job for one evaluation's settings: what ``python -m crossmath.run`` does."""
+    settings = run_settings(settings)
+    join_cluster(settings.ray)  # an unreachable cluster stops here, before anything else
+    planned = plan_evaluation(settings)
     questions, evaluation_id = planned.questions, planned.evaluation_id
-    _warn_if_node_local(cfg)
+    _warn_if_node_local(settings)
     store = PredictionStore(planned.out_dir)
     manifest = claim_results_folder(
-        store, Manifest(evaluation_id, cfg.model.name, questions.data_name, planned.settings))
+        store, Manifest(evaluation_id, settings.model_name, questions.data_name,
+                        planned.settings))
     model = evaluation_model_label(planned.model_config, planned.backend.settings)
     record = EvaluationRunRecord(
-        cfg.mlflow, store, manifest, questions, model=model,
-        run_name=(cfg.mlflow.run_name
+        settings.mlflow, store, manifest, questions, model=model,
+        run_name=(settings.mlflow.get("run_name")
                   or evaluation_run_name(model, questions, evaluation_id)),
-        params={**OmegaConf.to_container(cfg, resolve=True), "samples": planned.samples},
-        tags={"model": cfg.model.name, "prompt_id": questions.prompt_id, **questions.tags(),
-              "backend_id": planned.backend.id})
+        params={**settings.config, "samples": planned.samples},
+        tags={"model": settings.model_name, "prompt_id": questions.prompt_id,
+              **questions.tags(), "backend_id": planned.backend.id})
 
     def start_work() -> None:  # MLflow first: an unusable store stops the run before Ray
         record.open()
-        connect_ray(cfg.ray)
+        connect_ray(settings.ray)
 
     try:
         predictions, n_requests, n_run_now = _answer_rounds(
-            planned, store, StageResources(**OmegaConf.to_container(cfg.resources)),
-            cfg.max_attempts, start_work)
+            planned, store, settings, start_work)
         scores = questions.score(predictions)
-        failures = count_failures(predictions, cfg.max_attempts)
+        failures = count_failures(predictions, settings.max_attempts)
         commit = os.environ.get(GIT_COMMIT_ENV)
         digest = results_digest(predictions, tracking_uri=record.tracking_uri,
                                 experiment=record.experiment, commit=commit)
         if not (n_run_now == 0 and results_current(store.root, digest)):
             with tempfile.TemporaryDirectory(prefix="crossmath-results-") as scratch:
                 files = _write_results(Path(scratch), scores, failures, predictions, questions,
-                                       cfg.model.name)
+                                       settings.model_name)
                 publish_files(files, store.root)
                 run_id = record.open()
                 record.finish(
                     scores=scores, predictions=predictions, failures=failures,
-                    model_name=cfg.model.name,
+                    model_name=settings.model_name,
                     tags={"git_commit": commit or git_commit(), "n_requests": str(n_requests),
                           "out_dir": store.root},
                     artifacts=[*files, _manifest_copy(Path(scratch), record.manifest)])
@@ -235,8 +241,8 @@ def run_evaluation(cfg: DictConfig) -> RunOutcome:
                       n_requests, n_run_now)
 
 
-def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, resources: StageResources,
-                   max_attempts: int, start_work: Callable[[], object]) -> tuple[pa.Table, int, int]:
+def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, settings: RunSettings,
+                   start_work: Callable[[], object]) -> tuple[pa.Table, int, int]:
     """Every round's predictions (request_id order), the number of requests and how many of
     them were asked now; ``start_work`` (MLflow, Ray) runs only if some request is pending."""
     questions = planned.questions
@@ -248,8 +254,9 @@ def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, resources
             continue
         model_config, prompt_id = (questions.round_backend(round_index)
                                    or (planned.model_config, questions.prompt_id))
-        result = run_pipeline(units, model_config, store, resources, prompt_id=prompt_id,
-                              max_attempts=max_attempts, before_work=start_work)
+        result = run_pipeline(units, model_config, store, settings.resources,
+                              prompt_id=prompt_id, max_attempts=settings.max_attempts,
+                              before_work=start_work, styles=settings.styles)
         answered = pa.concat_tables([answered, result.predictions])
         n_requests += result.n_requests
         n_run_now += result.n_pending
@@ -275,12 +282,13 @@ def _manifest_copy(folder: Path, manifest: Manifest) -> Path:
     return path
 
 
-def _warn_if_node_local(cfg: DictConfig) -> None:
+def _warn_if_node_local(settings: RunSettings) -> None:
     """On a cluster, a relative results folder lands in this job's scratch folder: say which
     option made it so (``out_dir`` when given, else ``runs_dir``)."""
-    if not cfg.ray.address:
+    if not settings.ray.get("address"):
         return
-    option, folder = ("out_dir", cfg.out_dir) if cfg.out_dir else ("runs_dir", cfg.runs_dir)
+    option, folder = (("out_dir", settings.out_dir) if settings.out_dir
+                      else ("runs_dir", settings.runs_dir))
     if "://" not in folder and not Path(folder).is_absolute():
         log.warning("%s %s is relative: on a cluster it lands in this job's scratch folder; "
                     "give a shared path or a URI such as s3://bucket/folder", option, folder)

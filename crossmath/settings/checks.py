@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
-from crossmath.drawing.style import StyleError, load_style
+from crossmath.drawing.style import Style, StyleError, load_style
 from crossmath.models.base import MODALITIES
 from crossmath.models.contract import BackendSpec
 from crossmath.models.prompts import PromptTemplateError, load_prompt_template
@@ -69,15 +69,21 @@ def modality_names(names: Any, where: str = "modalities",
     return names
 
 
-def style_names(names: Any, where: str = "styles") -> list[str]:
-    """A list of styles that exist and load (shipped names or paths of style files)."""
-    names = _name_list(names, where)
-    for index, name in enumerate(names):
+def resolved_styles(names: Any, where: str = "styles") -> dict[str, Style]:
+    """Each style of a list (shipped names or paths of style files), read once: name as
+    given -> ``Style``."""
+    styles: dict[str, Style] = {}
+    for index, name in enumerate(_name_list(names, where)):
         try:
-            load_style(name)
+            styles[name] = load_style(name)
         except StyleError as error:
             raise ConfigError(f"{where}[{index}]", str(error)) from None
-    return names
+    return styles
+
+
+def style_names(names: Any, where: str = "styles") -> list[str]:
+    """A list of styles that exist and load (shipped names or paths of style files)."""
+    return list(resolved_styles(names, where))
 
 
 def prompt_set(name: Any, where: str) -> str:
