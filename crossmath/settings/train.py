@@ -26,9 +26,22 @@ from crossmath.settings.checks import (
 from crossmath.settings.run import check_data_options, release_jsonl
 
 
-def check_train_config(cfg: DictConfig) -> None:
+def train_options(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` checked (a ``ConfigError`` names the first option that cannot work) and resolved
+    into plain values: what the training job (``crossmath.finetuning.job.train``) reads."""
+    options = (OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig)
+               else dict(cfg))
+    check_train_options(options)
+    return options
+
+
+def check_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
     """Raise ``ConfigError`` naming the first option of ``cfg`` that cannot work."""
-    options = OmegaConf.to_container(cfg, resolve=True)
+    train_options(cfg)
+
+
+def check_train_options(options: Mapping[str, Any]) -> None:
+    """The checks of ``check_train_config``, on the resolved options."""
     writable_folder(options["out_dir"], "out_dir")
     check_dataset_options(options["dataset"])
     validated(lambda: TrainSettings.from_mapping(options["train"]), "train")
