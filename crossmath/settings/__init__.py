@@ -6,6 +6,8 @@
 - ``train``: the fine-tuning job's checks (``conf/train.yaml``).
 - ``sections``: what every fine-tuning config section shares (unknown keys, counts below 1).
 
-The modules import the library they resolve names into; nothing in the library imports them
-but ``sections``, a leaf.
+The modules import the library they resolve names into. The library imports ``sections`` (a
+leaf), and ``crossmath.pipeline.evaluation`` takes ``RunSettings`` (a composed config given to
+it by a Python caller goes through the same door); the import graph stays free of cycles
+(``tests/test_import_graph.py``).
 """
