@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from crossmath.core.errors import ConfigError
 from crossmath.drawing import Style, load_style
 from crossmath.drawing.release_files import write_release_images
 from crossmath.puzzle.model import DIFFICULTIES
@@ -20,7 +21,6 @@ from crossmath.puzzle.records import record_fields, write_official_jsonl
 from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
 from crossmath.puzzle.table import write_puzzle_table
 from crossmath.runtime.entry import command
-from crossmath.runtime.errors import ConfigError
 
 DIFFICULTY_CHOICES = (*DIFFICULTIES, "mixed")
 

@@ -12,6 +12,7 @@ import sys
 
 from omegaconf import DictConfig
 
+from crossmath.core.errors import ConfigError
 from crossmath.puzzle.consistency import (
     LintPathError,
     jsonl_problem,
@@ -19,7 +20,6 @@ from crossmath.puzzle.consistency import (
     release_jsonl_files,
 )
 from crossmath.runtime.entry import command
-from crossmath.runtime.errors import ConfigError
 
 EXIT_FLAGGED = 1
 

@@ -10,8 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 from crossmath.drawing.release_files import write_release_images
 from crossmath.drawing.style import STYLE_DIR, style_from_mapping
 from crossmath.puzzle.records import read_official_jsonl
-from crossmath.runtime.checks import existing_path, non_empty_file, writable_folder
 from crossmath.runtime.entry import command
+from crossmath.settings.checks import existing_path, non_empty_file, writable_folder
 
 
 @command("crossmath.render", config_name="render")

@@ -19,11 +19,11 @@ import os
 
 from omegaconf import DictConfig
 
+from crossmath.core.errors import ConfigError
 from crossmath.metrics.scorecard import GAP_METRICS, Evaluation
 from crossmath.puzzle.consistency import Consistency
-from crossmath.runtime.checks import existing_tracking_store, one_of
 from crossmath.runtime.entry import command
-from crossmath.runtime.errors import ConfigError
+from crossmath.settings.checks import existing_tracking_store, one_of
 from crossmath.summary.run_labels import evaluation_labels
 from crossmath.summary.views import compare_runs
 from crossmath.tracking import mlflow_store as tracking

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from crossmath.pipeline.evaluation import run_evaluation
 from crossmath.pipeline.failures import EXIT_INCOMPLETE
 from crossmath.runtime.entry import command
+from crossmath.settings.run import RunSettings
 from crossmath.summary.score_views import console
 
 # Results folders of the runs of this process that ended with failed requests (a multirun
@@ -32,13 +33,14 @@ incomplete_runs: list[str] = []
 @command("crossmath.run", config_name="run", resumable=True)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    outcome = run_evaluation(cfg)
-    print(console(outcome.scores, cfg.model.name))
+    settings = RunSettings.from_config(cfg)  # the door: checked and read once
+    outcome = run_evaluation(settings)
+    print(console(outcome.scores, settings.model_name))
     for line in outcome.failures.summary_lines():
         print(line)
     print(f"{outcome.n_requests} requests ({outcome.n_run_now} run now, the rest resumed); "
           f"results in {outcome.out_dir}; MLflow run {outcome.mlflow_run_id} at "
-          f"{cfg.mlflow.tracking_uri}")
+          f"{settings.mlflow['tracking_uri']}")
     if not outcome.complete:
         incomplete_runs.append(str(outcome.out_dir))
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from crossmath.core.errors import ConfigError
 from crossmath.metrics.release_logs import ReleaseScore, release_value, score_release_logs
 from crossmath.runtime.entry import command
-from crossmath.runtime.errors import ConfigError
 
 _COLUMNS = {"macro_acc": "macro", "micro_acc": "micro", "step1_correct_rate": "step1",
             "step2_correct_rate": "step2", "step3_correct_rate": "step3",

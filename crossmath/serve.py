@@ -12,11 +12,11 @@ import hydra
 import uvicorn
 from omegaconf import DictConfig, OmegaConf
 
+from crossmath.core.errors import ConfigError
 from crossmath.models.config import backend_arguments
 from crossmath.models.openai_server import FaultPlan, create_app
-from crossmath.runtime.checks import model_options, non_negative_number, whole_number
 from crossmath.runtime.entry import command
-from crossmath.runtime.errors import ConfigError
+from crossmath.settings.checks import model_options, non_negative_number, whole_number
 
 
 @command("crossmath.serve", config_name="serve")

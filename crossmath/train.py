@@ -12,17 +12,17 @@ import os
 from omegaconf import DictConfig
 
 from crossmath.finetuning.job import train
-from crossmath.finetuning.preconditions import check_train_config
 from crossmath.runtime.entry import command
 from crossmath.runtime.ray_cluster import join_cluster
+from crossmath.settings.train import train_options
 
 
 @command("crossmath.train", config_name="train", resumable=True)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    check_train_config(cfg)
-    join_cluster(cfg.ray)  # an unreachable cluster stops here, before anything is written
-    outcome = train(cfg)
+    options = train_options(cfg)  # the door: checked and resolved once
+    join_cluster(options["ray"])  # an unreachable cluster stops here, before anything is written
+    outcome = train(options)
     summary = outcome.summary
     if cfg.method == "grpo":
         result = f"final mean reward {summary.get('final_reward_mean')}"

@@ -43,6 +43,7 @@ from crossmath.metrics.answers import answer_block
 from crossmath.metrics.transcription import TRANSCRIBE
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.models.baselines import OracleBackend, RandomBackend, _RuleBackend
+from crossmath.models.contract import BackendContract, always_greedy
 from crossmath.models.sampling import SamplingSettings
 from crossmath.models.sampling_modes import DecodingRule
 from crossmath.puzzle.grid import Grid, Position, is_number_token, parse_markdown_grid
@@ -159,7 +160,7 @@ class JudgeDouble(_RuleBackend):
     ``Judgement: 1`` when the two answers match by our free-form rule or as letters, else
     ``Judgement: 0``. Any other prompt gets a reply that is neither."""
 
-    deterministic = True
+    contract = BackendContract(greedy=always_greedy)
 
     def __init__(self, name: str = "judge-double") -> None:
         self.name = name

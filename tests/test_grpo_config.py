@@ -78,7 +78,7 @@ def test_the_method_job_checks_its_settings_before_anything_runs(tmp_path: Path)
     def job(*overrides: str):
         cfg = _compose("model=tiny-random", *overrides)
         settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
-        return method_job(cfg, OmegaConf.to_container(cfg.model), settings)
+        return method_job(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_container(cfg.model), settings)
 
     assert job().func is TrainJob
     grpo = job("method=grpo")

@@ -44,7 +44,7 @@ def sft_warm_start(model_config: dict, folder: Path) -> Path:
             "model=tiny-random", f"out_dir={folder}", "dataset.n_puzzles=20", "dataset.modalities=[image]",
             "train.lr=2e-2", "train.epochs=2", "train.validation_fraction=0", "train.checkpoint_every=0"])
     settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
-    summary = train_locally(TrainJob(model_config, settings, build_dataset(cfg.dataset).read), folder / "checkpoints")
+    summary = train_locally(TrainJob(model_config, settings, build_dataset(OmegaConf.to_container(cfg.dataset, resolve=True)).read), folder / "checkpoints")
     assert summary["final_step"] == 10  # 20 puzzles, batch 4 on one worker, 2 epochs
     return LocalEnv(folder / "checkpoints").checkpoints()[-1] / ADAPTER_DIR
 
@@ -75,11 +75,12 @@ def test_grpo_from_an_sft_adapter_raises_its_reward_resumes_after_a_kill_and_the
 
     # 2. the same config again: it continues from that checkpoint to the end
     from crossmath.finetuning.job import train
+    from crossmath.settings.train import train_options
 
     with initialize_config_module("crossmath.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     assert cfg.scaling.num_workers == 2
-    outcome = train(cfg)
+    outcome = train(train_options(cfg))
     summary = outcome.summary
     assert summary["method"] == "grpo" and summary["init_adapter"] == str(init)
     assert summary["resumed_from_step"] == killed_at >= cfg.train.checkpoint_every

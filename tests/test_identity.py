@@ -14,7 +14,8 @@ import yaml
 
 from crossmath.core import fingerprints
 from crossmath.drawing.style import STYLE_DIR
-from crossmath.models.config import decodes_greedily, resolved_dtype
+from crossmath.models.config import resolved_dtype
+from crossmath.models.contract import decodes_greedily
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.pipeline.evaluation import effective_samples
 from crossmath.pipeline.identity import IdentityError, backend_identity
@@ -233,15 +234,23 @@ def test_data_and_prompts_identities():
 # ---------------------------------------------------------------- greedy decoding and samples
 
 
+HF = {"_target_": "crossmath.models.hf.HFBackend"}
+VLLM = {"_target_": "crossmath.models.vllm_backend.VLLMBackend"}
+OPENAI = {"_target_": "crossmath.models.openai_backend.OpenAIChatBackend"}
+
+
 @pytest.mark.parametrize("config, generation, greedy", [
-    ({"sampling": "greedy"}, None, True),
-    ({"sampling": "config", "temperature": 1.0}, None, False),
-    ({"sampling": "checkpoint"}, None, False),
-    ({"sampling": "checkpoint"}, {"do_sample": True, "top_k": 1}, True),  # Qwen2.5-VL's
-    ({"sampling": "checkpoint"}, {"do_sample": False}, True),
-    ({"sampling": "checkpoint"}, {"do_sample": True, "top_k": 20}, False),
-    ({"temperature": 0.0}, None, True),  # an OpenAI-compatible server
-    ({"temperature": 0.6}, None, False),
+    ({**HF, "sampling": "greedy"}, None, True),
+    ({**HF, "sampling": "config", "temperature": 1.0}, None, False),
+    ({**HF, "sampling": "checkpoint"}, None, False),
+    ({**HF, "sampling": "checkpoint"}, {"do_sample": True, "top_k": 1}, True),  # Qwen2.5-VL's
+    ({**HF, "sampling": "checkpoint"}, {"do_sample": False}, True),
+    ({**HF, "sampling": "checkpoint"}, {"do_sample": True, "top_k": 20}, False),
+    ({**VLLM, "sampling": "greedy"}, None, True),
+    ({**VLLM, "sampling": "checkpoint"}, {"do_sample": True, "top_k": 20}, False),
+    (HF, None, True),  # sampling left out: the constructor's default, greedy
+    ({**OPENAI, "temperature": 0.0}, None, True),  # an OpenAI-compatible server
+    ({**OPENAI, "temperature": 0.6}, None, False),
     ({"_target_": "crossmath.models.baselines.OracleBackend"}, None, True),
     ({"_target_": "crossmath.models.baselines.RandomBackend"}, None, False),
     ({"_target_": "tests.doubles.SlowBackend"}, None, True),  # an oracle still
@@ -251,10 +260,10 @@ def test_decodes_greedily(config, generation, greedy):
 
 
 def test_greedy_models_run_one_sample_with_a_warning(checkpoint, caplog):
-    assert effective_samples(4, {"name": "m", "sampling": "greedy"}, None) == 1
+    assert effective_samples(4, {**HF, "name": "m", "sampling": "greedy"}, None) == 1
     assert "decodes greedily" in caplog.text
-    sampled = {"name": "m", "sampling": "checkpoint"}
+    sampled = {**HF, "name": "m", "sampling": "checkpoint"}
     assert effective_samples(4, sampled, checkpoint) == 4  # its config samples, top_k 20
     (checkpoint / "generation_config.json").write_text(json.dumps({"do_sample": True, "top_k": 1}))
     assert effective_samples(4, sampled, checkpoint) == 1
-    assert effective_samples(1, {"name": "m", "sampling": "greedy"}, None) == 1
+    assert effective_samples(1, {**HF, "name": "m", "sampling": "greedy"}, None) == 1

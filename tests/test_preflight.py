@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from crossmath.pipeline.preflight import check_run_config
-from crossmath.runtime.checks import adapter_folder, writable_folder
 from crossmath.runtime.errors import ConfigError
+from crossmath.settings.checks import adapter_folder, writable_folder
+from crossmath.settings.run import check_run_config
 
 
 def adapter(folder: Path, config: str | None = '{"peft_type": "LORA", "r": 8}',
@@ -150,7 +150,7 @@ def compose_train(tmp_path: Path, *overrides: str):
     (["method=grpo", "init_adapter=/no/such/adapter"], "init_adapter", "does not exist"),
 ])
 def test_each_bad_training_option_is_named(tmp_path, overrides, where, says):
-    from crossmath.finetuning.preconditions import check_train_config
+    from crossmath.settings.train import check_train_config
 
     error = refusal(check_train_config, compose_train(tmp_path, *overrides))
     assert error.where == where
@@ -158,7 +158,7 @@ def test_each_bad_training_option_is_named(tmp_path, overrides, where, says):
 
 
 def test_the_shipped_training_config_passes(tmp_path, official_sample):
-    from crossmath.finetuning.preconditions import check_train_config
+    from crossmath.settings.train import check_train_config
 
     check_train_config(compose_train(tmp_path, "model=qwen-vl", "model.prompt=crossmath-v1",
                                      f"dataset.exclude_official={official_sample}"))

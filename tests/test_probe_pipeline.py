@@ -12,10 +12,10 @@ from crossmath.metrics.transcription import TRANSCRIBE, TRANSCRIBED
 from crossmath.models.base import TEXT_STYLE
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template, transcription_layout
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
-from crossmath.pipeline.preflight import check_run_config
 from crossmath.puzzle.grid import is_number_token
 from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.runtime.errors import ConfigError
+from crossmath.settings.run import check_run_config
 from crossmath.tasks.crossmath.requests import RequestPlan
 from crossmath.tasks.crossmath.sources import official_puzzles
 from tests.doubles import swapped_cells

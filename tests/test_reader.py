@@ -24,7 +24,8 @@ from crossmath.drawing import load_style, render_puzzle_png
 from crossmath.metrics.transcription import TRANSCRIBE, read_transcription
 from crossmath.models import ocr
 from crossmath.models.baselines import OracleBackend
-from crossmath.models.config import backend_arguments, decodes_greedily
+from crossmath.models.config import backend_arguments
+from crossmath.models.contract import decodes_greedily
 from crossmath.models.prompts import puzzle_request
 from crossmath.models.reader import ReaderBackend
 from crossmath.pipeline.calls import RULE_BASED_CALL, model_capacity
@@ -172,7 +173,7 @@ def test_the_identity_holds_the_engine_its_version_and_the_readings_version(monk
     assert engine["version"] == importlib.metadata.version("rapidocr-onnxruntime")
     assert engine["runtime"] == f"onnxruntime {importlib.metadata.version('onnxruntime')}"
     assert len(engine["model_sha256"]) == 64
-    monkeypatch.setattr("crossmath.pipeline.identity.READING_VERSION", engine["reading"] + 1)
+    monkeypatch.setattr("crossmath.models.reader.READING_VERSION", engine["reading"] + 1)
     assert backend_identity(READER_CONFIG, 0).id != identity.id
     monkeypatch.undo()
     ocr.engine_identity.cache_clear()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from crossmath.finetuning.dataset import (
     Exclusion,
@@ -17,9 +18,9 @@ from crossmath.finetuning.dataset import (
     evaluation_puzzles,
 )
 from crossmath.finetuning.job import build_dataset
-from crossmath.finetuning.preconditions import check_dataset_options
 from crossmath.finetuning.study_data import StudyDataError, StudySource
-from crossmath.runtime.checks import ConfigError
+from crossmath.settings.checks import ConfigError
+from crossmath.settings.train import check_dataset_options
 from tests.study_fixture import archive_image, write_study_folder
 
 
@@ -83,10 +84,11 @@ def test_a_style_the_study_did_not_ship_and_a_missing_folder_are_refused(study, 
 def test_the_config_mixes_the_study_set_with_generated_puzzles(study, tmp_path) -> None:
     def dataset(*overrides: str):
         with initialize_config_module("crossmath.conf", version_base="1.3"):
-            return compose("train", overrides=["model=tiny-random", f"out_dir={tmp_path}",
-                                               f"dataset.path={study.folder}",
-                                               f"dataset.exclude_official={study.evaluation_jsonl}",
-                                               "dataset.n_puzzles=3", *overrides]).dataset
+            cfg = compose("train", overrides=["model=tiny-random", f"out_dir={tmp_path}",
+                                              f"dataset.path={study.folder}",
+                                              f"dataset.exclude_official={study.evaluation_jsonl}",
+                                              "dataset.n_puzzles=3", *overrides])
+        return OmegaConf.to_container(cfg.dataset, resolve=True)
 
     theirs = build_dataset(dataset("dataset=crossmath-train", f"dataset.build_dir={tmp_path / 'a'}"))
     both = build_dataset(dataset("dataset=mixed", f"dataset.build_dir={tmp_path / 'b'}"))

@@ -14,8 +14,8 @@ import pytest
 from crossmath.models.prompts import PromptTemplateError
 from crossmath.pipeline.evaluation import plan_evaluation
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
-from crossmath.pipeline.preflight import check_run_config
 from crossmath.runtime.errors import ConfigError
+from crossmath.settings.run import check_run_config
 from crossmath.tasks import get_task
 from crossmath.tasks.mathverse.judge import (
     COMMIT,

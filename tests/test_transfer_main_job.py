@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
-from crossmath.pipeline.preflight import check_run_config
 from crossmath.runtime.errors import ConfigError
+from crossmath.settings.run import check_run_config
 from crossmath.tasks import get_task
 from tests import test_transfer_mathverse as mathverse
 from tests import test_transfer_mmmu as mmmu

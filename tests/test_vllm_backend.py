@@ -30,8 +30,8 @@ from crossmath.models.vllm_protocol import engine_arguments, lora_rank, sampling
 from crossmath.pipeline.calls import model_capacity, streams_answers
 from crossmath.pipeline.engine_stage import StreamPredictions
 from crossmath.pipeline.shards import PredictionStore
-from crossmath.runtime.checks import backend_target
 from crossmath.runtime.errors import ConfigError, report_failure
+from crossmath.settings.checks import backend_target
 from tests.doubles import RecordingEngine
 
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from crossmath.core.errors import UserError
 from crossmath.puzzle.grid import BLANK, EMPTY, EQUALS, OPERATORS
 from crossmath.puzzle.records import ReleaseLayout
 
@@ -30,7 +31,7 @@ _HEX_COLOR = re.compile(r"#([0-9a-fA-F]{6})")
 OPERATOR_TEXTS = frozenset((*OPERATORS, EQUALS))  # what the release paints in operator colour
 
 
-class StyleError(ValueError):
+class StyleError(UserError, ValueError):
     """A style that cannot be found or read, naming the file and field, and the known styles."""
 
 

@@ -37,12 +37,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crossmath.finetuning.config_checks import check_known_fields
 from crossmath.finetuning.study_data import STUDY_SOURCE, StudySource
 from crossmath.finetuning.targets import TARGET_KINDS, target_text
 from crossmath.models.base import MODALITIES, TEXT_STYLE
 from crossmath.puzzle.model import Puzzle, grid_fingerprint
 from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
+from crossmath.settings.sections import check_known_fields
 from crossmath.tasks.crossmath.sources import generated_puzzles, official_puzzles
 
 log = logging.getLogger(__name__)

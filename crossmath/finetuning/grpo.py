@@ -42,7 +42,6 @@ import torch
 
 from crossmath.finetuning.checkpoints import resume
 from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate, with_reply
-from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.logprobs import LOGPROB_CHUNK, target_logprobs, target_positions
 from crossmath.finetuning.modeling import Precision, unwrap
 from crossmath.finetuning.objective import group_advantages, grpo_token_loss
@@ -65,6 +64,7 @@ from crossmath.finetuning.worker_model import prepare_worker_model
 from crossmath.finetuning.worker_protocol import WorkerEnv
 from crossmath.metrics.answers import extract_answer
 from crossmath.models.sampling import SamplingSettings
+from crossmath.settings.sections import check_at_least_one, check_known_fields
 
 TRUNCATED_RULES = ("zero", "exclude", "keep")
 ROW_COLUMNS = ("example_id", "modality", "grid", "image", "n_blanks", "value_range", "answer", "steps")

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from omegaconf import DictConfig, OmegaConf
-
 from crossmath.core.dataset_ref import DatasetRef
 from crossmath.finetuning.checkpoints import ADAPTER_DIR
 from crossmath.finetuning.dataset import (
@@ -64,29 +62,31 @@ class TrainOutcome:
     run_id: str
 
 
-def train(cfg: DictConfig) -> TrainOutcome:
-    """The whole job for a composed ``conf/train.yaml``; returns where the adapter went."""
+def train(options: Mapping[str, Any]) -> TrainOutcome:
+    """The whole job for ``conf/train.yaml`` as the door reads it (plain values, checked:
+    ``crossmath.settings.train.train_options``); returns where the adapter went."""
     from crossmath.finetuning.ray_trainer import RayScaling, fit, share_examples
 
-    out = Path(cfg.out_dir).expanduser().resolve()
-    settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
-    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    out = Path(options["out_dir"]).expanduser().resolve()
+    settings = TrainSettings.from_mapping(options["train"])
+    model_config = dict(options["model"])
     ModelSpec.from_backend_config(model_config)  # a model that cannot be trained fails here
-    make_job = method_job(cfg, model_config, settings)
-    training_set = build_dataset(cfg.dataset)
-    connect_ray(cfg.ray, dashboard=True)
-    uri = cfg.mlflow.tracking_uri
-    run_id = _open_mlflow_run(cfg, out, training_set.manifest)
+    make_job = method_job(options, model_config, settings)
+    training_set = build_dataset(options["dataset"])
+    connect_ray(options["ray"], dashboard=True)
+    uri = options["mlflow"]["tracking_uri"]
+    run_id = _open_mlflow_run(options, out, training_set.manifest)
     log_dataset(uri, run_id, training_dataset(training_set), context="training")
-    log.info("training %s (%s) on %d worker(s); MLflow run %s; state in %s", cfg.model.name,
-             cfg.method, cfg.scaling.num_workers, run_id, out)
+    log.info("training %s (%s) on %d worker(s); MLflow run %s; state in %s",
+             model_config["name"], options["method"], options["scaling"]["num_workers"], run_id,
+             out)
 
     sink = MetricSink(uri, run_id, tracking.last_logged_steps(uri, run_id))  # a resumed run's
     job = make_job(load_examples=share_examples(training_set.read()), metrics=sink)
     try:
         with Heartbeat(uri, run_id):
-            result = fit(job, RayScaling(**OmegaConf.to_container(cfg.scaling)),
-                         storage_path=out / "ray", name=cfg.run_name)
+            result = fit(job, RayScaling(**options["scaling"]),
+                         storage_path=out / "ray", name=options["run_name"])
     except SystemExit as exit_:  # Ray Train's own Ctrl-C handler aborted the run and exits
         stop = Stopped(signal.SIGINT)
         mark_run_ended(uri, run_id, stop)
@@ -104,18 +104,19 @@ def train(cfg: DictConfig) -> TrainOutcome:
     return TrainOutcome(adapter, summary, run_id)
 
 
-def method_job(cfg: DictConfig, model_config: Mapping[str, Any],
+def method_job(options: Mapping[str, Any], model_config: Mapping[str, Any],
                settings: TrainSettings) -> Callable[..., WorkerJob]:
-    """The job class of ``cfg.method`` with its checked settings, waiting for the examples and
+    """The job class of ``method`` with its checked settings, waiting for the examples and
     the metric sink (``load_examples=``, ``metrics=``)."""
-    if cfg.method == "sft":
+    method = options["method"]
+    if method == "sft":
         return functools.partial(TrainJob, model_config, settings)
-    if cfg.method == "grpo":
-        grpo = GrpoSettings.from_mapping(OmegaConf.to_container(cfg.grpo, resolve=True))
-        grpo.prompts_per_worker(cfg.scaling.num_workers)  # fails here, not on every worker
+    if method == "grpo":
+        grpo = GrpoSettings.from_mapping(options["grpo"])
+        grpo.prompts_per_worker(options["scaling"]["num_workers"])  # here, not on every worker
         return functools.partial(GrpoJob, model_config, settings, grpo,
-                                 init_adapter=initial_adapter(cfg.init_adapter))
-    raise ValueError(f"method must be sft or grpo, got {cfg.method!r}")
+                                 init_adapter=initial_adapter(options.get("init_adapter")))
+    raise ValueError(f"method must be sft or grpo, got {method!r}")
 
 
 def initial_adapter(path: str | None) -> str | None:
@@ -129,9 +130,9 @@ def initial_adapter(path: str | None) -> str | None:
     return str(folder)
 
 
-def build_dataset(dataset: DictConfig) -> TrainingSet:
+def build_dataset(dataset: Mapping[str, Any]) -> TrainingSet:
     """The ``dataset`` section's training set, built or reused, clear of its evaluation sets."""
-    fields = OmegaConf.to_container(dataset, resolve=True)
+    fields = dict(dataset)
     build_dir, study_path, cache_dir = fields.pop("build_dir"), fields.pop("path"), fields.pop("cache_dir")
     official = fields.pop("exclude_official")
     exclusion = Exclusion.of(evaluation_puzzles(fields.pop("exclude_generated") or [], official))
@@ -159,15 +160,16 @@ def training_dataset(training_set: TrainingSet) -> DatasetRef:
                               training_set.folder)
 
 
-def _open_mlflow_run(cfg: DictConfig, out: Path, manifest: Mapping[str, Any]) -> str:
+def _open_mlflow_run(options: Mapping[str, Any], out: Path, manifest: Mapping[str, Any]) -> str:
     """A new MLflow run, or the one this ``out_dir`` already trains into (a resumed run)."""
     run_id_file = out / RUN_ID_FILE
+    mlflow, model = options["mlflow"], options["model"]["name"]
     run_id = tracking.open_run(
-        tracking_uri=cfg.mlflow.tracking_uri, experiment=cfg.mlflow.experiment,
-        run_name=cfg.mlflow.run_name or f"{cfg.model.name}/{cfg.run_name}",
-        params=OmegaConf.to_container(cfg, resolve=True),
-        tags={"model": cfg.model.name, "git_commit": tracking.git_commit(), "kind": "train",
-              "method": cfg.method, "dataset_fingerprint": manifest["fingerprint"],
+        tracking_uri=mlflow["tracking_uri"], experiment=mlflow["experiment"],
+        run_name=mlflow.get("run_name") or f"{model}/{options['run_name']}",
+        params=dict(options),
+        tags={"model": model, "git_commit": tracking.git_commit(), "kind": "train",
+              "method": options["method"], "dataset_fingerprint": manifest["fingerprint"],
               "dataset_content_fingerprint": manifest["content_fingerprint"],
               "dataset_source": manifest["source"]},
         run_id=run_id_file.read_text().strip() if run_id_file.is_file() else None,

@@ -38,9 +38,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence
 
-from crossmath.finetuning.config_checks import check_known_fields
 from crossmath.metrics.accuracy import position_hits
 from crossmath.metrics.answers import extract_answer
+from crossmath.settings.sections import check_known_fields
 
 
 class Reward(Protocol):

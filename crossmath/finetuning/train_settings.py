@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from crossmath.finetuning.config_checks import check_at_least_one, check_known_fields
 from crossmath.finetuning.modeling import LoraSettings
+from crossmath.settings.sections import check_at_least_one, check_known_fields
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from crossmath.core.errors import UserError
 from crossmath.metrics.accuracy import (
     STEP_GROUPS,
     MeanStd,
@@ -38,7 +39,7 @@ RELEASE_SUMMARY_KEYS = ("micro_acc", "macro_acc", "step1_correct_rate", "step2_c
                         "step3_correct_rate", "step4+_correct_rate")
 
 
-class ReleaseLogError(ValueError):
+class ReleaseLogError(UserError, ValueError):
     """A prediction log that cannot be read or does not line up with its data file."""
 
 

@@ -20,7 +20,9 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
-SDPA_GQA = "sdpa_gqa"
+from crossmath.models.config import SDPA_GQA  # the name configs give it (light: no torch)
+
+__all__ = ["SDPA_GQA", "register_sdpa_gqa", "sdpa_gqa_attention_forward"]
 
 
 def sdpa_gqa_attention_forward(

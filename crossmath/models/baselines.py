@@ -23,6 +23,7 @@ from typing import Sequence
 
 from crossmath.metrics.answers import answer_block
 from crossmath.models.base import ModelRequest, ModelResponse
+from crossmath.models.contract import BackendContract, always_greedy
 from crossmath.puzzle.grid import BLANK, Grid, GridFormatError, Position, parse_markdown_grid
 from crossmath.puzzle.solver import propagate, search_solutions
 
@@ -31,11 +32,12 @@ IMAGE_ONLY = ("image", "transcribe")
 
 
 class _RuleBackend:
-    """A backend whose reply to each request is a pure function of that request."""
+    """A backend whose reply to each request is a pure function of that request: no weights,
+    no capacity to fill (calls of a few hundred requests), and (unless a subclass says it
+    ignores the sample index) samples that differ."""
 
+    contract = BackendContract()
     name: str
-    # True when the reply ignores the request's sample index: several samples would repeat it.
-    deterministic: bool
 
     def generate(self, requests: Sequence[ModelRequest]) -> list[ModelResponse]:
         responses = []
@@ -54,7 +56,7 @@ class _RuleBackend:
 class OracleBackend(_RuleBackend):
     """The symbolic solver as a model: exact on uniquely solvable text grids, silent otherwise."""
 
-    deterministic = True
+    contract = BackendContract(greedy=always_greedy)  # its reply ignores the sample index
 
     def __init__(self, name: str = "oracle") -> None:
         self.name = name
@@ -101,7 +103,7 @@ class RandomBackend(_RuleBackend):
     in every rerun and on every worker, whatever the batch or order.
     """
 
-    deterministic = False  # each sample has its own request id, hence its own guesses
+    # Each sample has its own request id, hence its own guesses: _RuleBackend's contract.
 
     def __init__(self, name: str = "random", seed: int = 0) -> None:
         self.name = name

@@ -3,8 +3,10 @@ arguments, which ``hydra.utils.instantiate`` passes on, and ``prompt``, the prom
 pipeline builds the model's prompts from. The backend never sees the prompt set: requests
 arrive with their prompts finished.
 
-The questions the pipeline asks of a model config before any model loads (is it greedy? what
-dtype will "auto" become?) are answered here, from the config alone."""
+Two questions the pipeline asks of a model config before any model loads are answered here,
+from the config alone, for the backends whose contract points here
+(``crossmath.models.contract``): do its ``sampling`` modes decode greedily, and what dtype
+will "auto" become."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ PROMPT_KEY = "prompt"
 
 # What the HF backend's ``dtype: auto`` becomes on each kind of device.
 AUTO_DTYPES = {"cuda": "bfloat16", "cpu": "float32"}
+# The attention implementation our HF configs name (registered by ``attention``).
+SDPA_GQA = "sdpa_gqa"
 
 
 def backend_arguments(model_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -26,29 +30,17 @@ def prompt_set_name(model_config: Mapping[str, Any]) -> str | None:
     return model_config.get(PROMPT_KEY)
 
 
-def decodes_greedily(model_config: Mapping[str, Any],
-                     checkpoint_generation: Mapping[str, Any] | None = None) -> bool:
-    """Whether every sample of a request would get the same text, so that more than one
-    sample would only repeat the first.
-
-    - HF backend (``sampling``): ``greedy``; in ``checkpoint`` mode, a checkpoint whose
-      generation config (``checkpoint_generation``, when known) does not sample or keeps only
-      the top token (Qwen2.5-VL ships ``top_k: 1``).
-    - OpenAI-compatible servers (``temperature``): temperature 0.
-    - Rule-based backends: their class's ``deterministic`` attribute (the oracle is; chance
-      is not).
-    """
-    if "sampling" in model_config:
-        mode = model_config["sampling"]
-        if mode == "checkpoint" and checkpoint_generation is not None:
-            return (not checkpoint_generation.get("do_sample", False)
-                    or checkpoint_generation.get("top_k") == 1)
-        return mode == "greedy"
-    if "temperature" in model_config:
-        return float(model_config["temperature"]) == 0.0
-    import hydra.utils
-
-    return bool(getattr(hydra.utils.get_class(model_config["_target_"]), "deterministic", False))
+def sampling_mode_is_greedy(arguments: Mapping[str, Any],
+                            checkpoint_generation: Mapping[str, Any] | None = None) -> bool:
+    """Whether a backend with ``sampling`` modes (hf, vLLM: ``sampling_modes``) decodes every
+    sample of a request to the same text: mode ``greedy``; in ``checkpoint`` mode, a checkpoint
+    whose generation config (``checkpoint_generation``, when known) does not sample or keeps
+    only the top token (Qwen2.5-VL ships ``top_k: 1``)."""
+    mode = arguments.get("sampling")
+    if mode == "checkpoint" and checkpoint_generation is not None:
+        return (not checkpoint_generation.get("do_sample", False)
+                or checkpoint_generation.get("top_k") == 1)
+    return mode == "greedy"
 
 
 def resolved_dtype(model_config: Mapping[str, Any], gpus: float) -> str | None:

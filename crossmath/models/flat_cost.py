@@ -11,6 +11,7 @@ from typing import Sequence
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.models.baselines import OracleBackend
 from crossmath.models.call_log import append_call
+from crossmath.models.contract import BackendContract, always_greedy
 
 
 class FlatCostBackend(OracleBackend):
@@ -20,6 +21,9 @@ class FlatCostBackend(OracleBackend):
     With ``call_log`` set, each call appends one JSON line: process id, start and end (epoch
     seconds), requests and sequences; Ray actors in other processes can all append to it.
     """
+
+    contract = BackendContract(call_sequences="batch_size", non_shaping=frozenset({"batch_size"}),
+                               greedy=always_greedy)
 
     def __init__(self, name: str = "flat-cost", batch_size: int = 64, call_s: float = 1.0,
                  call_log: str | None = None) -> None:

@@ -20,6 +20,11 @@ How a call to ``generate`` runs:
 
 ``latency_s`` is the wall time of the batch that answered the request. How tokens are chosen
 is the ``sampling`` mode (``crossmath.models.sampling_modes``).
+
+The module itself is light (no torch, no transformers): the driver imports it to read the
+backend's ``contract`` before any model loads. torch, transformers and the decode loop are
+imported where the backend is built and runs (its constructor and the methods that decode),
+in the inference actor.
 """
 
 from __future__ import annotations
@@ -30,32 +35,22 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-import torch
 from PIL import Image
 
-from crossmath.models.attention import SDPA_GQA
 from crossmath.models.base import ModelRequest, ModelResponse, Prompt, first_stop
-from crossmath.models.checkpoint_loading import (
-    load_pretrained_model,
-    merge_adapter,
-    resolve_device,
-    resolve_dtype,
-    set_attention,
-    stop_token_ids,
-)
-from crossmath.models.decoding import (
-    Decoder,
-    DecodeStats,
-    LogitsProcessorFactory,
-    RowOutput,
-    RowPlan,
-)
-from crossmath.models.processor import load_processor
+from crossmath.models.config import SDPA_GQA, sampling_mode_is_greedy
+from crossmath.models.contract import BackendContract
 from crossmath.models.prompts import chat_messages
-from crossmath.models.sampling import SamplingSettings, sequence_key
-from crossmath.models.sampling_modes import decoding_rule
+from crossmath.models.sequence_keys import sequence_key
+from crossmath.models.weights import Checkpoint
+
+if TYPE_CHECKING:  # annotations only: torch and transformers load where the backend is built
+    import torch
+
+    from crossmath.models.decoding import DecodeStats, LogitsProcessorFactory, RowOutput
+    from crossmath.models.sampling import SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +111,15 @@ class HFBackend:
     honoured row by row (``request_sampling``), as are its ``stop`` strings.
     """
 
+    contract = BackendContract(
+        call_sequences="batch_size", answer_tokens="max_new_tokens",
+        image_pixels=("min_pixels", "max_pixels"), auto_dtype=True,
+        non_shaping=frozenset({
+            "batch_size",  # sequences decoded together: the answers are the same in any batch
+            "device",  # where it runs; what that does to "auto" dtype is resolved (auto_dtype)
+            "cache_dir",  # where a model built on first use (model: {_target_: ...}) is kept
+        }),
+        weights=Checkpoint("model"), greedy=sampling_mode_is_greedy)
     request_sampling = True
 
     def __init__(
@@ -175,6 +179,20 @@ class HFBackend:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         if (min_pixels is None) != (max_pixels is None):
             raise ValueError("set both min_pixels and max_pixels, or neither")
+        import torch  # the heavy machinery, here in the actor (see the module's docstring)
+
+        from crossmath.models.checkpoint_loading import (
+            load_pretrained_model,
+            merge_adapter,
+            resolve_device,
+            resolve_dtype,
+            set_attention,
+            stop_token_ids,
+        )
+        from crossmath.models.decoding import Decoder
+        from crossmath.models.processor import load_processor
+        from crossmath.models.sampling_modes import decoding_rule
+
         built = isinstance(model, torch.nn.Module)
         if built and processor is None:
             raise ValueError("a model passed already built needs its processor")
@@ -330,6 +348,8 @@ class HFBackend:
     # ----------------------------------------------------------------------------------------
     def _answer(self, rows: list[_Row]) -> Iterator[tuple[_Row, _Decoded | str]]:
         """Each row with its decoded output, or with an error message."""
+        import torch
+
         pending = deque(rows)
         while pending:
             chunk = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
@@ -365,6 +385,8 @@ class HFBackend:
 
     def _decode_rows(self, rows: list[_Row]) -> list[_Decoded]:
         """Decode one batch of rows; each distinct prompt is prefilled once (``shared_prefill``)."""
+        from crossmath.models.decoding import RowPlan
+
         started = time.perf_counter()
         prompts: dict[int, int] = {}  # id(entry) or row number -> prompt index
         entries: list[_PromptEntry] = []
@@ -395,6 +417,8 @@ class HFBackend:
 
 
 def _release_cuda_memory() -> None:
+    import torch
+
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 

@@ -28,13 +28,20 @@ from requests import Session
 from requests import exceptions as http_errors
 
 from crossmath.models.base import ModelRequest, ModelResponse, Prompt, refusal
+from crossmath.models.contract import BackendContract
 from crossmath.models.prompts import chat_messages
-from crossmath.models.sampling import sequence_key
+from crossmath.models.sequence_keys import sequence_key
 
 # Worth another try: request timeout, conflict (both used by load balancers), rate limit, and
 # every server-side failure. Any other 4xx means the request itself is wrong.
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 _ERROR_BODY_CHARS = 300
+
+
+def greedy_at_zero_temperature(arguments: Mapping[str, Any],
+                               checkpoint_generation: Mapping[str, Any] | None = None) -> bool:
+    """A server asked for temperature 0 answers every sample alike."""
+    return float(arguments["temperature"]) == 0.0
 
 
 def png_data_url(png: bytes) -> str:
@@ -98,6 +105,14 @@ class OpenAIChatBackend:
     server-specific options such as vLLM's ``chat_template_kwargs``.
     """
 
+    contract = BackendContract(
+        call_sequences="max_concurrency", answer_tokens="max_tokens",
+        non_shaping=frozenset({
+            "max_concurrency",  # requests in flight at once
+            "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s",  # HTTP retries
+            "api_key_env",  # where the API key is read from
+        }),
+        greedy=greedy_at_zero_temperature)
     _sleep = staticmethod(time.sleep)  # replaced in tests to observe the waits
 
     def __init__(

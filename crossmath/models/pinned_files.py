@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-from crossmath.models.prompts import PromptTemplateError
+from crossmath.models.prompt_parts import PromptTemplateError
 
 FETCH_TIMEOUT_S = 30
 

@@ -31,6 +31,8 @@ from typing import Any, Callable, Protocol
 import yaml
 
 from crossmath.models.base import MODALITIES, ModelRequest, Prompt
+from crossmath.models.prompt_parts import PromptLayout, PromptTemplateError, check_modality
+from crossmath.models.release_prompt import is_release_instructions, load_release_instructions
 
 DEFAULT_PROMPT = "crossmath-v1"
 # Recorded as the prompt set of models that are shown no prompt (rule-based baselines).
@@ -39,10 +41,6 @@ TEMPLATE_DIR = Path(__file__).with_name("prompt_templates")
 
 PLACEHOLDERS = frozenset({"grid", "rules", "n_blanks", "value_min", "value_max"})
 TRANSCRIBE = "transcribe"  # the optional field of the probe's transcription prompt
-
-
-class PromptTemplateError(ValueError):
-    """A prompt set file that cannot be used, naming the file and the field at fault."""
 
 
 @dataclass(frozen=True)
@@ -90,26 +88,6 @@ class PromptTemplate:
         return PromptLayout((self.transcribe,), 0) if self.transcribe else None
 
 
-@dataclass(frozen=True)
-class PromptLayout:
-    """A puzzle prompt before its image exists: the text parts, and where the image goes.
-
-    ``image_at`` is the index in ``texts`` before which the image stands (None: no image,
-    the text modality).
-    """
-
-    texts: tuple[str, ...]
-    image_at: int | None
-
-    def with_image(self, image: bytes | None) -> Prompt:
-        """The finished prompt; the image is required exactly when the layout has a place for it."""
-        if (image is None) != (self.image_at is None):
-            raise ValueError("an image is needed exactly for the image and hybrid modalities")
-        if image is None:
-            return Prompt(self.texts)
-        return Prompt(self.texts, (image,), (self.image_at,))
-
-
 class PromptSet(Protocol):
     """What the pipeline needs of a prompt set: an id to record and a layout per puzzle."""
 
@@ -117,11 +95,6 @@ class PromptSet(Protocol):
 
     def layout(self, modality: str, grid: str, n_blanks: int,
                value_range: tuple[int, int]) -> PromptLayout: ...
-
-
-def check_modality(modality: str) -> None:
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
 
 
 def _check_placeholders(template: str, field: str, source: str) -> None:
@@ -153,8 +126,6 @@ def _check_placeholders(template: str, field: str, source: str) -> None:
 def load_prompt_template(name_or_path: str | Path) -> PromptSet:
     """A shipped prompt set by name (``"crossmath-v1"``), a user's YAML file by path, or the
     release's instructions (``"release"`` or the path of an ``instruction_template.py``)."""
-    from crossmath.models.release_prompt import is_release_instructions, load_release_instructions
-
     if is_release_instructions(name_or_path):
         return load_release_instructions(name_or_path)
     path = Path(name_or_path).expanduser()

@@ -18,7 +18,7 @@ for want of information in the picture. The reader:
 It is deterministic and needs no GPU: one onnxruntime thread per backend (``threads``), and a
 picture shown by several requests (image, hybrid and transcribe of one puzzle and style) is
 read once. The engine, its version and the reading's version are part of the backend's
-identity (``crossmath.pipeline.identity``).
+identity (its contract's weights, ``OcrEngine``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 from PIL import Image
@@ -33,17 +35,32 @@ from PIL import Image
 from crossmath.metrics.transcription import TRANSCRIBE
 from crossmath.models.base import ModelRequest
 from crossmath.models.baselines import OracleBackend, _RuleBackend, solution_reply
-from crossmath.models.ocr import TextRecognizer
-from crossmath.reading import DIGITS, GridReading, LatticeNotFound, read_grid
+from crossmath.models.contract import BackendContract, always_greedy
+from crossmath.models.ocr import EngineUnavailable, TextRecognizer, engine_identity
+from crossmath.models.weights import IdentityError, WeightsIdentity
+from crossmath.reading import DIGITS, READING_VERSION, GridReading, LatticeNotFound, read_grid
 
 READS_IMAGE = ("image", "hybrid", TRANSCRIBE)
 CACHED_READINGS = 64  # pictures whose reading is kept (a call holds a unit's requests together)
 
 
+@dataclass(frozen=True)
+class OcrEngine:
+    """The reader's weights: the OCR engine (package, version, model file) and the reading's
+    version shape its answers. An engine that is missing is the user's to fix (the ``reader``
+    extra), said in one line before any work starts."""
+
+    def identity(self, arguments: Mapping[str, Any]) -> WeightsIdentity:
+        try:
+            return WeightsIdentity({"ocr": {**engine_identity(), "reading": READING_VERSION}})
+        except EngineUnavailable as error:
+            raise IdentityError(str(error)) from None
+
+
 class ReaderBackend(_RuleBackend):
     """Reads the picture (grid finding, template matching, OCR), then solves it."""
 
-    deterministic = True
+    contract = BackendContract(weights=OcrEngine(), greedy=always_greedy)
 
     def __init__(self, name: str = "reader", threads: int = 1) -> None:
         self.name = name

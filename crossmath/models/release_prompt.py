@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Mapping
 
 from crossmath.models.pinned_files import fetch_pinned_file, string_constants
-from crossmath.models.prompts import PromptLayout, check_modality
+from crossmath.models.prompt_parts import PromptLayout, check_modality
 
 RELEASE_PROMPT = "release"  # the prompt-set name that selects the release's instructions
 RELEASE_REPOSITORY = "xuyige/CrossMath"

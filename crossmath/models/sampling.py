@@ -19,23 +19,17 @@ signature of a transformers ``LogitsProcessor`` and can be passed in a ``logits_
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from crossmath.models.sequence_keys import sequence_key
+
 _MASK32 = 0xFFFFFFFF
 _UNIFORM_BITS = 24  # float32 holds 24 significant bits: the uniforms are exact multiples of 2^-24
 # Candidates beyond top_k scored when top_k is set, to catch ties with the k-th score.
 CANDIDATE_MARGIN = 32
-
-
-def sequence_key(seed: int, identity: str) -> int:
-    """The key of one sampled sequence: a hash of the run's seed and the request's identity
-    (which includes its sample index), as a non-negative int64."""
-    digest = hashlib.sha256(f"{seed}\x00{identity}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def sequence_keys(seed: int, identities: Sequence[str], device: torch.device | str = "cpu") -> torch.Tensor:

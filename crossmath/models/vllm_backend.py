@@ -19,6 +19,9 @@ any thread or event loop: ``answers`` (async, as they finish) for the pipeline, 
 prompt longer than ``max_model_len``, ...) gets its ``error``; an engine that dies raises.
 
 vLLM is optional (``pip install '.[vllm]'``): it is imported when the first engine is built.
+The module itself imports neither vLLM nor torch: the driver reads the backend's ``contract``
+from it before any model loads; torch and transformers are imported by the constructor, in
+the inference actor.
 """
 
 from __future__ import annotations
@@ -34,11 +37,10 @@ from types import SimpleNamespace
 from typing import Any, Protocol
 
 from crossmath.models.base import ModelRequest, ModelResponse, Prompt
-from crossmath.models.checkpoint_loading import stop_token_ids
-from crossmath.models.config import AUTO_DTYPES
+from crossmath.models.config import AUTO_DTYPES, sampling_mode_is_greedy
+from crossmath.models.contract import BackendContract
 from crossmath.models.hf import chat_prompt_text, decode_png
 from crossmath.models.openai_backend import request_seed
-from crossmath.models.sampling_modes import decoding_rule
 from crossmath.models.vllm_protocol import (
     ADAPTER_ID,
     ADAPTER_NAME,
@@ -47,6 +49,7 @@ from crossmath.models.vllm_protocol import (
     image_bounds,
     sampling_fields,
 )
+from crossmath.models.weights import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,17 @@ class VLLMEngine:
 class VLLMBackend:
     """A checkpoint served by vLLM's engine, answering with the hf backend's protocol."""
 
+    contract = BackendContract(
+        call_sequences="max_num_seqs", answer_tokens="max_new_tokens",
+        image_pixels=("min_pixels", "max_pixels"), auto_dtype=True,
+        # How many sequences share the engine's batch, over how many GPUs, in how much memory
+        # (vLLM promises no batch invariance; docs/vllm.md says what that means for a rerun),
+        # and where a model built on first use (model: {_target_: ...}) is kept.
+        non_shaping=frozenset({"max_num_seqs", "tensor_parallel_size", "gpu_memory_utilization",
+                               "cache_dir"}),
+        weights=Checkpoint("model"), greedy=sampling_mode_is_greedy, streams_answers=True,
+        requires=("vllm", VLLM_EXTRA))
+
     def __init__(
         self,
         model: str | Path,
@@ -154,6 +168,8 @@ class VLLMBackend:
         """
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        from crossmath.models.sampling_modes import decoding_rule  # torch: here, in the actor
+
         self.model_path = str(model)
         self.name = name or Path(self.model_path).name
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
@@ -314,6 +330,8 @@ def _shipped_generation(model_path: str) -> dict[str, Any]:
 def _stop_token_ids(model_path: str, renderer: Any) -> list[int]:
     """The generation config's EOS ids and the tokenizer's, as the hf backend stops."""
     from transformers import GenerationConfig
+
+    from crossmath.models.checkpoint_loading import stop_token_ids
 
     try:
         generation = GenerationConfig.from_pretrained(model_path)

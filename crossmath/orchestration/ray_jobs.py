@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import urlparse
 
+from crossmath.core.errors import ConfigError
 from crossmath.orchestration.story_plan import Step
-from crossmath.runtime.errors import ConfigError
 from crossmath.runtime.ray_cluster import port_silence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout (an editable install's)

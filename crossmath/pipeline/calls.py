@@ -31,6 +31,7 @@ from PIL import Image
 
 from crossmath.core.requests import TEXT_UNIT, UNIT_TYPE
 from crossmath.drawing import Style, load_style
+from crossmath.models.contract import BackendSpec
 from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.grid import parse_markdown_grid
 
@@ -44,9 +45,6 @@ RULE_BASED_CALL = 256
 # 32 x 32, again an overestimate).
 CHARS_PER_TEXT_TOKEN = 1.5
 PIXELS_PER_IMAGE_TOKEN = 28 * 28
-
-# Backends whose engine batches continuously: requests join and leave while it decodes.
-ENGINE_BACKENDS = frozenset({"crossmath.models.vllm_backend.VLLMBackend"})
 
 CALL_SCHEMA = pa.schema([
     ("call", pa.int64()),
@@ -85,39 +83,25 @@ def model_capacity(model_config: Mapping[str, Any], sequences: int | None = None
                    tokens: int | None = None) -> CallCapacity:
     """The capacity of one call of the model ``model_config`` describes (``conf/model/*.yaml``).
 
-    Read from the config's own keys, before any backend is built:
-
-    * ``batch_size`` (the hf backend): sequences per ``generate`` call;
-    * ``max_num_seqs`` (the vllm backend): the engine's scheduler capacity, sequences decoded
-      at once (its stage keeps a second call queued behind it, see ``engine_stage``);
-    * ``max_concurrency`` (the OpenAI client): requests in flight at once, each a sequence;
-    * neither (rule-based backends): no limit; calls of ``RULE_BASED_CALL`` requests.
-
-    ``sequences`` (``resources.call_sequences``) overrides the config's figure; ``tokens``
-    (``resources.call_tokens``) adds a token budget.
+    Read from its backend's contract (``BackendContract.call_sequences``: the hf backend's
+    ``batch_size``, vLLM's ``max_num_seqs``, the OpenAI client's ``max_concurrency``) before
+    any backend is built; a backend with no limit (rule-based ones) gets calls of
+    ``RULE_BASED_CALL`` requests. ``sequences`` (``resources.call_sequences``) overrides the
+    backend's figure; ``tokens`` (``resources.call_tokens``) adds a token budget.
     """
-    if "batch_size" in model_config:
-        configured = model_config["batch_size"]
-    elif "max_num_seqs" in model_config:
-        configured = model_config["max_num_seqs"]
-    elif "max_concurrency" in model_config:
-        configured = model_config["max_concurrency"]
-    else:
-        configured = RULE_BASED_CALL
-    new_tokens = model_config.get("max_new_tokens") or model_config.get("max_tokens") or 0
-    bounds = model_config.get("min_pixels"), model_config.get("max_pixels")
+    spec = BackendSpec.of(model_config)
     return CallCapacity(
-        sequences=int(sequences or configured),
+        sequences=int(sequences or spec.call_sequences() or RULE_BASED_CALL),
         tokens=tokens,
-        new_tokens=int(new_tokens),
-        pixel_bounds=None if None in bounds else (int(bounds[0]), int(bounds[1])),
+        new_tokens=spec.answer_tokens(),
+        pixel_bounds=spec.image_pixels(),
     )
 
 
 def streams_answers(model_config: Mapping[str, Any]) -> bool:
     """Whether the backend is an engine that answers each request as it ends and takes the
-    next call while one decodes (``ENGINE_BACKENDS``): its actors run ``engine_stage``."""
-    return model_config.get("_target_") in ENGINE_BACKENDS
+    next call while one decodes (its contract says so): its actors run ``engine_stage``."""
+    return BackendSpec.of(model_config).contract.streams_answers
 
 
 @dataclass(frozen=True)
@@ -130,16 +114,18 @@ class _PromptGroup:
     prompt_tokens: int  # estimated, per sequence
 
 
-def plan_calls(units: list[dict], capacity: CallCapacity) -> list[dict]:
+def plan_calls(units: list[dict], capacity: CallCapacity,
+               styles: Mapping[str, Style] | None = None) -> list[dict]:
     """The units' requests packed into calls (``CALL_SCHEMA`` rows as dicts), longest prompts
-    first; every call but the last is full.
+    first; every call but the last is full. ``styles`` (resolved at the door) size the images
+    still to render; a style not among them is read by name.
 
     Every request lands in exactly one call; the samples of a prompt share a call unless they
     alone exceed the capacity. A unit whose prompts land in two calls appears in both, each
     with its own requests (its image is then made once per call).
     """
     groups = [group for index, unit in enumerate(units)
-              for group in _prompt_groups(index, unit, capacity)]
+              for group in _prompt_groups(index, unit, capacity, styles or {})]
     groups.sort(key=lambda group: group.prompt_tokens, reverse=True)  # stable: ties keep order
     calls: list[list[_PromptGroup]] = []
     sequences = tokens = 0
@@ -155,11 +141,12 @@ def plan_calls(units: list[dict], capacity: CallCapacity) -> list[dict]:
     return [_call_row(number, units, members) for number, members in enumerate(calls)]
 
 
-def _prompt_groups(index: int, unit: dict, capacity: CallCapacity) -> Iterator[_PromptGroup]:
+def _prompt_groups(index: int, unit: dict, capacity: CallCapacity,
+                   styles: Mapping[str, Style]) -> Iterator[_PromptGroup]:
     by_modality: dict[str, list[dict]] = {}
     for request in unit["requests"]:
         by_modality.setdefault(request["modality"], []).append(request)
-    images = image_tokens(unit, capacity.pixel_bounds)  # sized once for all its prompts
+    images = image_tokens(unit, capacity.pixel_bounds, styles)  # once for all its prompts
     for requests in by_modality.values():
         tokens = estimated_prompt_tokens(requests[0], images)
         # A prompt's samples split only when they exceed a whole call.
@@ -178,21 +165,22 @@ def estimated_prompt_tokens(request: dict, images: list[float]) -> int:
     return math.ceil(tokens)
 
 
-def image_tokens(unit: dict, pixel_bounds: tuple[int, int] | None) -> list[float]:
+def image_tokens(unit: dict, pixel_bounds: tuple[int, int] | None,
+                 styles: Mapping[str, Style] | None = None) -> list[float]:
     """The estimated tokens of each image of a unit: from their sizes (a unit's given images)
     or the grid's size in the unit's style (an image still to render), each bounded as the
     model resizes it. A text unit has none."""
     if unit["modality"] == TEXT_UNIT:
         return []
     tokens = []
-    for pixels in _image_pixels(unit):
+    for pixels in _image_pixels(unit, styles or {}):
         if pixel_bounds is not None:
             pixels = min(max(pixels, pixel_bounds[0]), pixel_bounds[1])
         tokens.append(pixels / PIXELS_PER_IMAGE_TOKEN)
     return tokens
 
 
-def _image_pixels(unit: dict) -> list[int]:
+def _image_pixels(unit: dict, styles: Mapping[str, Style]) -> list[int]:
     if unit.get("images"):
         sizes = []
         for data in unit["images"]:
@@ -200,7 +188,8 @@ def _image_pixels(unit: dict) -> list[int]:
                 sizes.append(image.width * image.height)
         return sizes
     grid = parse_markdown_grid(unit["grid"])
-    return [grid.n_rows * grid.n_cols * _style(unit["style"]).cell_size ** 2]
+    style = styles.get(unit["style"]) or _style(unit["style"])
+    return [grid.n_rows * grid.n_cols * style.cell_size ** 2]
 
 
 @lru_cache(maxsize=None)

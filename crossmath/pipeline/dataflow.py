@@ -34,10 +34,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
+from crossmath.drawing import Style
 from crossmath.pipeline.calls import (
     CallCapacity,
     call_table,
@@ -103,10 +104,13 @@ class PipelineResult:
 
 def run_pipeline(units: list[dict], model_config: dict[str, Any], store: PredictionStore,
                  resources: StageResources, *, prompt_id: str, max_attempts: int = 1,
-                 before_work: Callable[[], object] | None = None) -> PipelineResult:
+                 before_work: Callable[[], object] | None = None,
+                 styles: Mapping[str, Style] | None = None) -> PipelineResult:
     """Answer every pending request of ``units`` (see ``units.pending_units``); return the
     latest prediction of every request they hold. ``before_work`` (connecting to Ray) is
-    called only when some request is pending: nothing to run starts nothing."""
+    called only when some request is pending: nothing to run starts nothing. ``styles``: the
+    units' styles, resolved at the door (the render actors draw with them; a style missing
+    from them is read by name)."""
     wanted = {r["request_id"] for unit in units for r in unit["requests"]}
     pending = pending_units(units, store.latest_attempts(), max_attempts)
     n_pending = sum(len(unit["requests"]) for unit in pending)
@@ -115,12 +119,12 @@ def run_pipeline(units: list[dict], model_config: dict[str, Any], store: Predict
     answered = set()
     if pending:
         capacity = resources.call_capacity(model_config)
-        calls = plan_calls(pending, capacity)
+        calls = plan_calls(pending, capacity, styles)
         log.info("%d calls of %s; the last holds %d sequences", len(calls), capacity.describe(),
                  calls[-1]["sequences"])
         if before_work is not None:
             before_work()
-        answered = _execute(calls, model_config, store, resources, prompt_id)
+        answered = _execute(calls, model_config, store, resources, prompt_id, styles or {})
     predictions = store.read()
     keep = pa.array([rid in wanted for rid in predictions.column("request_id").to_pylist()],
                     type=pa.bool_())
@@ -139,7 +143,7 @@ def run_pipeline(units: list[dict], model_config: dict[str, Any], store: Predict
 
 
 def _execute(calls: list[dict], model_config: dict[str, Any], store: PredictionStore,
-             resources: StageResources, prompt_id: str) -> set[str]:
+             resources: StageResources, prompt_id: str, styles: Mapping[str, Style]) -> set[str]:
     """Run the pipeline over ``calls``; returns the ids the inference actors say they saved."""
     import ray
 
@@ -152,6 +156,7 @@ def _execute(calls: list[dict], model_config: dict[str, Any], store: PredictionS
     if any(needs_render(unit) for call in calls for unit in call["units"]):
         dataset = dataset.map_batches(
             RenderImages,
+            fn_constructor_kwargs={"styles": dict(styles)},
             batch_size=1,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=resources.render_actors),

@@ -12,7 +12,7 @@ ended as small shards (one per ``FLUSH_EVERY_S`` at most, all that ended since t
 a killed actor loses only the requests in flight and the last fraction of a second. Shards of
 a call carry the run's token and the call's number in their names: a call that Ray retries
 after a crash reads them and asks only what the crashed try had not saved, so no request is
-written twice. The call's rows come out as ``InferPredictions``' do (request id, answered).
+written twice. The call's rows come out as ``InferPredictions``' do (request id, failed).
 """
 
 from __future__ import annotations

@@ -32,16 +32,15 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pyarrow as pa
-from omegaconf import DictConfig, OmegaConf
 
 from crossmath.core.fingerprints import digest
 from crossmath.metrics.scorecard import Evaluation
-from crossmath.models.config import decodes_greedily, prompt_set_name
+from crossmath.models.config import prompt_set_name
+from crossmath.models.contract import decodes_greedily
 from crossmath.models.prompts import PromptSet, load_prompt_template
-from crossmath.pipeline.dataflow import StageResources, run_pipeline
+from crossmath.pipeline.dataflow import run_pipeline
 from crossmath.pipeline.failures import FailureReport, count_failures
 from crossmath.pipeline.identity import BackendIdentity, backend_identity
-from crossmath.pipeline.preflight import check_run_config
 from crossmath.pipeline.refresh import results_current, results_digest, stamp_results
 from crossmath.pipeline.results_folder import (
     MANIFEST_FILE,
@@ -63,6 +62,7 @@ from crossmath.pipeline.shards import (
 )
 from crossmath.runtime.provenance import git_commit
 from crossmath.runtime.ray_cluster import connect_ray, join_cluster
+from crossmath.settings.run import RunSettings
 from crossmath.summary.score_views import write_report
 from crossmath.tasks import get_task
 from crossmath.tasks.questions import PROMPT_SET, AskContext, Questions, Scores
@@ -132,78 +132,84 @@ class PlannedEvaluation:
     out_dir: str
 
 
-def plan_evaluation(cfg: DictConfig) -> PlannedEvaluation:
-    """What ``cfg`` would evaluate and where its results go; loads no model, starts no Ray."""
-    check_run_config(cfg)
-    model_config = OmegaConf.to_container(cfg.model, resolve=True)
-    backend = backend_identity(model_config, cfg.resources.infer_gpus)
-    samples = effective_samples(cfg.samples, model_config, backend.checkpoint)
-    questions = ask(cfg, model_config, backend, samples)
-    settings = {"backend": backend.settings, **questions.settings()}
-    evaluation_id = digest(settings)
-    out_dir = cfg.out_dir or default_out_dir(cfg.runs_dir, cfg.model.name, questions.data_name,
-                                             evaluation_id)
-    return PlannedEvaluation(questions, model_config, backend, samples, settings, evaluation_id,
+def run_settings(settings: RunSettings | Mapping[str, Any]) -> RunSettings:
+    """``settings``, read from a composed ``conf/run.yaml`` when given one (Python callers;
+    the command reads its config at the door, ``crossmath.run``)."""
+    return settings if isinstance(settings, RunSettings) else RunSettings.from_config(settings)
+
+
+def plan_evaluation(settings: RunSettings | Mapping[str, Any]) -> PlannedEvaluation:
+    """What ``settings`` would evaluate and where its results go; loads no model, starts no
+    Ray."""
+    settings = run_settings(settings)
+    model_config = settings.model
+    backend = backend_identity(model_config, settings.resources.infer_gpus)
+    samples = effective_samples(settings.samples, model_config, backend.checkpoint)
+    questions = ask(settings, model_config, backend, samples)
+    hashed = {"backend": backend.settings, **questions.settings()}
+    evaluation_id = digest(hashed)
+    out_dir = settings.out_dir or default_out_dir(settings.runs_dir, settings.model_name,
+                                                  questions.data_name, evaluation_id)
+    return PlannedEvaluation(questions, model_config, backend, samples, hashed, evaluation_id,
                              out_dir)
 
 
-def ask(cfg: DictConfig, model_config: Mapping[str, Any], backend: BackendIdentity,
+def ask(settings: RunSettings, model_config: Mapping[str, Any], backend: BackendIdentity,
         samples: int) -> Questions:
-    """The questions of the task ``task`` names (``crossmath.tasks.get_task``), given the run
-    options it reads (CrossMath: ``data``, ``modalities``, ``styles`` and the model's prompt
+    """The questions of the task ``settings`` names (``crossmath.tasks.get_task``), given the
+    run options it reads (CrossMath: ``data``, ``modalities``, ``styles`` and the model's prompt
     set) and a way to identify another model it asks (a judge)."""
-    task = get_task(cfg.task.name)
-    options = OmegaConf.to_container(cfg, resolve=True)
-    gpus = cfg.resources.infer_gpus
+    task = get_task(settings.task_name)
+    gpus = settings.resources.infer_gpus
     return task.questions(AskContext(
-        options=options["task"],
-        run={key: options[key] for key in task.reads - {PROMPT_SET}},
+        options=settings.task,
+        run={key: settings.config[key] for key in task.reads - {PROMPT_SET}},
         samples=samples, backend_id=backend.id,
         prompt_set=prompt_set(model_config) if PROMPT_SET in task.reads else None,
         identify=lambda config: backend_identity(config, gpus)))
 
 
-def run_evaluation(cfg: DictConfig) -> RunOutcome:
-    """The whole job for one resolved config: what ``python -m crossmath.run`` does."""
-    check_run_config(cfg)
-    join_cluster(cfg.ray)  # an unreachable cluster stops here, before anything else
-    planned = plan_evaluation(cfg)
+def run_evaluation(settings: RunSettings | Mapping[str, Any]) -> RunOutcome:
+    """The whole job for one evaluation's settings: what ``python -m crossmath.run`` does."""
+    settings = run_settings(settings)
+    join_cluster(settings.ray)  # an unreachable cluster stops here, before anything else
+    planned = plan_evaluation(settings)
     questions, evaluation_id = planned.questions, planned.evaluation_id
-    _warn_if_node_local(cfg)
+    _warn_if_node_local(settings)
     store = PredictionStore(planned.out_dir)
     manifest = claim_results_folder(
-        store, Manifest(evaluation_id, cfg.model.name, questions.data_name, planned.settings))
+        store, Manifest(evaluation_id, settings.model_name, questions.data_name,
+                        planned.settings))
     model = evaluation_model_label(planned.model_config, planned.backend.settings)
     record = EvaluationRunRecord(
-        cfg.mlflow, store, manifest, questions, model=model,
-        run_name=(cfg.mlflow.run_name
+        settings.mlflow, store, manifest, questions, model=model,
+        run_name=(settings.mlflow.get("run_name")
                   or evaluation_run_name(model, questions, evaluation_id)),
-        params={**OmegaConf.to_container(cfg, resolve=True), "samples": planned.samples},
-        tags={"model": cfg.model.name, "prompt_id": questions.prompt_id, **questions.tags(),
-              "backend_id": planned.backend.id})
+        params={**settings.config, "samples": planned.samples},
+        tags={"model": settings.model_name, "prompt_id": questions.prompt_id,
+              **questions.tags(), "backend_id": planned.backend.id})
 
     def start_work() -> None:  # MLflow first: an unusable store stops the run before Ray
         record.open()
-        connect_ray(cfg.ray)
+        connect_ray(settings.ray)
 
     try:
         predictions, n_requests, n_run_now = _answer_rounds(
-            planned, store, StageResources(**OmegaConf.to_container(cfg.resources)),
-            cfg.max_attempts, start_work)
+            planned, store, settings, start_work)
         scores = questions.score(predictions)
-        failures = count_failures(predictions, cfg.max_attempts)
+        failures = count_failures(predictions, settings.max_attempts)
         commit = os.environ.get(GIT_COMMIT_ENV)
         digest = results_digest(predictions, tracking_uri=record.tracking_uri,
                                 experiment=record.experiment, commit=commit)
         if not (n_run_now == 0 and results_current(store.root, digest)):
             with tempfile.TemporaryDirectory(prefix="crossmath-results-") as scratch:
                 files = _write_results(Path(scratch), scores, failures, predictions, questions,
-                                       cfg.model.name)
+                                       settings.model_name)
                 publish_files(files, store.root)
                 run_id = record.open()
                 record.finish(
                     scores=scores, predictions=predictions, failures=failures,
-                    model_name=cfg.model.name,
+                    model_name=settings.model_name,
                     tags={"git_commit": commit or git_commit(), "n_requests": str(n_requests),
                           "out_dir": store.root},
                     artifacts=[*files, _manifest_copy(Path(scratch), record.manifest)])
@@ -218,8 +224,8 @@ def run_evaluation(cfg: DictConfig) -> RunOutcome:
                       n_requests, n_run_now)
 
 
-def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, resources: StageResources,
-                   max_attempts: int, start_work: Callable[[], object]) -> tuple[pa.Table, int, int]:
+def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, settings: RunSettings,
+                   start_work: Callable[[], object]) -> tuple[pa.Table, int, int]:
     """Every round's predictions (request_id order), the number of requests and how many of
     them were asked now; ``start_work`` (MLflow, Ray) runs only if some request is pending."""
     questions = planned.questions
@@ -231,8 +237,9 @@ def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, resources
             continue
         model_config, prompt_id = (questions.round_backend(round_index)
                                    or (planned.model_config, questions.prompt_id))
-        result = run_pipeline(units, model_config, store, resources, prompt_id=prompt_id,
-                              max_attempts=max_attempts, before_work=start_work)
+        result = run_pipeline(units, model_config, store, settings.resources,
+                              prompt_id=prompt_id, max_attempts=settings.max_attempts,
+                              before_work=start_work, styles=settings.styles)
         answered = pa.concat_tables([answered, result.predictions])
         n_requests += result.n_requests
         n_run_now += result.n_pending
@@ -259,12 +266,13 @@ def _manifest_copy(folder: Path, manifest: Manifest) -> Path:
     return path
 
 
-def _warn_if_node_local(cfg: DictConfig) -> None:
+def _warn_if_node_local(settings: RunSettings) -> None:
     """On a cluster, a relative results folder lands in this job's scratch folder: say which
     option made it so (``out_dir`` when given, else ``runs_dir``)."""
-    if not cfg.ray.address:
+    if not settings.ray.get("address"):
         return
-    option, folder = ("out_dir", cfg.out_dir) if cfg.out_dir else ("runs_dir", cfg.runs_dir)
+    option, folder = (("out_dir", settings.out_dir) if settings.out_dir
+                      else ("runs_dir", settings.runs_dir))
     if "://" not in folder and not Path(folder).is_absolute():
         log.warning("%s %s is relative: on a cluster it lands in this job's scratch folder; "
                     "give a shared path or a URI such as s3://bucket/folder", option, folder)

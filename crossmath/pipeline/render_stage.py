@@ -8,6 +8,8 @@ Ray itself is not imported here: the class is a plain callable Ray Data instanti
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import pyarrow as pa
 
 from crossmath.drawing import Style, load_style, render_puzzle_png
@@ -22,10 +24,14 @@ class RenderImages:
     style, except for text units (no image) and units that already hold theirs (the release's
     own image, read by the driver, which is the one machine sure to have the file; a transfer
     task's item).
+
+    ``styles`` are the units' styles as resolved at the command's door (name as given ->
+    ``Style``): a style's file is read on the driver, never again on a worker. A style not among
+    them (callers outside the main job) is read by name, once per actor.
     """
 
-    def __init__(self) -> None:
-        self._styles: dict[str, Style] = {}
+    def __init__(self, styles: Mapping[str, Style] | None = None) -> None:
+        self._styles: dict[str, Style] = dict(styles or {})
 
     def __call__(self, calls: pa.Table) -> pa.Table:
         if "units" not in calls.column_names:

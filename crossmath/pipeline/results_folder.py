@@ -19,6 +19,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
+from crossmath.core.errors import UserError
 from crossmath.pipeline.shards import PredictionStore, read_text, write_text
 
 MANIFEST_FILE = "evaluation.json"
@@ -26,7 +27,7 @@ SHORT_ID = 12
 MAX_LISTED = 8
 
 
-class ResultsFolderError(ValueError):
+class ResultsFolderError(UserError, ValueError):
     """An out_dir that holds another evaluation, or something unreadable."""
 
 

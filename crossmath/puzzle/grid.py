@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterator, Literal, Mapping, Sequence
 
+from crossmath.core.errors import UserError
+
 Position = tuple[int, int]
 Direction = Literal["across", "down"]
 
@@ -34,7 +36,7 @@ ASCII_OPERATOR = {"+": "+", "-": "-", "×": "*", "÷": "/"}
 _NUMBER = re.compile(r"\d+")
 
 
-class GridFormatError(ValueError):
+class GridFormatError(UserError, ValueError):
     """A grid (or a record holding one) that cannot be read, with where it went wrong."""
 
     def __init__(

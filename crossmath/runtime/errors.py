@@ -2,11 +2,11 @@
 
 Two kinds of failure, reported differently because they ask different things of the reader:
 
-- **A user error**: an option or an input file that cannot work. Commands raise one type for
-  it, ``ConfigError`` (where: the option or file; what: the problem), and the library's own
-  input errors, which already name file, line and field (a malformed jsonl line, an unknown
-  style, a broken prompt set, a release that cannot be found or a log that cannot be scored),
-  are reported the same way: one message on stderr, exit status 2, no traceback.
+- **A user error**: an option or an input file that cannot work, a ``UserError``
+  (``crossmath.core.errors``): the door's ``ConfigError`` (where: the option or file; what:
+  the problem), and the library's own input errors, which already name file, line and field
+  (a malformed jsonl line, an unknown style, a broken prompt set, a release that cannot be
+  found or a log that cannot be scored). One message on stderr, exit status 2, no traceback.
 - **Anything else**: a bug or a crash, here or inside a Ray worker. The traceback of the root
   cause is printed once (for a Ray worker, the worker's own traceback, not the wrappers Ray
   adds around it), then, as the very last line, the root cause itself; exit status 1.
@@ -18,12 +18,17 @@ user error. ``HYDRA_FULL_ERROR=1`` re-raises everything unchanged, as Hydra's ow
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import re
 import sys
 import traceback
 from dataclasses import dataclass
 from typing import Callable, TextIO, TypeVar
+
+from crossmath.core.errors import ConfigError, UserError
+
+__all__ = ["ConfigError", "UserError", "report_failure", "reports_failures", "find_cause"]
 
 USER_ERROR_STATUS = 2
 FAILURE_STATUS = 1
@@ -34,45 +39,6 @@ Main = TypeVar("Main", bound=Callable)
 _CHAIN_SEPARATORS = ("The above exception was the direct cause of the following exception:",
                      "During handling of the above exception, another exception occurred:")
 _EXCEPTION_LINE = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?")
-
-
-class ConfigError(ValueError):
-    """An option or input the user gave that cannot work.
-
-    ``where`` names it as the user wrote it (``data.path``, ``model.adapter``,
-    ``styles[1]``, or a file); ``problem`` says what is wrong and, where it helps, what
-    would do instead. A problem that already starts with the option's name (a library's own
-    message, "train.epochs must be ...") is shown without repeating it.
-    """
-
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(where, problem)  # both in args, so the error pickles (Ray workers)
-        self.where = where
-        self.problem = problem
-
-    def __str__(self) -> str:
-        return self.problem if self.problem.startswith(self.where) else f"{self.where}: {self.problem}"
-
-
-@functools.cache
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """The exception types that mean "your input is wrong", each naming what and where.
-
-    Imported when first asked for, so that this module stays importable from any layer.
-    """
-    from crossmath.drawing.style import StyleError
-    from crossmath.metrics.release_logs import ReleaseLogError
-    from crossmath.models.prompts import PromptTemplateError
-    from crossmath.pipeline.identity import IdentityError
-    from crossmath.pipeline.results_folder import ResultsFolderError
-    from crossmath.puzzle.grid import GridFormatError
-    from crossmath.tasks.crossmath.sources import DataSourceError
-    from crossmath.tasks.transfer.published import TaskDataError
-    from crossmath.tracking.errors import TrackingUnavailable
-
-    return (ConfigError, GridFormatError, StyleError, PromptTemplateError, DataSourceError,
-            ReleaseLogError, TrackingUnavailable, ResultsFolderError, IdentityError,
-            TaskDataError)
 
 
 def reports_failures(command: str) -> Callable[[Main], Main]:
@@ -142,7 +108,7 @@ def find_cause(error: BaseException) -> Cause:
     ray_errors = [e for e in chain if _is_ray_error(e)]
     remote = bool(ray_errors)
     if not _is_ray_error(root):  # the exception itself is here (from this process or a worker)
-        if isinstance(root, user_error_types()):
+        if isinstance(root, UserError):
             return Cause(type(root).__name__, str(root), "", user_error=True, remote=remote)
         where = (_first_traceback(str(ray_errors[-1])) if remote
                  else "".join(traceback.format_exception(error)))
@@ -152,7 +118,7 @@ def find_cause(error: BaseException) -> Cause:
         parsed = _exception_of(block)
         if parsed is not None:
             type_name, message = parsed
-            user_error = type_name in {_qualified_name(t) for t in user_error_types()}
+            user_error = _names_user_error(type_name)
             return Cause(type_name.rsplit(".", 1)[-1], message, "" if user_error else block,
                          user_error=user_error, remote=True)
     return Cause(type(root).__name__, str(root).strip(), "", user_error=False, remote=True)
@@ -188,8 +154,17 @@ def _is_ray_error(error: BaseException) -> bool:
     return type(error).__module__.split(".")[0] == "ray"
 
 
-def _qualified_name(kind: type) -> str:
-    return f"{kind.__module__}.{kind.__qualname__}"
+def _names_user_error(type_name: str) -> bool:
+    """Whether ``type_name`` (``module.Class``, as a traceback's text writes it) is a
+    ``UserError``: one of ours, looked up by its name."""
+    module, _, name = type_name.rpartition(".")
+    if not module.startswith("crossmath."):
+        return False
+    try:
+        kind = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return False
+    return isinstance(kind, type) and issubclass(kind, UserError)
 
 
 def _first_traceback(text: str) -> str:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from crossmath.runtime.errors import ConfigError
+from crossmath.core.errors import ConfigError
 from crossmath.runtime.stops import keeping_handlers
 
 DEFAULT_CONNECT_TIMEOUT_S = 30.0

@@ -3,8 +3,10 @@ wrong option must not wait for MLflow's import)."""
 
 from __future__ import annotations
 
+from crossmath.core.errors import UserError
 
-class TrackingUnavailable(RuntimeError):
+
+class TrackingUnavailable(UserError, RuntimeError):
     """The tracking store cannot be reached or written; the message is one line."""
 
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from crossmath.runtime.checks import (
+from crossmath.core.errors import ConfigError
+from crossmath.settings.checks import (
     existing_path,
     non_empty_file,
     one_of,
     puzzle_generation,
     whole_number,
 )
-from crossmath.runtime.errors import ConfigError
 from crossmath.tasks.crossmath.sources import IMAGE_CHOICES, RELEASE_TEXT_STYLE, release_style_jsonl
 
 DATA_KINDS = ("generated", "official")

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from PIL import Image
 
+from crossmath.core.errors import UserError
 from crossmath.drawing import load_style
 from crossmath.puzzle.consistency import Consistency, lint_record
 from crossmath.puzzle.model import Puzzle
@@ -24,7 +25,7 @@ HUB_DATASET = "xuyige/CrossMath"
 RELEASE_TEXT_STYLE = "original"  # whose jsonl gives the puzzles when a folder is given
 
 
-class DataSourceError(RuntimeError):
+class DataSourceError(UserError, RuntimeError):
     pass
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from crossmath.runtime.checks import modality_names, style_names
-from crossmath.runtime.errors import ConfigError
+from crossmath.core.errors import ConfigError
+from crossmath.settings.checks import modality_names, style_names
 from crossmath.tasks.crossmath.options import check_data_options
 from crossmath.tasks.crossmath.questions import PuzzleQuestions, PuzzleScores
 from crossmath.tasks.crossmath.requests import PLAN_MODALITIES, RequestPlan

@@ -24,8 +24,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
+from crossmath.core.errors import UserError
 
-class TaskDataError(ValueError):
+
+class TaskDataError(UserError, ValueError):
     """A dataset file that cannot be used as it is, naming the file and what is wrong where."""
 
 

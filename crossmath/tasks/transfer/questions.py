@@ -27,9 +27,9 @@ from typing import Any, Mapping, Protocol, Sequence
 import pyarrow as pa
 
 from crossmath.core.dataset_ref import DatasetRef
+from crossmath.core.errors import ConfigError
 from crossmath.core.fingerprints import digest
 from crossmath.core.requests import TEXT_UNIT, request_id
-from crossmath.runtime.errors import ConfigError
 from crossmath.tasks.prediction_table import PredictionTable, judged_prediction_table
 from crossmath.tasks.questions import AskContext, Reference, data_label
 from crossmath.tasks.transfer.item import Judgement, Reply, TaskItem

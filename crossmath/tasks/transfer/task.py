@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
-from crossmath.runtime.checks import existing_path, model_options, whole_number
-from crossmath.runtime.errors import ConfigError
+from crossmath.core.errors import ConfigError
+from crossmath.settings.checks import existing_path, model_options, whole_number
 from crossmath.tasks.questions import AskContext
 from crossmath.tasks.transfer.choices import LIST_SEPARATOR, read_choice
 from crossmath.tasks.transfer.item import Judgement, QuestionType, Reply, TaskItem

@@ -16,17 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
-from crossmath.drawing.style import StyleError, load_style
+from crossmath.core.errors import ConfigError
+from crossmath.drawing.style import Style, StyleError, load_style
 from crossmath.models.base import MODALITIES
+from crossmath.models.contract import BackendSpec
 from crossmath.models.prompts import PromptTemplateError, load_prompt_template
-from crossmath.models.vllm_protocol import VLLM_EXTRA
 from crossmath.puzzle.model import DIFFICULTIES
 from crossmath.puzzle.records import json_error
 from crossmath.puzzle.synthesis import GeneratorConfig
-from crossmath.runtime.errors import ConfigError
 
-# Backends whose engine is an optional install: module -> (the engine's package, how to get it).
-OPTIONAL_ENGINES = {"crossmath.models.vllm_backend": ("vllm", VLLM_EXTRA)}
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
@@ -71,15 +69,21 @@ def modality_names(names: Any, where: str = "modalities",
     return names
 
 
-def style_names(names: Any, where: str = "styles") -> list[str]:
-    """A list of styles that exist and load (shipped names or paths of style files)."""
-    names = _name_list(names, where)
-    for index, name in enumerate(names):
+def resolved_styles(names: Any, where: str = "styles") -> dict[str, Style]:
+    """Each style of a list (shipped names or paths of style files), read once: name as
+    given -> ``Style``."""
+    styles: dict[str, Style] = {}
+    for index, name in enumerate(_name_list(names, where)):
         try:
-            load_style(name)
+            styles[name] = load_style(name)
         except StyleError as error:
             raise ConfigError(f"{where}[{index}]", str(error)) from None
-    return names
+    return styles
+
+
+def style_names(names: Any, where: str = "styles") -> list[str]:
+    """A list of styles that exist and load (shipped names or paths of style files)."""
+    return list(resolved_styles(names, where))
 
 
 def prompt_set(name: Any, where: str) -> str:
@@ -184,23 +188,18 @@ def puzzle_generation(difficulty: Any, generator: Mapping[str, Any] | None, wher
 
 
 def backend_target(model: Mapping[str, Any], where: str = "model") -> None:
-    """The backend class named by ``_target_`` lives in a module that exists (not imported:
-    a backend's module may import torch, which is the inference workers' business)."""
-    target = model.get("_target_")
-    if not isinstance(target, str) or "." not in target:
-        raise ConfigError(f"{where}._target_", f"must name a backend class, got {target!r}")
-    module = target.rsplit(".", 1)[0]
+    """The backend class named by ``_target_`` exists and declares its contract
+    (``crossmath.models.contract``), and the optional package it needs, if any, is installed.
+    Its module is imported: backend modules are light (torch loads in the inference actor)."""
     try:
-        found = importlib.util.find_spec(module)
-    except ModuleNotFoundError:
-        found = None
-    if found is None:
-        raise ConfigError(f"{where}._target_", f"no module named {module!r} (from {target!r})")
-    if module in OPTIONAL_ENGINES:
-        engine, install = OPTIONAL_ENGINES[module]
-        if importlib.util.find_spec(engine) is None:
-            raise ConfigError(f"{where}._target_", f"{target} needs {engine}, which is not "
-                                                   f"installed here: {install}")
+        spec = BackendSpec.of(model)
+    except ValueError as error:
+        raise ConfigError(f"{where}._target_", str(error)) from None
+    if spec.contract.requires is not None:
+        package, install = spec.contract.requires
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(f"{where}._target_", f"{spec.target} needs {package}, which is "
+                                                   f"not installed here: {install}")
 
 
 def model_options(model: Mapping[str, Any], where: str = "model") -> None:

@@ -1,5 +1,5 @@
 """The fine-tuning job's door: a composed ``conf/train.yaml`` checked before the training set is
-built, Ray starts or a model loads (``crossmath.pipeline.preflight`` is the main job's)."""
+built, Ray starts or a model loads (``crossmath.settings.run`` is the main job's)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from crossmath.finetuning.grpo import GrpoSettings
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.finetuning.study_data import STUDY_SOURCE, study_folder
 from crossmath.finetuning.train_settings import TrainSettings
-from crossmath.runtime.checks import (
+from crossmath.settings.checks import (
     adapter_folder,
     existing_path,
     non_negative_number,
@@ -26,9 +26,22 @@ from crossmath.runtime.checks import (
 from crossmath.tasks.crossmath.options import check_data_options, release_jsonl
 
 
-def check_train_config(cfg: DictConfig) -> None:
+def train_options(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` checked (a ``ConfigError`` names the first option that cannot work) and resolved
+    into plain values: what the training job (``crossmath.finetuning.job.train``) reads."""
+    options = (OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig)
+               else dict(cfg))
+    check_train_options(options)
+    return options
+
+
+def check_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
     """Raise ``ConfigError`` naming the first option of ``cfg`` that cannot work."""
-    options = OmegaConf.to_container(cfg, resolve=True)
+    train_options(cfg)
+
+
+def check_train_options(options: Mapping[str, Any]) -> None:
+    """The checks of ``check_train_config``, on the resolved options."""
     writable_folder(options["out_dir"], "out_dir")
     check_dataset_options(options["dataset"])
     validated(lambda: TrainSettings.from_mapping(options["train"]), "train")
