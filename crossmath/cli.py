@@ -2,6 +2,7 @@
 
     crossmath run model=tiny-random     # the same as: python -m crossmath.run model=tiny-random
     crossmath ls [models styles ...]    # the names options can take, one line each
+    crossmath check run styles=[nope]   # the command line checked at the command's door, nothing run
     crossmath COMMAND --help            # a command's own options
 
 The Hydra commands take the overrides of python -m crossmath.COMMAND (-m sweeps, --cfg job and
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from crossmath.orchestration.door import JobParser, job_entry
+from crossmath.runtime.entry import checking_only
 from crossmath.runtime.errors import ConfigError, report_failure
 
 PROG = "crossmath"
@@ -36,8 +38,6 @@ class Command:
     hydra: bool = True  # a Hydra app (overrides); otherwise ``main(argv, prog)`` (arguments)
 
 
-# `crossmath check <command> [overrides]` (the command line checked, nothing run) joins these once
-# the typed settings (crossmath/settings/) check every command: one entry here and its module.
 COMMANDS: dict[str, Command] = {
     "run": Command("crossmath.run", "evaluate a model across modalities and styles, or on a "
                                     "transfer task (task=...)"),
@@ -57,7 +57,10 @@ COMMANDS: dict[str, Command] = {
                                           "finetune", hydra=False),
     "ls": Command("crossmath.ls", "models, styles, tasks, prompt sets, methods, recipes...: "
                                   "the names options take", hydra=False),
+    "check": Command("crossmath.cli", "check a command line without running it: crossmath check "
+                                      "COMMAND [overrides]", hydra=False),
 }
+CHECKED = [name for name, command in COMMANDS.items() if command.hydra]  # what check takes
 
 
 def parser() -> JobParser:
@@ -86,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as error:  # an unknown command: one line, as any wrong option
             return report_failure(PROG, error)
         command = COMMANDS[args.command]
+        if args.command == "check":
+            return check(args.arguments)
         if command.hydra:
             return run_as_main(command.module, args.arguments)
         prog = f"{PROG} {args.command}"
@@ -95,6 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exit_.code is None or isinstance(exit_.code, int):
             return exit_.code or 0
         raise
+
+
+def check(arguments: Sequence[str]) -> int:
+    """``crossmath check COMMAND [overrides]``: the command composes its config and passes it
+    through its door (every option checked, names resolved), then stops; 0 when all is well,
+    else one line naming the option and 2."""
+    if not arguments or arguments[0] not in CHECKED:
+        given = repr(arguments[0]) if arguments else "nothing"
+        return report_failure(f"{PROG} check", ConfigError(
+            "command", f"check takes one of {', '.join(CHECKED)}, then its overrides; "
+                       f"got {given}"))
+    with checking_only():
+        return run_as_main(COMMANDS[arguments[0]].module, arguments[1:])
 
 
 def run_as_main(module: str, arguments: Sequence[str]) -> int:

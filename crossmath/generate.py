@@ -58,7 +58,7 @@ def checked_options(cfg: DictConfig) -> tuple[int, str, list[Style], GeneratorCo
     return check_count(cfg.n), check_difficulty(cfg.difficulty), check_styles(cfg.styles), config
 
 
-@command("crossmath.generate", config_name="generate")
+@command("crossmath.generate", config_name="generate", door=checked_options)
 def main(cfg: DictConfig) -> None:
     n, difficulty, styles, config = checked_options(cfg)  # before any work
     out = Path(cfg.out)

@@ -9,6 +9,7 @@ missing path, an empty file, a file that is not JSONL at all).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -24,8 +25,8 @@ from crossmath.runtime.entry import command
 EXIT_FLAGGED = 1
 
 
-@command("crossmath.lint", config_name="lint")
-def main(cfg: DictConfig) -> None:
+def checked_files(cfg: DictConfig) -> list[Path]:
+    """The jsonl files ``path`` names, each one that can be read as jsonl."""
     try:
         files = release_jsonl_files(cfg.path)
     except LintPathError as error:
@@ -34,6 +35,12 @@ def main(cfg: DictConfig) -> None:
         problem = jsonl_problem(path)
         if problem is not None:
             raise ConfigError("path", f"{path} {problem}")
+    return files
+
+
+@command("crossmath.lint", config_name="lint", door=checked_files)
+def main(cfg: DictConfig) -> None:
+    files = checked_files(cfg)
     results = [result for path in files for result in lint_jsonl(path)]
     flagged = [r for r in results if not r.ok]
     for result in flagged:

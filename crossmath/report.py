@@ -30,10 +30,15 @@ from crossmath.tracking import mlflow_store as tracking
 from crossmath.tracking.liveness import mark_stale_runs
 
 
-@command("crossmath.report", config_name="report")
-def main(cfg: DictConfig) -> None:
+def check_report_options(cfg: DictConfig) -> None:
+    """The gap metric and the tracking store (which must exist: a report creates none)."""
     one_of(cfg.metric, "metric", GAP_METRICS)
     existing_tracking_store(cfg.mlflow.tracking_uri, "mlflow.tracking_uri")
+
+
+@command("crossmath.report", config_name="report", door=check_report_options)
+def main(cfg: DictConfig) -> None:
+    check_report_options(cfg)
     try:
         if cfg.stale_after_minutes is not None:
             for run in mark_stale_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment,

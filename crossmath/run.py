@@ -30,7 +30,7 @@ from crossmath.summary.score_views import console
 incomplete_runs: list[str] = []
 
 
-@command("crossmath.run", config_name="run", resumable=True)
+@command("crossmath.run", config_name="run", door=RunSettings.from_config, resumable=True)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = RunSettings.from_config(cfg)  # the door: checked and read once

@@ -14,8 +14,14 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from crossmath.core.errors import ConfigError
-from crossmath.metrics.release_logs import ReleaseScore, release_value, score_release_logs
+from crossmath.metrics.release_logs import (
+    ReleaseScore,
+    release_value,
+    run_log_paths,
+    score_release_logs,
+)
 from crossmath.runtime.entry import command
+from crossmath.settings.checks import existing_path, non_empty_file
 
 _COLUMNS = {"macro_acc": "macro", "micro_acc": "micro", "step1_correct_rate": "step1",
             "step2_correct_rate": "step2", "step3_correct_rate": "step3",
@@ -56,7 +62,14 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) < width else "…" + text[-(width - 2):]
 
 
-@command("crossmath.score", config_name="score", config_path="pkg://crossmath.conf.score")
+def check_score_inputs(cfg: DictConfig) -> None:
+    """The data file exists and holds something; the logs' pattern matches a file at least."""
+    non_empty_file(existing_path(cfg.data, "data"), "data")
+    run_log_paths(cfg.preds)
+
+
+@command("crossmath.score", config_name="score", door=check_score_inputs,
+         config_path="pkg://crossmath.conf.score")
 def main(cfg: DictConfig) -> None:
     try:
         score = score_release_logs(cfg.data, cfg.preds, allow_partial=bool(cfg.allow_partial))

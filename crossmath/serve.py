@@ -19,9 +19,8 @@ from crossmath.runtime.entry import command
 from crossmath.settings.checks import model_options, non_negative_number, whole_number
 
 
-@command("crossmath.serve", config_name="serve")
-def main(cfg: DictConfig) -> None:
-    """Serve ``cfg.model`` until interrupted."""
+def checked_server(cfg: DictConfig) -> tuple[dict, str | None]:
+    """The model config and the API key (None: no key asked), every server option checked."""
     settings = cfg.server
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model_options(model)
@@ -34,6 +33,14 @@ def main(cfg: DictConfig) -> None:
         if not api_key:
             raise ConfigError("server.api_key_env", f"names {settings.api_key_env!r}, which is "
                                                     "not set in the environment")
+    return model, api_key
+
+
+@command("crossmath.serve", config_name="serve", door=checked_server)
+def main(cfg: DictConfig) -> None:
+    """Serve ``cfg.model`` until interrupted."""
+    settings = cfg.server
+    model, api_key = checked_server(cfg)
     backend = hydra.utils.instantiate(backend_arguments(model))
     app = create_app(
         backend,

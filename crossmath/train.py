@@ -17,7 +17,7 @@ from crossmath.runtime.ray_cluster import join_cluster
 from crossmath.settings.train import train_options
 
 
-@command("crossmath.train", config_name="train", resumable=True)
+@command("crossmath.train", config_name="train", door=train_options, resumable=True)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     options = train_options(cfg)  # the door: checked and resolved once

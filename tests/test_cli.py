@@ -149,3 +149,41 @@ def test_the_installed_console_script_is_the_door(tmp_path):
     listing = subprocess.run([script, "ls", "models"], cwd=tmp_path, env=command_env(),
                              capture_output=True, text=True, timeout=120)
     assert listing.returncode == 0 and "tiny-random" in listed(listing.stdout)["models"]
+
+
+@pytest.mark.parametrize("command, override, where", [
+    ("run", "styles=[nope]", "styles[0]"),
+    ("run", "samples=0", "samples"),
+    ("train", "train.epochs=0", "train.epochs"),
+    ("generate", "n=0", "n=0"),
+    ("lint", "path=missing.jsonl", "path"),
+    ("score", "data=missing.jsonl", "data"),
+    ("render", "out=. path=missing.jsonl", "path"),
+    ("serve", "server.port=70000", "server.port"),
+    ("report", "metric=nope", "metric"),
+])
+def test_check_stops_each_commands_wrong_option_at_its_door(command, override, where, tmp_path,
+                                                           monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["check", command, *override.split()]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"crossmath.{command}: {where}"), error
+    assert len(error.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing run, nothing written
+
+
+def test_check_passes_a_good_command_line_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["check", "run", "model=tiny-random", "data.n=2"]) == 0
+    assert cli.main(["check", "train", "model=tiny-random"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == ["crossmath.run", "crossmath.train"]
+    assert all("nothing was run" in line for line in out)
+    assert list(tmp_path.iterdir()) == []  # no results folder, no MLflow store, no model built
+
+
+def test_check_takes_only_commands_with_overrides(capsys):
+    assert cli.main(["check", "story"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("crossmath check: command: check takes one of run, ")
+    assert cli.main(["check"]) == 2

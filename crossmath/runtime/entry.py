@@ -14,11 +14,17 @@
 
 ``HYDRA_FULL_ERROR=1`` re-raises everything unchanged, as Hydra's own switch does. Called with
 a composed config (``main(cfg)``, as tests do), the command just runs.
+
+A command names its ``door``: the function that checks its composed config before any work
+(``RunSettings.from_config`` for the main job). Inside ``checking_only()`` (``crossmath check
+COMMAND [overrides]``) a command composes its config, passes it through its door and stops,
+saying so: nothing is run, written or logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import difflib
 import functools
 import os
@@ -42,21 +48,38 @@ from crossmath.runtime.stops import Stopped, exit_stopped, stopping_cleanly
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 MAX_LISTED = 12
 _HIDDEN_KEYS = frozenset({"hydra"})
+_CHECK_ONLY = contextvars.ContextVar("crossmath_check_only", default=False)
+
+Door = Callable[[DictConfig], Any]
 
 
-def command(name: str, *, config_name: str, config_path: str = "pkg://crossmath.conf",
+@contextlib.contextmanager
+def checking_only() -> Iterator[None]:
+    """Commands started inside check their command line through their door, then stop."""
+    token = _CHECK_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CHECK_ONLY.reset(token)
+
+
+def command(name: str, *, config_name: str, door: Door | None = None,
+            config_path: str = "pkg://crossmath.conf",
             resumable: bool = False) -> Callable[[Callable], Callable]:
     """Make ``main(cfg)`` the command ``name`` (as the user runs it: ``crossmath.run``);
+    ``door`` checks its config before any work (None: composing it is the whole check);
     ``resumable``: a rerun of a stopped one resumes from what it saved."""
 
     def decorate(main: Callable[[DictConfig], Any]) -> Callable[..., Any]:
         task = reports_failures(name)(_config_errors_named(main))
+        check = reports_failures(name)(_config_errors_named(functools.partial(
+            _check_only, name, door)))
         user_full_error = _UserSetting(FULL_ERROR_ENV)
 
         @functools.wraps(main)
         def in_user_environment(cfg: DictConfig) -> Any:
             with user_full_error.restored():
-                return task(cfg)
+                return check(cfg) if _CHECK_ONLY.get() else task(cfg)
 
         app = hydra.main(version_base="1.3", config_path=config_path,
                          config_name=config_name)(in_user_environment)
@@ -81,6 +104,13 @@ def command(name: str, *, config_name: str, config_path: str = "pkg://crossmath.
         return entry
 
     return decorate
+
+
+def _check_only(name: str, door: Door | None, cfg: DictConfig) -> None:
+    if door is not None:
+        door(cfg)
+    print(f"{name}: ok: the command line composes and every option passes the door; "
+          "nothing was run")
 
 
 def check_command_line(arguments: Sequence[str]) -> None:
