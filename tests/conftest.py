@@ -7,6 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiers import (  # noqa: F401  (hooks: the fast tier's guard)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_runtest_protocol,
+    pytest_runtest_setup,
+    pytest_terminal_summary,
+)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_SAMPLE = REPO_ROOT.parent / "shared" / "official-sample"
 OFFICIAL_STYLES = {  # style name -> (release folder, jsonl file)

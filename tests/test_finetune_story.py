@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from crossmath.models.tiny import build_tiny_random
@@ -51,6 +52,7 @@ def test_the_plan_evaluates_every_stage_alike_and_grpo_starts_from_the_sft_adapt
         ["--out", str(tmp_path), "--no-probe"]))[0].overrides)
 
 
+@pytest.mark.slow
 def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory):
     models = tmp_path_factory.getbasetemp() / "models"
     build_tiny_random(models)

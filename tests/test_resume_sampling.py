@@ -25,6 +25,7 @@ keyed_sampling = pytest.mark.skipif(
     reason="needs the HF backend's keyed `sampling` option (hfgen branch, issue #11 point 3)")
 
 
+@pytest.mark.slow
 @keyed_sampling
 def test_tiny_model_samples_are_the_same_after_a_kill_and_resume(
         ray_local, run_config, tiny_model_config, tmp_path):
