@@ -179,8 +179,12 @@ def test_crashed_inference_actor_is_restarted_without_losing_work(ray_local, run
 
 
 @pytest.mark.slow
-def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, tmp_path):
-    out, db = tmp_path / "out", tmp_path / "mlflow.db"
+def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, tmp_path, capsys):
+    """The CLI killed mid-run; the same command resumed in this process (the session's Ray:
+    no second interpreter and Ray start), as ``python -m crossmath.run`` would."""
+    from crossmath import run
+
+    out, db = tmp_path / "out", tmp_path / "mlflow.db"  # where run_config puts them too
     overrides = ["model=random", "model._target_=tests.doubles.SlowRandomBackend",
                  "+model.delay_s=0.15", "data.n=4", "samples=2", "styles=[original]",
                  "resources.call_sequences=2"]
@@ -189,10 +193,9 @@ def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, 
     total = 4 * (1 + 2) * 2
     assert 0 < len(saved) < total, "the kill should land mid-run"
 
-    second = subprocess.run(command, cwd=tmp_path, env=command_env(), capture_output=True,
-                            text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert f"{total} requests ({total - len(saved)} run now" in second.stdout
+    capsys.readouterr()
+    run.main(run_config(*overrides))
+    assert f"{total} requests ({total - len(saved)} run now" in capsys.readouterr().out
     resumed = pq.read_table(out / "predictions.parquet")
     ids = resumed.column("request_id").to_pylist()
     assert len(ids) == len(set(ids)) == total
