@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -52,16 +53,37 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite database with all of MLflow's migrations applied, made once:
+    migrating a new file costs seconds of CPU and disk syncs, copying this one milliseconds."""
+    from mlflow.tracking import MlflowClient
+
+    database = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{database}").search_experiments()  # creates and migrates it
+    return database
+
+
 @pytest.fixture
-def run_config(tmp_path):
-    """Compose ``conf/run.yaml`` with overrides, outputs and MLflow in ``tmp_path``."""
+def tracking_db(tmp_path, mlflow_template) -> Path:
+    """``tmp_path / "mlflow.db"``: an empty, migrated MLflow database (a copy of the template),
+    as MLflow would have made it on first use."""
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(mlflow_template, database)
+    return database
+
+
+@pytest.fixture
+def run_config(tmp_path, tracking_db):
+    """Compose ``conf/run.yaml`` with overrides, outputs in ``tmp_path / "out"`` and MLflow in
+    ``tracking_db`` (there already: a test of a run that must not touch MLflow needs its own)."""
     from hydra import compose, initialize_config_module
 
     def compose_run(*overrides: str):
         with initialize_config_module("crossmath.conf", version_base="1.3"):
             return compose("run", overrides=[
                 f"out_dir={tmp_path / 'out'}",
-                f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                f"mlflow.tracking_uri=sqlite:///{tracking_db}",
                 *overrides,
             ])
 

@@ -16,8 +16,8 @@ from crossmath.tracking.ui_view import VIEW_TAG
 
 
 @pytest.fixture
-def uri(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+def uri(tracking_db) -> str:
+    return f"sqlite:///{tracking_db}"
 
 
 def _open(uri: str, evaluation_id: str, **params) -> str:
