@@ -116,14 +116,14 @@ def test_random_runs_every_real_item_end_to_end(ray_local, run_config, published
 
 
 @pytest.mark.slow
-def test_the_command_runs_a_task_and_says_how_it_scored(tmp_path):
+def test_the_command_runs_a_task_and_says_how_it_scored(tmp_path, tracking_db):
     path = write_mathverse(tmp_path)
     items = get_task("mathverse-vision").load(path)
     key = write_item_key(items, tmp_path / "key.json")
     done = subprocess.run(
         run_command(["model=oracle", "model._target_=tests.doubles.AnswerKeyBackend",
                      f"+model.item_key={key}", "task=mathverse-vision", f"task.path={path}",
-                     "samples=1"], tmp_path / "out", tmp_path / "mlflow.db"),
+                     "samples=1"], tmp_path / "out", tracking_db),
         cwd=tmp_path, env=command_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"mathverse-vision: accuracy 100.0% of {len(items)} replies" in done.stdout
