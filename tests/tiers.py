@@ -4,10 +4,14 @@
 that starts Ray, a subprocess or a server, or trains (steps an optimizer), must be marked
 ``@pytest.mark.slow``; CI and ``python -m pytest -q`` run both tiers. The guard fails any test
 without the mark that does one of those things, when it does it, so the fast tier stays fast as
-tests are added: an audit hook (``sys.addaudithook``) sees every process start and socket bind of
+tests are added: an audit hook (``sys.addaudithook``) sees every process start and fork of
 the interpreter (Ray's own start included), a wrapped ``socket.listen`` sees a server, and a
-global optimizer-step hook of torch sees training. The fast tier also runs first in a full run, so no Ray or server left by a slow test
-can make an unmarked test pass that uses it.
+global optimizer-step hook of torch sees training. The fast tier also runs first in a full run,
+so no Ray or server left by a slow test can make an unmarked test pass that uses it.
+
+The tier must also stay under 90 s on a 2-core machine: a test that decodes at length with the
+tiny model, or costs more than ``FAST_TEST_CPU_S`` of CPU for another reason, is marked slow
+too; the run's summary names the unmarked tests over that (a hint, never a failure).
 """
 
 from __future__ import annotations
