@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from crossmath.models.tiny import build_tiny_random
 from jobs.finetune_story import PROBE_MODALITIES, parse_args, plan
-from tests.support import REPO_ROOT, command_env
+from tests.support import REPO_ROOT, command_env, joining
 from tests.test_transfer_main_job import write_mathverse, write_mmmu
 
 
@@ -57,10 +57,9 @@ def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local)
     models = tmp_path_factory.getbasetemp() / "models"
     build_tiny_random(models)
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # every step joins the session's Ray (ray.address, as on a cluster) instead of starting
-    # and stopping a Ray of its own: seven Ray starts fewer
-    joined = f"ray.address={ray_local.get_runtime_context().gcs_address}"
-    common = [f"model.model.cache_dir={models}", f"mlflow.tracking_uri={tracking}", joined]
+    # every step joins the session's Ray, as on a cluster: seven Ray starts fewer
+    common = [f"model.model.cache_dir={models}", f"mlflow.tracking_uri={tracking}",
+              joining(ray_local)]
     out = tmp_path / "story"
     command = [
         sys.executable, "-m", "jobs.finetune_story", "--model", "tiny-random", "--out", str(out),
