@@ -93,8 +93,8 @@ def test_the_connection_deadline_defaults_to_30_seconds_and_must_be_positive(run
 
 
 @pytest.mark.slow
-def test_sigterm_stops_a_run_within_seconds_and_the_rerun_finishes_it(tmp_path, tracking_db):
-    out, db = tmp_path / "out", tracking_db
+def test_sigterm_stops_a_run_within_seconds_and_the_rerun_finishes_it(tmp_path):
+    out, db = tmp_path / "out", tmp_path / "mlflow.db"
     command = run_command(["model=oracle", "model._target_=tests.doubles.FlatCostBackend",
                            "+model.batch_size=2", "+model.call_s=3", "data.n=6", "samples=1",
                            "modalities=[text]"], out, db)
