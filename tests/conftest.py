@@ -48,7 +48,18 @@ def ray_local():
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # Ray's processes (and so its workers) get the repository on PYTHONPATH: a command in a
+        # subprocess that joins this Ray (tests.support.joining) may name tests.doubles as its
+        # model; this process's environment is left as it was
+        inherited = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), inherited]))
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        finally:
+            if inherited is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = inherited
     yield ray
     ray.shutdown()
 

@@ -23,7 +23,7 @@ from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.tracking.mlflow_store import evaluation_runs
 from tests.conftest import OFFICIAL_STYLES
 from tests.doubles import read_call_log
-from tests.support import command_env, kill_midway, outputs_by_request, run_command
+from tests.support import command_env, joining, kill_midway, outputs_by_request, run_command
 
 PUZZLES = generate_puzzles(3, "mixed", seed=1)
 
@@ -245,8 +245,8 @@ def test_a_failing_request_fails_the_run_until_its_cause_is_gone(ray_local, run_
                  "data=official", f"data.path={official_sample}", "modalities=[hybrid]",
                  "styles=[original]", "samples=1", "max_attempts=3"]
     out, db = tmp_path / "out", tmp_path / "mlflow.db"
-    failed = subprocess.run(run_command(overrides, out, db), cwd=tmp_path, env=command_env(), capture_output=True,
-                            text=True, timeout=300)
+    failed = subprocess.run(run_command([*overrides, joining(ray_local)], out, db), cwd=tmp_path,
+                            env=command_env(), capture_output=True, text=True, timeout=300)
     assert failed.returncode == EXIT_INCOMPLETE, failed.stderr[-3000:]
     assert "INCOMPLETE: 1 of 12 requests failed (hybrid/original: 1)" in failed.stdout
     assert "rerun the same command to retry the 1 that have attempts left" in failed.stdout
