@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.tiers import (  # noqa: F401  (hooks: the fast tier's guard)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_runtest_protocol,
+    pytest_runtest_setup,
+    pytest_terminal_summary,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_SAMPLE = REPO_ROOT.parent / "shared" / "official-sample"
@@ -38,21 +48,53 @@ def ray_local():
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # Ray's processes (and so its workers) get the repository on PYTHONPATH: a command in a
+        # subprocess that joins this Ray (tests.support.joining) may name tests.doubles as its
+        # model; this process's environment is left as it was
+        inherited = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), inherited]))
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        finally:
+            if inherited is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = inherited
     yield ray
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite database with all of MLflow's migrations applied, made once:
+    migrating a new file costs seconds of CPU and disk syncs, copying this one milliseconds."""
+    from mlflow.tracking import MlflowClient
+
+    database = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{database}").search_experiments()  # creates and migrates it
+    return database
+
+
 @pytest.fixture
-def run_config(tmp_path):
-    """Compose ``conf/run.yaml`` with overrides, outputs and MLflow in ``tmp_path``."""
+def tracking_db(tmp_path, mlflow_template) -> Path:
+    """``tmp_path / "mlflow.db"``: an empty, migrated MLflow database (a copy of the template),
+    as MLflow would have made it on first use."""
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(mlflow_template, database)
+    return database
+
+
+@pytest.fixture
+def run_config(tmp_path, tracking_db):
+    """Compose ``conf/run.yaml`` with overrides, outputs in ``tmp_path / "out"`` and MLflow in
+    ``tracking_db`` (there already: a test of a run that must not touch MLflow needs its own)."""
     from hydra import compose, initialize_config_module
 
     def compose_run(*overrides: str):
         with initialize_config_module("crossmath.conf", version_base="1.3"):
             return compose("run", overrides=[
                 f"out_dir={tmp_path / 'out'}",
-                f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                f"mlflow.tracking_uri=sqlite:///{tracking_db}",
                 *overrides,
             ])
 

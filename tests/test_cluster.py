@@ -66,6 +66,7 @@ def mlflow_run_id(output: str, cluster: LocalCluster) -> str:
     return found[-1][0]
 
 
+@pytest.mark.slow
 def test_job_renders_on_cpu_nodes_infers_on_gpu_nodes_and_logs_to_the_server(cluster):
     output = finish(submit(cluster, "model=oracle", "data.n=3", "samples=1", "styles=[original]",
                            "mlflow.experiment=placement"))
@@ -100,6 +101,7 @@ def test_job_renders_on_cpu_nodes_infers_on_gpu_nodes_and_logs_to_the_server(clu
     assert (cluster.root / "reports" / "comparison.md").is_file()
 
 
+@pytest.mark.slow
 def test_run_completes_after_losing_the_inference_node(cluster):
     evaluations = Path(cluster.root, "storage", "runs", "slow-oracle", "generated-mixed-n12-seed0")
     job = submit(cluster, "model=oracle", "model._target_=tests.doubles.SlowBackend",

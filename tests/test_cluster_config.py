@@ -137,6 +137,7 @@ def test_evaluate_job_command_composes_on_the_cluster(monkeypatch):
     assert cfg.resources.infer_gpus == 0  # the user's override wins over the default of 1
 
 
+@pytest.mark.slow
 def test_finetune_job_trains_then_evaluates_the_adapter_in_shared_storage(tmp_path, monkeypatch):
     args = job_args(model="tiny-random", baseline=False, workers=2, train=["train.max_steps=3"],
                     eval=["data.n=4"], grpo=None)

@@ -20,6 +20,7 @@ from crossmath.tasks.crossmath.sources import generated_puzzles, official_puzzle
 ORACLE = {"_target_": "crossmath.models.baselines.OracleBackend", "name": "oracle"}
 
 
+@pytest.mark.slow
 def test_run_writes_every_output_through_a_file_uri(ray_local, run_config, tmp_path):
     folder = tmp_path / "shared disk" / "run"  # a space: the URI carries it as %20
     cfg = run_config("model=oracle", "data.n=2", "samples=1", "styles=[original]",
@@ -36,6 +37,7 @@ def test_run_writes_every_output_through_a_file_uri(ray_local, run_config, tmp_p
         f.path for f in client.list_artifacts(outcome.mlflow_run_id)}
 
 
+@pytest.mark.slow
 def test_predictions_saved_where_the_driver_cannot_see_are_reported_as_a_storage_problem(
         ray_local, tmp_path):
     driver_view = PredictionStore(str(tmp_path / "driver"))
@@ -78,6 +80,7 @@ def test_release_images_travel_as_bytes_from_the_driver(official_sample):
     assert drawn_later == [None] * 2  # the render stage's job
 
 
+@pytest.mark.slow
 def test_rendered_and_release_images_flow_through_one_run(ray_local, run_config, official_sample):
     outcome = evaluate(run_config("model=oracle", "data=official", f"data.path={official_sample}",
                                   "data.n=2", "samples=1", "modalities=[text,hybrid]",

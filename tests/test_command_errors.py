@@ -49,6 +49,7 @@ def run_overrides(tmp_path: Path, *overrides: str) -> list[str]:
             *overrides]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, named", [
     (["styles=[nope]"], ["styles[0]", "unknown style 'nope'"]),
     (["data.n=0"], ["data.n", "got 0"]),
@@ -65,6 +66,7 @@ def test_the_main_job_stops_at_the_door(tmp_path, official_sample, bad_adapter, 
     assert not (tmp_path / "out").exists()  # stopped before any work
 
 
+@pytest.mark.slow
 def test_a_failure_inside_ray_ends_with_its_cause(tmp_path):
     done = crossmath("run", *run_overrides(
         tmp_path, "model._target_=tests.doubles.BrokenBackend", "+model.message=out of cheese",
@@ -75,6 +77,7 @@ def test_a_failure_inside_ray_ends_with_its_cause(tmp_path):
     assert done.stderr.count("out of cheese") <= 3  # the cause once, not once per wrapper
 
 
+@pytest.mark.slow
 def test_training_stops_at_the_door(tmp_path, bad_adapter):
     done = crossmath("train", f"out_dir={tmp_path / 'train'}", f"model.adapter={bad_adapter}",
                      cwd=tmp_path)
@@ -84,6 +87,7 @@ def test_training_stops_at_the_door(tmp_path, bad_adapter):
     assert_stopped_at_the_door(done, "train", "dataset.styles[0]", "unknown style 'nope'")
 
 
+@pytest.mark.slow
 def test_the_server_stops_at_the_door(tmp_path, bad_adapter):
     done = crossmath("serve", f"model.adapter={bad_adapter}", cwd=tmp_path)
     assert_stopped_at_the_door(done, "serve", "model.adapter", "not valid JSON")
@@ -91,6 +95,7 @@ def test_the_server_stops_at_the_door(tmp_path, bad_adapter):
     assert_stopped_at_the_door(done, "serve", "server.api_key_env", "CROSSMATH_NO_SUCH_VARIABLE")
 
 
+@pytest.mark.slow
 def test_lint_names_a_missing_file(tmp_path):
     done = crossmath("lint", f"path={tmp_path / 'missing.jsonl'}", cwd=tmp_path)
     assert_stopped_at_the_door(done, "lint", "path", "missing.jsonl does not exist")

@@ -69,6 +69,7 @@ def _tokens(outputs) -> list[list[int]]:
     return [output.tokens for output in outputs]
 
 
+@pytest.mark.slow
 def test_greedy_decoding_is_what_generate_decodes(tiny: TinyModel, requests) -> None:
     inputs = tiny.inputs(requests)
     assert inputs["attention_mask"].sum(dim=1).unique().numel() >= 3  # left padding
@@ -94,6 +95,7 @@ def test_repetition_penalty_is_transformers_own(qwen25: TinyModel, requests) -> 
     assert penalized[0].tokens != plain[0].tokens
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
 def test_shared_prefill_equals_separate_prefill(tiny: TinyModel, requests, rule) -> None:
     """Three samples of each of five prompts: one prefill per prompt, expanded, against one
@@ -111,6 +113,7 @@ def test_shared_prefill_equals_separate_prefill(tiny: TinyModel, requests, rule)
         assert len({tuple(t) for t in _tokens(one_each)[:n]}) > 1
 
 
+@pytest.mark.slow
 def test_static_cache_equals_growing_cache(qwen25: TinyModel, monkeypatch) -> None:
     """Sampled rows of caps 3 to 60 from two short prompts: the static cache moves to fewer slots as
     rows finish and to a longer bucket as the longest rows grow (its floor lowered from 256

@@ -62,6 +62,7 @@ def test_a_ray_train_worker_failure_is_unwrapped_to_the_first_workers_exception(
     assert find_cause(error).summary == "KeyError: 'rank 0'"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("in_constructor", [False, True])
 def test_a_bug_in_a_ray_data_stage_ends_with_its_cause(ray_local, in_constructor):
     error = _run_failing_stage(json.JSONDecodeError("Expecting value", "{", 1), in_constructor)
@@ -72,6 +73,7 @@ def test_a_bug_in_a_ray_data_stage_ends_with_its_cause(ray_local, in_constructor
     assert "UDF failed" not in "\n".join(lines)  # Ray's wrappers are not shown
 
 
+@pytest.mark.slow
 def test_a_user_error_inside_a_ray_worker_is_still_one_line(ray_local):
     error = _run_failing_stage(ConfigError("styles[0]", "unknown style 'nope'"), False)
     assert reported(error) == (2, ["crossmath.test: styles[0]: unknown style 'nope'"])

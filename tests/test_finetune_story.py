@@ -8,12 +8,13 @@ import json
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from crossmath.models.tiny import build_tiny_random
 from crossmath.orchestration.story_plan import PROBE_MODALITIES, plan_story
 from crossmath.story import parse_args, story
-from tests.support import REPO_ROOT, command_env
+from tests.support import REPO_ROOT, command_env, joining
 from tests.test_transfer_main_job import write_mathverse, write_mmmu
 
 
@@ -56,19 +57,21 @@ def test_the_plan_evaluates_every_stage_alike_and_grpo_starts_from_the_sft_adapt
         ["--out", str(tmp_path), "--no-probe"]))[0].overrides)
 
 
-def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory):
+@pytest.mark.slow
+def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local):
     models = tmp_path_factory.getbasetemp() / "models"
     build_tiny_random(models)
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    common = [f"model.model.cache_dir={models}", f"mlflow.tracking_uri={tracking}"]
+    # every step joins the session's Ray, as on a cluster: seven Ray starts fewer
+    common = [f"model.model.cache_dir={models}", f"mlflow.tracking_uri={tracking}",
+              joining(ray_local)]
     out = tmp_path / "story"
     command = [
         sys.executable, "-m", "jobs.finetune_story", "--model", "tiny-random", "--out", str(out),
         "--tasks", f"mathverse-vision={write_mathverse(tmp_path)}",
         f"mmmu-val={write_mmmu(tmp_path)}",
         "--train", *common, "dataset.n_puzzles=12", "train.epochs=1", "scaling.num_workers=1",
-        "--eval", *common, "data.n=2", "styles=[original]", "samples=1", "model.sampling=greedy",
-        "ray.num_cpus=2"]
+        "--eval", *common, "data.n=2", "styles=[original]", "samples=1", "model.sampling=greedy"]
     done = subprocess.run(command, cwd=REPO_ROOT, env=command_env(), capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])

@@ -20,6 +20,7 @@ def run_generate(*overrides: str, cwd) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_generate_writes_the_table_and_each_styles_files(tmp_path):
     out = tmp_path / "set"
     done = run_generate("n=2", "difficulty=easy", "seed=3", f"out={out}",
@@ -33,6 +34,7 @@ def test_generate_writes_the_table_and_each_styles_files(tmp_path):
         assert len(list(jsonl.parent.rglob("*.png"))) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("override", "message"), [
     ("n=-5", "crossmath.generate: n=-5: the number of puzzles must be an integer of at least 1"),
     ("difficulty=extreme", "crossmath.generate: difficulty='extreme': choose one of easy, medium, "

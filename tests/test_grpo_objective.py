@@ -149,6 +149,7 @@ def _reference_loss(model, pairs, advantages, included, old, ref, grpo: GrpoSett
     return loss, logps
 
 
+@pytest.mark.slow
 def test_the_update_matches_a_token_by_token_reference(tiny_spec, prompts, tmp_path) -> None:
     grpo = GrpoSettings(ppo_epochs=2, micro_batch_size=3, clip_low=0.2, clip_high=0.28,
                         kl_beta=0.1, temperature=0.7)
@@ -202,6 +203,7 @@ def test_the_update_matches_a_token_by_token_reference(tiny_spec, prompts, tmp_p
     assert any(float(g.abs().max()) > 0 for g in grads[1])
 
 
+@pytest.mark.slow
 def test_kl_is_zero_while_the_adapter_is_zero(tiny_spec, prompts, tmp_path) -> None:
     grpo = GrpoSettings(micro_batch_size=4, kl_beta=0.5)
     pairs = [(prompts[i // 2], [100 + i, 200 + i, 300 + i]) for i in range(4)]
@@ -238,6 +240,7 @@ def _update(model, batches, grpo, tmp_path, vision=None):
                          Precision.resolve("fp32", cpu), grpo, max_grad_norm=1.0, vision=vision)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kl_beta", [0.0, 0.3])
 def test_the_vision_tower_runs_once_per_prompt_and_the_reference_only_with_a_kl(
         tiny_spec, prompts, tmp_path, kl_beta) -> None:
@@ -261,6 +264,7 @@ def test_the_vision_tower_runs_once_per_prompt_and_the_reference_only_with_a_kl(
     assert tower.calls == 1 + passes
 
 
+@pytest.mark.slow
 def test_kl_to_the_starting_adapter_is_zero_before_the_policy_moves(tiny_spec, prompts, tmp_path) -> None:
     """kl_ref=init: the reference is the starting adapter, kept frozen beside the trained one,
     so the first update's KL is 0 where the base model's (the adapter disabled) is not; with

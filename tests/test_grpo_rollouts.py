@@ -106,6 +106,7 @@ def test_rollout_prompts_are_the_training_prompts(tiny_encoder, rows) -> None:
         assert prompt.images.keys() == example.images.keys()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampling", [None, SAMPLED, TRUNCATED_NUCLEUS],
                          ids=["greedy", "sampled", "top-k-top-p"])
 def test_rollouts_are_what_generate_decodes(tiny_encoder, policy, prompts, sampling) -> None:
@@ -119,6 +120,7 @@ def test_rollouts_are_what_generate_decodes(tiny_encoder, policy, prompts, sampl
         assert len({r.token_ids for r in rollouts if r.prompt_index == 0}) > 1
 
 
+@pytest.mark.slow
 def test_the_samples_of_a_prompt_share_its_prefill(tiny_encoder, model, prompts) -> None:
     """Four prompts x 3 samples in one decode prefill 4 prompts; one row per decode prefills
     each sample's prompt on its own; the completions are the same."""
@@ -131,6 +133,7 @@ def test_the_samples_of_a_prompt_share_its_prefill(tiny_encoder, model, prompts)
     assert alone == together
 
 
+@pytest.mark.slow
 def test_completions_depend_on_their_key_not_on_the_batch(tiny_encoder, model, prompts) -> None:
     together = _generator(tiny_encoder, batch_size=12).generate(model, prompts, step=3, device=CPU)
     order = [(r.prompt_index, r.sample) for r in together]

@@ -104,6 +104,7 @@ def test_config_builds_the_backend_on_the_tiny_folder(sampled: HFBackend, tiny_p
 
 
 # -- keyed sampling: a sample's text depends on (seed, request id) only ----------------------
+@pytest.mark.slow
 def test_sampled_answers_do_not_depend_on_batching_order_or_resume(sampled: HFBackend, requests,
                                                                    tiny_path: Path) -> None:
     asked = _samples(requests[:3], 4)  # text, image, hybrid
@@ -146,6 +147,7 @@ def test_greedy_samples_share_one_sequence(greedy: HFBackend, requests, monkeypa
     assert responses[3].output == responses[4].output == responses[5].output
 
 
+@pytest.mark.slow
 def test_greedy_answers_do_not_depend_on_batch_size_or_seed(greedy: HFBackend, requests,
                                                             tiny_path: Path) -> None:
     """Each request alone against mixed batches of 4 and 9 (left padding, varied image sizes)."""
@@ -161,6 +163,7 @@ def test_greedy_answers_do_not_depend_on_batch_size_or_seed(greedy: HFBackend, r
     assert _answers(other_seed.generate(requests)) == _answers(alone)
 
 
+@pytest.mark.slow
 def test_sdpa_gqa_decodes_like_sdpa(tiny_path: Path, requests) -> None:
     reference = tiny_backend(tiny_path, sampling="greedy", attn_implementation="sdpa",
                              max_new_tokens=MAX_NEW_TOKENS, batch_size=9)
@@ -189,6 +192,7 @@ def test_sdpa_gqa_matches_sdpa_numerically(with_mask: bool) -> None:
 
 
 # -- per-request caps ----------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("sampling", ["greedy", "config"])
 def test_a_request_cap_cuts_the_answer_as_a_shorter_decode_would(tiny_path: Path, requests,
                                                                    sampling: str) -> None:
@@ -223,6 +227,7 @@ def test_a_cap_below_one_is_that_request_error(sampled: HFBackend, requests) -> 
 
 
 # -- failures --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_out_of_memory_halves_the_batch_and_loses_nothing(greedy: HFBackend, requests,
                                                           monkeypatch) -> None:
     greedy.batch_size = 9
@@ -245,6 +250,7 @@ def test_out_of_memory_of_a_single_sequence_is_that_request_error(greedy: HFBack
     assert all(r.error and "out of memory" in r.error and r.output == "" for r in got)
 
 
+@pytest.mark.slow
 def test_a_failing_prompt_is_isolated_and_the_rest_answers(sampled: HFBackend, requests,
                                                              monkeypatch) -> None:
     asked = _samples(requests[:4], 2)
@@ -290,6 +296,7 @@ def _with_generation_config(tiny_path: Path, folder: Path, **fields) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_checkpoint_generation_defaults_do_not_leak(tiny_path: Path, tmp_path: Path, requests) -> None:
     """In greedy and config modes only the run's config shapes answers, not what a checkpoint's
     generation_config carries."""
@@ -344,6 +351,7 @@ def test_an_unknown_sampling_mode_is_a_clear_error(tiny_path: Path) -> None:
 
 
 # -- decoding options --------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("sampling", ["greedy", "config"])
 def test_static_cache_and_separate_prefill_answer_like_the_default(tiny_path: Path, requests,
                                                                    sampling: str) -> None:
@@ -390,6 +398,7 @@ def test_thinking_switch_reaches_the_chat_template(greedy: HFBackend, requests) 
     assert no_think.n_prompt_tokens > plain.n_prompt_tokens
 
 
+@pytest.mark.slow
 def test_lora_adapter_is_loaded_and_merged(tiny_path: Path, tmp_path: Path, requests) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
@@ -413,6 +422,7 @@ def test_lora_adapter_is_loaded_and_merged(tiny_path: Path, tmp_path: Path, requ
     assert [r.output for r in adapted.generate(requests)] != [r.output for r in plain.generate(requests)]
 
 
+@pytest.mark.slow
 def test_qwen3_vl_family_loads_image_only_and_decodes_alike(tiny_path: Path, tmp_path: Path,
                                                             requests) -> None:
     """The Qwen3-VL processor and model (as Qwen3.5 uses) through the same backend path."""

@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import REPO_ROOT, command_env
 
 
+@pytest.mark.slow
 def test_the_inference_bench_runs_its_variants_on_the_tiny_model(tmp_path: Path) -> None:
     plan = "loop:1,dynamic:1,shared:1,static:1"
     done = subprocess.run(

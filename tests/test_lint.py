@@ -62,6 +62,7 @@ def run_lint(path, cwd) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
+@pytest.mark.slow
 def test_lint_command_flags_lines_and_exits_1(official_jsonl, tmp_path):
     path = _corrupt(official_jsonl, tmp_path)
     run = run_lint(path, tmp_path)
@@ -74,12 +75,14 @@ def test_lint_command_flags_lines_and_exits_1(official_jsonl, tmp_path):
     assert not (tmp_path / "outputs").exists(), "lint must not leave Hydra output folders"
 
 
+@pytest.mark.slow
 def test_lint_command_passes_the_sample_folder_and_exits_0(official_sample, tmp_path):
     run = run_lint(official_sample, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip() == "48 records in 4 files: 48 ok, 0 flagged"
 
 
+@pytest.mark.slow
 def test_a_folder_means_its_release_files_and_style_subfolders(official_sample, official_jsonl,
                                                                tmp_path):
     shutil.copytree(official_sample, tmp_path / "release")
@@ -100,6 +103,7 @@ def test_a_folder_means_its_release_files_and_style_subfolders(official_sample, 
     assert lines[-1] == "49 records in 5 files: 45 ok, 4 flagged"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["absent", "empty"])
 def test_a_path_with_nothing_to_lint_is_one_clear_line(tmp_path, where):
     (tmp_path / "empty").mkdir()

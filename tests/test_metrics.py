@@ -241,6 +241,7 @@ def test_several_models_need_a_name_for_flat_metrics() -> None:
     assert ev.flat_metrics("n") == ev.flat_metrics("m")
 
 
+@pytest.mark.slow
 def test_metrics_import_neither_ray_torch_nor_mlflow() -> None:
     code = ("import sys, crossmath.metrics, crossmath.metrics.release_logs; "
             "print([m for m in ('ray', 'torch', 'mlflow', 'transformers') if m in sys.modules])")

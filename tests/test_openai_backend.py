@@ -111,6 +111,7 @@ def small_requests(n: int) -> list[ModelRequest]:
 # --- the happy path -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sample_through_http_matches_the_backend_called_directly(records):
     requests_ = [request_for(r, m) for r in records for m in ("text", "image", "hybrid")]
     backend = RecordingBackend()
@@ -137,6 +138,7 @@ def test_sample_through_http_matches_the_backend_called_directly(records):
                 sent.grid_markdown)
 
 
+@pytest.mark.slow
 def test_server_batches_requests_that_arrive_together():
     backend = RecordingBackend()
     many = small_requests(24)
@@ -179,6 +181,7 @@ def test_each_request_sends_the_seed_of_its_own_identity():
         assert "seed" not in unseeded.request_body(asked[0])
 
 
+@pytest.mark.slow
 def test_client_against_the_tiny_hf_model_served_over_http(records, tmp_path_factory):
     """The real path end to end: tiny Qwen2.5-VL in the hf backend (built by Hydra from its
     shipped config), behind the server, asked by the client; it must say exactly what the
@@ -207,6 +210,7 @@ def test_client_against_the_tiny_hf_model_served_over_http(records, tmp_path_fac
 # --- retries, timeouts, errors ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_5xx_is_retried_with_backoff_until_it_succeeds():
     with running(faults=FaultPlan(fail_first=2, fail_status=503)) as base_url:
         with client(base_url, max_retries=3, backoff_base_s=0.02) as remote:
@@ -218,6 +222,7 @@ def test_a_5xx_is_retried_with_backoff_until_it_succeeds():
     assert 0.01 <= sleeps[0] <= 0.02 and 0.02 <= sleeps[1] <= 0.04
 
 
+@pytest.mark.slow
 def test_a_5xx_that_outlasts_the_retries_is_an_error_on_that_request_only():
     with running(faults=FaultPlan(fail_first=3, fail_status=500)) as base_url:
         with client(base_url, max_retries=2, max_concurrency=1) as remote:
@@ -228,6 +233,7 @@ def test_a_5xx_that_outlasts_the_retries_is_an_error_on_that_request_only():
     assert all(r.error is None for r in rest)
 
 
+@pytest.mark.slow
 def test_a_429_waits_as_long_as_retry_after_says():
     with running(faults=FaultPlan(fail_first=1, fail_status=429, retry_after_s=0.25)) as url:
         with client(url, max_retries=1, backoff_base_s=5.0) as remote:
@@ -237,6 +243,7 @@ def test_a_429_waits_as_long_as_retry_after_says():
     assert sleeps == [0.25]  # the server's wait, not the (much longer) backoff
 
 
+@pytest.mark.slow
 def test_a_timeout_is_an_error_and_loses_no_other_request():
     held = FaultPlan(delay_first=1, delay_s=60)
     with running(faults=held) as base_url:
@@ -248,6 +255,7 @@ def test_a_timeout_is_an_error_and_loses_no_other_request():
     assert [r.request_id for r in responses] == ["r0", "r1", "r2", "r3"]
 
 
+@pytest.mark.slow
 def test_a_timed_out_request_is_retried():
     with running(faults=FaultPlan(delay_first=1, delay_s=60)) as base_url:
         with client(base_url, timeout_s=1.0, max_retries=1, max_concurrency=1) as remote:
@@ -255,6 +263,7 @@ def test_a_timed_out_request_is_retried():
     assert [answer_of(r.output) for r in responses] == [["2"], ["3"]]
 
 
+@pytest.mark.slow
 def test_a_refused_connection_is_retried_then_reported():
     with socket.socket() as probe:  # a port that was free a moment ago and has no listener
         probe.bind(("127.0.0.1", 0))
@@ -266,6 +275,7 @@ def test_a_refused_connection_is_retried_then_reported():
     assert len(sleeps) == 2
 
 
+@pytest.mark.slow
 def test_a_client_error_is_not_retried():
     with running() as base_url, client(base_url, model="not-served", max_retries=3) as remote:
         sleeps = record_sleeps(remote)
@@ -277,6 +287,7 @@ def test_a_client_error_is_not_retried():
 # --- the API key --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_api_key_comes_from_the_environment_as_a_bearer_token(monkeypatch):
     monkeypatch.setenv("CROSSMATH_TEST_KEY", "s3cret-key")
     with running(api_key="s3cret-key") as base_url:
@@ -333,6 +344,7 @@ def test_the_server_rejects_chat_bodies_it_cannot_read(body, reason):
         read_chat_call(body)
 
 
+@pytest.mark.slow
 def test_the_server_answers_an_unreadable_body_with_a_400():
     with running() as base_url:
         reply = requests.post(f"{base_url}/chat/completions", timeout=10,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fastapi import Request
 
 from crossmath.models.base import TEXT_STYLE
@@ -23,6 +24,7 @@ RELEASE_PROTOCOL = (
 )
 
 
+@pytest.mark.slow
 def test_main_job_against_a_chat_server_passes_the_release_protocol(ray_local, run_config):
     # served as "oracle", standing in for a vLLM that samples as the release protocol says
     app = create_app(OracleBackend(), sampling=FixedSampling(0.7, 0.8, 20, False))

@@ -77,6 +77,7 @@ def image_part(data: bytes) -> dict:
 # --- streaming ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampling", [False, True])
 def test_streamed_and_whole_answers_agree(sampling):
     backend = WordsBackend(sampling="config" if sampling else "greedy")
@@ -104,6 +105,7 @@ def test_a_stream_is_server_sent_events_ending_in_done():
 # --- max_tokens -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cap", ["max_tokens", "max_completion_tokens"])
 def test_a_token_cap_cuts_the_answer_and_says_length(cap):
     with openai_client(WordsBackend()) as client:
@@ -118,6 +120,7 @@ def test_a_token_cap_cuts_the_answer_and_says_length(cap):
     assert roomy.choices[0].message.content.startswith(choice.message.content)
 
 
+@pytest.mark.slow
 def test_the_cap_reaches_the_backend_as_the_requests_own_limit():
     backend = Recording(WordsBackend())
     with openai_client(backend) as client:
@@ -126,6 +129,7 @@ def test_the_cap_reaches_the_backend_as_the_requests_own_limit():
     assert [r.max_new_tokens for r in backend.seen] == [7, None]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options, param", [
     ({"max_tokens": 0}, "max_tokens"),
     ({"max_tokens": 3, "max_completion_tokens": 4}, "max_tokens"),
@@ -143,6 +147,7 @@ def test_out_of_range_options_are_refused_naming_them(options, param):
 # --- n and seed -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_n_asks_n_samples_and_answers_n_choices():
     backend = Recording(WordsBackend(sampling="config"))
     with openai_client(backend) as client:
@@ -162,6 +167,7 @@ def test_n_asks_n_samples_and_answers_n_choices():
     assert len({r.request_id for r in first_call}) == 3
 
 
+@pytest.mark.slow
 def test_a_seed_makes_the_answer_a_function_of_seed_and_prompt():
     with openai_client(WordsBackend(sampling="config")) as client:
         first, again = ask(client, seed=3), ask(client, seed=3)
@@ -176,6 +182,7 @@ def test_a_seed_makes_the_answer_a_function_of_seed_and_prompt():
     assert unseeded[0] != unseeded[1]  # no seed: a fresh identity, a fresh draw
 
 
+@pytest.mark.slow
 def test_without_a_seed_the_clients_request_id_is_the_identity():
     backend = Recording(WordsBackend(sampling="config"))
     with openai_client(backend) as client:
@@ -188,6 +195,7 @@ def test_without_a_seed_the_clients_request_id_is_the_identity():
 # --- temperature, top_p, top_k and stop ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_backend_that_decodes_one_way_accepts_only_its_own_settings():
     with openai_client(WordsBackend()) as greedy:
         assert ask(greedy, temperature=0, top_p=1, top_k=-1).choices[0].finish_reason == "stop"
@@ -204,6 +212,7 @@ def test_a_backend_that_decodes_one_way_accepts_only_its_own_settings():
     assert cold.value.param == "temperature" and "temperature 0.8" in cold.value.message
 
 
+@pytest.mark.slow
 def test_each_request_decodes_its_own_way_on_a_backend_that_can():
     backend = Recording(WordsBackend(sampling="config", temperature=1.0, request_sampling=True))
     with openai_client(backend) as client:
@@ -227,6 +236,7 @@ def test_fixed_sampling_is_read_off_the_backend():
     assert FixedSampling.of(BrokenBackend()) == FixedSampling(0.0, 1.0)  # rule-based
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options, param", [
     ({"temperature": 2.5}, "temperature"), ({"top_p": 0}, "top_p"), ({"top_k": -2}, "top_k"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"stop": [""]}, "stop"), ({"stop": 3}, "stop"),
@@ -238,6 +248,7 @@ def test_sampling_and_stop_values_out_of_range_are_refused(options, param):
     assert refused.value.param == param
 
 
+@pytest.mark.slow
 def test_stop_ends_the_answer_where_a_stop_string_begins():
     with openai_client(WordsBackend()) as client:
         whole = ask(client).choices[0].message.content
@@ -251,6 +262,7 @@ def test_stop_ends_the_answer_where_a_stop_string_begins():
 # --- other parameters -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unsupported_parameters_are_refused_naming_them_and_harmless_ones_accepted():
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     with openai_client(WordsBackend()) as client:
@@ -271,6 +283,7 @@ def test_unsupported_parameters_are_refused_naming_them_and_harmless_ones_accept
 # --- the real hf backend ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_tiny_hf_model_behind_the_server_honours_caps_streams_and_seeds(tiny_model_config):
     """The tiny Qwen2.5-VL (sampling at temperature 1) served and asked by the official client:
     a cap of 3 tokens is kept and reported, a stream joins to the same text, a seed repeats."""

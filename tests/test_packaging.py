@@ -14,9 +14,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.support import REPO_ROOT
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_configs_styles_fonts_and_prompt_sets(tmp_path: Path) -> None:
     source = tmp_path / "source"  # a clean copy: a build/ folder left in the checkout would hide gaps
     for name in ("crossmath", "conf"):

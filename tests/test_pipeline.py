@@ -23,7 +23,7 @@ from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.tasks.crossmath.requests import RequestPlan
 from crossmath.tracking.mlflow_store import evaluation_runs
 from tests.conftest import OFFICIAL_STYLES
-from tests.support import command_env, kill_midway, outputs_by_request, run_command
+from tests.support import command_env, joining, kill_midway, outputs_by_request, run_command
 
 PUZZLES = generate_puzzles(3, "mixed", seed=1)
 
@@ -52,6 +52,7 @@ def test_units_expand_to_request_rows_with_their_image():
     assert all(row["attempt"] == 1 and "image_path" not in row for row in rows)
 
 
+@pytest.mark.slow
 def test_oracle_run_scores_logs_and_resumes(ray_local, run_config, tmp_path):
     cfg = run_config("model=oracle", "data.n=4", "samples=1", "styles=[original,beige]")
     outcome = evaluate(cfg)
@@ -90,6 +91,7 @@ def test_oracle_run_scores_logs_and_resumes(ray_local, run_config, tmp_path):
     assert len(client.search_runs([run.info.experiment_id])) == 1
 
 
+@pytest.mark.slow
 def test_what_changes_a_prediction_reruns_and_nothing_else_does(ray_local, run_config, tmp_path):
     runs = tmp_path / "runs"
     common = ["model=random", "data.n=2", "modalities=[text,hybrid]", "styles=[original]",
@@ -125,6 +127,7 @@ def test_what_changes_a_prediction_reruns_and_nothing_else_does(ray_local, run_c
         first.evaluation_id, reseeded.evaluation_id, more.evaluation_id]
 
 
+@pytest.mark.slow
 def test_oracle_scores_exactly_the_consistent_official_puzzles(ray_local, run_config, official_jsonl, tmp_path):
     lines = [json.loads(l) for l in official_jsonl.read_text(encoding="utf-8").splitlines() if l.strip()]
     lines[0]["markdown_table"] = lines[0]["markdown_table"].replace("÷", "+", 1)  # as the release's defects
@@ -137,6 +140,7 @@ def test_oracle_scores_exactly_the_consistent_official_puzzles(ray_local, run_co
     assert text.macro.mean == pytest.approx(100 * 10 / 12)
 
 
+@pytest.mark.slow
 def test_official_images_are_used_for_the_release_styles(ray_local, run_config, official_sample):
     outcome = evaluate(run_config("model=oracle", "data=official", f"data.path={official_sample}",
                                   "data.n=2", "samples=1", "modalities=[hybrid]", "styles=[altstyle]"))
@@ -144,6 +148,7 @@ def test_official_images_are_used_for_the_release_styles(ray_local, run_config, 
     assert outcome.n_requests == 2
 
 
+@pytest.mark.slow
 def test_the_backend_is_handed_full_calls_each_saved_as_one_shard(ray_local, run_config, tmp_path):
     log = tmp_path / "calls.jsonl"
     cfg = run_config("model=oracle", "model._target_=crossmath.models.flat_cost.FlatCostBackend",
@@ -160,6 +165,7 @@ def test_the_backend_is_handed_full_calls_each_saved_as_one_shard(ray_local, run
     assert outcome.evaluation.group("oracle", "hybrid").macro.mean == 100.0
 
 
+@pytest.mark.slow
 def test_crashed_inference_actor_is_restarted_without_losing_work(ray_local, run_config, tmp_path):
     marker = tmp_path / "crashed"
     cfg = run_config("model=oracle", "model._target_=tests.doubles.CrashingBackend",
@@ -172,8 +178,13 @@ def test_crashed_inference_actor_is_restarted_without_losing_work(ray_local, run
     assert outcome.evaluation.group("oracle", "hybrid").macro.mean == 100.0
 
 
-def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, tmp_path):
-    out, db = tmp_path / "out", tmp_path / "mlflow.db"
+@pytest.mark.slow
+def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, tmp_path, capsys):
+    """The CLI killed mid-run; the same command resumed in this process (the session's Ray:
+    no second interpreter and Ray start), as ``python -m crossmath.run`` would."""
+    from crossmath import run
+
+    out, db = tmp_path / "out", tmp_path / "mlflow.db"  # where run_config puts them too
     overrides = ["model=random", "model._target_=tests.doubles.SlowRandomBackend",
                  "+model.delay_s=0.15", "data.n=4", "samples=2", "styles=[original]",
                  "resources.call_sequences=2"]
@@ -182,10 +193,9 @@ def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, 
     total = 4 * (1 + 2) * 2
     assert 0 < len(saved) < total, "the kill should land mid-run"
 
-    second = subprocess.run(command, cwd=tmp_path, env=command_env(), capture_output=True,
-                            text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert f"{total} requests ({total - len(saved)} run now" in second.stdout
+    capsys.readouterr()
+    run.main(run_config(*overrides))
+    assert f"{total} requests ({total - len(saved)} run now" in capsys.readouterr().out
     resumed = pq.read_table(out / "predictions.parquet")
     ids = resumed.column("request_id").to_pylist()
     assert len(ids) == len(set(ids)) == total
@@ -224,6 +234,7 @@ def outage():
     marker.unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 def test_a_failing_request_fails_the_run_until_its_cause_is_gone(ray_local, run_config,
                                                                   official_sample, tmp_path,
                                                                   capsys, outage):
@@ -234,8 +245,8 @@ def test_a_failing_request_fails_the_run_until_its_cause_is_gone(ray_local, run_
                  "data=official", f"data.path={official_sample}", "modalities=[hybrid]",
                  "styles=[original]", "samples=1", "max_attempts=3"]
     out, db = tmp_path / "out", tmp_path / "mlflow.db"
-    failed = subprocess.run(run_command(overrides, out, db), cwd=tmp_path, env=command_env(), capture_output=True,
-                            text=True, timeout=300)
+    failed = subprocess.run(run_command([*overrides, joining(ray_local)], out, db), cwd=tmp_path,
+                            env=command_env(), capture_output=True, text=True, timeout=300)
     assert failed.returncode == EXIT_INCOMPLETE, failed.stderr[-3000:]
     assert "INCOMPLETE: 1 of 12 requests failed (hybrid/original: 1)" in failed.stdout
     assert "rerun the same command to retry the 1 that have attempts left" in failed.stdout
@@ -269,6 +280,7 @@ def test_a_failing_request_fails_the_run_until_its_cause_is_gone(ray_local, run_
     assert rows == [row for row in rows if row.startswith(f"| {label} |")] and rows
 
 
+@pytest.mark.slow
 def test_unreachable_tracking_server_stops_the_run_before_any_model_loads(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(

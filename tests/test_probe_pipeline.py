@@ -71,6 +71,7 @@ def test_each_transcription_is_shown_back_as_the_text_prompt_shows_a_grid():
     assert second["requests"][0]["request_id"] != request["request_id"]
 
 
+@pytest.mark.slow
 def test_a_perfect_transcriber_reads_every_cell_and_its_own_reading_solves_as_text(
         ray_local, run_config, official_sample):
     cfg = run_config("model=oracle", "model._target_=tests.doubles.CopyGridBackend",
@@ -108,6 +109,7 @@ def test_a_perfect_transcriber_reads_every_cell_and_its_own_reading_solves_as_te
     assert again.n_run_now == 0 and again.scores.to_dict() == outcome.scores.to_dict()
 
 
+@pytest.mark.slow
 def test_two_numbers_misread_give_exactly_the_expected_cell_accuracy(
         ray_local, run_config, official_sample):
     outcome = evaluate(run_config(
@@ -131,6 +133,7 @@ def test_two_numbers_misread_give_exactly_the_expected_cell_accuracy(
         ev.group("swapped", "text", TEXT_STYLE).macro.mean
 
 
+@pytest.mark.slow
 def test_the_tiny_vlm_runs_the_probe_and_reports_the_decomposition(
         ray_local, run_config, tiny_model_config):
     outcome = evaluate(run_config(

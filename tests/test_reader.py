@@ -70,6 +70,7 @@ def release_replies(reader, official_sample):
     return replies
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", OFFICIAL_STYLES)
 def test_the_release_images_are_read_exactly(release_replies, style):
     """Issue #25's bar is 90% exact grids per release style; the reader reads all 12."""
@@ -78,6 +79,7 @@ def test_the_release_images_are_read_exactly(release_replies, style):
     assert exact == [True] * 12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", OFFICIAL_STYLES)
 def test_image_answers_equal_the_oracles_text_answers_on_grids_read_exactly(release_replies,
                                                                             style):

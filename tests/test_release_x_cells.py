@@ -143,6 +143,7 @@ def test_x_cells_are_drawn_as_the_release_draws_them(record, name):
         assert np.array_equal(render_puzzle_array(grid, style, values), expected)
 
 
+@pytest.mark.slow
 def test_render_command_draws_x_cells_as_written(record_file, record, tmp_path):
     done = subprocess.run([sys.executable, "-m", "crossmath.render", f"path={record_file}",
                            "style=beige", f"out={tmp_path}"],

@@ -199,6 +199,7 @@ def test_a_number_too_long_for_its_cell_shrinks_inside_it():
         assert (edge == style.number_color).all()
 
 
+@pytest.mark.slow
 def test_drawing_package_imports_neither_ray_nor_torch():
     code = ("import sys, crossmath.drawing, crossmath.drawing.release_files, crossmath.drawing.fidelity; "
             "bad = [m for m in ('ray', 'torch') if m in sys.modules]; assert not bad, bad")

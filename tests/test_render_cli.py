@@ -18,6 +18,7 @@ def run_render(*overrides: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_writes_every_record_at_its_release_path(official_sample, tmp_path):
     folder, jsonl = OFFICIAL_STYLES["noborder"]
     source = official_sample / folder / jsonl
@@ -37,6 +38,7 @@ def test_cli_writes_every_record_at_its_release_path(official_sample, tmp_path):
     assert f"{len(written)} noborder images" in done.stdout
 
 
+@pytest.mark.slow
 def test_cli_unknown_style_lists_the_available_ones(official_jsonl, tmp_path):
     done = run_render(f"path={official_jsonl}", "style=no-such-style", f"out={tmp_path}")
     assert done.returncode != 0

@@ -44,6 +44,7 @@ def units_by_key(rows: list[dict]) -> dict:
             for row in rows for unit in row["units"]}
 
 
+@pytest.mark.slow
 def test_render_stage_on_ray_data(ray_local, calls):
     import ray
 

@@ -10,7 +10,6 @@ across processes, batches and resumes.
 from __future__ import annotations
 
 import inspect
-import subprocess
 from collections import defaultdict
 
 import pyarrow.parquet as pq
@@ -18,13 +17,14 @@ import pytest
 
 from crossmath.models.hf import HFBackend
 from crossmath.pipeline.evaluation import run_evaluation
-from tests.support import command_env, kill_midway, outputs_by_request, run_command
+from tests.support import kill_midway, outputs_by_request, run_command
 
 keyed_sampling = pytest.mark.skipif(
     "sampling" not in inspect.signature(HFBackend.__init__).parameters,
     reason="needs the HF backend's keyed `sampling` option (hfgen branch, issue #11 point 3)")
 
 
+@pytest.mark.slow
 @keyed_sampling
 def test_tiny_model_samples_are_the_same_after_a_kill_and_resume(
         ray_local, run_config, tiny_model_config, tmp_path):
@@ -38,9 +38,9 @@ def test_tiny_model_samples_are_the_same_after_a_kill_and_resume(
     total = 6 * 2 * 4
     assert 0 < len(saved) < total, "the kill should land mid-run"
 
-    second = subprocess.run(command, cwd=tmp_path, env=command_env(), capture_output=True,
-                            text=True, timeout=600)
-    assert second.returncode == 0, second.stderr[-3000:]
+    # the same config resumed in this process (the session's Ray: no second interpreter and
+    # Ray start); run_config puts its outputs and MLflow where the killed command did
+    run_evaluation(run_config(*overrides))
     resumed = pq.read_table(out / "predictions.parquet")
     assert resumed.num_rows == total
 

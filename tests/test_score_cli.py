@@ -110,6 +110,7 @@ def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_matches_the_release_definitions_on_messy_logs(official_jsonl: Path, tmp_path: Path) -> None:
     logs = write_messy_logs(official_jsonl, tmp_path / "qwen_text_", k=4, seed=1)
     result = run_cli(f"data={official_jsonl}", f"preds={tmp_path}/qwen_text_run_*.log", cwd=tmp_path)
@@ -131,6 +132,7 @@ def test_every_style_file_and_sample_count(official_sample: Path, style: str, tm
         assert_matches(summary, straightforward_summary(data, logs))
 
 
+@pytest.mark.slow
 def test_log_longer_than_the_data_names_file_and_line(official_jsonl: Path, tmp_path: Path) -> None:
     (log,) = write_messy_logs(official_jsonl, tmp_path / "x_", k=1, seed=2)
     log.write_text(log.read_text() + "1 2 3\n")
@@ -139,6 +141,7 @@ def test_log_longer_than_the_data_names_file_and_line(official_jsonl: Path, tmp_
     assert f"{log}:13: no puzzle for this line" in result.stderr
 
 
+@pytest.mark.slow
 def test_short_log_is_an_error_unless_partial_is_asked(official_jsonl: Path, tmp_path: Path) -> None:
     (log,) = write_messy_logs(official_jsonl, tmp_path / "x_", k=1, seed=3)
     log.write_text("".join(log.read_text().splitlines(keepends=True)[:7]))
@@ -153,6 +156,7 @@ def test_short_log_is_an_error_unless_partial_is_asked(official_jsonl: Path, tmp
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_unreadable_inputs_are_named(official_jsonl: Path, tmp_path: Path) -> None:
     result = run_cli(f"data={official_jsonl}", f"preds={tmp_path}/nothing_run_*.log", cwd=tmp_path)
     assert result.returncode == 2 and "no prediction log matches" in result.stderr
@@ -182,6 +186,7 @@ def test_release_lines_round_trip() -> None:
     assert parse_release_line("<ANSWER>1,2</answer> 3") == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_save_json_keeps_every_run(official_jsonl: Path, tmp_path: Path) -> None:
     write_messy_logs(official_jsonl, tmp_path / "z_", k=2, seed=5)
     out = tmp_path / "summary.json"

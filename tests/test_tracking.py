@@ -16,8 +16,8 @@ from crossmath.tracking.ui_view import VIEW_TAG
 
 
 @pytest.fixture
-def uri(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+def uri(tracking_db) -> str:
+    return f"sqlite:///{tracking_db}"
 
 
 def _open(uri: str, evaluation_id: str, **params) -> str:
@@ -34,6 +34,7 @@ def _finish(uri: str, run_id: str, tmp_path, incomplete: bool, value: float) -> 
         tags={tracking.INCOMPLETE_TAG: str(incomplete).lower()}, artifacts=[metrics])
 
 
+@pytest.mark.slow
 def test_a_resumed_evaluation_continues_its_run(uri, tmp_path):
     first = _open(uri, "eval-a", samples=4)
     _finish(uri, first, tmp_path, incomplete=True, value=10.0)
@@ -50,6 +51,7 @@ def test_a_resumed_evaluation_continues_its_run(uri, tmp_path):
     assert len(client.search_runs([run.info.experiment_id])) == 2
 
 
+@pytest.mark.slow
 def test_report_sees_one_entry_per_evaluation(uri, tmp_path):
     a = _open(uri, "eval-a")
     _finish(uri, a, tmp_path, incomplete=False, value=1.0)

@@ -126,8 +126,8 @@ def test_the_prediction_table_scores_each_row_and_shows_each_image_once(official
 
 
 @pytest.fixture
-def uri(tmp_path, monkeypatch) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def uri(tracking_db, monkeypatch) -> str:
+    uri = f"sqlite:///{tracking_db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # mlflow.load_table reads the global store
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "crossmath")  # and the active experiment
     return uri

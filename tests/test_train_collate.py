@@ -83,6 +83,7 @@ def test_collate_pads_right_and_keeps_image_order(tiny_encoder, rows) -> None:
         collate([], 0)
 
 
+@pytest.mark.slow
 def test_loss_on_kept_positions_equals_the_full_logits_loss(tiny_spec, tiny_encoder, rows) -> None:
     """Projecting only the positions that predict a target must not change the loss or grads."""
     torch.manual_seed(0)

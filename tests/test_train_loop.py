@@ -119,6 +119,7 @@ class CrashAfter:
             raise RuntimeError(f"simulated crash at step {step}")
 
 
+@pytest.mark.slow
 def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_config, tmp_path) -> None:
     built = build_training_set(TrainingSetSpec(n_puzzles=6, seed=9, styles=("original",),
                                                modalities=("text", "image"), target="answer"),

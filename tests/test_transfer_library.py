@@ -123,6 +123,7 @@ def test_accuracy_overall_per_subject_and_per_type_in_percent():
         tally_by(outcomes, "subfield")
 
 
+@pytest.mark.slow
 def test_the_task_library_imports_neither_ray_nor_torch():
     code = ("import sys, crossmath.tasks; "
             "print([m for m in ('ray', 'torch', 'transformers', 'mlflow', 'huggingface_hub') "

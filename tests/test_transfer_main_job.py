@@ -19,7 +19,7 @@ from crossmath.tasks import get_task
 from tests import test_transfer_mathverse as mathverse
 from tests import test_transfer_mmmu as mmmu
 from tests.doubles import write_item_key
-from tests.support import command_env, run_command
+from tests.support import command_env, joining, run_command
 from tests.test_command_errors import assert_stopped_at_the_door, crossmath, run_overrides
 from tests.test_pipeline import _report
 from tests.transfer_fixtures import write_mathverse as write_published_mathverse
@@ -116,14 +116,14 @@ def test_random_runs_every_real_item_end_to_end(ray_local, run_config, published
 
 
 @pytest.mark.slow
-def test_the_command_runs_a_task_and_says_how_it_scored(tmp_path):
+def test_the_command_runs_a_task_and_says_how_it_scored(tmp_path, tracking_db, ray_local):
     path = write_mathverse(tmp_path)
     items = get_task("mathverse-vision").load(path)
     key = write_item_key(items, tmp_path / "key.json")
     done = subprocess.run(
         run_command(["model=oracle", "model._target_=tests.doubles.AnswerKeyBackend",
                      f"+model.item_key={key}", "task=mathverse-vision", f"task.path={path}",
-                     "samples=1"], tmp_path / "out", tmp_path / "mlflow.db"),
+                     "samples=1", joining(ray_local)], tmp_path / "out", tracking_db),
         cwd=tmp_path, env=command_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"mathverse-vision: accuracy 100.0% of {len(items)} replies" in done.stdout

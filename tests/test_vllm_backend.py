@@ -176,6 +176,7 @@ def test_the_adapter_rides_on_every_request_and_sizes_the_engine(tiny_vlm, tmp_p
     backend.close()
 
 
+@pytest.mark.slow
 def test_answers_come_as_they_end_and_a_refused_request_gets_its_error(tiny_vlm):
     backend = _backend(tiny_vlm, engine_factory=lambda arguments: RecordingEngine(
         arguments, delay_s=0.05, refuse="bad"))

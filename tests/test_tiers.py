@@ -1,0 +1,78 @@
+"""The fast tier's guard (tests/tiers.py): an unmarked test that starts a subprocess, listens
+on a socket (a server) or trains fails, even where the code under test swallows the guard's
+error; a test marked slow may do all of it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from tests.tiers import SlowWorkInFastTest, _guard
+
+pytest_plugins = ("pytester",)
+
+
+def _listen() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))  # finding a free port is no server: allowed
+        server.listen()
+
+
+def test_an_unmarked_test_may_not_start_a_process_serve_or_train() -> None:
+    import torch
+
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    weight.sum().backward()  # gradients are fine: only a step trains
+    starts = {"a subprocess": lambda: subprocess.run(["true"]),
+              "a server": _listen,
+              "training": optimizer.step}
+    for what, start in starts.items():
+        with pytest.raises(SlowWorkInFastTest, match="not marked @pytest.mark.slow"):
+            start()
+    assert len(_guard.seen) == 3 and float(weight.detach()) == 0.0
+    if shutil.which("git"):
+        subprocess.run(["git", "--version"], capture_output=True, check=True)  # milliseconds: allowed
+    _guard.seen.clear()  # refused as asked: this test passes
+
+
+def test_the_guard_fails_what_the_code_swallows_and_lets_marked_tests_be(pytester) -> None:
+    pytester.makeini('[pytest]\nmarkers =\n    slow: slow\n')
+    pytester.makeconftest("from tests.tiers import *  # noqa: F401,F403\n")
+    pytester.makepyfile(test_inner="""
+        import socket
+        import pytest
+
+        def serve():
+            with socket.socket() as server:
+                server.bind(("127.0.0.1", 0))
+                server.listen()
+
+        def test_swallows():
+            try:
+                serve()
+            except Exception:
+                pass
+
+        @pytest.mark.slow
+        def test_marked():
+            serve()
+
+        def test_pure():
+            assert sum([1, 2]) == 3
+
+        @pytest.fixture(scope="session")
+        def ray_local():
+            raise AssertionError("a session fixture that starts Ray must not even start")
+
+        def test_uses_ray(ray_local):
+            pass
+    """)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*test_uses_ray uses ray_local but is not marked*",
+                                 "*test_swallows is not marked @pytest.mark.slow but it:*",
+                                 "*listens on*(a server)*"])

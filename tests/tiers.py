@@ -1,0 +1,173 @@
+"""The two test tiers, and the guard that keeps the fast one fast.
+
+``python -m pytest -m "not slow"`` is the tier for development: pure in-process tests. A test
+that starts Ray, a subprocess or a server, or trains (steps an optimizer), must be marked
+``@pytest.mark.slow``; CI and ``python -m pytest -q`` run both tiers. The guard fails any test
+without the mark that does one of those things, when it does it, so the fast tier stays fast as
+tests are added: an audit hook (``sys.addaudithook``) sees every process start and fork of
+the interpreter (Ray's own start included), a wrapped ``socket.listen`` sees a server, and a
+global optimizer-step hook of torch sees training. The fast tier also runs first in a full run,
+so no Ray or server left by a slow test can make an unmarked test pass that uses it.
+
+The tier must also stay under 90 s on a 2-core machine: a test that decodes at length with the
+tiny model, or costs more than ``FAST_TEST_CPU_S`` of CPU for another reason, is marked slow
+too; the run's summary names the unmarked tests over that (a hint, never a failure).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+SLOW = "slow"
+SLOW_FIXTURES = {"ray_local"}  # fixtures that start Ray or a server for the whole session
+# CPU seconds an unmarked test may take before the run's summary names it (a hint, not a
+# failure: CPU time is less noisy than wall time, but no test fails on a timing)
+FAST_TEST_CPU_S = 2.0
+_CPU = pytest.StashKey[dict]()
+
+# audit event -> what it means for the tier
+GUARDED_EVENTS = {
+    "subprocess.Popen": "starts a subprocess",
+    "os.system": "starts a subprocess",
+    "os.posix_spawn": "starts a subprocess",
+    "os.spawn": "starts a subprocess",
+    "os.exec": "replaces the process",
+    "os.fork": "forks a process",
+    "os.forkpty": "forks a process",
+}
+# what an unmarked test may start all the same: git answers in milliseconds (the provenance of
+# an MLflow run, and GitPython's check of its version when MLflow first imports it)
+ALLOWED_PROGRAMS = {"git"}
+
+
+class SlowWorkInFastTest(RuntimeError):
+    """A test without ``@pytest.mark.slow`` started Ray, a subprocess or a server, or trained."""
+
+
+@dataclass
+class _Guard:
+    test: str | None = None  # the node id of the unmarked test now running, if any
+    seen: list[str] = field(default_factory=list)
+    training_watched: bool = False
+    hooked: bool = False
+
+    def flag(self, what: str) -> None:
+        self.seen.append(what)
+        raise SlowWorkInFastTest(f"{self.test} {what} but is not marked @pytest.mark.slow "
+                                 "(see tests/tiers.py)")
+
+
+_guard = _Guard()
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _guard.test is None:
+        return
+    if not _guard.training_watched:
+        _watch_training()
+    what = GUARDED_EVENTS.get(event)
+    if what is not None and not (event == "subprocess.Popen" and _program(args) in ALLOWED_PROGRAMS):
+        _guard.flag(f"{what} ({event}: {repr(args[:2])[:200]})")
+
+
+def _program(popen_args: tuple) -> str:
+    executable = popen_args[0]
+    return str(executable).rsplit("/", 1)[-1] if executable else ""
+
+
+def _guarded_listen(listen):
+    """``socket.listen``, refused to an unmarked test: a server listens (a socket bound only
+    to find a free port does not)."""
+
+    def guarded(sock, *args):
+        if _guard.test is not None:
+            _guard.flag(f"listens on {sock.getsockname()} (a server)")
+        return listen(sock, *args)
+
+    return guarded
+
+
+def _watch_training() -> None:
+    """Hook torch's optimizer steps once ``torch.optim`` has been imported (by any test)."""
+    optimizer = sys.modules.get("torch.optim.optimizer")
+    register = getattr(optimizer, "register_optimizer_step_pre_hook", None)
+    if register is None:
+        return
+    _guard.training_watched = True
+    register(_on_optimizer_step)
+
+
+def _on_optimizer_step(optimizer, args, kwargs) -> None:
+    if _guard.test is not None:
+        _guard.flag(f"trains ({type(optimizer).__name__}.step)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _guard.hooked:  # an audit hook cannot be removed: it does nothing outside unmarked tests
+        sys.addaudithook(_audit)
+        socket.socket.listen = _guarded_listen(socket.socket.listen)
+        _guard.hooked = True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The fast tier first (a stable sort: files keep their order within a tier)."""
+    items.sort(key=lambda item: item.get_closest_marker(SLOW) is not None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Guard an unmarked test's setup, call and teardown (its fixtures' work counts); the
+    guard of an enclosing test (a test of this guard runs pytest inside a test) comes back
+    after it."""
+    enclosing = _guard.test, _guard.seen
+    _guard.test = None if item.get_closest_marker(SLOW) is not None else item.nodeid
+    _guard.seen, started = [], time.process_time()
+    try:
+        return (yield)
+    finally:
+        if _guard.test is not None:
+            item.config.stash.setdefault(_CPU, {})[item.nodeid] = time.process_time() - started
+        _guard.test, _guard.seen = enclosing
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """An unmarked test that did slow work fails, even where the code under test swallowed
+    the guard's exception."""
+    report = yield
+    if _guard.test == item.nodeid and _guard.seen:
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = (f"{item.nodeid} is not marked @pytest.mark.slow but it:\n  "
+                               + "\n  ".join(dict.fromkeys(_guard.seen)))
+        _guard.seen = []  # reported once, in the phase that did it
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A session fixture that starts Ray fails an unmarked test before it starts (a failed
+    session fixture would fail every later test that uses it)."""
+    if item.get_closest_marker(SLOW) is None:
+        used = SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if used:
+            pytest.fail(f"{item.nodeid} uses {', '.join(sorted(used))} but is not marked "
+                        "@pytest.mark.slow (see tests/tiers.py)", pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The fast tier's CPU time, and the unmarked tests that took more than their share."""
+    spent = config.stash.get(_CPU, {})
+    over = sorted(((cpu, test) for test, cpu in spent.items() if cpu > FAST_TEST_CPU_S),
+                  reverse=True)
+    if not over and config.get_verbosity() < 0:
+        return
+    terminalreporter.write_sep("-", f"fast tier: {len(spent)} tests, {sum(spent.values()):.1f} s "
+                                    f"of CPU; over {FAST_TEST_CPU_S:g} s each: {len(over)}")
+    for cpu, test in over:
+        terminalreporter.write_line(f"{cpu:6.1f} s  {test}  (make it cheaper or mark it slow)")
