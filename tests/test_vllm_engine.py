@@ -107,7 +107,10 @@ def test_a_served_adapter_changes_the_answers_and_seeds_belong_to_requests(
     assert found["errors"] == []
     # the engine's answers with the adapter are transformers' with the adapter merged, and not
     # the base model's: the adapter is applied, and applied right
-    assert found["served_with_adapter"] == found["transformers_with_adapter"]
+    # (vLLM's incremental detokenizer holds back the bytes of a character the last token leaves
+    # unfinished, which transformers' decode shows as U+FFFD: the same tokens either way)
+    assert [text.rstrip("\ufffd") for text in found["served_with_adapter"]] == \
+        [text.rstrip("\ufffd") for text in found["transformers_with_adapter"]]
     assert found["served_with_adapter"] != found["transformers_base"]
     assert found["prompt_tokens"] == found["transformers_prompt_tokens"]  # same template
     assert len(set(found["samples"])) == 3  # each sample its own seed
