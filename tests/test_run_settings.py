@@ -58,7 +58,7 @@ def test_workers_draw_with_the_styles_resolved_at_the_door(ray_local, tmp_path):
     own = tmp_path / "mine.yaml"
     shutil.copy(STYLE_DIR / "beige.yaml", own)
     styles = {str(own): load_style(own)}
-    plan = RequestPlan(["image"], [str(own)], 1, load_prompt_template(DEFAULT_PROMPT), "oracle")
+    plan = RequestPlan(["image"], styles, 1, load_prompt_template(DEFAULT_PROMPT), "oracle")
     units = plan.units(generate_puzzles(2, "easy", seed=4))
     own.unlink()
     result = run_pipeline(units, ORACLE, PredictionStore(str(tmp_path / "run")),
