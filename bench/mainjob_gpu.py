@@ -53,8 +53,8 @@ from crossmath.models.processor import load_processor
 from crossmath.models.tiny import build_tiny_random
 from crossmath.pipeline.calls import call_requests, call_table, plan_calls
 from crossmath.pipeline.dataflow import StageResources
-from crossmath.pipeline.evaluation import prompt_set
 from crossmath.pipeline.render_stage import RenderImages
+from crossmath.settings.checks import resolved_prompt_set, resolved_styles
 from crossmath.tasks.crossmath.requests import RequestPlan
 from crossmath.tasks.crossmath.sources import load_puzzles
 
@@ -168,13 +168,14 @@ def backend_alone(args: argparse.Namespace, work: Path) -> Path:
         cfg = compose("run", overrides=run_overrides(args, work))
     config = model_config(args, log)
     cfg.model = OmegaConf.create(config)
-    puzzle_set = load_puzzles(cfg.data, list(cfg.styles))
-    plan = RequestPlan(list(cfg.modalities), list(cfg.styles), cfg.samples, prompt_set(cfg.model),
-                       cfg.model.name)
+    styles = resolved_styles(list(cfg.styles))
+    puzzle_set = load_puzzles(cfg.data, styles)
+    plan = RequestPlan(list(cfg.modalities), styles, cfg.samples,
+                       resolved_prompt_set(cfg.model.prompt, "model.prompt"), cfg.model.name)
     capacity = StageResources(**OmegaConf.to_container(cfg.resources)).call_capacity(config)
-    render = RenderImages()
+    render = RenderImages(styles)
     rendered = [render(call_table(call)).to_pylist()[0]
-                for call in plan_calls(plan.units(puzzle_set.puzzles), capacity)]
+                for call in plan_calls(plan.units(puzzle_set.puzzles), capacity, styles)]
     calls = [[ModelRequest.from_row(row) for row in call_requests(call)] for call in rendered]
     print(f"backend alone: {sum(map(len, calls))} requests in {len(calls)} calls", flush=True)
     if torch.cuda.is_available():

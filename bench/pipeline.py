@@ -34,6 +34,7 @@ from pathlib import Path
 import pyarrow as pa
 from call_log import busy  # (bench/call_log.py)
 
+from crossmath.drawing import load_style
 from crossmath.metrics.scorecard import evaluate_predictions
 from crossmath.models.base import TEXT_STYLE
 from crossmath.models.call_log import read_call_log
@@ -98,7 +99,8 @@ def run_fixed_rows(puzzle_set: PuzzleSet, plan: RequestPlan, model_config: dict,
     blocks = [pa.concat_tables(one_unit_calls[i:i + OLD_UNITS_PER_RENDER])
               for i in range(0, len(one_unit_calls), OLD_UNITS_PER_RENDER)]
     dataset = ray.data.from_arrow(blocks).map_batches(
-        RenderImages, batch_size=OLD_UNITS_PER_RENDER, batch_format="pyarrow",
+        RenderImages, fn_constructor_kwargs={"styles": dict(plan.styles)},
+        batch_size=OLD_UNITS_PER_RENDER, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=resources.render_actors), num_cpus=1,
     ).flat_map(call_requests).map_batches(
         RequestRowBatches,
@@ -127,7 +129,8 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     puzzle_set = generated_puzzles(args.n, "mixed", 0)
-    plan = RequestPlan(MODALITIES, STYLES, 1, load_prompt_template(DEFAULT_PROMPT), "flat-cost")
+    plan = RequestPlan(MODALITIES, {name: load_style(name) for name in STYLES}, 1,
+                       load_prompt_template(DEFAULT_PROMPT), "flat-cost")
     n_requests = len(puzzle_set.puzzles) * (1 + 2 * len(STYLES))
     print(f"{len(puzzle_set.puzzles)} puzzles, {n_requests} requests; stand-in call "
           f"{args.call_s:g} s for up to {args.batch_size} sequences; {os.cpu_count()} CPUs here",
@@ -156,7 +159,7 @@ def main() -> None:
                 started = time.perf_counter()
                 if variant == "planned":
                     result = run_pipeline(plan.units(puzzle_set.puzzles), model, store, resources,
-                                          prompt_id=plan.prompt_id)
+                                          prompt_id=plan.prompt_id, styles=plan.styles)
                     predictions = result.predictions
                 else:
                     predictions = run_fixed_rows(puzzle_set, plan, model, store, resources)

@@ -152,7 +152,7 @@ def ray_scaling(grids: list, style_name: str, n_rows: int, batch_size: int = 50,
     @ray.remote(num_cpus=1)
     class RenderActor:
         def __init__(self) -> None:
-            self.render = RenderImages()
+            self.render = RenderImages({style_name: load_style(style_name)})
 
         def images(self, batch: pa.Table) -> tuple[int, float]:
             """Images rendered, and the CPU seconds this actor's thread spent on them."""

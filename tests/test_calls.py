@@ -22,10 +22,11 @@ from crossmath.pipeline.calls import (
     plan_calls,
 )
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.settings.checks import resolved_styles
 from crossmath.tasks.crossmath.requests import RequestPlan
 
 PUZZLES = generate_puzzles(12, "mixed", seed=3)
-STYLES = ["original", "altstyle"]
+STYLES = resolved_styles(["original", "altstyle"])
 
 
 def units(samples: int, modalities=("text", "image", "hybrid"), puzzles=PUZZLES) -> list[dict]:
@@ -39,7 +40,7 @@ def model_config(name: str) -> dict:
 
 def estimate(unit: dict, request: dict, bounds: tuple[int, int] | None) -> int:
     """The planner's token estimate of one request of ``unit``."""
-    return estimated_prompt_tokens(request, image_tokens(unit, bounds))
+    return estimated_prompt_tokens(request, image_tokens(unit, bounds, STYLES))
 
 
 def prompts_of(call: dict) -> Counter:
@@ -66,7 +67,7 @@ def test_capacity_comes_from_the_model_config():
 @pytest.mark.parametrize("samples, capacity", [(1, 10), (4, 10), (3, 16)])
 def test_every_request_lands_once_in_calls_that_are_full_but_the_last(samples, capacity):
     planned = units(samples)
-    calls = plan_calls(planned, CallCapacity(capacity))
+    calls = plan_calls(planned, CallCapacity(capacity), STYLES)
     asked = [r["request_id"] for call in calls for u in call["units"] for r in u["requests"]]
     assert sorted(asked) == sorted(r["request_id"] for u in planned for r in u["requests"])
     full = capacity - capacity % samples  # whole prompts only
@@ -85,7 +86,7 @@ def test_every_request_lands_once_in_calls_that_are_full_but_the_last(samples, c
 
 def test_a_prompt_with_more_samples_than_a_call_is_split():
     planned = units(5, modalities=("text",), puzzles=PUZZLES[:2])
-    calls = plan_calls(planned, CallCapacity(2))
+    calls = plan_calls(planned, CallCapacity(2), STYLES)
     assert [call["sequences"] for call in calls] == [2, 2, 1, 2, 2, 1]
     assert all(len(prompts_of(call)) == 1 for call in calls)
 
@@ -93,7 +94,7 @@ def test_a_prompt_with_more_samples_than_a_call_is_split():
 def test_longest_prompts_go_first_and_a_token_budget_shrinks_calls():
     planned = units(1)
     bounds = (64 * 28 * 28, 256 * 28 * 28)
-    calls = plan_calls(planned, CallCapacity(6, pixel_bounds=bounds))
+    calls = plan_calls(planned, CallCapacity(6, pixel_bounds=bounds), STYLES)
     lengths = [estimate(u, r, bounds) for c in calls for u in c["units"]
                for r in u["requests"]]
     per_call = [[estimate(u, r, bounds) for u in c["units"] for r in u["requests"]]
@@ -102,7 +103,7 @@ def test_longest_prompts_go_first_and_a_token_budget_shrinks_calls():
     assert sorted(lengths, reverse=True) == [length for call in per_call for length in
                                              sorted(call, reverse=True)]
     budget = CallCapacity(6, tokens=3 * (max(lengths) + 100), new_tokens=100, pixel_bounds=bounds)
-    tight = plan_calls(planned, budget)
+    tight = plan_calls(planned, budget, STYLES)
     for call in tight:
         used = sum(estimate(u, r, bounds) + 100 for u in call["units"]
                    for r in u["requests"])
@@ -123,7 +124,8 @@ def test_image_token_estimate_follows_grid_size_style_and_bounds():
 
 
 def test_a_call_row_round_trips_through_arrow_and_expands_to_request_rows():
-    [call] = plan_calls(units(2, modalities=("image",), puzzles=PUZZLES[:1]), CallCapacity(64))
+    [call] = plan_calls(units(2, modalities=("image",), puzzles=PUZZLES[:1]), CallCapacity(64),
+                        STYLES)
     for unit in call["units"]:
         unit["images"] = [b"png"]
     table = call_table(call)

@@ -14,6 +14,7 @@ from crossmath.pipeline.dataflow import StageResources, attach_release_images, r
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.pipeline.shards import PredictionStore, local_path, publish_files
 from crossmath.pipeline.units import expand_unit
+from crossmath.settings.checks import resolved_styles
 from crossmath.tasks.crossmath.requests import RequestPlan
 from crossmath.tasks.crossmath.sources import generated_puzzles, official_puzzles
 
@@ -42,7 +43,7 @@ def test_predictions_saved_where_the_driver_cannot_see_are_reported_as_a_storage
         ray_local, tmp_path):
     driver_view = PredictionStore(str(tmp_path / "driver"))
     driver_view.root = PredictionStore(str(tmp_path / "elsewhere")).root  # what the actors get
-    plan = RequestPlan(["text"], [], 1, None, "oracle")
+    plan = RequestPlan(["text"], {}, 1, None, "oracle")
     with pytest.raises(RuntimeError, match="every Ray node reaches"):
         run_pipeline(plan.units(generated_puzzles(2, "easy", 0).puzzles), ORACLE, driver_view,
                      StageResources(), prompt_id=plan.prompt_id)
@@ -63,9 +64,11 @@ def test_local_locations_and_publishing(tmp_path, monkeypatch):
 
 
 def test_release_images_travel_as_bytes_from_the_driver(official_sample):
-    puzzle_set = official_puzzles(str(official_sample), ["original", "handwritten"], limit=2)
-    plan = RequestPlan(["text", "hybrid"], ["original", "handwritten"], 2, None, "oracle")
-    calls = plan_calls(plan.units(puzzle_set.puzzles, puzzle_set.official_images), CallCapacity(3))
+    styles = resolved_styles(["original", "handwritten"])
+    puzzle_set = official_puzzles(str(official_sample), styles, limit=2)
+    plan = RequestPlan(["text", "hybrid"], styles, 2, None, "oracle")
+    calls = plan_calls(plan.units(puzzle_set.puzzles, puzzle_set.official_images), CallCapacity(3),
+                       styles)
     attach_release_images(calls)
     rows = [row for call in calls for unit in call["units"] if unit["style"] != "handwritten"
             for row in expand_unit(unit, unit["images"])]

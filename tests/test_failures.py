@@ -17,6 +17,7 @@ from crossmath.pipeline.results_folder import (
 from crossmath.pipeline.shards import PredictionStore, SavedAttempt
 from crossmath.pipeline.units import pending_units
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.settings.checks import resolved_styles
 from crossmath.tasks.crossmath.requests import RequestPlan
 
 
@@ -48,7 +49,7 @@ def test_store_keeps_each_requests_latest_attempt(tmp_path):
 
 
 def test_pending_requests_are_the_unanswered_and_the_failed_with_attempts_left():
-    plan = RequestPlan(["image"], ["original"], 3, None, "b")
+    plan = RequestPlan(["image"], resolved_styles(["original"]), 3, None, "b")
     units = plan.units(generate_puzzles(1, "easy", seed=0))
     first, second, third = (r["request_id"] for r in units[0]["requests"])
     assert all(r["attempt"] == 1 for r in units[0]["requests"])

@@ -21,6 +21,7 @@ from crossmath.pipeline.evaluation import effective_samples
 from crossmath.pipeline.identity import IdentityError, backend_identity
 from crossmath.puzzle.records import read_official_jsonl
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.settings.checks import resolved_styles
 from crossmath.tasks.crossmath.identity import data_identity, prompts_identity
 from crossmath.tasks.crossmath.requests import RequestPlan
 
@@ -180,9 +181,10 @@ def _ids(plan: RequestPlan, official_images: dict | None = None, puzzles=PUZZLES
     return [r["request_id"] for unit in plan.units(puzzles, official_images) for r in unit["requests"]]
 
 
-def _plan(**changes) -> RequestPlan:
-    fields = {"modalities": ["text", "image", "hybrid"], "styles": ["original"], "samples": 2,
-              "prompt": load_prompt_template(DEFAULT_PROMPT), "backend_id": "b"}
+def _plan(styles=("original",), **changes) -> RequestPlan:
+    """A plan with ``styles`` (names or paths) resolved as the run's door resolves them."""
+    fields = {"modalities": ["text", "image", "hybrid"], "styles": resolved_styles(list(styles)),
+              "samples": 2, "prompt": load_prompt_template(DEFAULT_PROMPT), "backend_id": "b"}
     return RequestPlan(**{**fields, **changes})
 
 

@@ -20,6 +20,7 @@ from crossmath.pipeline.failures import EXIT_INCOMPLETE
 from crossmath.pipeline.results_folder import ResultsFolderError
 from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.settings.checks import resolved_styles
 from crossmath.tasks.crossmath.requests import RequestPlan
 from crossmath.tracking.mlflow_store import evaluation_runs
 from tests.conftest import OFFICIAL_STYLES
@@ -29,13 +30,13 @@ PUZZLES = generate_puzzles(3, "mixed", seed=1)
 
 
 def test_request_ids_are_stable_and_distinct():
-    plan = RequestPlan(["text", "image", "hybrid"], ["original", "beige"], 2, None, "m")
+    plan = RequestPlan(["text", "image", "hybrid"], resolved_styles(["original", "beige"]), 2, None, "m")
     units = plan.units(PUZZLES)
     assert len(units) == 3 * 3  # per puzzle: one text unit and one per style
     ids = [r["request_id"] for u in units for r in u["requests"]]
     assert len(ids) == len(set(ids)) == 3 * (1 + 2 * 2) * 2
     assert ids == [r["request_id"] for u in plan.units(PUZZLES) for r in u["requests"]]
-    other_prompt = RequestPlan(["text", "image", "hybrid"], ["original", "beige"], 2,
+    other_prompt = RequestPlan(["text", "image", "hybrid"], resolved_styles(["original", "beige"]), 2,
                                load_prompt_template(DEFAULT_PROMPT), "m")
     assert set(ids).isdisjoint(r["request_id"] for u in other_prompt.units(PUZZLES) for r in u["requests"])
     text_units = [u for u in units if u["style"] == TEXT_STYLE]
@@ -43,7 +44,8 @@ def test_request_ids_are_stable_and_distinct():
 
 
 def test_units_expand_to_request_rows_with_their_image():
-    plan = RequestPlan(["image", "hybrid"], ["original"], 2, load_prompt_template(DEFAULT_PROMPT), "m")
+    plan = RequestPlan(["image", "hybrid"], resolved_styles(["original"]), 2,
+                       load_prompt_template(DEFAULT_PROMPT), "m")
     (unit,) = plan.units(PUZZLES[:1])
     rows = expand_unit(unit, [b"png"])
     assert [row["request_id"] for row in rows] == [r["request_id"] for r in unit["requests"]]

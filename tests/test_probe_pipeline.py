@@ -15,6 +15,7 @@ from crossmath.pipeline.evaluation import run_evaluation as evaluate
 from crossmath.puzzle.grid import is_number_token
 from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.runtime.errors import ConfigError
+from crossmath.settings.checks import resolved_styles
 from crossmath.settings.run import check_run_config
 from crossmath.tasks.crossmath.requests import RequestPlan
 from crossmath.tasks.crossmath.sources import official_puzzles
@@ -25,7 +26,7 @@ STYLES = ["original", "beige"]
 
 
 def plan(samples: int = 2) -> RequestPlan:
-    return RequestPlan(["text", "image", TRANSCRIBE], ["original"], samples,
+    return RequestPlan(["text", "image", TRANSCRIBE], resolved_styles(["original"]), samples,
                        load_prompt_template(DEFAULT_PROMPT), "m")
 
 
@@ -116,7 +117,7 @@ def test_two_numbers_misread_give_exactly_the_expected_cell_accuracy(
         "model=oracle", "model._target_=tests.doubles.SwappedNumbersBackend",
         "model.name=swapped", "data=official", f"data.path={official_sample}", "samples=1",
         f"modalities=[text,{TRANSCRIBE}]", "styles=[original]"))
-    grids = [p.grid for p in official_puzzles(str(official_sample), ["original"]).puzzles]
+    grids = [p.grid for p in official_puzzles(str(official_sample), {}).puzzles]
     assert all(len({g[p] for p in swapped_cells(g)}) == 2 for g in grids)  # two cells differ
     cells = [g.n_rows * g.n_cols for g in grids]
     numbers = [sum(is_number_token(g[p]) for p in g.positions()) for g in grids]

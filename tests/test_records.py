@@ -72,7 +72,7 @@ def test_the_main_job_reads_a_release_file_with_a_byte_order_mark(tmp_path, offi
 
     path = tmp_path / "testset_hr.jsonl"
     path.write_bytes(codecs.BOM_UTF8 + official_jsonl.read_bytes())
-    assert official_puzzles(str(path), []).puzzles == official_puzzles(str(official_jsonl), []).puzzles
+    assert official_puzzles(str(path), {}).puzzles == official_puzzles(str(official_jsonl), {}).puzzles
 
 
 def test_a_line_that_is_not_utf8_is_named(tmp_path, official_jsonl):

@@ -18,6 +18,7 @@ from crossmath.models.release_prompt import (
 )
 from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.synthesis import generate_puzzles
+from crossmath.settings.checks import resolved_styles
 from crossmath.tasks.crossmath.requests import RequestPlan
 
 STAND_IN = '''\
@@ -68,7 +69,7 @@ def test_instruction_is_the_release_concatenation(stand_in):
 
 def test_requests_carry_the_release_layout(stand_in):
     puzzle = generate_puzzles(1, "easy", seed=2)[0]
-    plan = RequestPlan(["text", "image", "hybrid"], ["original"], 1,
+    plan = RequestPlan(["text", "image", "hybrid"], resolved_styles(["original"]), 1,
                        load_prompt_template(stand_in), "b")
     rows = {row["modality"]: row for unit in plan.units([puzzle])
             for row in expand_unit(unit, None if unit["style"] == "markdown" else [b"PNG"])}

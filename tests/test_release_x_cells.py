@@ -102,16 +102,16 @@ def test_x_cells_are_multiplications_for_solving(record):
 def test_text_prompts_show_the_multiplication_sign_and_images_keep_the_spelling(record):
     """The pipeline's text prompt gets ``×``; the grid its render stage draws keeps ``x``."""
     puzzle = record.to_puzzle()
-    plan = RequestPlan(["text", "image"], ["noborder"], 1,
-                       load_prompt_template(DEFAULT_PROMPT), "model")
+    styles = {"noborder": load_style("noborder")}
+    plan = RequestPlan(["text", "image"], styles, 1, load_prompt_template(DEFAULT_PROMPT), "model")
     text_unit, image_unit = plan.units([puzzle])
     prompt = "".join(text_unit["requests"][0]["prompt_texts"])
     assert "| 3 | × | ? |" in prompt and "| x |" not in prompt
     assert image_unit["grid"].count("| x |") == 2
     assert parse_markdown_grid(image_unit["grid"]) == puzzle.grid
 
-    [call] = plan_calls([image_unit], CallCapacity(1))
-    [unit] = RenderImages()(call_table(call)).column("units").to_pylist()[0]
+    [call] = plan_calls([image_unit], CallCapacity(1), styles)
+    [unit] = RenderImages(styles)(call_table(call)).column("units").to_pylist()[0]
     [png] = unit["images"]
     assert png == render_puzzle_png(puzzle.grid, load_style("noborder"))
     with Image.open(io.BytesIO(png)) as image:

@@ -17,6 +17,7 @@ from crossmath.metrics.scorecard import evaluate_predictions
 from crossmath.metrics.transcription import TRANSCRIBE, TRANSCRIBED
 from crossmath.pipeline.shards import PREDICTION_SCHEMA
 from crossmath.puzzle.table import puzzles_to_table
+from crossmath.settings.checks import resolved_styles
 from crossmath.summary.headline import crossmath_headline
 from crossmath.tasks.crossmath.prediction_table import puzzle_prediction_table
 from crossmath.tasks.crossmath.questions import modalities_label
@@ -73,7 +74,8 @@ def _prediction(puzzle, modality, style, sample, output, error=None):
 
 
 def test_the_prediction_table_scores_each_row_and_shows_each_image_once(official_jsonl):
-    puzzle_set = official_puzzles(str(official_jsonl), ["original", "beige"], limit=2)
+    styles = resolved_styles(["original", "beige"])
+    puzzle_set = official_puzzles(str(official_jsonl), styles, limit=2)
     first, second = puzzle_set.puzzles
     wrong = list(second.answer)
     wrong[0] = str(int(wrong[0]) + 1)
@@ -88,7 +90,7 @@ def test_the_prediction_table_scores_each_row_and_shows_each_image_once(official
         _prediction(first, TRANSCRIBED, "beige", 0, answer_block(first.answer)),
     ]
     table = puzzle_prediction_table(pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA),
-                                    puzzle_set)
+                                    puzzle_set, styles)
     assert all(list(cells) == list(COLUMNS) for cells in table.rows) and len(table.rows) == 6
     cells_of = {(cells["puzzle"], cells["modality"], cells["style"], cells["sample"]): cells
                 for cells in table.rows}
@@ -121,7 +123,7 @@ def test_the_prediction_table_scores_each_row_and_shows_each_image_once(official
         assert rendered.format == "PNG" and rendered.width > 100  # beige: rendered here
 
     bare = puzzle_prediction_table(pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA),
-                                   puzzle_set, with_images=False)
+                                   puzzle_set, styles, with_images=False)
     assert bare.images == {} and all(row["image"] is None for row in bare.rows)
 
 

@@ -171,7 +171,7 @@ def evaluation_puzzles(generated: Sequence[Mapping] = (), official: str | None =
         puzzles += generated_puzzles(int(entry["n"]), str(entry["difficulty"]), int(entry["seed"]),
                                      dict(entry.get("generator") or {})).puzzles
     if official:
-        puzzles += official_puzzles(official, styles=[]).puzzles
+        puzzles += official_puzzles(official, styles={}).puzzles
     return puzzles
 
 

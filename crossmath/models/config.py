@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 PROMPT_KEY = "prompt"
+ADAPTER_KEY = "adapter"  # a LoRA adapter folder the backend loads (hf: merged; vLLM: served)
 
 # What the HF backend's ``dtype: auto`` becomes on each kind of device.
 AUTO_DTYPES = {"cuda": "bfloat16", "cpu": "float32"}

@@ -23,14 +23,13 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 from PIL import Image
 
 from crossmath.core.requests import TEXT_UNIT, UNIT_TYPE
-from crossmath.drawing import Style, load_style
+from crossmath.drawing import Style
 from crossmath.models.contract import BackendSpec
 from crossmath.pipeline.units import expand_unit
 from crossmath.puzzle.grid import parse_markdown_grid
@@ -117,8 +116,8 @@ class _PromptGroup:
 def plan_calls(units: list[dict], capacity: CallCapacity,
                styles: Mapping[str, Style] | None = None) -> list[dict]:
     """The units' requests packed into calls (``CALL_SCHEMA`` rows as dicts), longest prompts
-    first; every call but the last is full. ``styles`` (resolved at the door) size the images
-    still to render; a style not among them is read by name.
+    first; every call but the last is full. ``styles`` (as given -> ``Style``, resolved at the
+    door) size the images still to render; units that render none need none.
 
     Every request lands in exactly one call; the samples of a prompt share a call unless they
     alone exceed the capacity. A unit whose prompts land in two calls appears in both, each
@@ -188,13 +187,17 @@ def _image_pixels(unit: dict, styles: Mapping[str, Style]) -> list[int]:
                 sizes.append(image.width * image.height)
         return sizes
     grid = parse_markdown_grid(unit["grid"])
-    style = styles.get(unit["style"]) or _style(unit["style"])
-    return [grid.n_rows * grid.n_cols * style.cell_size ** 2]
+    return [grid.n_rows * grid.n_cols * unit_style(unit, styles).cell_size ** 2]
 
 
-@lru_cache(maxsize=None)
-def _style(name: str) -> Style:
-    return load_style(name)
+def unit_style(unit: Mapping[str, Any], styles: Mapping[str, Style]) -> Style:
+    """The ``Style`` a unit's image is drawn in, among the ``styles`` resolved at the door
+    (a style is never read by name here: on a worker its file may not exist)."""
+    try:
+        return styles[unit["style"]]
+    except KeyError:
+        raise ValueError(f"unit {unit['puzzle_id']}: style {unit['style']!r} is not among the "
+                         f"styles resolved at the door ({', '.join(styles) or 'none'})") from None
 
 
 def _call_row(number: int, units: list[dict], groups: list[_PromptGroup]) -> dict:

@@ -109,8 +109,8 @@ def run_pipeline(units: list[dict], model_config: dict[str, Any], store: Predict
     """Answer every pending request of ``units`` (see ``units.pending_units``); return the
     latest prediction of every request they hold. ``before_work`` (connecting to Ray) is
     called only when some request is pending: nothing to run starts nothing. ``styles``: the
-    units' styles, resolved at the door (the render actors draw with them; a style missing
-    from them is read by name)."""
+    units' styles, resolved at the door (the render actors draw with them; none are needed
+    when no unit is drawn)."""
     wanted = {r["request_id"] for unit in units for r in unit["requests"]}
     pending = pending_units(units, store.latest_attempts(), max_attempts)
     n_pending = sum(len(unit["requests"]) for unit in pending)

@@ -35,9 +35,7 @@ import pyarrow as pa
 
 from crossmath.core.fingerprints import digest
 from crossmath.metrics.scorecard import Evaluation
-from crossmath.models.config import prompt_set_name
 from crossmath.models.contract import decodes_greedily
-from crossmath.models.prompts import PromptSet, load_prompt_template
 from crossmath.pipeline.dataflow import run_pipeline
 from crossmath.pipeline.failures import FailureReport, count_failures
 from crossmath.pipeline.identity import BackendIdentity, backend_identity
@@ -71,12 +69,6 @@ log = logging.getLogger(__name__)
 
 # Set by the cluster job submitters (jobs/), whose uploaded working directory has no .git.
 GIT_COMMIT_ENV = "CROSSMATH_GIT_COMMIT"
-
-
-def prompt_set(model_config: Mapping[str, Any]) -> PromptSet | None:
-    """The prompt set the model's prompts are built from (None: a model shown no prompt)."""
-    name = prompt_set_name(model_config)
-    return None if name is None else load_prompt_template(name)
 
 
 def effective_samples(samples: int, model_config: Mapping[str, Any],
@@ -143,9 +135,9 @@ def plan_evaluation(settings: RunSettings | Mapping[str, Any]) -> PlannedEvaluat
     Ray."""
     settings = run_settings(settings)
     model_config = settings.model
-    backend = backend_identity(model_config, settings.resources.infer_gpus)
+    backend = backend_identity(model_config, settings.resources.infer_gpus, settings.adapter)
     samples = effective_samples(settings.samples, model_config, backend.checkpoint)
-    questions = ask(settings, model_config, backend, samples)
+    questions = ask(settings, backend, samples)
     hashed = {"backend": backend.settings, **questions.settings()}
     evaluation_id = digest(hashed)
     out_dir = settings.out_dir or default_out_dir(settings.runs_dir, settings.model_name,
@@ -154,18 +146,18 @@ def plan_evaluation(settings: RunSettings | Mapping[str, Any]) -> PlannedEvaluat
                              out_dir)
 
 
-def ask(settings: RunSettings, model_config: Mapping[str, Any], backend: BackendIdentity,
-        samples: int) -> Questions:
+def ask(settings: RunSettings, backend: BackendIdentity, samples: int) -> Questions:
     """The questions of the task ``settings`` names (``crossmath.tasks.get_task``), given the
     run options it reads (CrossMath: ``data``, ``modalities``, ``styles`` and the model's prompt
-    set) and a way to identify another model it asks (a judge)."""
+    set, the styles and prompt set as resolved at the door) and a way to identify another model
+    it asks (a judge)."""
     task = get_task(settings.task_name)
     gpus = settings.resources.infer_gpus
     return task.questions(AskContext(
         options=settings.task,
         run={key: settings.config[key] for key in task.reads - {PROMPT_SET}},
-        samples=samples, backend_id=backend.id,
-        prompt_set=prompt_set(model_config) if PROMPT_SET in task.reads else None,
+        samples=samples, backend_id=backend.id, styles=settings.styles,
+        prompt_set=settings.prompt_set if PROMPT_SET in task.reads else None,
         identify=lambda config: backend_identity(config, gpus)))
 
 

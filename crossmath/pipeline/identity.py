@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from crossmath.core.fingerprints import content_fingerprint, digest
-from crossmath.models.config import PROMPT_KEY, resolved_dtype
+from crossmath.models.config import ADAPTER_KEY, PROMPT_KEY, resolved_dtype
 from crossmath.models.contract import BackendSpec
 from crossmath.models.weights import IdentityError, local_path
 
@@ -48,12 +48,19 @@ class BackendIdentity:
     checkpoint: Path | None  # the model's checkpoint folder on this machine, when there is one
 
 
-def backend_identity(model_config: Mapping[str, Any], gpus: float) -> BackendIdentity:
-    """The identity of the backend ``model_config`` builds, on an actor with ``gpus`` GPUs."""
+def backend_identity(model_config: Mapping[str, Any], gpus: float,
+                     adapter: Path | None = None) -> BackendIdentity:
+    """The identity of the backend ``model_config`` builds, on an actor with ``gpus`` GPUs.
+
+    ``adapter`` is the config's adapter folder as the door found it (``RunSettings.adapter``),
+    counted by its content; without it (another model a task asks, a judge) the config's
+    paths are looked up here.
+    """
     spec = BackendSpec.of(model_config)
     ignored = spec.contract.non_shaping | {PROMPT_KEY}
-    settings = {key: _shaping(value, ignored) for key, value in model_config.items()
-                if key not in ignored}
+    resolved = {} if adapter is None else {ADAPTER_KEY: {"content": content_fingerprint(adapter)}}
+    settings = {key: resolved[key] if key in resolved else _shaping(value, ignored)
+                for key, value in model_config.items() if key not in ignored}
     if spec.contract.auto_dtype and "dtype" in model_config:
         settings["dtype"] = resolved_dtype(model_config, gpus)
     weights = spec.contract.weights.identity(model_config)

@@ -12,8 +12,8 @@ from typing import Mapping
 
 import pyarrow as pa
 
-from crossmath.drawing import Style, load_style, render_puzzle_png
-from crossmath.pipeline.calls import needs_render
+from crossmath.drawing import Style, render_puzzle_png
+from crossmath.pipeline.calls import needs_render, unit_style
 from crossmath.puzzle.grid import GridFormatError, parse_markdown_grid
 
 
@@ -26,12 +26,11 @@ class RenderImages:
     task's item).
 
     ``styles`` are the units' styles as resolved at the command's door (name as given ->
-    ``Style``): a style's file is read on the driver, never again on a worker. A style not among
-    them (callers outside the main job) is read by name, once per actor.
+    ``Style``): a style's file is read on the driver, never on a worker.
     """
 
-    def __init__(self, styles: Mapping[str, Style] | None = None) -> None:
-        self._styles: dict[str, Style] = dict(styles or {})
+    def __init__(self, styles: Mapping[str, Style]) -> None:
+        self._styles = dict(styles)
 
     def __call__(self, calls: pa.Table) -> pa.Table:
         if "units" not in calls.column_names:
@@ -46,12 +45,10 @@ class RenderImages:
 
     def render(self, unit: dict) -> bytes:
         """The PNG of one unit's grid in its style; a grid that cannot be read names the puzzle."""
-        style = unit["style"]
-        if style not in self._styles:
-            self._styles[style] = load_style(style)
+        style = unit_style(unit, self._styles)
         try:
             grid = parse_markdown_grid(unit["grid"])
         except GridFormatError as error:
             raise error.located(source=f"puzzle {unit['name'] or unit['puzzle_id']}",
                                 field="grid") from None
-        return render_puzzle_png(grid, self._styles[style])
+        return render_puzzle_png(grid, style)

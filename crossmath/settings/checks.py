@@ -14,13 +14,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
 
 from crossmath.core.errors import ConfigError
 from crossmath.drawing.style import Style, StyleError, load_style
 from crossmath.models.base import MODALITIES
 from crossmath.models.contract import BackendSpec
-from crossmath.models.prompts import PromptTemplateError, load_prompt_template
+from crossmath.models.prompts import PromptSet, PromptTemplateError, load_prompt_template
 from crossmath.puzzle.model import DIFFICULTIES
 from crossmath.puzzle.records import json_error
 from crossmath.puzzle.synthesis import GeneratorConfig
@@ -61,7 +61,7 @@ def one_of(value: Any, where: str, choices: Iterable[str]) -> str:
 def modality_names(names: Any, where: str = "modalities",
                    known: Sequence[str] = MODALITIES) -> list[str]:
     """A non-empty list of ``known`` modalities."""
-    names = _name_list(names, where)
+    names = name_list(names, where)
     if not names:
         raise ConfigError(where, f"is empty; give one or more of {', '.join(known)}")
     for index, name in enumerate(names):
@@ -73,7 +73,7 @@ def resolved_styles(names: Any, where: str = "styles") -> dict[str, Style]:
     """Each style of a list (shipped names or paths of style files), read once: name as
     given -> ``Style``."""
     styles: dict[str, Style] = {}
-    for index, name in enumerate(_name_list(names, where)):
+    for index, name in enumerate(name_list(names, where)):
         try:
             styles[name] = load_style(name)
         except StyleError as error:
@@ -86,12 +86,27 @@ def style_names(names: Any, where: str = "styles") -> list[str]:
     return list(resolved_styles(names, where))
 
 
-def prompt_set(name: Any, where: str) -> str:
-    """A prompt set that loads: a shipped name or the path of a YAML file."""
+def name_list(names: Any, where: str) -> list[str]:
+    """A list of non-empty names, as given (nothing they name is read)."""
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise ConfigError(where, f"must be a list such as [a, b], got {names!r}")
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}[{index}]", f"must be a name, got {name!r}")
+    return list(names)
+
+
+def resolved_prompt_set(name: Any, where: str) -> PromptSet:
+    """The prompt set a shipped name or the path of a YAML file names, read once."""
     try:
-        load_prompt_template(name)
+        return load_prompt_template(name)
     except PromptTemplateError as error:
         raise ConfigError(where, str(error)) from None
+
+
+def prompt_set(name: Any, where: str) -> str:
+    """A prompt set that loads: a shipped name or the path of a YAML file."""
+    resolved_prompt_set(name, where)
     return name
 
 
@@ -202,13 +217,23 @@ def backend_target(model: Mapping[str, Any], where: str = "model") -> None:
                                                    f"not installed here: {install}")
 
 
-def model_options(model: Mapping[str, Any], where: str = "model") -> None:
-    """A model config's backend, prompt set and adapter, as far as they can be checked here."""
+class ModelFiles(NamedTuple):
+    """What a model config names besides its backend, read at the door: its prompt set (None:
+    a model shown no prompt) and its adapter folder (None: no adapter)."""
+
+    prompt_set: PromptSet | None
+    adapter: Path | None
+
+
+def model_options(model: Mapping[str, Any], where: str = "model") -> ModelFiles:
+    """A model config's backend, prompt set and adapter, as far as they can be checked here;
+    the prompt set and adapter folder, resolved."""
     backend_target(model, where)
-    if model.get("prompt") is not None:
-        prompt_set(model["prompt"], f"{where}.prompt")
-    if model.get("adapter"):
-        adapter_folder(str(model["adapter"]), f"{where}.adapter")
+    prompts = (resolved_prompt_set(model["prompt"], f"{where}.prompt")
+               if model.get("prompt") is not None else None)
+    adapter = (adapter_folder(str(model["adapter"]), f"{where}.adapter")
+               if model.get("adapter") else None)
+    return ModelFiles(prompts, adapter)
 
 
 def validated(build: Callable[[], Built], where: str) -> Built:
@@ -218,12 +243,3 @@ def validated(build: Callable[[], Built], where: str) -> Built:
         return build()
     except (TypeError, ValueError) as error:
         raise ConfigError(where, str(error)) from None
-
-
-def _name_list(names: Any, where: str) -> list[str]:
-    if isinstance(names, str) or not isinstance(names, Sequence):
-        raise ConfigError(where, f"must be a list such as [a, b], got {names!r}")
-    for index, name in enumerate(names):
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{where}[{index}]", f"must be a name, got {name!r}")
-    return list(names)

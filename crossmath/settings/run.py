@@ -1,7 +1,8 @@
 """The main job's door: a composed ``conf/run.yaml`` checked before Ray starts or a model loads,
 and turned into ``RunSettings`` once (``RunSettings.from_config``): plain values, the styles
-resolved into ``Style`` objects (the render actors draw with them, never re-reading a style's
-file on a worker), the resources into ``StageResources``.
+resolved into ``Style`` objects (the task plans and identifies with them and the render actors
+draw with them: a style's file is read here, never again), the model's prompt set into its
+``PromptSet`` and its adapter into the folder found, the resources into ``StageResources``.
 
 A wrong option found here costs a second and one line naming it; found inside a Ray worker it
 costs the start of Ray, a retried actor and a wrapped traceback. What can only be found by
@@ -12,11 +13,13 @@ reported where it happens, naming file, line and field.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
 from crossmath.drawing import Style
+from crossmath.models.prompts import PromptSet
 from crossmath.pipeline.dataflow import StageResources
 from crossmath.runtime.ray_cluster import connect_timeout
 from crossmath.settings.checks import (
@@ -38,8 +41,9 @@ class RunSettings:
     ``model`` is the model config (the backend's arguments and its prompt set's name),
     ``task``, ``data``, ``ray`` and ``mlflow`` their config groups as plain dicts; ``styles``
     maps each of ``style_names`` (shipped names or YAML paths) to its ``Style`` (empty for a
-    transfer task, which shows its own images); ``config`` is the whole config, resolved (the
-    MLflow run's params).
+    transfer task, which shows its own images); ``prompt_set`` is the model's prompt set, read
+    (None: a model shown no prompt), ``adapter`` its adapter folder (None: none); ``config`` is
+    the whole config, resolved (the MLflow run's params).
     """
 
     model: dict[str, Any]
@@ -48,6 +52,8 @@ class RunSettings:
     modalities: tuple[str, ...]
     style_names: tuple[str, ...]  # as given (names or paths): what requests are keyed by
     styles: Mapping[str, Style]
+    prompt_set: PromptSet | None
+    adapter: Path | None
     samples: int
     max_attempts: int
     resources: StageResources
@@ -67,7 +73,7 @@ class RunSettings:
         task.check(options["task"], options)  # its own group and the run options it reads
         styles = resolved_styles(options["styles"]) if STYLES in task.reads else {}
         whole_number(options["samples"], "samples")
-        model_options(options["model"])
+        model = model_options(options["model"])
         check_resources(options["resources"])
         if options.get("out_dir") is None:  # the evaluation's folder is made under runs_dir
             writable_folder(options["runs_dir"], "runs_dir")
@@ -78,7 +84,7 @@ class RunSettings:
         return cls(
             model=options["model"], task=options["task"], data=options["data"],
             modalities=tuple(options["modalities"]), style_names=tuple(options["styles"]),
-            styles=styles,
+            styles=styles, prompt_set=model.prompt_set, adapter=model.adapter,
             samples=options["samples"], max_attempts=options["max_attempts"],
             resources=StageResources(**options["resources"]), out_dir=options.get("out_dir"),
             runs_dir=options["runs_dir"], ray=options["ray"], mlflow=options["mlflow"],

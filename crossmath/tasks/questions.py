@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Protocol
 import pyarrow as pa
 
 from crossmath.core.dataset_ref import DatasetRef
+from crossmath.drawing import Style
 from crossmath.models.prompts import PromptSet
 from crossmath.tasks.prediction_table import PredictionTable
 
@@ -57,15 +58,18 @@ class AskContext:
     """What a run gives a task to plan its questions from, its options already checked.
 
     ``options`` is the task's own group (``conf/task/<name>.yaml``, resolved); ``run`` holds
-    the run options the task ``reads`` (``data``, ``modalities``, ``styles``), ``prompt_set``
-    the evaluated model's prompt set when the task reads it. ``identify`` gives the identity
-    of another model the task asks (a judge), on the run's inference resources.
+    the run options the task ``reads`` (``data``, ``modalities``, ``styles``), as given;
+    ``styles`` maps each style as given (a name or a path) to the ``Style`` the door read, for
+    a task that reads ``styles`` (empty otherwise); ``prompt_set`` is the evaluated model's
+    prompt set, read at the door, when the task reads it. ``identify`` gives the identity of
+    another model the task asks (a judge), on the run's inference resources.
     """
 
     options: Mapping[str, Any]
     run: Mapping[str, Any]
     samples: int
     backend_id: str
+    styles: Mapping[str, Style]
     prompt_set: PromptSet | None
     identify: Callable[[Mapping[str, Any]], BackendRef]
 

@@ -16,14 +16,13 @@ from typing import Iterable, Sequence
 import PIL
 
 from crossmath.core.fingerprints import digest, file_fingerprint
-from crossmath.drawing import RENDERER_VERSION, load_style
+from crossmath.drawing import RENDERER_VERSION, Style
 from crossmath.puzzle.model import Puzzle
 
 
-def rendered_image_provenance(style_name: str) -> str:
-    """What a rendered image of ``style_name`` depends on besides its grid: the style's
-    definition, its font file, the renderer's output version and Pillow's version."""
-    style = load_style(style_name)
+def rendered_image_provenance(style: Style) -> str:
+    """What a rendered image of ``style`` depends on besides its grid: the style's definition,
+    its font file, the renderer's output version and Pillow's version."""
     return digest({"style": dataclasses.asdict(style), "font": file_fingerprint(style.font_path),
                    "renderer": RENDERER_VERSION, "pillow": PIL.__version__})
 

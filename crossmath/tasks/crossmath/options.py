@@ -15,7 +15,11 @@ from crossmath.settings.checks import (
     puzzle_generation,
     whole_number,
 )
-from crossmath.tasks.crossmath.sources import IMAGE_CHOICES, RELEASE_TEXT_STYLE, release_style_jsonl
+from crossmath.tasks.crossmath.sources import (
+    IMAGE_CHOICES,
+    RELEASE_TEXT_LAYOUT,
+    release_style_jsonl,
+)
 
 DATA_KINDS = ("generated", "official")
 
@@ -38,7 +42,7 @@ def release_jsonl(value: Any, where: str) -> Path:
     """The testset jsonl a path names: the file itself, or the release folder's original-style
     file (``Original/testset_hr.jsonl``)."""
     path = existing_path(value, where)
-    jsonl = path if path.is_file() else release_style_jsonl(path, RELEASE_TEXT_STYLE)
+    jsonl = path if path.is_file() else release_style_jsonl(path, RELEASE_TEXT_LAYOUT)
     if not jsonl.is_file():
         raise ConfigError(where, f"{path} is a folder without the release's layout: expected "
                                  f"{jsonl.relative_to(path)} in it (or give the path of a "

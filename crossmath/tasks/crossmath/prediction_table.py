@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pyarrow as pa
 
-from crossmath.drawing import Style, load_style, render_puzzle_png
+from crossmath.drawing import Style, render_puzzle_png
 from crossmath.metrics.answers import answer_text_for_rule
 from crossmath.metrics.diagnostics import check_answer
 from crossmath.metrics.probe import score_transcription
@@ -34,16 +34,18 @@ _UNSAFE_NAME = re.compile(r"[^\w.-]")
 
 
 def puzzle_prediction_table(predictions: pa.Table, puzzle_set: PuzzleSet,
-                            with_images: bool = True) -> PredictionTable:
+                            styles: Mapping[str, Style], with_images: bool = True
+                            ) -> PredictionTable:
     """The rows of CrossMath predictions (every round, the probe's included), scored as the
-    scorecard scores them; with their images unless ``with_images`` is False."""
+    scorecard scores them; with their images unless ``with_images`` is False, the rendered ones
+    drawn in ``styles`` (each style as the run gave it -> its ``Style``)."""
     puzzles = {puzzle.puzzle_id: puzzle for puzzle in puzzle_set.puzzles}
     rows = sorted(predictions.to_pylist(), key=lambda row: (
         puzzles[row["puzzle_id"]].name or row["puzzle_id"],
         row["modality"] not in IMAGE_MODALITIES, row["modality"], row["style"], row["sample"],
         row["request_id"]))
     solved = _answer_checks([row for row in rows if row["modality"] != TRANSCRIBE], puzzle_set)
-    image_of = _ImageFiles(puzzle_set) if with_images else None
+    image_of = _ImageFiles(puzzle_set, styles) if with_images else None
     table = []
     for row in rows:
         puzzle = puzzles[row["puzzle_id"]]
@@ -82,9 +84,9 @@ class _ImageFiles:
     """The PNG of each (puzzle, style) a row shows, made once: the release's file, or the
     rendering of the grid as the unit carried it (``requests.RequestPlan.units``)."""
 
-    def __init__(self, puzzle_set: PuzzleSet) -> None:
+    def __init__(self, puzzle_set: PuzzleSet, styles: Mapping[str, Style]) -> None:
         self.release_images = puzzle_set.official_images
-        self.styles: dict[str, Style] = {}
+        self.styles = styles
         self.files: dict[str, bytes] = {}
 
     def __call__(self, puzzle, style: str) -> str:
@@ -96,7 +98,5 @@ class _ImageFiles:
         return name
 
     def _render(self, puzzle, style: str) -> bytes:
-        if style not in self.styles:
-            self.styles[style] = load_style(style)
         grid = parse_markdown_grid(puzzle.grid.to_markdown(as_written=True))
         return render_puzzle_png(grid, self.styles[style])

@@ -165,7 +165,8 @@ class PuzzleQuestions:
 
     def prediction_table(self, predictions: pa.Table, with_images: bool = True
                          ) -> PredictionTable:
-        return puzzle_prediction_table(predictions, self.puzzle_set, with_images)
+        return puzzle_prediction_table(predictions, self.puzzle_set, self.plan.styles,
+                                       with_images)
 
 
 def modalities_label(modalities: Sequence[str]) -> str:

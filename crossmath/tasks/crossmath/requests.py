@@ -27,6 +27,7 @@ from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
 
 from crossmath.core.requests import TEXT_UNIT, request_id
+from crossmath.drawing import Style
 from crossmath.metrics.transcription import TRANSCRIBE, TRANSCRIBED, read_transcription
 from crossmath.models.base import MODALITIES, TEXT_STYLE
 from crossmath.models.prompts import NO_PROMPT_ID, PromptLayout, PromptSet, transcription_layout
@@ -43,8 +44,12 @@ PLAN_MODALITIES = (*MODALITIES, TRANSCRIBE)
 
 @dataclass(frozen=True)
 class RequestPlan:
+    """Every puzzle asked in each of ``modalities``, each image one in each of ``styles`` (the
+    style as the run gives it, a name or a path, -> the ``Style`` read at the door), ``samples``
+    times, with prompts from ``prompt``, of the backend ``backend_id``."""
+
     modalities: Sequence[str]
-    styles: Sequence[str]
+    styles: Mapping[str, Style]
     samples: int
     prompt: PromptSet | None
     backend_id: str
@@ -90,8 +95,8 @@ class RequestPlan:
 
     @cached_property
     def style_provenance(self) -> dict[str, str]:
-        """What each style's rendered images depend on (read once per plan)."""
-        return {style: rendered_image_provenance(style) for style in self.styles}
+        """What each style's rendered images depend on (hashed once per plan)."""
+        return {name: rendered_image_provenance(style) for name, style in self.styles.items()}
 
     def _image_provenance(self, style: str, release_image: str | None) -> str | None:
         if style == TEXT_STYLE:

@@ -10,19 +10,21 @@ import hashlib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from PIL import Image
 
 from crossmath.core.errors import UserError
-from crossmath.drawing import load_style
+from crossmath.drawing import Style
 from crossmath.puzzle.consistency import Consistency, lint_record
 from crossmath.puzzle.model import Puzzle
-from crossmath.puzzle.records import read_official_jsonl
+from crossmath.puzzle.records import ReleaseLayout, read_official_jsonl
 from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
 
 HUB_DATASET = "xuyige/CrossMath"
-RELEASE_TEXT_STYLE = "original"  # whose jsonl gives the puzzles when a folder is given
+# Where a release folder keeps the jsonl that gives the puzzles: the original style's
+# (conf/style/original.yaml: release_folder Original, release_tag hr).
+RELEASE_TEXT_LAYOUT = ReleaseLayout("Original", "hr")
 
 
 class DataSourceError(UserError, RuntimeError):
@@ -58,9 +60,9 @@ class ReleaseImagesMissing(DataSourceError):
     """Release images that are missing or cannot be read, where the release should give them."""
 
 
-def load_puzzles(data: Mapping[str, Any], styles: Sequence[str]) -> PuzzleSet:
+def load_puzzles(data: Mapping[str, Any], styles: Mapping[str, Style]) -> PuzzleSet:
     """The puzzles the ``data`` options (``conf/data/*.yaml``, resolved) name; the release's
-    images are looked up for ``styles``."""
+    images are looked up for ``styles`` (as given -> ``Style``)."""
     if data["kind"] == "generated":
         return generated_puzzles(data["n"], data["difficulty"], data["seed"], data["generator"])
     if data["kind"] == "official":
@@ -79,12 +81,15 @@ def generated_puzzles(n: int, difficulty: str, seed: int, generator: dict | None
                      source=command, source_type="code")
 
 
-def official_puzzles(path: str | None, styles: Sequence[str], *, limit: int | None = None,
+def official_puzzles(path: str | None, styles: Mapping[str, Style], *,
+                     limit: int | None = None,
                      skip_flagged: bool = False, cache_dir: str | None = None,
                      images: str = "release") -> PuzzleSet:
     """Puzzles of an official jsonl, or of a release folder (downloaded when no path is given).
 
-    For each style whose release file is at hand, every puzzle's ``img_blank`` must be there and
+    ``styles`` maps each style as given (a name or a path) to its ``Style``, whose release
+    layout says where its files are. For each style whose release file is at hand, every
+    puzzle's ``img_blank`` must be there and
     readable: a missing or broken one raises ``ReleaseImagesMissing`` naming them, unless
     ``images="render"`` asks for our rendering in their place (listed in ``rendered_in_place``).
     Every record is linted: ``skip_flagged`` drops those lint flags; otherwise they stay, and
@@ -94,7 +99,7 @@ def official_puzzles(path: str | None, styles: Sequence[str], *, limit: int | No
     if root.is_file():
         jsonl, release_root = root, None
     else:
-        jsonl = release_style_jsonl(root, RELEASE_TEXT_STYLE)
+        jsonl = release_style_jsonl(root, RELEASE_TEXT_LAYOUT)
         release_root = root
         if not jsonl.is_file():
             raise DataSourceError(f"{root} holds no {jsonl.relative_to(root)}: pass data.path=<a "
@@ -120,8 +125,8 @@ def official_puzzles(path: str | None, styles: Sequence[str], *, limit: int | No
         100.0 * sum(result.solver_agrees for result in verdicts) / max(1, len(verdicts)))
     names = [p.name for p in puzzle_set.puzzles]
     problems: list[tuple[str, str]] = []  # (style/name, why)
-    for style in styles:
-        layout = load_style(style).layout
+    for style, drawn in styles.items():
+        layout = drawn.layout
         style_jsonl = (release_root / layout.folder / layout.jsonl_name if release_root
                        else jsonl if jsonl.name == layout.jsonl_name else None)
         if style_jsonl is None or not style_jsonl.is_file():
@@ -159,9 +164,9 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
-def release_style_jsonl(root: Path, style: str) -> Path:
-    """Where a release folder keeps the jsonl of ``style`` (``Original/testset_hr.jsonl``)."""
-    layout = load_style(style).layout
+def release_style_jsonl(root: Path, layout: ReleaseLayout) -> Path:
+    """Where a release folder keeps the jsonl of a style's ``layout``
+    (``Original/testset_hr.jsonl``)."""
     return root / layout.folder / layout.jsonl_name
 
 

@@ -7,7 +7,7 @@ import logging
 from typing import Any, Mapping
 
 from crossmath.core.errors import ConfigError
-from crossmath.settings.checks import modality_names, style_names
+from crossmath.settings.checks import modality_names, name_list
 from crossmath.tasks.crossmath.options import check_data_options
 from crossmath.tasks.crossmath.questions import PuzzleQuestions, PuzzleScores
 from crossmath.tasks.crossmath.requests import PLAN_MODALITIES, RequestPlan
@@ -25,10 +25,11 @@ class CrossMathTask:
 
     def check(self, options: Mapping[str, Any], run: Mapping[str, Any], where: str = "task"
               ) -> None:
-        """The run's ``modalities``, ``styles`` (one at least, for a request shown an image)
-        and ``data``; its own group holds only its name."""
+        """The run's ``modalities``, ``styles`` (one at least, for a request shown an image;
+        their files are read by the door, ``RunSettings.from_config``, once) and ``data``; its
+        own group holds only its name."""
         modalities = modality_names(run[MODALITIES], known=PLAN_MODALITIES)
-        styles = style_names(run[STYLES])
+        styles = name_list(run[STYLES], STYLES)
         if not styles and any(m != "text" for m in modalities):
             raise ConfigError(STYLES, "is empty, but image, hybrid and transcribe requests "
                                       "need a style")
@@ -38,9 +39,9 @@ class CrossMathTask:
         """The puzzles (a warning for each record skipped as flagged, for the records lint
         flags and for release images drawn in their place), asked as the plan says."""
         run = context.run
-        modalities, styles = list(run[MODALITIES]), list(run[STYLES])
+        modalities, styles = list(run[MODALITIES]), context.styles
         pictured = any(modality != "text" for modality in modalities)
-        puzzle_set = load_puzzles(run[DATA], styles if pictured else [])
+        puzzle_set = load_puzzles(run[DATA], styles if pictured else {})
         for line in puzzle_set.flagged:
             log.warning("skipped flagged record %s", line)
         if puzzle_set.consistency is not None and puzzle_set.consistency.flagged:
