@@ -139,12 +139,16 @@ def ray_scaling(grids: list, style_name: str, n_rows: int, batch_size: int = 50,
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     markdown = [grid.to_markdown() for grid in grids]
-    batches = [
-        pa.table({
-            "grid": [markdown[(start + i) % len(markdown)] for i in range(batch_size)],
-            "style": [style_name] * batch_size,
-            "modality": ["image"] * batch_size,
-        })
+    unit_type = pa.struct([("puzzle_id", pa.string()), ("name", pa.string()),
+                           ("grid", pa.string()), ("style", pa.string()),
+                           ("modality", pa.string()), ("images", pa.list_(pa.binary()))])
+    calls = pa.schema([("units", pa.list_(unit_type))])  # the render stage's input: calls
+    batches = [  # one image unit per call, as the pipeline plans an image-only run
+        pa.Table.from_pylist([
+            {"units": [{"puzzle_id": f"p{start + i}", "name": None,
+                        "grid": markdown[(start + i) % len(markdown)], "style": style_name,
+                        "modality": "image", "images": None}]}
+            for i in range(batch_size)], schema=calls)
         for start in range(0, n_rows, batch_size)
     ]
     batch_refs = [ray.put(batch) for batch in batches]
@@ -157,7 +161,8 @@ def ray_scaling(grids: list, style_name: str, n_rows: int, batch_size: int = 50,
         def images(self, batch: pa.Table) -> tuple[int, float]:
             """Images rendered, and the CPU seconds this actor's thread spent on them."""
             started = time.thread_time()
-            count = len(self.render(batch).column("image"))
+            rendered = self.render(batch).column("units").to_pylist()
+            count = sum(len(unit["images"]) for units in rendered for unit in units)
             return count, time.thread_time() - started
 
     actors = [RenderActor.remote() for _ in range(2)]
