@@ -9,7 +9,6 @@
   has its frozen settings class (``GenerateSettings``, ``LintSettings``, ...) made by
   ``from_config`` at its door; the command's body reads only it.
 - ``sections``: what every fine-tuning config section shares (unknown keys, counts below 1).
-- ``plain``: a composed config as plain values.
 
 The modules import the library they resolve names into. The library imports ``sections`` (a
 leaf), ``crossmath.pipeline.evaluation`` takes ``RunSettings`` (a composed config given to it by

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from crossmath.drawing import Style
 from crossmath.finetuning.dataset import TrainingSetSpec
@@ -34,7 +34,6 @@ from crossmath.settings.checks import (
     whole_number,
     writable_folder,
 )
-from crossmath.settings.plain import plain_options
 from crossmath.tasks.crossmath.options import check_data_options, release_jsonl
 
 
@@ -108,7 +107,8 @@ class TrainJobSettings:
     def from_config(cls, cfg: DictConfig | Mapping[str, Any]) -> "TrainJobSettings":
         """``cfg`` checked (a ``ConfigError`` names the first option that cannot work) and
         read."""
-        options = plain_options(cfg)
+        options = (OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig)
+                   else dict(cfg))
         writable_folder(options["out_dir"], "out_dir")
         dataset = DatasetSettings.from_mapping(options["dataset"])
         train = validated(lambda: TrainSettings.from_mapping(options["train"]), "train")
