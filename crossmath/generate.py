@@ -8,73 +8,36 @@ before any work: a bad one ends the command with one line naming it (exit status
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from crossmath.core.errors import ConfigError
-from crossmath.drawing import Style, load_style
 from crossmath.drawing.release_files import write_release_images
-from crossmath.puzzle.model import DIFFICULTIES
 from crossmath.puzzle.records import record_fields, write_official_jsonl
-from crossmath.puzzle.synthesis import GeneratorConfig, generate_puzzles
+from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.puzzle.table import write_puzzle_table
 from crossmath.runtime.entry import command
-
-DIFFICULTY_CHOICES = (*DIFFICULTIES, "mixed")
-
-
-def check_count(n: Any) -> int:
-    """``n`` as a number of puzzles: an integer of at least 1."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError("n", f"n={n!r}: the number of puzzles must be an integer of at least 1")
-    return n
+from crossmath.settings.generate import GenerateSettings
 
 
-def check_difficulty(difficulty: Any) -> str:
-    """``difficulty`` as one of the generator's levels, or ``mixed`` (the levels in turn)."""
-    if difficulty not in DIFFICULTY_CHOICES:
-        raise ConfigError("difficulty", f"difficulty={difficulty!r}: choose one of "
-                                        f"{', '.join(DIFFICULTY_CHOICES)}")
-    return difficulty
-
-
-def check_styles(names: Any) -> list[Style]:
-    """The styles named (one name or a list of names), each loaded; an unknown one raises
-    ``StyleError`` listing the available styles."""
-    names = [names] if isinstance(names, str) else list(names or [])
-    return [load_style(name) for name in names]
-
-
-def checked_options(cfg: DictConfig) -> tuple[int, str, list[Style], GeneratorConfig]:
-    """Every option of the command checked, or a ``ConfigError`` (or ``StyleError``) naming
-    the bad one."""
-    generator = OmegaConf.to_container(cfg.generator)
-    try:
-        config = GeneratorConfig(**generator)
-    except (TypeError, ValueError) as error:
-        raise ConfigError("generator", f"generator: {error}") from None
-    return check_count(cfg.n), check_difficulty(cfg.difficulty), check_styles(cfg.styles), config
-
-
-@command("crossmath.generate", config_name="generate", door=checked_options)
+@command("crossmath.generate", config_name="generate", door=GenerateSettings.from_config)
 def main(cfg: DictConfig) -> None:
-    n, difficulty, styles, config = checked_options(cfg)  # before any work
-    out = Path(cfg.out)
+    settings = GenerateSettings.from_config(cfg)  # the door: before any work
+    out = settings.out
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    puzzles = generate_puzzles(n, difficulty, cfg.seed, config=config)
+    puzzles = generate_puzzles(settings.n, settings.difficulty, settings.seed,
+                               config=settings.generator)
     elapsed = time.perf_counter() - started
     write_puzzle_table(puzzles, out / "puzzles.parquet")
-    print(f"{len(puzzles)} {difficulty} puzzles in {elapsed:.1f} s -> {out / 'puzzles.parquet'}")
-    for style in styles:
+    print(f"{len(puzzles)} {settings.difficulty} puzzles in {elapsed:.1f} s -> "
+          f"{out / 'puzzles.parquet'}")
+    for style in settings.styles:
         folder = out / style.layout.folder
         folder.mkdir(parents=True, exist_ok=True)
         records = [record_fields(p, style.layout, p.name) for p in puzzles]
         jsonl = folder / style.layout.jsonl_name
         write_official_jsonl(records, jsonl)
-        write_release_images(puzzles, records, style, folder, solved=cfg.solved_images)
+        write_release_images(puzzles, records, style, folder, solved=settings.solved_images)
         print(f"{style.name}: {jsonl} and {len(records)} images")
 
 

@@ -9,38 +9,19 @@ missing path, an empty file, a file that is not JSONL at all).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from omegaconf import DictConfig
 
-from crossmath.core.errors import ConfigError
-from crossmath.puzzle.consistency import (
-    LintPathError,
-    jsonl_problem,
-    lint_jsonl,
-    release_jsonl_files,
-)
+from crossmath.puzzle.consistency import lint_jsonl
 from crossmath.runtime.entry import command
+from crossmath.settings.lint import LintSettings
 
 EXIT_FLAGGED = 1
 
 
-def checked_files(cfg: DictConfig) -> list[Path]:
-    """The jsonl files ``path`` names, each one that can be read as jsonl."""
-    try:
-        files = release_jsonl_files(cfg.path)
-    except LintPathError as error:
-        raise ConfigError("path", str(error)) from None
-    for path in files:
-        problem = jsonl_problem(path)
-        if problem is not None:
-            raise ConfigError("path", f"{path} {problem}")
-    return files
-
-
-@command("crossmath.lint", config_name="lint", door=checked_files)
+@command("crossmath.lint", config_name="lint", door=LintSettings.from_config)
 def main(cfg: DictConfig) -> None:
-    files = checked_files(cfg)
+    files = LintSettings.from_config(cfg).files  # the door: every file readable as jsonl
     results = [result for path in files for result in lint_jsonl(path)]
     flagged = [r for r in results if not r.ok]
     for result in flagged:

@@ -20,32 +20,26 @@ import os
 from omegaconf import DictConfig
 
 from crossmath.core.errors import ConfigError
-from crossmath.metrics.scorecard import GAP_METRICS, Evaluation
+from crossmath.metrics.scorecard import Evaluation
 from crossmath.puzzle.consistency import Consistency
 from crossmath.runtime.entry import command
-from crossmath.settings.checks import existing_tracking_store, one_of
+from crossmath.settings.report import ReportSettings
 from crossmath.summary.run_labels import evaluation_labels
 from crossmath.summary.views import compare_runs
 from crossmath.tracking import mlflow_store as tracking
 from crossmath.tracking.liveness import mark_stale_runs
 
 
-def check_report_options(cfg: DictConfig) -> None:
-    """The gap metric and the tracking store (which must exist: a report creates none)."""
-    one_of(cfg.metric, "metric", GAP_METRICS)
-    existing_tracking_store(cfg.mlflow.tracking_uri, "mlflow.tracking_uri")
-
-
-@command("crossmath.report", config_name="report", door=check_report_options)
+@command("crossmath.report", config_name="report", door=ReportSettings.from_config)
 def main(cfg: DictConfig) -> None:
-    check_report_options(cfg)
+    settings = ReportSettings.from_config(cfg)  # the door: before the store is opened
+    uri, experiment = settings.tracking_uri, settings.experiment
     try:
-        if cfg.stale_after_minutes is not None:
-            for run in mark_stale_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment,
-                                       cfg.stale_after_minutes * 60):
+        if settings.stale_after_minutes is not None:
+            for run in mark_stale_runs(uri, experiment, settings.stale_after_minutes * 60):
                 print(f"marked run {run.run_name} ({run.run_id}) KILLED: RUNNING with no "
-                      f"heartbeat for over {cfg.stale_after_minutes} minutes")
-        runs = tracking.evaluation_runs(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+                      f"heartbeat for over {settings.stale_after_minutes} minutes")
+        runs = tracking.evaluation_runs(uri, experiment)
     except tracking.UnknownExperiment as error:
         raise ConfigError("mlflow.experiment", str(error)) from None
     compared = []
@@ -54,8 +48,7 @@ def main(cfg: DictConfig) -> None:
         if "groups" in metrics:  # a transfer task's tallies have no modalities to compare
             compared.append((run, metrics))
     if not compared:
-        raise ConfigError("mlflow.experiment", f"{cfg.mlflow.experiment!r} holds no evaluation "
-                                               f"runs at {cfg.mlflow.tracking_uri}")
+        raise ConfigError("mlflow.experiment", f"{experiment!r} holds no evaluation runs at {uri}")
     labels = evaluation_labels([(run.params, run.run_name or run.run_id) for run, _ in compared])
     evaluations: dict[str, Evaluation] = {}
     ceilings: dict[str, float] = {}
@@ -64,8 +57,8 @@ def main(cfg: DictConfig) -> None:
         evaluations[label] = Evaluation.from_dict(metrics)
         if "consistency" in metrics:
             ceilings[label] = Consistency.from_dict(metrics["consistency"]).oracle_ceiling
-    comparison = compare_runs(evaluations, cfg.out, metric=cfg.metric, style=cfg.compare_style,
-                              ceilings=ceilings)
+    comparison = compare_runs(evaluations, settings.out, metric=settings.metric,
+                              style=settings.compare_style, ceilings=ceilings)
     print(comparison.markdown)
     print(f"saved {comparison.markdown_path} and {comparison.plot_path}")
 

@@ -14,14 +14,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from crossmath.core.errors import ConfigError
-from crossmath.metrics.release_logs import (
-    ReleaseScore,
-    release_value,
-    run_log_paths,
-    score_release_logs,
-)
+from crossmath.metrics.release_logs import ReleaseScore, release_value, score_release_logs
 from crossmath.runtime.entry import command
-from crossmath.settings.checks import existing_path, non_empty_file
+from crossmath.settings.score import ScoreSettings
 
 _COLUMNS = {"macro_acc": "macro", "micro_acc": "micro", "step1_correct_rate": "step1",
             "step2_correct_rate": "step2", "step3_correct_rate": "step3",
@@ -62,23 +57,21 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) < width else "…" + text[-(width - 2):]
 
 
-def check_score_inputs(cfg: DictConfig) -> None:
-    """The data file exists and holds something; the logs' pattern matches a file at least."""
-    non_empty_file(existing_path(cfg.data, "data"), "data")
-    run_log_paths(cfg.preds)
-
-
-@command("crossmath.score", config_name="score", door=check_score_inputs,
+@command("crossmath.score", config_name="score", door=ScoreSettings.from_config,
          config_path="pkg://crossmath.conf.score")
 def main(cfg: DictConfig) -> None:
+    settings = ScoreSettings.as_given(cfg)  # its files' problems are named as scoring meets them
     try:
-        score = score_release_logs(cfg.data, cfg.preds, allow_partial=bool(cfg.allow_partial))
+        score = score_release_logs(settings.data, settings.preds,
+                                   allow_partial=settings.allow_partial)
     except OSError as error:  # a file named by data or preds that cannot be read
-        raise ConfigError(str(error.filename or cfg.data), error.strerror or str(error)) from None
+        raise ConfigError(str(error.filename or settings.data),
+                          error.strerror or str(error)) from None
     print(format_release_score(score))
-    if cfg.save_json:
-        Path(cfg.save_json).write_text(json.dumps(full_summary(score), indent=2) + "\n", encoding="utf-8")
-        print(f"full summary written to {cfg.save_json}")
+    if settings.save_json:
+        Path(settings.save_json).write_text(json.dumps(full_summary(score), indent=2) + "\n",
+                                            encoding="utf-8")
+        print(f"full summary written to {settings.save_json}")
     print(json.dumps(score.summary()))
 
 

@@ -14,24 +14,28 @@ from omegaconf import DictConfig
 from crossmath.finetuning.job import train
 from crossmath.runtime.entry import command
 from crossmath.runtime.ray_cluster import join_cluster
-from crossmath.settings.train import train_options
+from crossmath.settings.train import TrainJobSettings
 
 
-@command("crossmath.train", config_name="train", door=train_options, resumable=True)
+@command("crossmath.train", config_name="train", door=TrainJobSettings.from_config,
+         resumable=True)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    options = train_options(cfg)  # the door: checked and resolved once
-    join_cluster(options["ray"])  # an unreachable cluster stops here, before anything is written
-    outcome = train(options)
+    settings = TrainJobSettings.from_config(cfg)  # the door: checked and read once
+    join_cluster(settings.ray)  # an unreachable cluster stops here, before anything is written
+    outcome = train(settings)
     summary = outcome.summary
-    if cfg.method == "grpo":
+    if settings.method == "grpo":
         result = f"final mean reward {summary.get('final_reward_mean')}"
     else:
         result = (f"final train loss {summary.get('final_train_loss')}, "
                   f"validation loss {summary.get('val_loss')}")
-    print(f"trained {summary.get('final_step')} {cfg.method} steps ({start_text(summary, cfg.get('init_adapter'))}); {result}")
-    print(f"adapter: {outcome.adapter}\nMLflow run {outcome.run_id} at {cfg.mlflow.tracking_uri}")
-    print(f"evaluate: python -m crossmath.run model={cfg.model.name} model.adapter={outcome.adapter}")
+    started = start_text(summary, settings.config.get("init_adapter"))  # as the user gave it
+    print(f"trained {summary.get('final_step')} {settings.method} steps ({started}); {result}")
+    print(f"adapter: {outcome.adapter}\nMLflow run {outcome.run_id} at "
+          f"{settings.mlflow['tracking_uri']}")
+    print(f"evaluate: python -m crossmath.run model={settings.model_name} "
+          f"model.adapter={outcome.adapter}")
 
 
 def start_text(summary: dict, init_adapter: str | None = None) -> str:

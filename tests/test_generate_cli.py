@@ -10,9 +10,14 @@ from conftest import REPO_ROOT
 from omegaconf import OmegaConf
 
 from crossmath.drawing import StyleError
-from crossmath.generate import check_count, check_difficulty, check_styles, checked_options
 from crossmath.puzzle.consistency import lint_jsonl
 from crossmath.puzzle.table import read_puzzle_table
+from crossmath.settings.generate import (
+    GenerateSettings,
+    check_count,
+    check_difficulty,
+    check_styles,
+)
 
 
 def run_generate(*overrides: str, cwd) -> subprocess.CompletedProcess:
@@ -70,4 +75,4 @@ def test_difficulty_styles_and_generator_options_are_checked():
     cfg = OmegaConf.load(REPO_ROOT / "conf" / "generate.yaml")
     cfg.generator.operators = "+^"
     with pytest.raises(ValueError, match="^generator: operators"):
-        checked_options(cfg)
+        GenerateSettings.from_config(cfg)

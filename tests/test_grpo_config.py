@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+from crossmath.core.errors import ConfigError
 from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
 from crossmath.finetuning.job import method_job
 from crossmath.finetuning.loop import TrainJob
@@ -18,6 +19,7 @@ from crossmath.finetuning.rewards import StepWeightedReward
 from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.orchestration.ray_jobs import chained_steps
 from crossmath.orchestration.story_plan import plan_story
+from crossmath.settings.train import TrainJobSettings
 from crossmath.submit import tuned_story
 from jobs import train_then_eval
 
@@ -74,22 +76,25 @@ def test_the_tiny_model_gets_its_grpo_preset_and_the_command_line_still_wins() -
     assert "grpo" not in sft and sft.dataset.n_puzzles == 40  # the GRPO preset stays out of SFT
 
 
-def test_the_method_job_checks_its_settings_before_anything_runs(tmp_path: Path) -> None:
+def test_the_method_job_is_made_from_the_settings_the_door_checked(tmp_path: Path) -> None:
     def job(*overrides: str):
-        cfg = _compose("model=tiny-random", *overrides)
-        settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
-        return method_job(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_container(cfg.model), settings)
+        return method_job(TrainJobSettings.from_config(_compose("model=tiny-random", *overrides)))
 
-    assert job().func is TrainJob
+    sft = job()
+    assert sft.func is TrainJob and sft.args[1] == TrainSettings.from_mapping(
+        OmegaConf.to_container(_compose("model=tiny-random").train, resolve=True))
     grpo = job("method=grpo")
     assert grpo.func is GrpoJob and grpo.keywords["init_adapter"] is None
-    with pytest.raises(FileNotFoundError, match=f"init_adapter={tmp_path}: no adapter_config.json"):
+    assert grpo.args[2] == GrpoSettings.from_mapping(
+        OmegaConf.to_container(_compose("model=tiny-random", "method=grpo").grpo, resolve=True))
+    with pytest.raises(ConfigError, match="holds no adapter_config.json"):
         job("method=grpo", f"init_adapter={tmp_path}")
     (tmp_path / "adapter_config.json").write_text("{}")
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"")
     assert job("method=grpo", f"init_adapter={tmp_path}").keywords["init_adapter"] == str(tmp_path)
-    with pytest.raises(ValueError, match=r"prompts_per_step \(4\) must be a multiple .* \(3\)"):
+    with pytest.raises(ConfigError, match=r"prompts_per_step \(4\) must be a multiple .* \(3\)"):
         job("method=grpo", "scaling.num_workers=3")
-    with pytest.raises(ValueError, match="grpo.truncated must be one of"):
+    with pytest.raises(ConfigError, match="grpo.truncated must be one of"):
         job("method=grpo", "grpo.truncated=drop")
 
 

@@ -28,6 +28,7 @@ from crossmath.finetuning.job import build_dataset
 from crossmath.finetuning.local import LocalEnv, train_locally
 from crossmath.finetuning.loop import TrainJob
 from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.settings.train import DatasetSettings
 from tests.support import evaluate_tiny_adapter, train_until_first_checkpoint
 
 GRPO_METRICS = {"grpo/reward_mean", "grpo/reward_std", "grpo/zero_variance_groups",
@@ -44,7 +45,7 @@ def sft_warm_start(model_config: dict, folder: Path) -> Path:
             "model=tiny-random", f"out_dir={folder}", "dataset.n_puzzles=20", "dataset.modalities=[image]",
             "train.lr=2e-2", "train.epochs=2", "train.validation_fraction=0", "train.checkpoint_every=0"])
     settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
-    summary = train_locally(TrainJob(model_config, settings, build_dataset(OmegaConf.to_container(cfg.dataset, resolve=True)).read), folder / "checkpoints")
+    summary = train_locally(TrainJob(model_config, settings, build_dataset(DatasetSettings.from_mapping(OmegaConf.to_container(cfg.dataset, resolve=True))).read), folder / "checkpoints")
     assert summary["final_step"] == 10  # 20 puzzles, batch 4 on one worker, 2 epochs
     return LocalEnv(folder / "checkpoints").checkpoints()[-1] / ADAPTER_DIR
 
@@ -75,12 +76,12 @@ def test_grpo_from_an_sft_adapter_raises_its_reward_resumes_after_a_kill_and_the
 
     # 2. the same config again: it continues from that checkpoint to the end
     from crossmath.finetuning.job import train
-    from crossmath.settings.train import train_options
+    from crossmath.settings.train import TrainJobSettings
 
     with initialize_config_module("crossmath.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     assert cfg.scaling.num_workers == 2
-    outcome = train(train_options(cfg))
+    outcome = train(TrainJobSettings.from_config(cfg))
     summary = outcome.summary
     assert summary["method"] == "grpo" and summary["init_adapter"] == str(init)
     assert summary["resumed_from_step"] == killed_at >= cfg.train.checkpoint_every

@@ -39,11 +39,11 @@ def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter
 
     # 2. the same config again: it continues from that checkpoint to the end
     from crossmath.finetuning.job import train
-    from crossmath.settings.train import train_options
+    from crossmath.settings.train import TrainJobSettings
 
     with initialize_config_module("crossmath.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    outcome = train(train_options(cfg))
+    outcome = train(TrainJobSettings.from_config(cfg))
     summary = outcome.summary
     assert summary["resumed_from_step"] == killed_at >= cfg.train.checkpoint_every
     assert summary["final_step"] == summary["total_steps"] > killed_at

@@ -20,7 +20,7 @@ from crossmath.finetuning.dataset import (
 from crossmath.finetuning.job import build_dataset
 from crossmath.finetuning.study_data import StudyDataError, StudySource
 from crossmath.settings.checks import ConfigError
-from crossmath.settings.train import check_dataset_options
+from crossmath.settings.train import DatasetSettings
 from tests.study_fixture import archive_image, write_study_folder
 
 
@@ -88,7 +88,7 @@ def test_the_config_mixes_the_study_set_with_generated_puzzles(study, tmp_path) 
                                               f"dataset.path={study.folder}",
                                               f"dataset.exclude_official={study.evaluation_jsonl}",
                                               "dataset.n_puzzles=3", *overrides])
-        return OmegaConf.to_container(cfg.dataset, resolve=True)
+        return DatasetSettings.from_mapping(OmegaConf.to_container(cfg.dataset, resolve=True))
 
     theirs = build_dataset(dataset("dataset=crossmath-train", f"dataset.build_dir={tmp_path / 'a'}"))
     both = build_dataset(dataset("dataset=mixed", f"dataset.build_dir={tmp_path / 'b'}"))
@@ -108,7 +108,7 @@ def test_the_door_checks_the_study_folder(study, tmp_path) -> None:
 
     options = OmegaConf.to_container(cfg.dataset, resolve=True)
     with pytest.raises(ConfigError, match="dataset.path"):
-        check_dataset_options(options)
-    check_dataset_options({**options, "path": str(study.folder)})
+        DatasetSettings.from_mapping(options)
+    DatasetSettings.from_mapping({**options, "path": str(study.folder)})
     with pytest.raises(ConfigError, match="no train_dataset_all.jsonl"):
-        check_dataset_options({**options, "path": str(Path(study.folder).parent)})
+        DatasetSettings.from_mapping({**options, "path": str(Path(study.folder).parent)})

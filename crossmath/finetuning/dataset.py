@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from crossmath.drawing import Style, load_style, render_puzzle_png
 from crossmath.finetuning.study_data import STUDY_SOURCE, StudySource
 from crossmath.finetuning.targets import TARGET_KINDS, target_text
 from crossmath.models.base import MODALITIES, TEXT_STYLE
@@ -245,9 +246,11 @@ class TrainingSet:
 
 
 def build_training_set(spec: TrainingSetSpec, folder: str | Path,
-                       exclusion: Exclusion = Exclusion(), study: StudySource | None = None) -> TrainingSet:
+                       exclusion: Exclusion = Exclusion(), study: StudySource | None = None, *,
+                       styles: Mapping[str, Style] | None = None) -> TrainingSet:
     """The set in ``folder``: reused if built from the same spec, else built now. ``study``:
-    the study's files, needed when ``spec.sources`` holds ``crossmath-train``."""
+    the study's files, needed when ``spec.sources`` holds ``crossmath-train``; ``styles``: the
+    ``Style`` of each of ``spec.styles`` already read (the door's), the rest read here."""
     folder = Path(folder).expanduser().resolve()
     if (STUDY_SOURCE in spec.sources) != (study is not None):
         raise ValueError(f"dataset.sources {list(spec.sources)}: the study's files must be given "
@@ -282,7 +285,7 @@ def build_training_set(spec: TrainingSetSpec, folder: str | Path,
     try:
         shards, n_examples = [], 0
         content = hashlib.sha256()
-        painter = _Painter(image_styles)
+        painter = _Painter(styles or {})
         for index, start in enumerate(range(0, len(puzzles), spec.shard_puzzles)):
             rows = []
             for puzzle in puzzles[start:start + spec.shard_puzzles]:
@@ -317,15 +320,13 @@ def build_training_set(spec: TrainingSetSpec, folder: str | Path,
 
 
 class _Painter:
-    """Our renderings of generated puzzles, one style object per style name."""
+    """Our renderings of generated puzzles, one style object per style name (those given, the
+    others read on first use)."""
 
-    def __init__(self, styles: Sequence[str]) -> None:
-        self.names = tuple(styles)
-        self.styles: dict = {}
+    def __init__(self, styles: Mapping[str, Style]) -> None:
+        self.styles = dict(styles)
 
     def png(self, puzzle: Puzzle, style: str) -> bytes:
-        from crossmath.drawing import load_style, render_puzzle_png
-
         if style not in self.styles:
             self.styles[style] = load_style(style)
         return render_puzzle_png(puzzle.grid, self.styles[style])

@@ -1,7 +1,8 @@
-"""The fine-tuning job behind ``python -m crossmath.train``, for a composed ``conf/train.yaml``.
+"""The fine-tuning job behind ``python -m crossmath.train``, for ``conf/train.yaml`` as the door
+read it (``crossmath.settings.train.TrainJobSettings``: every section checked and parsed once).
 
-1. Check the settings of the chosen ``method`` (``sft``: ``loop.TrainJob``; ``grpo``:
-   ``grpo.GrpoJob``, optionally from ``init_adapter``) before anything runs.
+1. Make the job of the chosen ``method`` (``sft``: ``loop.TrainJob``; ``grpo``:
+   ``grpo.GrpoJob``, optionally from ``init_adapter``).
 2. Build (or reuse) the training set in ``dataset.build_dir`` (generated puzzles, the study's
    set from ``dataset.path`` or the Hub, or both), disjoint from the evaluation sets.
 3. Open an MLflow run (the same one again when resuming) with the resolved config.
@@ -31,19 +32,18 @@ from crossmath.finetuning.dataset import (
     GENERATED,
     Exclusion,
     TrainingSet,
-    TrainingSetSpec,
     build_training_set,
     evaluation_puzzles,
 )
-from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
+from crossmath.finetuning.grpo import GrpoJob
 from crossmath.finetuning.loop import TrainJob
-from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.ray_trainer import fit, share_examples
 from crossmath.finetuning.reporting import MetricSink
 from crossmath.finetuning.study_data import STUDY_SOURCE, StudySource
-from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.finetuning.worker_protocol import WorkerJob
 from crossmath.runtime.ray_cluster import connect_ray
 from crossmath.runtime.stops import Stopped
+from crossmath.settings.train import DatasetSettings, TrainJobSettings
 from crossmath.tracking import mlflow_store as tracking
 from crossmath.tracking.datasets import log_dataset
 from crossmath.tracking.liveness import Heartbeat
@@ -62,31 +62,24 @@ class TrainOutcome:
     run_id: str
 
 
-def train(options: Mapping[str, Any]) -> TrainOutcome:
-    """The whole job for ``conf/train.yaml`` as the door reads it (plain values, checked:
-    ``crossmath.settings.train.train_options``); returns where the adapter went."""
-    from crossmath.finetuning.ray_trainer import RayScaling, fit, share_examples
-
-    out = Path(options["out_dir"]).expanduser().resolve()
-    settings = TrainSettings.from_mapping(options["train"])
-    model_config = dict(options["model"])
-    ModelSpec.from_backend_config(model_config)  # a model that cannot be trained fails here
-    make_job = method_job(options, model_config, settings)
-    training_set = build_dataset(options["dataset"])
-    connect_ray(options["ray"], dashboard=True)
-    uri = options["mlflow"]["tracking_uri"]
-    run_id = _open_mlflow_run(options, out, training_set.manifest)
+def train(settings: TrainJobSettings) -> TrainOutcome:
+    """The whole job for ``conf/train.yaml`` as the door reads it (checked and parsed once:
+    ``crossmath.settings.train.TrainJobSettings``); returns where the adapter went."""
+    out = settings.out_dir
+    make_job = method_job(settings)
+    training_set = build_dataset(settings.dataset)
+    connect_ray(settings.ray, dashboard=True)
+    uri = settings.mlflow["tracking_uri"]
+    run_id = _open_mlflow_run(settings, training_set.manifest)
     log_dataset(uri, run_id, training_dataset(training_set), context="training")
     log.info("training %s (%s) on %d worker(s); MLflow run %s; state in %s",
-             model_config["name"], options["method"], options["scaling"]["num_workers"], run_id,
-             out)
+             settings.model_name, settings.method, settings.scaling.num_workers, run_id, out)
 
     sink = MetricSink(uri, run_id, tracking.last_logged_steps(uri, run_id))  # a resumed run's
     job = make_job(load_examples=share_examples(training_set.read()), metrics=sink)
     try:
         with Heartbeat(uri, run_id):
-            result = fit(job, RayScaling(**options["scaling"]),
-                         storage_path=out / "ray", name=options["run_name"])
+            result = fit(job, settings.scaling, storage_path=out / "ray", name=settings.run_name)
     except SystemExit as exit_:  # Ray Train's own Ctrl-C handler aborted the run and exits
         stop = Stopped(signal.SIGINT)
         mark_run_ended(uri, run_id, stop)
@@ -104,47 +97,29 @@ def train(options: Mapping[str, Any]) -> TrainOutcome:
     return TrainOutcome(adapter, summary, run_id)
 
 
-def method_job(options: Mapping[str, Any], model_config: Mapping[str, Any],
-               settings: TrainSettings) -> Callable[..., WorkerJob]:
-    """The job class of ``method`` with its checked settings, waiting for the examples and
-    the metric sink (``load_examples=``, ``metrics=``)."""
-    method = options["method"]
-    if method == "sft":
-        return functools.partial(TrainJob, model_config, settings)
-    if method == "grpo":
-        grpo = GrpoSettings.from_mapping(options["grpo"])
-        grpo.prompts_per_worker(options["scaling"]["num_workers"])  # here, not on every worker
-        return functools.partial(GrpoJob, model_config, settings, grpo,
-                                 init_adapter=initial_adapter(options.get("init_adapter")))
-    raise ValueError(f"method must be sft or grpo, got {method!r}")
+def method_job(settings: TrainJobSettings) -> Callable[..., WorkerJob]:
+    """The job class of ``method`` with its settings, waiting for the examples and the metric
+    sink (``load_examples=``, ``metrics=``)."""
+    if settings.method == "sft":
+        return functools.partial(TrainJob, settings.model, settings.train)
+    if settings.method == "grpo":
+        return functools.partial(GrpoJob, settings.model, settings.train, settings.grpo,
+                                 init_adapter=settings.init_adapter)
+    raise ValueError(f"method must be sft or grpo, got {settings.method!r}")
 
 
-def initial_adapter(path: str | None) -> str | None:
-    """``init_adapter`` as an absolute folder that holds an adapter (every worker reads it)."""
-    if not path:
-        return None
-    folder = Path(path).expanduser().resolve()
-    if not (folder / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"init_adapter={path}: no adapter_config.json in {folder}; give the "
-                                f"adapter folder of a finished run, e.g. runs/train/<model>/{ADAPTER_DIR}")
-    return str(folder)
-
-
-def build_dataset(dataset: Mapping[str, Any]) -> TrainingSet:
+def build_dataset(dataset: DatasetSettings) -> TrainingSet:
     """The ``dataset`` section's training set, built or reused, clear of its evaluation sets."""
-    fields = dict(dataset)
-    build_dir, study_path, cache_dir = fields.pop("build_dir"), fields.pop("path"), fields.pop("cache_dir")
-    official = fields.pop("exclude_official")
-    exclusion = Exclusion.of(evaluation_puzzles(fields.pop("exclude_generated") or [], official))
-    spec = TrainingSetSpec.from_mapping(fields)
+    exclusion = Exclusion.of(evaluation_puzzles(dataset.exclude_generated, dataset.exclude_official))
     study = None
-    if STUDY_SOURCE in spec.sources:
-        study = StudySource.open(study_path, cache_dir)
-        if official is None:
+    if STUDY_SOURCE in dataset.spec.sources:
+        study = StudySource.open(dataset.study_path, dataset.cache_dir)
+        if dataset.exclude_official is None:
             log.warning("dataset.exclude_official is not set: the study's records are not checked "
                         "against the official test set (set it to the release folder or a "
                         "testset jsonl)")
-    return build_training_set(spec, build_dir, exclusion, study)
+    return build_training_set(dataset.spec, dataset.build_dir, exclusion, study,
+                              styles=dataset.styles)
 
 
 def training_dataset(training_set: TrainingSet) -> DatasetRef:
@@ -160,16 +135,16 @@ def training_dataset(training_set: TrainingSet) -> DatasetRef:
                               training_set.folder)
 
 
-def _open_mlflow_run(options: Mapping[str, Any], out: Path, manifest: Mapping[str, Any]) -> str:
+def _open_mlflow_run(settings: TrainJobSettings, manifest: Mapping[str, Any]) -> str:
     """A new MLflow run, or the one this ``out_dir`` already trains into (a resumed run)."""
-    run_id_file = out / RUN_ID_FILE
-    mlflow, model = options["mlflow"], options["model"]["name"]
+    run_id_file = settings.out_dir / RUN_ID_FILE
+    mlflow, model = settings.mlflow, settings.model_name
     run_id = tracking.open_run(
         tracking_uri=mlflow["tracking_uri"], experiment=mlflow["experiment"],
-        run_name=mlflow.get("run_name") or f"{model}/{options['run_name']}",
-        params=dict(options),
+        run_name=mlflow.get("run_name") or f"{model}/{settings.run_name}",
+        params=dict(settings.config),
         tags={"model": model, "git_commit": tracking.git_commit(), "kind": "train",
-              "method": options["method"], "dataset_fingerprint": manifest["fingerprint"],
+              "method": settings.method, "dataset_fingerprint": manifest["fingerprint"],
               "dataset_content_fingerprint": manifest["content_fingerprint"],
               "dataset_source": manifest["source"]},
         run_id=run_id_file.read_text().strip() if run_id_file.is_file() else None,
