@@ -39,9 +39,13 @@ def joining(ray) -> str:
 
 
 def kill_midway(command: list[str], cwd: Path, out: Path, shards: int = 1,
-                timeout_s: float = 240) -> set[str]:
+                timeout_s: float = 240, joined=None) -> set[str]:
     """Start ``command``, SIGKILL its whole process group once ``out`` holds ``shards``
-    prediction shards, and return the request ids saved by then."""
+    prediction shards, and return the request ids saved by then.
+
+    ``joined``: the Ray (what ``ray_local`` yields) the command joined; its actors outlive the
+    killed driver by a moment (Ray ends a dead driver's job and kills them), and are waited for.
+    """
     process = subprocess.Popen(command, cwd=cwd, env=command_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout_s
@@ -49,7 +53,20 @@ def kill_midway(command: list[str], cwd: Path, out: Path, shards: int = 1,
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)  # the driver and its process group die at once
     process.wait()
-    return settled_request_ids(out)
+    if joined is None:
+        return settled_request_ids(out)
+    wait_until_idle(joined)
+    return PredictionStore(str(out)).saved_request_ids()
+
+
+def wait_until_idle(ray, timeout_s: float = 60) -> None:
+    """Wait until every CPU of the joined Ray is free again: the actors of a killed driver's
+    job are gone (Ray kills them once it sees the driver die), and write nothing more."""
+    deadline = time.monotonic() + timeout_s
+    total = ray.cluster_resources().get("CPU", 0)
+    while ray.available_resources().get("CPU", 0) < total:
+        assert time.monotonic() < deadline, f"the killed job still holds Ray's CPUs after {timeout_s} s"
+        time.sleep(0.2)
 
 
 def settled_request_ids(out: Path) -> set[str]:
