@@ -26,6 +26,10 @@ import pytest
 
 SLOW = "slow"
 SLOW_FIXTURES = {"ray_local"}  # fixtures that start Ray or a server for the whole session
+# the test files whose end-to-end runs take a minute or more on a 2-core machine (see
+# docs/development.md): queued first among the slow tests
+LONGEST_FILES = {"test_finetune_story.py", "test_vllm_engine.py", "test_train_e2e.py",
+                 "test_grpo_e2e.py", "test_resume_sampling.py", "test_cluster.py"}
 # CPU seconds an unmarked test may take before the run's summary names it (a hint, not a
 # failure: CPU time is less noisy than wall time, but no test fails on a timing)
 FAST_TEST_CPU_S = 2.0
@@ -119,8 +123,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The fast tier first (a stable sort: files keep their order within a tier)."""
-    items.sort(key=lambda item: item.get_closest_marker(SLOW) is not None)
+    """The fast tier first, then the longest slow files, then the other slow tests (a stable
+    sort: files keep their order within a group). Long tests that start early keep two
+    pytest-xdist workers from ending far apart (a worker can take queued tests from the other,
+    but not part of a running one)."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker(SLOW) is None:
+            return 0
+        return 1 if item.path.name in LONGEST_FILES else 2
+
+    items.sort(key=rank)
 
 
 @pytest.hookimpl(wrapper=True)
