@@ -92,8 +92,12 @@ class LocalCluster:
         return f"http://127.0.0.1:{self.mlflow_port}"
 
     def env(self) -> dict[str, str]:
-        """What cluster.yaml's setup commands export on every node."""
-        return {**os.environ, **HEALTH_CHECKS, "RAY_AUTH_MODE": "disabled",
+        """What cluster.yaml's setup commands export on every node, and this interpreter's
+        folder first on ``PATH``: a job's ``python -m crossmath...`` entrypoint is this Python
+        (with crossmath installed), activated or not, as on a node set up by cluster.yaml."""
+        path = os.pathsep.join(filter(None, [str(Path(sys.executable).parent),
+                                             os.environ.get("PATH")]))
+        return {**os.environ, **HEALTH_CHECKS, "RAY_AUTH_MODE": "disabled", "PATH": path,
                 "CROSSMATH_STORAGE": self.storage, "MLFLOW_TRACKING_URI": self.mlflow_uri,
                 "RAY_ADDRESS": "", MARKER_ENV: str(self.root)}
 

@@ -14,7 +14,6 @@ from tests.tiers import (  # noqa: F401  (hooks: the fast tier's guard)
     pytest_runtest_makereport,
     pytest_runtest_protocol,
     pytest_runtest_setup,
-    pytest_terminal_summary,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

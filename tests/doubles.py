@@ -1,9 +1,8 @@
 """Backends that misbehave on purpose, know the answers, or talk like a model without being one.
 
-``SlowBackend`` answers like the oracle (``SlowRandomBackend`` like chance, a different answer
-per sample) after a delay per request, so a run can be stopped halfway. ``CrashingBackend``
-kills its own worker process on its first batch (once per marker file), as an out-of-memory
-kill or a lost node would, so Ray's actor restart is tested for real. ``FailingImageOracle``
+``SlowBackend`` answers like the oracle after a delay per request, so a run can be stopped
+halfway. ``CrashingBackend`` kills its own worker process on its first batch (once per marker
+file), as an out-of-memory kill or a lost node would, so Ray's actor restart is tested for real. ``FailingImageOracle``
 fails the requests that show one image while an outage file exists, as a backend fails
 requests it cannot read, until the cause is gone.
 
@@ -42,7 +41,7 @@ from typing import Iterable, Mapping, Sequence
 from crossmath.metrics.answers import answer_block
 from crossmath.metrics.transcription import TRANSCRIBE
 from crossmath.models.base import ModelRequest, ModelResponse
-from crossmath.models.baselines import OracleBackend, RandomBackend, _RuleBackend
+from crossmath.models.baselines import OracleBackend, _RuleBackend
 from crossmath.models.contract import BackendContract, always_greedy
 from crossmath.models.sampling import SamplingSettings
 from crossmath.models.sampling_modes import DecodingRule
@@ -64,12 +63,6 @@ class _Slow:
 class SlowBackend(_Slow, OracleBackend):
     def __init__(self, name: str = "slow-oracle", delay_s: float = 0.05) -> None:
         super().__init__(name)
-        self.delay_s = delay_s
-
-
-class SlowRandomBackend(_Slow, RandomBackend):
-    def __init__(self, name: str = "slow-random", seed: int = 0, delay_s: float = 0.05) -> None:
-        super().__init__(name, seed)
         self.delay_s = delay_s
 
 

@@ -39,9 +39,13 @@ def joining(ray) -> str:
 
 
 def kill_midway(command: list[str], cwd: Path, out: Path, shards: int = 1,
-                timeout_s: float = 240) -> set[str]:
+                timeout_s: float = 240, joined=None) -> set[str]:
     """Start ``command``, SIGKILL its whole process group once ``out`` holds ``shards``
-    prediction shards, and return the request ids saved by then."""
+    prediction shards, and return the request ids saved by then.
+
+    ``joined``: the Ray (what ``ray_local`` yields) the command joined; its actors outlive the
+    killed driver by a moment (Ray ends a dead driver's job and kills them), and are waited for.
+    """
     process = subprocess.Popen(command, cwd=cwd, env=command_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout_s
@@ -49,7 +53,27 @@ def kill_midway(command: list[str], cwd: Path, out: Path, shards: int = 1,
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)  # the driver and its process group die at once
     process.wait()
-    return settled_request_ids(out)
+    if joined is None:
+        return settled_request_ids(out)
+    wait_until_idle(joined)
+    return PredictionStore(str(out)).saved_request_ids()
+
+
+def wait_until_idle(ray, timeout_s: float = 60) -> None:
+    """Wait until a killed driver that had joined ``ray`` is over: Ray has marked its job dead
+    (and so killed the job's actors, which write nothing more) and every CPU is free again."""
+    from ray._private.state import jobs  # the GCS job table (the state API needs a dashboard)
+
+    ours, total = ray.get_runtime_context().get_job_id(), ray.cluster_resources().get("CPU", 0)
+    deadline = time.monotonic() + timeout_s
+
+    def busy() -> bool:
+        alive = [job for job in jobs() if not job["IsDead"] and job["JobID"] != ours]
+        return bool(alive) or ray.available_resources().get("CPU", 0) < total
+
+    while busy():
+        assert time.monotonic() < deadline, f"the killed job still runs after {timeout_s} s"
+        time.sleep(0.2)
 
 
 def settled_request_ids(out: Path) -> set[str]:
@@ -112,16 +136,21 @@ def logged_steps(tracking_uri: str, out: Path, metric: str) -> list[int]:
 
 def train_until_first_checkpoint(overrides: list[str], cwd: Path, snapshot: Path,
                                  timeout_s: float = 300, *, logged_past: tuple[str, Path, str] | None = None,
-                                 total_steps: int | None = None) -> int:
+                                 total_steps: int | None = None, joined=None) -> int:
     """Run ``python -m crossmath.train`` with ``overrides`` in its own session and SIGKILL it
     (Ray's processes included) once Ray Train has committed a checkpoint (``snapshot`` is the
     run's ``checkpoint_manager_snapshot.json``); returns that checkpoint's step.
+
+    ``joined``: a Ray (what ``ray_local`` yields) for the command to join, as on a cluster,
+    instead of starting its own; the killed job's workers are waited for.
 
     ``logged_past`` (tracking URI, out_dir, metric) waits further, until MLflow holds a step
     after the checkpoint's, so the resumed run has steps to repeat that were already logged;
     ``total_steps`` checks the kill left steps to run (the run did not finish first)."""
     log_path = cwd / "killed-run.log"
     with open(log_path, "w") as log:
+        if joined is not None:
+            overrides = [*overrides, joining(joined)]
         process = subprocess.Popen([sys.executable, "-m", "crossmath.train", *overrides],
                                    cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
@@ -141,6 +170,8 @@ def train_until_first_checkpoint(overrides: list[str], cwd: Path, snapshot: Path
         assert process.poll() is None, "the run ended before it could be killed"
     finally:
         kill_session(process)
+        if joined is not None:
+            wait_until_idle(joined)
     step = latest_checkpoint_step(snapshot)
     if total_steps is not None:
         assert step < total_steps, f"killed after its last checkpoint ({step} of {total_steps})"

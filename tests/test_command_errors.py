@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import command_env
+from tests.support import command_env, joining
 
 MAX_LINES = 30
 
@@ -67,10 +67,10 @@ def test_the_main_job_stops_at_the_door(tmp_path, official_sample, bad_adapter, 
 
 
 @pytest.mark.slow
-def test_a_failure_inside_ray_ends_with_its_cause(tmp_path):
-    done = crossmath("run", *run_overrides(
+def test_a_failure_inside_ray_ends_with_its_cause(tmp_path, ray_local):
+    done = crossmath("run", *run_overrides(  # joining the session's Ray, as on a cluster
         tmp_path, "model._target_=tests.doubles.BrokenBackend", "+model.message=out of cheese",
-        "data.n=2", "samples=1", "modalities=[text]", "ray.num_cpus=2"), cwd=tmp_path)
+        "data.n=2", "samples=1", "modalities=[text]", joining(ray_local)), cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last == "crossmath.run: failed in a Ray worker: RuntimeError: out of cheese"

@@ -32,7 +32,7 @@ from crossmath.summary.views import compare_runs
 from crossmath.tasks.crossmath.sources import ReleaseImagesMissing
 from crossmath.tracking.run_end import END_CAUSE_TAG
 from tests.conftest import OFFICIAL_STYLES
-from tests.support import command_env, run_command, settled_request_ids
+from tests.support import command_env, run_command
 from tests.test_reporting import _evaluation
 
 # The quick start's evaluation (python -m crossmath.run model=tiny-random) as main had it
@@ -93,11 +93,15 @@ def test_the_connection_deadline_defaults_to_30_seconds_and_must_be_positive(run
 
 
 @pytest.mark.slow
-def test_sigterm_stops_a_run_within_seconds_and_the_rerun_finishes_it(tmp_path):
-    out, db = tmp_path / "out", tmp_path / "mlflow.db"
-    command = run_command(["model=oracle", "model._target_=crossmath.models.flat_cost.FlatCostBackend",
-                           "+model.batch_size=2", "+model.call_s=3", "data.n=6", "samples=1",
-                           "modalities=[text]"], out, db)
+def test_sigterm_stops_a_run_within_seconds_and_the_rerun_finishes_it(
+        tmp_path, ray_local, run_config, capsys):
+    from crossmath import run
+
+    out, db = tmp_path / "out", tmp_path / "mlflow.db"  # where run_config puts them too
+    overrides = ["model=oracle", "model._target_=crossmath.models.flat_cost.FlatCostBackend",
+                 "+model.batch_size=2", "+model.call_s=3", "data.n=6", "samples=1",
+                 "modalities=[text]"]
+    command = run_command(overrides, out, db)  # its own Ray, which must go with it
     process = subprocess.Popen(command, cwd=tmp_path, env=command_env(), text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
@@ -118,23 +122,23 @@ def test_sigterm_stops_a_run_within_seconds_and_the_rerun_finishes_it(tmp_path):
         time.sleep(0.5)
     assert not left, subprocess.run(["ps", "-o", "pid=,args=", "-s", str(process.pid)],
                                     capture_output=True, text=True).stdout
-    saved = settled_request_ids(out)
+    saved = PredictionStore(str(out)).saved_request_ids()  # every writer has ended
     assert 0 < len(saved) < 6
     client = mlflow.MlflowClient(f"sqlite:///{db}")
-    (run,) = client.search_runs(["1"])
-    assert run.info.status == "KILLED" and run.data.tags["incomplete"] == "true"
-    assert run.data.tags[END_CAUSE_TAG] == "signal SIGTERM"
+    (tracked,) = client.search_runs(["1"])
+    assert tracked.info.status == "KILLED" and tracked.data.tags["incomplete"] == "true"
+    assert tracked.data.tags[END_CAUSE_TAG] == "signal SIGTERM"
 
-    rerun = subprocess.run(command, cwd=tmp_path, env=command_env(), capture_output=True,
-                           text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"6 requests ({6 - len(saved)} run now, the rest resumed)" in rerun.stdout
+    # the same command again, in this process (the session's Ray: no second interpreter)
+    capsys.readouterr()
+    run.main(run_config(*overrides))
+    assert f"6 requests ({6 - len(saved)} run now, the rest resumed)" in capsys.readouterr().out
     shards = [pq.read_table(p) for p in (out / "shards").glob("*.parquet")]
     answered = [rid for table in shards for rid in table.column("request_id").to_pylist()]
     assert sorted(answered) == sorted(set(answered)) and len(answered) == 6  # none lost or twice
-    run = client.get_run(run.info.run_id)
-    assert run.info.status == "FINISHED" and run.data.tags["incomplete"] == "false"
-    assert END_CAUSE_TAG not in run.data.tags
+    tracked = client.get_run(tracked.info.run_id)
+    assert tracked.info.status == "FINISHED" and tracked.data.tags["incomplete"] == "false"
+    assert END_CAUSE_TAG not in tracked.data.tags
 
 
 @pytest.mark.slow

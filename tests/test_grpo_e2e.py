@@ -71,7 +71,7 @@ def test_grpo_from_an_sft_adapter_raises_its_reward_resumes_after_a_kill_and_the
     #    killed once a checkpoint is committed and a later step logged
     killed_at = train_until_first_checkpoint(
         overrides, tmp_path, out / "ray" / "grpo" / "checkpoint_manager_snapshot.json",
-        logged_past=(tracking_uri, out, "grpo/reward_mean"), total_steps=STEPS)
+        logged_past=(tracking_uri, out, "grpo/reward_mean"), total_steps=STEPS, joined=ray_local)
     assert not (out / "adapter").exists(), "the killed run must not have finished"
 
     # 2. the same config again: it continues from that checkpoint to the end

@@ -1,4 +1,4 @@
-"""The main job end to end on local Ray: oracle runs, resume after a kill, actor crashes,
+"""The main job end to end on local Ray: oracle runs, resume, actor crashes,
 identity (what reruns, what resumes), failed requests and the exit status."""
 
 import json
@@ -24,7 +24,7 @@ from crossmath.settings.checks import resolved_styles
 from crossmath.tasks.crossmath.requests import RequestPlan
 from crossmath.tracking.mlflow_store import evaluation_runs
 from tests.conftest import OFFICIAL_STYLES
-from tests.support import command_env, joining, kill_midway, outputs_by_request, run_command
+from tests.support import command_env, joining, run_command
 
 PUZZLES = generate_puzzles(3, "mixed", seed=1)
 
@@ -178,40 +178,6 @@ def test_crashed_inference_actor_is_restarted_without_losing_work(ray_local, run
     ids = outcome.predictions.column("request_id").to_pylist()
     assert len(ids) == len(set(ids)) == 3 * 3
     assert outcome.evaluation.group("oracle", "hybrid").macro.mean == 100.0
-
-
-@pytest.mark.slow
-def test_killed_sampling_run_resumes_to_the_same_samples(ray_local, run_config, tmp_path, capsys):
-    """The CLI killed mid-run; the same command resumed in this process (the session's Ray:
-    no second interpreter and Ray start), as ``python -m crossmath.run`` would."""
-    from crossmath import run
-
-    out, db = tmp_path / "out", tmp_path / "mlflow.db"  # where run_config puts them too
-    overrides = ["model=random", "model._target_=tests.doubles.SlowRandomBackend",
-                 "+model.delay_s=0.15", "data.n=4", "samples=2", "styles=[original]",
-                 "resources.call_sequences=2"]
-    command = run_command(overrides, out, db)
-    saved = kill_midway(command, tmp_path, out, shards=2)
-    total = 4 * (1 + 2) * 2
-    assert 0 < len(saved) < total, "the kill should land mid-run"
-
-    capsys.readouterr()
-    run.main(run_config(*overrides))
-    assert f"{total} requests ({total - len(saved)} run now" in capsys.readouterr().out
-    resumed = pq.read_table(out / "predictions.parquet")
-    ids = resumed.column("request_id").to_pylist()
-    assert len(ids) == len(set(ids)) == total
-    assert saved <= set(ids)
-    computed = sum(pq.read_metadata(p).num_rows for p in (out / "shards").glob("*.parquet"))
-    assert computed == total, "a finished request was computed again"
-    runs = mlflow.MlflowClient(f"sqlite:///{db}").search_runs(["1"])
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # one run across the kill
-
-    # the same evaluation uninterrupted, with other batches: the same samples, not all equal
-    straight = evaluate(run_config(*overrides, "resources.call_sequences=5",
-                                   f"out_dir={tmp_path / 'straight'}"))
-    assert outputs_by_request(straight.predictions) == outputs_by_request(resumed)
-    assert len(set(outputs_by_request(resumed).values())) > total // 2
 
 
 def _report(tracking_uri: str, out: Path, capsys) -> str:

@@ -1,48 +1,53 @@
-"""Sampled answers of the tiny VLM survive a kill and a resume unchanged.
+"""A killed main job resumes to exactly the answers of an uninterrupted run.
 
-A sample's randomness depends only on (seed, request identity, sample index): the main job
-killed mid-run and resumed must end with exactly the outputs of an uninterrupted run with other
-batch sizes, and a puzzle's samples must not all be equal. The keyed sampling itself is the HF
-backend's (``sampling: config``); this checks that the pipeline keeps request identities stable
-across processes, batches and resumes.
+The tiny VLM samples (``sampling: config``): a sample's randomness depends only on (seed,
+request identity, sample index), so the main job killed mid-run (SIGKILL, its saved shards
+left as they were) and run again must answer only what was not saved, compute no request
+twice, keep one MLflow run across the kill, and end with exactly the outputs of an uninterrupted
+run with other batch sizes, a puzzle's samples not all equal. This checks that the pipeline
+keeps request identities stable across processes, batches and resumes, on the real HF backend.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 
+import mlflow
 import pyarrow.parquet as pq
 import pytest
 
-from crossmath.models.hf import HFBackend
 from crossmath.pipeline.evaluation import run_evaluation
-from tests.support import kill_midway, outputs_by_request, run_command
-
-keyed_sampling = pytest.mark.skipif(
-    "sampling" not in inspect.signature(HFBackend.__init__).parameters,
-    reason="needs the HF backend's keyed `sampling` option (hfgen branch, issue #11 point 3)")
+from tests.support import joining, kill_midway, outputs_by_request, run_command
 
 
 @pytest.mark.slow
-@keyed_sampling
-def test_tiny_model_samples_are_the_same_after_a_kill_and_resume(
-        ray_local, run_config, tiny_model_config, tmp_path):
+def test_a_killed_sampling_run_resumes_to_the_answers_of_an_uninterrupted_one(
+        ray_local, run_config, tiny_model_config, tmp_path, capsys):
+    from crossmath import run
+
     models = tiny_model_config["model"]["cache_dir"]
     overrides = ["model=tiny-random", f"model.model.cache_dir={models}", "model.sampling=config",
                  "model.temperature=1.0", "data.n=6", "modalities=[text,image]",
                  "styles=[original]", "samples=4", "resources.call_sequences=2"]
-    out, db = tmp_path / "out", tmp_path / "mlflow.db"
-    command = run_command(overrides, out, db)
-    saved = kill_midway(command, tmp_path, out)
+    out, db = tmp_path / "out", tmp_path / "mlflow.db"  # where run_config puts them too
+    # the command joins the session's Ray, as on a cluster; its actors die with its job
+    command = run_command([*overrides, joining(ray_local)], out, db)
+    saved = kill_midway(command, tmp_path, out, joined=ray_local)
     total = 6 * 2 * 4
     assert 0 < len(saved) < total, "the kill should land mid-run"
 
-    # the same config resumed in this process (the session's Ray: no second interpreter and
-    # Ray start); run_config puts its outputs and MLflow where the killed command did
-    run_evaluation(run_config(*overrides))
+    # the same command resumed in this process (no second interpreter)
+    capsys.readouterr()
+    run.main(run_config(*overrides))
+    assert f"{total} requests ({total - len(saved)} run now" in capsys.readouterr().out
     resumed = pq.read_table(out / "predictions.parquet")
-    assert resumed.num_rows == total
+    ids = resumed.column("request_id").to_pylist()
+    assert len(ids) == len(set(ids)) == total
+    assert saved <= set(ids)
+    computed = sum(pq.read_metadata(p).num_rows for p in (out / "shards").glob("*.parquet"))
+    assert computed == total, "a finished request was computed again"
+    runs = mlflow.MlflowClient(f"sqlite:///{db}").search_runs(["1"])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # one run across the kill
 
     straight = run_evaluation(run_config(*overrides, "resources.call_sequences=16",
                                          f"out_dir={tmp_path / 'straight'}"))

@@ -1,16 +1,18 @@
 """The fast tier's guard (tests/tiers.py): an unmarked test that starts a subprocess, listens
 on a socket (a server) or trains fails, even where the code under test swallows the guard's
-error; a test marked slow may do all of it."""
+error; a test marked slow may do all of it. And the order a run takes: the fast tier, then the
+longest slow files, then the rest."""
 
 from __future__ import annotations
 
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.tiers import SlowWorkInFastTest, _guard
+from tests.tiers import LONGEST_FILES, SlowWorkInFastTest, _guard
 
 pytest_plugins = ("pytester",)
 
@@ -76,3 +78,18 @@ def test_the_guard_fails_what_the_code_swallows_and_lets_marked_tests_be(pyteste
     result.stdout.fnmatch_lines(["*test_uses_ray uses ray_local but is not marked*",
                                  "*test_swallows is not marked @pytest.mark.slow but it:*",
                                  "*listens on*(a server)*"])
+
+
+def test_the_fast_tier_runs_first_then_the_longest_slow_files(pytester) -> None:
+    pytester.makeini('[pytest]\nmarkers =\n    slow: slow\n')
+    pytester.makeconftest("from tests.tiers import *  # noqa: F401,F403\n")
+    slow = "import pytest\n\n@pytest.mark.slow\ndef test_slow():\n    pass\n"
+    pytester.makepyfile(test_a_slow=slow, test_b_fast="def test_fast():\n    pass\n",
+                        test_grpo_e2e=slow)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q")
+    assert [line.split("::")[0] for line in result.outlines if "::" in line] == [
+        "test_b_fast.py", "test_grpo_e2e.py", "test_a_slow.py"]
+
+
+def test_the_longest_files_exist() -> None:
+    assert {path.name for path in Path(__file__).parent.glob("test_*.py")} >= LONGEST_FILES

@@ -34,7 +34,7 @@ def test_training_resumes_after_a_kill_learns_and_the_main_job_loads_the_adapter
     # 1. the CLI, killed once a checkpoint is committed
     killed_at = train_until_first_checkpoint(
         overrides, tmp_path, out / "ray" / "lora" / "checkpoint_manager_snapshot.json",
-        logged_past=(tracking_uri, out, "train/loss"))
+        logged_past=(tracking_uri, out, "train/loss"), joined=ray_local)
     assert not (out / "adapter").exists(), "the killed run must not have finished"
 
     # 2. the same config again: it continues from that checkpoint to the end

@@ -2,12 +2,13 @@
 
 ``python -m pytest -m "not slow"`` is the tier for development: pure in-process tests. A test
 that starts Ray, a subprocess or a server, or trains (steps an optimizer), must be marked
-``@pytest.mark.slow``; CI and ``python -m pytest -q`` run both tiers. The guard fails any test
+``@pytest.mark.slow``; CI and ``python -m pytest -q -n 2`` run both tiers. The guard fails any test
 without the mark that does one of those things, when it does it, so the fast tier stays fast as
 tests are added: an audit hook (``sys.addaudithook``) sees every process start and fork of
 the interpreter (Ray's own start included), a wrapped ``socket.listen`` sees a server, and a
-global optimizer-step hook of torch sees training. The fast tier also runs first in a full run,
-so no Ray or server left by a slow test can make an unmarked test pass that uses it.
+global optimizer-step hook of torch sees training. The fast tier also runs first in a full run
+(in each worker process, with pytest-xdist), so no Ray or server left by a slow test in the
+same process can make an unmarked test pass that uses it.
 
 The tier must also stay under 90 s on a 2-core machine: a test that decodes at length with the
 tiny model, or costs more than ``FAST_TEST_CPU_S`` of CPU for another reason, is marked slow
@@ -25,10 +26,15 @@ import pytest
 
 SLOW = "slow"
 SLOW_FIXTURES = {"ray_local"}  # fixtures that start Ray or a server for the whole session
+# the test files whose end-to-end runs take a minute or more on a 2-core machine (see
+# docs/development.md): queued first among the slow tests
+LONGEST_FILES = {"test_finetune_story.py", "test_vllm_engine.py", "test_train_e2e.py",
+                 "test_grpo_e2e.py", "test_resume_sampling.py", "test_cluster.py"}
 # CPU seconds an unmarked test may take before the run's summary names it (a hint, not a
 # failure: CPU time is less noisy than wall time, but no test fails on a timing)
 FAST_TEST_CPU_S = 2.0
-_CPU = pytest.StashKey[dict]()
+CPU_PROPERTY = "fast_tier_cpu_s"  # a report's user property: the CPU time of an unmarked test
+_STARTED = pytest.StashKey[float]()
 
 # audit event -> what it means for the tier
 GUARDED_EVENTS = {
@@ -109,6 +115,7 @@ def _on_optimizer_step(optimizer, args, kwargs) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_CpuLedger(), "crossmath-fast-tier-cpu")
     if not _guard.hooked:  # an audit hook cannot be removed: it does nothing outside unmarked tests
         sys.addaudithook(_audit)
         socket.socket.listen = _guarded_listen(socket.socket.listen)
@@ -116,8 +123,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The fast tier first (a stable sort: files keep their order within a tier)."""
-    items.sort(key=lambda item: item.get_closest_marker(SLOW) is not None)
+    """The fast tier first, then the longest slow files, then the other slow tests (a stable
+    sort: files keep their order within a group). Long tests that start early keep two
+    pytest-xdist workers from ending far apart (a worker can take queued tests from the other,
+    but not part of a running one)."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker(SLOW) is None:
+            return 0
+        return 1 if item.path.name in LONGEST_FILES else 2
+
+    items.sort(key=rank)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -127,12 +143,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     after it."""
     enclosing = _guard.test, _guard.seen
     _guard.test = None if item.get_closest_marker(SLOW) is not None else item.nodeid
-    _guard.seen, started = [], time.process_time()
+    _guard.seen = []
+    item.stash[_STARTED] = time.process_time()
     try:
         return (yield)
     finally:
-        if _guard.test is not None:
-            item.config.stash.setdefault(_CPU, {})[item.nodeid] = time.process_time() - started
         _guard.test, _guard.seen = enclosing
 
 
@@ -147,6 +162,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report.longrepr = (f"{item.nodeid} is not marked @pytest.mark.slow but it:\n  "
                                + "\n  ".join(dict.fromkeys(_guard.seen)))
         _guard.seen = []  # reported once, in the phase that did it
+    if call.when == "teardown" and _guard.test == item.nodeid:
+        # on the report, so that it reaches the main process when pytest-xdist runs the test
+        report.user_properties.append((CPU_PROPERTY, time.process_time() - item.stash[_STARTED]))
     return report
 
 
@@ -161,14 +179,28 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                         "@pytest.mark.slow (see tests/tiers.py)", pytrace=False)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """The fast tier's CPU time, and the unmarked tests that took more than their share."""
-    spent = config.stash.get(_CPU, {})
-    over = sorted(((cpu, test) for test, cpu in spent.items() if cpu > FAST_TEST_CPU_S),
-                  reverse=True)
-    if not over and config.get_verbosity() < 0:
-        return
-    terminalreporter.write_sep("-", f"fast tier: {len(spent)} tests, {sum(spent.values()):.1f} s "
-                                    f"of CPU; over {FAST_TEST_CPU_S:g} s each: {len(over)}")
-    for cpu, test in over:
-        terminalreporter.write_line(f"{cpu:6.1f} s  {test}  (make it cheaper or mark it slow)")
+class _CpuLedger:
+    """The CPU time of each unmarked test, gathered from the reports (with pytest-xdist, the
+    workers' reports reach the main process) and summed up at the end of the run."""
+
+    def __init__(self) -> None:
+        self.by_test: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == CPU_PROPERTY:
+                self.by_test[report.nodeid] = value
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus: int,
+                                config: pytest.Config) -> None:
+        """The fast tier's CPU time, and the unmarked tests that took more than their share."""
+        spent = self.by_test
+        over = sorted(((cpu, test) for test, cpu in spent.items() if cpu > FAST_TEST_CPU_S),
+                      reverse=True)
+        if not over and config.get_verbosity() < 0:
+            return
+        terminalreporter.write_sep("-", f"fast tier: {len(spent)} tests, "
+                                        f"{sum(spent.values()):.1f} s of CPU; over "
+                                        f"{FAST_TEST_CPU_S:g} s each: {len(over)}")
+        for cpu, test in over:
+            terminalreporter.write_line(f"{cpu:6.1f} s  {test}  (make it cheaper or mark it slow)")
