@@ -80,30 +80,37 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture
 def ray_head(python, tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
     """A local Ray from the vLLM environment (its actors run that Python), with the tests'
-    engine layout in its environment; yields its process and address, and stops it after."""
+    engine layout in its environment: its process and its address."""
     log = tmp_path / "ray-head.log"
     with open(log, "w") as sink:
-        process = subprocess.Popen([python, "-c", RAY_HEAD], env=command_env(**ONE_WORKER_PROCESS_ENV),
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sink,
-                                   text=True, start_new_session=True)
+        process = subprocess.Popen([python, "-c", RAY_HEAD], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=sink, text=True,
+                                   env=command_env(**ONE_WORKER_PROCESS_ENV),
+                                   start_new_session=True)
     try:
         address = process.stdout.readline().strip()
         assert address, f"the Ray head did not start:\n{log.read_text()[-3000:]}"
         yield process, address
     finally:
-        kill_session(process)  # Ray's processes and whatever its workers left, all in its session
+        process.stdin.close()  # the head stops its Ray as it exits: quicker than killing it
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            kill_session(process)
+        wait_until_gone(process.pid)  # Ray's workers too, all in the head's session
 
 
-def wait_until_gone(session: int, names: tuple[str, ...], timeout_s: float = 60) -> None:
-    """Wait until no process of ``session`` has one of ``names`` in its command line."""
+def wait_until_gone(session: int, names: tuple[str, ...] = (), timeout_s: float = 60) -> None:
+    """Wait until no process of ``session`` (none that has one of ``names`` in its command line,
+    if any are given) is left."""
     deadline = time.monotonic() + timeout_s
     while True:
         listed = subprocess.run(["ps", "-o", "args=", "-s", str(session)], capture_output=True,
                                 text=True).stdout.splitlines()
-        left = [line for line in listed if any(name in line for name in names)]
+        left = [line for line in listed if not names or any(name in line for name in names)]
         if not left:
             return
-        assert time.monotonic() < deadline, f"the killed run's engine outlived it: {left}"
+        assert time.monotonic() < deadline, f"still running in session {session}: {left}"
         time.sleep(0.5)
 
 
@@ -115,13 +122,14 @@ def test_the_main_job_answers_every_request_through_vllm_resumes_after_a_kill_an
     # mid-run (the first answer saved, Ray ends the dead run's engine within a few more)
     command = [python, "-m", "crossmath.run", "model=vllm-tiny", f"model.model={checkpoint}",
                "modalities=[text]", "data.n=4", "model.max_new_tokens=100",
-               "model.max_num_seqs=2", f"out_dir={out}", f"mlflow.tracking_uri=sqlite:///{database}",
-               f"ray.address={address}",
+               "model.max_num_seqs=2", f"out_dir={out}",
+               f"mlflow.tracking_uri=sqlite:///{database}", f"ray.address={address}",
                *(f"+model.engine_args.{key}={value}" for key, value in ONE_WORKER_PROCESS.items())]
     total = 4 * 4  # 4 puzzles x 4 samples, text only
     saved = kill_midway(command, tmp_path, out, shards=1, timeout_s=600)
     assert 0 < len(saved) < total, "the kill should land mid-run"
-    wait_until_gone(head.pid, ENGINE_PROCESSES)  # Ray ends a dead driver's actors, engines too
+    # Ray ends a dead driver's actors, and their engines with them, before the rerun starts
+    wait_until_gone(head.pid, ENGINE_PROCESSES)
 
     again = subprocess.run(command, cwd=tmp_path, env=command_env(), capture_output=True,
                            text=True, timeout=600)
