@@ -33,7 +33,7 @@ import pytest
 
 from crossmath.models.tiny import build_tiny_text
 from crossmath.pipeline.shards import PredictionStore
-from tests.support import REPO_ROOT, command_env, kill_midway, kill_session
+from tests.support import REPO_ROOT, command_env, kill_at_shards, kill_session
 from tests.vllm_engine_checks import ONE_WORKER_PROCESS, ONE_WORKER_PROCESS_ENV
 
 VLLM_PYTHON_ENV = "CROSSMATH_VLLM_PYTHON"
@@ -127,9 +127,9 @@ def test_the_main_job_answers_every_request_through_vllm_resumes_after_a_kill_an
                f"mlflow.tracking_uri=sqlite:///{database}", f"ray.address={address}",
                *(f"+model.engine_args.{key}={value}" for key, value in ONE_WORKER_PROCESS.items())]
     total = 4 * 4  # 4 puzzles x 4 samples, text only
-    kill_midway(command, tmp_path, out, shards=1, timeout_s=600)
+    kill_at_shards(command, tmp_path, out, shards=1, timeout_s=600)
     # Ray ends a dead driver's actors, and their engines with them, before the rerun starts;
-    # then nothing writes answers any more
+    # then nothing writes answers any more (the actor writes them)
     wait_until_gone(head.pid, ENGINE_PROCESSES)
     saved = PredictionStore(str(out)).saved_request_ids()
     assert 0 < len(saved) < total, "the kill should land mid-run"
