@@ -86,7 +86,8 @@ def test_the_fast_tier_runs_first_then_the_longest_slow_files(pytester) -> None:
     slow = "import pytest\n\n@pytest.mark.slow\ndef test_slow():\n    pass\n"
     pytester.makepyfile(test_a_slow=slow, test_b_fast="def test_fast():\n    pass\n",
                         test_grpo_e2e=slow)
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q",
+                                          "--import-mode=importlib")  # names taken in this run
     assert [line.split("::")[0] for line in result.outlines if "::" in line] == [
         "test_b_fast.py", "test_grpo_e2e.py", "test_a_slow.py"]
 
