@@ -38,14 +38,10 @@ def joining(ray) -> str:
     return f"ray.address={ray.get_runtime_context().gcs_address}"
 
 
-def kill_midway(command: list[str], cwd: Path, out: Path, shards: int = 1,
-                timeout_s: float = 240, joined=None) -> set[str]:
-    """Start ``command``, SIGKILL its whole process group once ``out`` holds ``shards``
-    prediction shards, and return the request ids saved by then.
-
-    ``joined``: the Ray (what ``ray_local`` yields) the command joined; its actors outlive the
-    killed driver by a moment (Ray ends a dead driver's job and kills them), and are waited for.
-    """
+def kill_at_shards(command: list[str], cwd: Path, out: Path, shards: int = 1,
+                   timeout_s: float = 240) -> None:
+    """Start ``command`` and SIGKILL its whole process group once ``out`` holds ``shards``
+    prediction shards."""
     process = subprocess.Popen(command, cwd=cwd, env=command_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout_s
@@ -53,6 +49,16 @@ def kill_midway(command: list[str], cwd: Path, out: Path, shards: int = 1,
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)  # the driver and its process group die at once
     process.wait()
+
+
+def kill_midway(command: list[str], cwd: Path, out: Path, shards: int = 1,
+                timeout_s: float = 240, joined=None) -> set[str]:
+    """``kill_at_shards``, then the request ids saved by the killed run.
+
+    ``joined``: the Ray (what ``ray_local`` yields) the command joined; its actors outlive the
+    killed driver by a moment (Ray ends a dead driver's job and kills them), and are waited for.
+    """
+    kill_at_shards(command, cwd, out, shards, timeout_s)
     if joined is None:
         return settled_request_ids(out)
     wait_until_idle(joined)
@@ -103,20 +109,35 @@ def latest_checkpoint_step(snapshot: Path) -> int | None:
     return int(latest["metrics"]["step"]) if latest else None
 
 
+def session_processes(session: int) -> list[str]:
+    """``pid args`` of each process still alive in the process session ``session``."""
+    return subprocess.run(["ps", "-o", "pid=,args=", "-s", str(session)], capture_output=True,
+                          text=True).stdout.splitlines()
+
+
+def wait_until_gone(session: int, names: tuple[str, ...] = (), timeout_s: float = 60) -> None:
+    """Wait until no process of ``session`` (none with one of ``names`` in its command line,
+    if any are given) is left; fail naming those still there after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = [line for line in session_processes(session)
+                if not names or any(name in line for name in names)]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"still running in session {session}: {left}"
+        time.sleep(0.5)
+
+
 def kill_session(process: subprocess.Popen) -> None:
     """SIGKILL the run's process group, then any Ray process it left in its session."""
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     deadline = time.monotonic() + 30
-    while True:
-        listed = subprocess.run(["ps", "-o", "pid=", "-s", str(process.pid)], capture_output=True,
-                                text=True).stdout.split()
-        if not listed:
-            return
+    while listed := session_processes(process.pid):
         if time.monotonic() > deadline:  # Ray workers normally exit by themselves once orphaned
-            for pid in listed:
+            for line in listed:
                 try:
-                    os.kill(int(pid), signal.SIGKILL)
+                    os.kill(int(line.split()[0]), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
         time.sleep(0.5)

@@ -32,7 +32,7 @@ from crossmath.summary.views import compare_runs
 from crossmath.tasks.crossmath.sources import ReleaseImagesMissing
 from crossmath.tracking.run_end import END_CAUSE_TAG
 from tests.conftest import OFFICIAL_STYLES
-from tests.support import command_env, run_command
+from tests.support import command_env, run_command, wait_until_gone
 from tests.test_reporting import _evaluation
 
 # The quick start's evaluation (python -m crossmath.run model=tiny-random) as main had it
@@ -117,11 +117,7 @@ def test_sigterm_stops_a_run_within_seconds_and_the_rerun_finishes_it(
     assert "Traceback" not in stderr
     # the Ray it started goes with it: its workers notice their raylet's end and exit within
     # moments (the bound only keeps a leak from hanging the test)
-    gone_by = time.monotonic() + 30
-    while (left := session_processes(process.pid)) and time.monotonic() < gone_by:
-        time.sleep(0.5)
-    assert not left, subprocess.run(["ps", "-o", "pid=,args=", "-s", str(process.pid)],
-                                    capture_output=True, text=True).stdout
+    wait_until_gone(process.pid, timeout_s=30)
     saved = PredictionStore(str(out)).saved_request_ids()  # every writer has ended
     assert 0 < len(saved) < 6
     client = mlflow.MlflowClient(f"sqlite:///{db}")
@@ -153,12 +149,6 @@ def test_sigterm_stops_the_server_with_its_status(tmp_path):
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 128 + signal.SIGTERM
     assert output.strip().splitlines()[-1] == "crossmath.serve: stopped by SIGTERM"
-
-
-def session_processes(session: int) -> list[str]:
-    """The ids of the processes still alive in the process session ``session``."""
-    return subprocess.run(["ps", "-o", "pid=", "-s", str(session)], capture_output=True,
-                          text=True).stdout.split()
 
 
 # --- 2. official images are the release's or nothing ----------------------------------------

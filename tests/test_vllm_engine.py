@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import pytest
 
 from crossmath.models.tiny import build_tiny_text
 from crossmath.pipeline.shards import PredictionStore
-from tests.support import REPO_ROOT, command_env, kill_midway, kill_session
+from tests.support import REPO_ROOT, command_env, kill_at_shards, kill_session, wait_until_gone
 
 VLLM_PYTHON_ENV = "CROSSMATH_VLLM_PYTHON"
 REQUIRE_ENV = "CROSSMATH_REQUIRE_VLLM"
@@ -99,20 +98,6 @@ def ray_head(python, tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
         wait_until_gone(process.pid)  # Ray's workers too, all in the head's session
 
 
-def wait_until_gone(session: int, names: tuple[str, ...] = (), timeout_s: float = 60) -> None:
-    """Wait until no process of ``session`` (none that has one of ``names`` in its command line,
-    if any are given) is left."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        listed = subprocess.run(["ps", "-o", "args=", "-s", str(session)], capture_output=True,
-                                text=True).stdout.splitlines()
-        left = [line for line in listed if not names or any(name in line for name in names)]
-        if not left:
-            return
-        assert time.monotonic() < deadline, f"still running in session {session}: {left}"
-        time.sleep(0.5)
-
-
 def test_the_main_job_answers_every_request_through_vllm_resumes_after_a_kill_and_logs(
         python, checkpoint, ray_head, tmp_path):
     head, address = ray_head
@@ -124,7 +109,7 @@ def test_the_main_job_answers_every_request_through_vllm_resumes_after_a_kill_an
                "model.max_num_seqs=2", f"out_dir={out}",
                f"mlflow.tracking_uri=sqlite:///{database}", f"ray.address={address}"]
     total = 4 * 4  # 4 puzzles x 4 samples, text only
-    kill_midway(command, tmp_path, out, shards=1, timeout_s=600)
+    kill_at_shards(command, tmp_path, out, shards=1, timeout_s=600)
     # Ray ends a dead driver's actors, and their engines with them, before the rerun starts;
     # then nothing writes answers any more (the actor writes them)
     wait_until_gone(head.pid, ENGINE_PROCESSES)
