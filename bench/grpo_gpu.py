@@ -55,7 +55,7 @@ import torch
 from shapes import QWEN25_VL_3B, TINY  # (bench/shapes.py)
 from train_gpu import (  # (bench/train_gpu.py)
     FlopModel,
-    bench_model_config,
+    bench_model_spec,
     free_memory,
     machine_info,
     peak_flops,
@@ -220,14 +220,14 @@ def compare_rollouts(args: argparse.Namespace, policy: torch.nn.Module, encoder:
             "ratio_batched_vs_loop": round(ratio, 2)}
 
 
-def measure_update(args: argparse.Namespace, model_config: dict, settings: TrainSettings,
+def measure_update(args: argparse.Namespace, spec: ModelSpec, settings: TrainSettings,
                    prompts: list[EncodedExample], encoder: ExampleEncoder, flop_model: FlopModel,
                    device: torch.device, peak: float | None) -> dict[str, Any]:
     """GRPO's update on ``--prompts`` x ``--rollouts`` completions of ``--max-completion-tokens``
     random tokens (random weights would never stop earlier either), timed after one warm-up
     update on the first micro-batch's worth of completions."""
     env = LocalEnv(Path(tempfile.mkdtemp(prefix="grpo-update-")), str(device))
-    prepared = prepare_worker_model(model_config, settings, env)
+    prepared = prepare_worker_model(spec, settings, env)
     model = prepared.model
     train_without_dropout(model)
     grpo = GrpoSettings(rollouts=args.rollouts, micro_batch_size=args.micro_batch_size)
@@ -311,8 +311,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, work: Path
         TrainingSetSpec(n_puzzles=args.prompts * (args.steps + 1), seed=2025, styles=("original",),
                         modalities=("image",), target="answer"), work / "data")
     table = training_set.read()
-    model_config = bench_model_config(model_folder, args.max_pixels, "sdpa_gqa")
-    spec = ModelSpec.from_backend_config(model_config)
+    spec = bench_model_spec(model_folder, args.max_pixels, "sdpa_gqa")
     encoder = ExampleEncoder(processor, spec)
     prompts = [encoder.encode_prompt_example(row)
                for row in table.sort_by("example_id").slice(0, args.prompts).to_pylist()]
@@ -334,7 +333,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, work: Path
                              log_every=1, seed=0)
     # the update at the study's completion length, with SFT's FLOP accounting
     peak = peak_flops(args, device)
-    report["update"] = measure_update(args, model_config, settings, prompts, encoder,
+    report["update"] = measure_update(args, spec, settings, prompts, encoder,
                                       FlopModel(config, lora.rank), device, peak)
     free_memory(device)  # the update's model is gone with its frame
     write_report(report, out_path)
@@ -346,7 +345,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, work: Path
                         micro_batch_size=args.micro_batch_size)
     recorder = Recorder()
     tick = time.monotonic()
-    train_locally(GrpoJob(model_config, settings, grpo, lambda: table, recorder), work / "grpo",
+    train_locally(GrpoJob(spec, settings, grpo, lambda: table, recorder), work / "grpo",
                   device=str(device))
     measured = recorder.steps[1:] or recorder.steps  # the first step warms the update's kernels
     step_time = statistics.median(m["train/step_time_s"] for m in measured)

@@ -37,6 +37,7 @@ from crossmath.finetuning.modeling import LoraSettings, ModelSpec, Precision, ad
 from crossmath.finetuning.schedule import Schedule
 from crossmath.finetuning.sft_step import train_step
 from crossmath.models.processor import load_processor
+from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.models.tiny import build_tiny_random
 
 SHAPES = {"3b": QWEN25_VL_3B, "3b-narrow": QWEN25_VL_3B_NARROW, "tiny": TINY}
@@ -80,7 +81,8 @@ def profile_steps(args: argparse.Namespace, work: Path) -> str:
         TrainingSetSpec(n_puzzles=max(8, n_steps * args.batch_size // 5 + 1), seed=2024,
                         styles=("original", "noborder")), work / "data")
     table, _ = split_validation(training_set.read(), 0.0)
-    spec = ModelSpec(path=str(folder), name="profile", min_pixels=4 * 28 * 28, max_pixels=args.max_pixels)
+    spec = ModelSpec(path=str(folder), name="profile", prompt_set=load_prompt_template(DEFAULT_PROMPT),
+                     min_pixels=4 * 28 * 28, max_pixels=args.max_pixels)
     maker = BatchMaker(table, ExampleEncoder(processor, spec), processor.tokenizer.pad_token_id, 0,
                        pin_memory=device.type == "cuda")
     schedule = Schedule(table.num_rows, 1, args.batch_size, 1, 1, None, 0)

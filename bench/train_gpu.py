@@ -55,6 +55,7 @@ from crossmath.finetuning.modeling import LoraSettings, ModelSpec
 from crossmath.finetuning.schedule import Schedule
 from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.models.processor import load_processor
+from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.models.tiny import build_tiny_random
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout, for the Ray workers' PYTHONPATH
@@ -107,12 +108,13 @@ def save_random_model(dims: dict, processor: Any, folder: Path, device: torch.de
     return config
 
 
-def bench_model_config(model_folder: Path, max_pixels: int, attn_implementation: str = "sdpa") -> dict[str, Any]:
-    """The ``conf/model`` entry training reads for the saved model."""
-    return {"_target_": "crossmath.models.hf.HFBackend", "name": "bench-model",
-            "model": str(model_folder), "prompt": "crossmath-v1",
-            "attn_implementation": attn_implementation, "enable_thinking": None,
-            "min_pixels": 4 * 28 * 28, "max_pixels": max_pixels}
+def bench_model_spec(model_folder: Path, max_pixels: int, attn_implementation: str = "sdpa") -> ModelSpec:
+    """The saved model as training takes it: its ``conf/model`` entry read as the door reads it."""
+    config = {"_target_": "crossmath.models.hf.HFBackend", "name": "bench-model",
+              "model": str(model_folder), "prompt": DEFAULT_PROMPT,
+              "attn_implementation": attn_implementation, "enable_thinking": None,
+              "min_pixels": 4 * 28 * 28, "max_pixels": max_pixels}
+    return ModelSpec.from_backend_config(config, load_prompt_template(DEFAULT_PROMPT))
 
 
 # ------------------------------------------------------------------------------------------
@@ -218,7 +220,7 @@ class PathResult:
 
 
 # ------------------------------------------------------------------------------------------
-def run_ray_path(model_config: dict, settings: TrainSettings, table, steps: int,
+def run_ray_path(spec: ModelSpec, settings: TrainSettings, table, steps: int,
                  device: torch.device, work: Path) -> PathResult:
     """``steps`` optimizer steps through Ray Train on one worker (one GPU, or all CPUs)."""
     import ray
@@ -233,7 +235,7 @@ def run_ray_path(model_config: dict, settings: TrainSettings, table, steps: int,
              runtime_env={"env_vars": {"PYTHONPATH": python_path}})
     try:
         sink = JsonlSink(str(work / "ray-metrics.jsonl"))
-        job = TrainJob(model_config, replace(settings, max_steps=steps), share_examples(table), sink)
+        job = TrainJob(spec, replace(settings, max_steps=steps), share_examples(table), sink)
         result = fit(job, RayScaling(num_workers=1, use_gpu=device.type == "cuda", cpus_per_worker=cpus),
                      storage_path=work / "ray", name="bench")
     finally:
@@ -311,7 +313,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, dtype: tor
         TrainingSetSpec(n_puzzles=args.puzzles, seed=2024, styles=("original", "noborder"),
                         target=args.target), work / "data")
     table, _ = split_validation(training_set.read(), 0.0)  # the row order the loop uses
-    model_config = bench_model_config(model_folder, args.max_pixels)
+    spec = bench_model_spec(model_folder, args.max_pixels)
     settings = TrainSettings(
         lora=LoraSettings(rank=16, alpha=32, dropout=0.05), lr=2e-4, batch_size=args.batch_size,
         grad_accumulation=1, epochs=1000, max_steps=args.steps, precision="auto",
@@ -329,7 +331,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, dtype: tor
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        summary = train_locally(TrainJob(model_config, settings, lambda: table, recorder),
+        summary = train_locally(TrainJob(spec, settings, lambda: table, recorder),
                                 work / "plain", device=str(device))
         plain.steps = summary["final_step"]
     except BudgetReached as stop:
@@ -345,7 +347,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, dtype: tor
     schedule = Schedule(table.num_rows, 1, settings.batch_size, 1, settings.epochs, plain.steps,
                         settings.seed)
     plan = {step + 1: sum(schedule.micro_batches(step, 0), []) for step in range(plain.steps)}
-    encoder = ExampleEncoder(processor, ModelSpec.from_backend_config(model_config))
+    encoder = ExampleEncoder(processor, spec)
     costs = example_costs(table, {i for used in plan.values() for i in used}, encoder,
                           FlopModel(config, settings.lora.rank))
     step_flops = {step: sum(costs[i]["flops"] for i in used) for step, used in plan.items()}
@@ -362,7 +364,7 @@ def run(args: argparse.Namespace, report: dict, device: torch.device, dtype: tor
     # ray: the same steps through Ray Train
     tick = time.monotonic()
     try:
-        ray_path = run_ray_path(model_config, settings, table, plain.steps, device, work)
+        ray_path = run_ray_path(spec, settings, table, plain.steps, device, work)
     except Exception as error:  # recorded with the plain numbers before it propagates
         report.update(status=f"ray path failed: {type(error).__name__}: {error}"[:2000])
         write_report(report, out_path)

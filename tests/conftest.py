@@ -115,10 +115,13 @@ def tiny_model_config(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_spec(tiny_model_config: dict):
-    """The tiny VLM's ``ModelSpec``, as the backend and the training loop read it."""
+    """The tiny VLM's ``ModelSpec``, as the backend and the training loop read it (its prompt set
+    resolved, as the door resolves it)."""
     from crossmath.finetuning.modeling import ModelSpec
+    from crossmath.models.prompts import load_prompt_template
 
-    return ModelSpec.from_backend_config(tiny_model_config)
+    return ModelSpec.from_backend_config(tiny_model_config,
+                                         load_prompt_template(tiny_model_config["prompt"]))
 
 
 @pytest.fixture(scope="session")

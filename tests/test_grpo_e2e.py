@@ -27,6 +27,7 @@ from crossmath.finetuning.checkpoints import ADAPTER_DIR
 from crossmath.finetuning.job import build_dataset
 from crossmath.finetuning.local import LocalEnv, train_locally
 from crossmath.finetuning.loop import TrainJob
+from crossmath.finetuning.modeling import ModelSpec
 from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.settings.train import DatasetSettings
 from tests.support import evaluate_tiny_adapter, train_until_first_checkpoint
@@ -37,7 +38,7 @@ GRPO_METRICS = {"grpo/reward_mean", "grpo/reward_std", "grpo/zero_variance_group
 STEPS = 12  # fast once learned (1-2 token replies): enough steps left after a checkpoint for the kill
 
 
-def sft_warm_start(model_config: dict, folder: Path) -> Path:
+def sft_warm_start(spec: ModelSpec, folder: Path) -> Path:
     """A tiny-random SFT adapter (the CLI's ``train.lora``) after 10 steps at lr 2e-2, trained
     in this process; its folder."""
     with initialize_config_module("crossmath.conf", version_base="1.3"):
@@ -45,7 +46,7 @@ def sft_warm_start(model_config: dict, folder: Path) -> Path:
             "model=tiny-random", f"out_dir={folder}", "dataset.n_puzzles=20", "dataset.modalities=[image]",
             "train.lr=2e-2", "train.epochs=2", "train.validation_fraction=0", "train.checkpoint_every=0"])
     settings = TrainSettings.from_mapping(OmegaConf.to_container(cfg.train, resolve=True))
-    summary = train_locally(TrainJob(model_config, settings, build_dataset(DatasetSettings.from_mapping(OmegaConf.to_container(cfg.dataset, resolve=True))).read), folder / "checkpoints")
+    summary = train_locally(TrainJob(spec, settings, build_dataset(DatasetSettings.from_mapping(OmegaConf.to_container(cfg.dataset, resolve=True))).read), folder / "checkpoints")
     assert summary["final_step"] == 10  # 20 puzzles, batch 4 on one worker, 2 epochs
     return LocalEnv(folder / "checkpoints").checkpoints()[-1] / ADAPTER_DIR
 
@@ -58,9 +59,9 @@ def lora_b(adapter: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_grpo_from_an_sft_adapter_raises_its_reward_resumes_after_a_kill_and_the_main_job_loads_it(
         tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, ray_local, run_config,
-        tiny_model_config) -> None:
+        tiny_spec) -> None:
     models = tmp_path_factory.getbasetemp() / "models"  # where tiny_model_config built the model
-    init = sft_warm_start(tiny_model_config, tmp_path / "sft")
+    init = sft_warm_start(tiny_spec, tmp_path / "sft")
     out = tmp_path / "grpo"
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = ["model=tiny-random", "method=grpo", f"model.model.cache_dir={models}",

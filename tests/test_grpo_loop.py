@@ -117,7 +117,7 @@ def test_scoring_a_step_applies_the_truncation_rule(rule: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_config, tmp_path) -> None:
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_spec, tmp_path) -> None:
     built = _text_set(tmp_path / "set", n_puzzles=6, seed=11)
     settings = _tiny_settings(lr=1e-2, checkpoint_every=2)
     grpo = GrpoSettings(steps=5, prompts_per_step=2, rollouts=3, max_completion_tokens=6,
@@ -125,7 +125,7 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_c
                         kl_beta=0.01)  # a KL term, so the reference pass runs and its KL is logged
 
     def job(sink) -> GrpoJob:
-        return GrpoJob(tiny_model_config, settings, grpo, built.read, sink, reward=DigitShare())
+        return GrpoJob(tiny_spec, settings, grpo, built.read, sink, reward=DigitShare())
 
     whole = History()
     summary = train_locally(job(whole), tmp_path / "whole")
@@ -158,31 +158,31 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_c
     assert any(v.abs().max() > 0 for k, v in weights["whole"].items() if "lora_B" in k)
 
 
-def test_grpo_starts_from_a_saved_adapter_of_the_same_shape(tiny_model_config, tmp_path) -> None:
+def test_grpo_starts_from_a_saved_adapter_of_the_same_shape(tiny_spec, tmp_path) -> None:
     settings = _tiny_settings(lr=1e-2, checkpoint_every=0)
     env = LocalEnv(tmp_path / "checkpoints", "cpu")
-    source = prepare_worker_model(tiny_model_config, settings, env).model
+    source = prepare_worker_model(tiny_spec, settings, env).model
     for module in source.modules():  # an "SFT" adapter that has moved off zero
         if hasattr(module, "lora_B"):
             torch.nn.init.normal_(module.lora_B["default"].weight, std=0.1)
     save_adapter(source, tmp_path / "sft")
-    started = prepare_worker_model(tiny_model_config, settings, env, init_adapter=tmp_path / "sft").model
+    started = prepare_worker_model(tiny_spec, settings, env, init_adapter=tmp_path / "sft").model
     expected = {k: v for k, v in source.state_dict().items() if "lora_" in k}
     loaded = started.state_dict()
     assert expected and all(torch.equal(loaded[k], v) for k, v in expected.items())
     assert all(p.requires_grad for k, p in started.named_parameters() if "lora_" in k)
     wider = dataclasses.replace(settings, lora=dataclasses.replace(settings.lora, rank=8))
     with pytest.raises(ValueError, match="adapter_config.json: field 'r' is 4, but train.lora gives 8"):
-        prepare_worker_model(tiny_model_config, wider, env, init_adapter=tmp_path / "sft")
+        prepare_worker_model(tiny_spec, wider, env, init_adapter=tmp_path / "sft")
 
 
 @pytest.mark.slow
-def test_mean_reward_of_the_last_quarter_clearly_beats_the_first(tiny_model_config, tmp_path) -> None:
+def test_mean_reward_of_the_last_quarter_clearly_beats_the_first(tiny_spec, tmp_path) -> None:
     steps = 20
     grpo = GrpoSettings(steps=steps, prompts_per_step=4, rollouts=4, max_completion_tokens=8,
                         truncated="keep", rollout_batch_size=16, micro_batch_size=16)
     record = History()
-    job = GrpoJob(tiny_model_config, _tiny_settings(lr=2e-2, checkpoint_every=0), grpo,
+    job = GrpoJob(tiny_spec, _tiny_settings(lr=2e-2, checkpoint_every=0), grpo,
                   _text_set(tmp_path / "set", n_puzzles=12, seed=9).read, record, reward=DigitShare())
     assert train_locally(job, tmp_path / "run")["final_step"] == steps
     rewards = {step: metrics["grpo/reward_mean"] for step, metrics in record.history.items()}

@@ -5,21 +5,26 @@ was (the run's own ``RunSettings``: tests/test_preflight.py)."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from crossmath.core.errors import ConfigError
 from crossmath.drawing import Style, load_style
-from crossmath.finetuning.dataset import TrainingSetSpec
+from crossmath.finetuning.collate import ExampleEncoder
+from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
 from crossmath.finetuning.grpo import GrpoSettings
-from crossmath.finetuning.job import build_dataset
+from crossmath.finetuning.job import build_dataset, method_job
+from crossmath.finetuning.modeling import load_processor_for
 from crossmath.finetuning.ray_trainer import RayScaling
 from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.models import prompts
 from crossmath.models.openai_server import FaultPlan
 from crossmath.puzzle.consistency import release_jsonl_files
 from crossmath.puzzle.synthesis import GeneratorConfig
@@ -190,3 +195,44 @@ def test_the_training_set_is_drawn_with_the_styles_the_door_read(tmp_path, tiny_
     rows = built.read(columns=["style", "image"]).to_pylist()
     assert [row["style"] for row in rows] == [str(style_file)]
     assert rows[0]["image"].startswith(b"\x89PNG")
+
+
+def test_the_workers_get_the_model_the_door_resolved(tmp_path, tiny_model_config, tiny_encoder,
+                                                     monkeypatch):
+    """The job a worker receives carries the door's ``ModelSpec``, its prompt set read: once the
+    set can no longer be found by name (a user's file gone, the shipped folder empty), the
+    unpickled job still encodes the very prompt tokens; the weights' folder alone is derived on
+    the worker's node, from the builder the config gave."""
+    prompt_file = tmp_path / "mine.yaml"
+    shutil.copyfile(prompts.TEMPLATE_DIR / "crossmath-v1.yaml", prompt_file)
+    models = tiny_model_config["model"]["cache_dir"]
+    doors = {method: TrainJobSettings.from_config(compose_train(
+        tmp_path, models, f"method={method}", f"model.prompt={prompt_file}"))
+        for method in ("sft", "grpo")}
+    spec = doors["sft"].model_spec
+    assert spec.prompt_set == prompts.load_prompt_template(prompt_file)
+    assert doors["sft"].config["model"]["prompt"] == str(prompt_file)  # MLflow's params: the name
+    built = build_training_set(TrainingSetSpec(n_puzzles=1, seed=3, styles=("original",),
+                                               modalities=("text", "image")), tmp_path / "set")
+    prompt_file.unlink()
+    (tmp_path / "no-templates").mkdir()
+    monkeypatch.setattr(prompts, "TEMPLATE_DIR", tmp_path / "no-templates")
+    with pytest.raises(prompts.PromptTemplateError):
+        prompts.load_prompt_template("crossmath-v1")
+
+    for method, settings in doors.items():
+        job = pickle.loads(pickle.dumps(method_job(settings)(load_examples=built.read,
+                                                             metrics=None)))
+        assert job.spec == settings.model_spec, method
+        local = job.spec.on_this_node()
+        assert local.path == spec.path and local.prompt_set is job.spec.prompt_set
+        encoder = ExampleEncoder(load_processor_for(local), local)
+        for row in built.read().to_pylist():
+            ours, door = encoder.encode(row), tiny_encoder.encode(row)
+            assert ours.n_prompt_tokens == door.n_prompt_tokens, (method, row["modality"])
+            assert all(torch.equal(ours.tokens[key], door.tokens[key]) for key in door.tokens)
+
+    elsewhere = dataclasses.replace(spec, path=str(tmp_path / "only-on-the-driver"))
+    assert elsewhere.on_this_node().path == spec.path  # the builder, run (idempotently) here
+    by_path = dataclasses.replace(spec, weights=spec.path)
+    assert by_path.on_this_node() is by_path

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from crossmath.finetuning.dataset import TrainingSetSpec
-from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.modeling import check_trainable
 from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.orchestration import local_steps
 from jobs import train_then_eval
@@ -37,7 +37,7 @@ def test_the_default_config_is_the_study_setup() -> None:
     assert spec.modalities == ("image", "hybrid", "text") and spec.target == "rationale"
     assert cfg.dataset.exclude_generated[0].seed == 0 != spec.seed
     with pytest.raises(ValueError, match="needs a local transformers model"):
-        ModelSpec.from_backend_config(OmegaConf.to_container(cfg.model, resolve=True))
+        check_trainable(OmegaConf.to_container(cfg.model, resolve=True))
 
 
 def test_the_tiny_model_gets_its_cpu_preset_and_the_command_line_still_wins() -> None:

@@ -56,8 +56,8 @@ def test_settings_are_checked() -> None:
 
 
 @pytest.mark.parametrize("vision", ["frozen", "lora", "full"])
-def test_lora_goes_on_the_language_model_and_the_vision_tower_only_by_config(tiny_model_config, vision):
-    spec = ModelSpec.from_backend_config(tiny_model_config)
+def test_lora_goes_on_the_language_model_and_the_vision_tower_only_by_config(tiny_spec, vision):
+    spec = tiny_spec
     model = add_lora(load_base_model(spec, torch.float32), LoraSettings(rank=2, vision_tower=vision),
                      gradient_checkpointing=False)
     adapted = [n for n, m in model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
@@ -78,10 +78,10 @@ def test_lora_goes_on_the_language_model_and_the_vision_tower_only_by_config(tin
 
 
 @pytest.mark.parametrize("vision", ["frozen", "lora", "full"])
-def test_backward_runs_through_the_vision_tower_only_when_it_trains(tiny_model_config, vision):
+def test_backward_runs_through_the_vision_tower_only_when_it_trains(tiny_spec, vision):
     """With checkpointing on, transformers and peft hook the embeddings' outputs to require grad;
     left in place on a VLM, backward would run through the whole frozen vision tower."""
-    spec = ModelSpec.from_backend_config(tiny_model_config)
+    spec = tiny_spec
     model = add_lora(load_base_model(spec, torch.float32), LoraSettings(rank=2, vision_tower=vision),
                      gradient_checkpointing=True)
     processor = load_processor_for(spec)
@@ -99,12 +99,13 @@ def test_backward_runs_through_the_vision_tower_only_when_it_trains(tiny_model_c
     assert any(".visual." in n and g is not None for n, g in grads.items()) == (vision != "frozen")
 
 
-def test_models_that_cannot_be_trained_are_refused(tiny_model_config) -> None:
+def test_models_that_cannot_be_trained_are_refused(tiny_model_config, tiny_spec) -> None:
     with pytest.raises(ValueError, match="needs a local transformers model"):
         ModelSpec.from_backend_config({"_target_": "crossmath.models.baselines.OracleBackend",
-                                       "name": "oracle"})
+                                       "name": "oracle"}, tiny_spec.prompt_set)
     with pytest.raises(ValueError, match="model.adapter=null"):
-        ModelSpec.from_backend_config({**tiny_model_config, "adapter": "/some/adapter"})
+        ModelSpec.from_backend_config({**tiny_model_config, "adapter": "/some/adapter"},
+                                      tiny_spec.prompt_set)
 
 
 class CrashAfter:
@@ -120,7 +121,7 @@ class CrashAfter:
 
 
 @pytest.mark.slow
-def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_config, tmp_path) -> None:
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_spec, tmp_path) -> None:
     built = build_training_set(TrainingSetSpec(n_puzzles=6, seed=9, styles=("original",),
                                                modalities=("text", "image"), target="answer"),
                                tmp_path / "set")
@@ -130,7 +131,7 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model_c
                              gradient_checkpointing=False)
 
     def job(sink) -> TrainJob:
-        return TrainJob(tiny_model_config, settings, built.read, sink)
+        return TrainJob(tiny_spec, settings, built.read, sink)
 
     whole = CrashAfter(step=-1)
     summary = train_locally(job(whole), tmp_path / "whole")

@@ -13,7 +13,6 @@ from PIL import Image
 from crossmath.finetuning.lora_targets import AdapterCensus
 from crossmath.finetuning.modeling import (
     LoraSettings,
-    ModelSpec,
     adapter_census,
     add_lora,
     load_base_model,
@@ -27,8 +26,8 @@ MLP = ("down_proj", "gate_proj", "up_proj")
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tiny_model_config):
-    return {"qwen2_5_vl": load_base_model(ModelSpec.from_backend_config(tiny_model_config), torch.float32),
+def tiny_models(tiny_spec):
+    return {"qwen2_5_vl": load_base_model(tiny_spec, torch.float32),
             "qwen3_vl": build_tiny_family("qwen3_vl"), "qwen3_5": build_tiny_family("qwen3_5")}
 
 

@@ -25,7 +25,7 @@ import torch
 from crossmath.finetuning.modeling import ModelSpec
 from crossmath.models.base import Prompt
 from crossmath.models.hf import chat_prompt_text, decode_png, image_size_kwargs
-from crossmath.models.prompts import load_prompt_template, puzzle_layout
+from crossmath.models.prompts import puzzle_layout
 
 IGNORE_INDEX = -100
 IMAGE_KEYS = ("pixel_values", "image_grid_thw")  # concatenated across a batch; the rest is per token
@@ -56,7 +56,7 @@ class ExampleEncoder:
     def __init__(self, processor: Any, spec: ModelSpec) -> None:
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.template = load_prompt_template(spec.prompt)
+        self.template = spec.prompt_set  # resolved at the door: nothing is read by name here
         self.enable_thinking = spec.enable_thinking
         self.image_kwargs = image_size_kwargs(spec.min_pixels, spec.max_pixels)
         if self.tokenizer.eos_token_id is None:

@@ -43,7 +43,7 @@ import torch
 from crossmath.finetuning.checkpoints import resume
 from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate, with_reply
 from crossmath.finetuning.logprobs import LOGPROB_CHUNK, target_logprobs, target_positions
-from crossmath.finetuning.modeling import Precision, unwrap
+from crossmath.finetuning.modeling import ModelSpec, Precision, unwrap
 from crossmath.finetuning.objective import group_advantages, grpo_token_loss
 from crossmath.finetuning.optimization import adamw, autocast, gradient_sync, optimizer_step
 from crossmath.finetuning.policy_passes import (
@@ -131,9 +131,10 @@ class GrpoSettings:
 
 @dataclass(frozen=True)
 class GrpoJob:
-    """Everything a GRPO worker needs, picklable. ``reward`` replaces ``grpo.reward`` (tests)."""
+    """Everything a GRPO worker needs, picklable: the model as the driver resolved it (its
+    prompt set read), settings, examples. ``reward`` replaces ``grpo.reward`` (tests)."""
 
-    model_config: Mapping[str, Any]
+    spec: ModelSpec
     settings: TrainSettings
     grpo: GrpoSettings
     load_examples: Callable[[], pa.Table]
@@ -376,7 +377,7 @@ def run_grpo(job: GrpoJob, env: WorkerEnv) -> dict[str, Any]:
     settings, grpo = job.settings, job.grpo
     torch.manual_seed(settings.seed)
     reference = job.init_adapter if grpo.kl_beta > 0 and grpo.kl_ref == "init" else None
-    prepared = prepare_worker_model(job.model_config, settings, env, job.init_adapter,
+    prepared = prepare_worker_model(job.spec, settings, env, job.init_adapter,
                                     reference_adapter=reference)
     model, policy = prepared.model, unwrap(prepared.model)
     share_vision = settings.lora.vision_tower == "frozen" and accepts_vision_outputs(policy)

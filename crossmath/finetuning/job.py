@@ -101,9 +101,9 @@ def method_job(settings: TrainJobSettings) -> Callable[..., WorkerJob]:
     """The job class of ``method`` with its settings, waiting for the examples and the metric
     sink (``load_examples=``, ``metrics=``)."""
     if settings.method == "sft":
-        return functools.partial(TrainJob, settings.model, settings.train)
+        return functools.partial(TrainJob, settings.model_spec, settings.train)
     if settings.method == "grpo":
-        return functools.partial(GrpoJob, settings.model, settings.train, settings.grpo,
+        return functools.partial(GrpoJob, settings.model_spec, settings.train, settings.grpo,
                                  init_adapter=settings.init_adapter)
     raise ValueError(f"method must be sft or grpo, got {settings.method!r}")
 

@@ -23,6 +23,7 @@ from crossmath.finetuning.batches import BatchMaker
 from crossmath.finetuning.checkpoints import resume
 from crossmath.finetuning.collate import ExampleEncoder
 from crossmath.finetuning.dataset import split_validation
+from crossmath.finetuning.modeling import ModelSpec
 from crossmath.finetuning.optimization import adamw
 from crossmath.finetuning.reporting import WindowClock
 from crossmath.finetuning.schedule import Schedule
@@ -37,9 +38,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainJob:
-    """Everything a worker needs, picklable: model config, settings, examples, metric sink."""
+    """Everything a worker needs, picklable: the model as the driver resolved it (its prompt set
+    read), settings, examples, metric sink."""
 
-    model_config: Mapping[str, Any]
+    spec: ModelSpec
     settings: TrainSettings
     load_examples: Callable[[], pa.Table]
     metrics: Callable[[Mapping[str, float], int], None] | None = None
@@ -55,7 +57,7 @@ def run_worker(job: TrainJob, env: WorkerEnv) -> dict[str, Any]:
 
     settings = job.settings
     torch.manual_seed(settings.seed)
-    prepared = prepare_worker_model(job.model_config, settings, env)
+    prepared = prepare_worker_model(job.spec, settings, env)
     model, precision, counts = prepared.model, prepared.precision, prepared.counts
 
     train_rows, validation_rows = split_validation(job.load_examples(), settings.validation_fraction,

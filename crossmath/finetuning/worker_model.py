@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -39,14 +39,17 @@ class WorkerModel:
         return padding_token_id(self.processor.tokenizer)
 
 
-def prepare_worker_model(model_config: Mapping[str, Any], settings: TrainSettings, env: WorkerEnv,
+def prepare_worker_model(spec: ModelSpec, settings: TrainSettings, env: WorkerEnv,
                          init_adapter: str | Path | None = None, *,
                          reference_adapter: str | Path | None = None) -> WorkerModel:
-    """Load the base model, add the adapters (with ``init_adapter``'s weights, if given), wrap.
+    """Load the base model of ``spec`` (the driver's, resolved at the door), add the adapters
+    (with ``init_adapter``'s weights, if given), wrap.
 
+    Only where the weights lie is derived here, on this worker's node (``spec.on_this_node``);
+    the prompt set and every option come as the driver read them.
     ``reference_adapter``: an adapter loaded beside the trained one, frozen (GRPO's KL reference).
     """
-    spec = ModelSpec.from_backend_config(model_config)
+    spec = spec.on_this_node()
     precision = Precision.resolve(settings.precision, env.device)
     processor = load_processor_for(spec)
     model = add_lora(load_base_model(spec, precision.weights), settings.lora,

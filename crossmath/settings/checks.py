@@ -104,12 +104,6 @@ def resolved_prompt_set(name: Any, where: str) -> PromptSet:
         raise ConfigError(where, str(error)) from None
 
 
-def prompt_set(name: Any, where: str) -> str:
-    """A prompt set that loads: a shipped name or the path of a YAML file."""
-    resolved_prompt_set(name, where)
-    return name
-
-
 def existing_path(value: Any, where: str) -> Path:
     """A file or folder that exists."""
     if not isinstance(value, str) or not value:

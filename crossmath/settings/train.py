@@ -19,16 +19,17 @@ from omegaconf import DictConfig, OmegaConf
 from crossmath.drawing import Style
 from crossmath.finetuning.dataset import TrainingSetSpec
 from crossmath.finetuning.grpo import GrpoSettings
-from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.modeling import ModelSpec, check_trainable
 from crossmath.finetuning.ray_trainer import RayScaling
 from crossmath.finetuning.study_data import STUDY_SOURCE, study_folder
 from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.models.prompts import DEFAULT_PROMPT
 from crossmath.settings.checks import (
     adapter_folder,
     existing_path,
     non_negative_number,
-    prompt_set,
     puzzle_generation,
+    resolved_prompt_set,
     resolved_styles,
     validated,
     whole_number,
@@ -83,9 +84,10 @@ class DatasetSettings:
 class TrainJobSettings:
     """One fine-tuning run's settings (``conf/train.yaml``), checked, as the job reads them.
 
-    ``model`` is the backend config the workers build the model from, ``model_spec`` what
-    training takes from it (checked on the driver); ``grpo`` is set for ``method=grpo`` only,
-    with ``init_adapter`` (an absolute adapter folder, or None for fresh adapters);
+    ``model`` is the backend config as given (its name; the MLflow run's params hold it with
+    ``config``), ``model_spec`` the model resolved from it on the driver (its prompt set read,
+    a model built on first use built), which the workers receive; ``grpo`` is set for
+    ``method=grpo`` only, with ``init_adapter`` (an absolute adapter folder, or None for fresh adapters);
     ``out_dir`` is absolute; ``config`` is the whole config, resolved (the MLflow run's params).
     """
 
@@ -122,12 +124,13 @@ class TrainJobSettings:
             validated(lambda: grpo.prompts_per_worker(scaling["num_workers"]), "grpo")
             if options.get("init_adapter"):
                 init_adapter = str(adapter_folder(options["init_adapter"], "init_adapter").resolve())
+        model = options["model"]
+        validated(lambda: check_trainable(model), "model")
+        prompts = resolved_prompt_set(model.get("prompt") or DEFAULT_PROMPT, "model.prompt")
         # Last: for a model built on first use (tiny-random) this builds it, as training would.
-        model_spec = validated(lambda: ModelSpec.from_backend_config(options["model"]), "model")
-        if options["model"].get("prompt") is not None:
-            prompt_set(options["model"]["prompt"], "model.prompt")
+        model_spec = validated(lambda: ModelSpec.from_backend_config(model, prompts), "model")
         return cls(
-            method=options["method"], model=dict(options["model"]), model_spec=model_spec,
+            method=options["method"], model=dict(model), model_spec=model_spec,
             train=train, grpo=grpo, init_adapter=init_adapter, dataset=dataset,
             scaling=validated(lambda: RayScaling(**scaling), "scaling"),
             out_dir=Path(options["out_dir"]).expanduser().resolve(),
