@@ -1,7 +1,13 @@
 """The one-command fine-tuning story: its plan (every stage evaluated alike on each task), and
-the whole sequence on CPU with the tiny VLM and a parquet fixture of MMMU (base and SFT
-evaluated on CrossMath with the probe and on the transfer task, then one comparison in files
-and in MLflow)."""
+the whole sequence on CPU with the tiny VLM, a parquet fixture of MMMU and the study's own
+training set (base and SFT evaluated on CrossMath with the probe and on the transfer task, then
+one comparison in files and in MLflow).
+
+The SFT stage trains as the study did, on a folder in the layout of its training set
+(``xuyige/CrossMath-Train``), built from the shared official sample by
+``tests/study_fixture.py``: four of its puzzles are declared an evaluation set, so they must be
+reported and left out, one record is defective, and the seven others are trained on with the
+archives' own images."""
 
 from __future__ import annotations
 
@@ -10,10 +16,12 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
+from crossmath.finetuning.dataset import open_training_set
 from crossmath.models.tiny import build_tiny_random
 from crossmath.orchestration.story_plan import PROBE_MODALITIES, plan_story
 from crossmath.story import main as story_main
 from crossmath.story import parse_args, story
+from tests.study_fixture import write_study_folder
 from tests.support import joining
 from tests.test_transfer_main_job import write_mmmu
 
@@ -58,9 +66,11 @@ def test_the_plan_evaluates_every_stage_alike_and_grpo_starts_from_the_sft_adapt
 
 
 @pytest.mark.slow
-def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local):
+def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local,
+                                          official_sample, capfd):
     models = tmp_path_factory.getbasetemp() / "models"
     build_tiny_random(models)
+    study = write_study_folder(official_sample, tmp_path / "study")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # every step joins the session's Ray, as on a cluster: seven Ray starts fewer
     common = [f"model.model.cache_dir={models}", f"mlflow.tracking_uri={tracking}",
@@ -71,9 +81,20 @@ def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local)
     status = story_main([
         "--model", "tiny-random", "--out", str(out),
         "--tasks", f"mmmu-val={write_mmmu(tmp_path)}",
-        "--train", *common, "dataset.n_puzzles=12", "train.epochs=1", "scaling.num_workers=1",
+        "--train", *common, "dataset=crossmath-train", f"dataset.path={study.folder}",
+        f"dataset.exclude_official={study.evaluation_jsonl}", "train.epochs=1",
+        "scaling.num_workers=1",
         "--eval", *common, "data.n=2", "styles=[original]", "samples=1", "model.sampling=greedy"])
     assert status == 0
+    printed = capfd.readouterr().out  # the steps' own output too: they share this process's
+    sft = out / "sft"
+    assert "(from fresh adapters)" in printed and f"adapter: {sft / 'adapter'}" in printed
+
+    # the study's set: the evaluation set's puzzles and the defective record left out, counted
+    manifest = (sft / "data" / "manifest.json").read_text()
+    assert '"overlaps": 4' in manifest and '"defective": 1' in manifest and '"kept": 7' in manifest
+    names = set(open_training_set(sft / "data").read(columns=["name"]).column("name").to_pylist())
+    assert names == set(study.trained)
 
     summary = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert [(s["stage"], s["model"]) for s in summary["stages"]] == [
@@ -89,9 +110,12 @@ def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local)
         tuned["transfer/mmmu-val/rule/acc"] - base["transfer/mmmu-val/rule/acc"]
     markdown = (out / "comparison.md").read_text(encoding="utf-8")
     assert "## CrossMath" in markdown and "## Transfer tasks" in markdown and "T − T̂" in markdown
-    assert (out / "sft" / "adapter" / "adapter_config.json").is_file()
+    assert (sft / "adapter" / "adapter_config.json").is_file()
 
     client = MlflowClient(tracking)
+    (training,) = client.search_runs([client.get_experiment_by_name("crossmath-train").experiment_id])
+    assert training.data.tags["dataset_source"] == f"crossmath-train:file://{study.folder}"
+    assert len(training.data.tags["dataset_content_fingerprint"]) == 16
     experiment = client.get_experiment_by_name("crossmath")
     runs = client.search_runs([experiment.experiment_id])
     story = [run for run in runs if run.data.tags.get("kind") == "comparison"]
