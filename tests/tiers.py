@@ -17,6 +17,7 @@ too; the run's summary names the unmarked tests over that (a hint, never a failu
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -114,7 +115,20 @@ def _on_optimizer_step(optimizer, args, kwargs) -> None:
         _guard.flag(f"trains ({type(optimizer).__name__}.step)")
 
 
+def share_the_cores() -> None:
+    """Under pytest-xdist, each worker's torch (and the commands and Ray workers its tests start)
+    gets its share of the cores as OpenMP threads: with every worker's intra-op threads on all
+    cores, a saturated box spends CPU on threads waiting for each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        if "torch" in sys.modules:  # read at its import: already too late for the variable
+            sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    share_the_cores()
     config.pluginmanager.register(_CpuLedger(), "crossmath-fast-tier-cpu")
     if not _guard.hooked:  # an audit hook cannot be removed: it does nothing outside unmarked tests
         sys.addaudithook(_audit)
