@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossmath.orchestration.ray_jobs import CPU_NODE_RESOURCE
+from crossmath.tracking.local_server import WITHOUT_JOB_RUNNER, server_command
 
 NODE_RESOURCE_PREFIX = "local_node_"   # each node also declares local_node_<name>: 1, to be found
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
@@ -182,11 +183,11 @@ class LocalCluster:
     def _start_mlflow(self) -> None:
         log = self._log("mlflow")
         self._processes["mlflow"] = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-             "--port", str(self.mlflow_port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-             "--serve-artifacts", "--artifacts-destination", str(self.root / "mlartifacts")],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
+            server_command(self.mlflow_port, f"sqlite:///{self.root / 'mlflow.db'}",
+                           "--serve-artifacts", "--artifacts-destination",
+                           str(self.root / "mlartifacts")),
+            stdout=log, stderr=subprocess.STDOUT, env={**self.env(), **WITHOUT_JOB_RUNNER},
+            start_new_session=True)
 
     def _log(self, name: str):
         log = open(self.root / "logs" / f"{name}.log", "w")

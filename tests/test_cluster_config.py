@@ -118,6 +118,7 @@ def test_cluster_nodes_export_what_the_jobs_resolve_and_the_head_runs_mlflow():
         assert "MLFLOW_TRACKING_URI=http://" in " ".join(commands)
     head_start = " ".join(config["head_start_ray_commands"])
     assert "mlflow server" in head_start and "--backend-store-uri sqlite:" in head_start
+    assert "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup mlflow server" in head_start
     assert "--artifacts-destination" in head_start and "--num-cpus=0" in head_start
 
 

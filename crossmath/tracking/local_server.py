@@ -3,6 +3,7 @@ as a ``with`` block runs (the REST test and the UI screenshots start one over th
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -15,6 +16,19 @@ import requests
 
 START_TIMEOUT_S = 240  # a loaded 2-core machine takes a minute
 STOP_TIMEOUT_S = 30
+# ``mlflow server`` also starts a job runner for MLflow's server-side jobs (GenAI scorers, trace
+# rollups): seven more processes, each importing MLflow, that crossmath never uses. Its servers
+# start without it (the runs, metrics, artifacts and the UI are served the same).
+WITHOUT_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def server_command(port: int, backend_store_uri: str, *options: str,
+                   host: str = "127.0.0.1") -> list[str]:
+    """``mlflow server`` with this interpreter: one web worker on ``host:port`` over
+    ``backend_store_uri``, plus ``options``; run it with ``WITHOUT_JOB_RUNNER`` in its
+    environment."""
+    return [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
+            "--workers", "1", "--backend-store-uri", backend_store_uri, *options]
 
 
 def free_port() -> int:
@@ -30,14 +44,14 @@ def mlflow_server(backend_store_uri: str, folder: Path,
     its log is ``folder/mlflow-server.log``. ``artifacts_destination``: where the artifacts of
     experiments the server creates go (default: its ``mlartifacts`` in ``folder``)."""
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-               str(port), "--workers", "1", "--backend-store-uri", backend_store_uri]
-    if artifacts_destination is not None:
-        command += ["--artifacts-destination", str(artifacts_destination)]
+    options = ([] if artifacts_destination is None
+               else ["--artifacts-destination", str(artifacts_destination)])
+    command = server_command(port, backend_store_uri, *options)
     log_path = folder / "mlflow-server.log"
     url = f"http://127.0.0.1:{port}"
     with log_path.open("w") as log:
-        server = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, **WITHOUT_JOB_RUNNER})
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while not _answers(url):
