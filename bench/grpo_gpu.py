@@ -66,20 +66,11 @@ from train_gpu import (  # (bench/train_gpu.py)
 
 from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate, with_reply
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
-from crossmath.finetuning.grpo import (
-    GrpoJob,
-    GrpoSettings,
-    policy_update,
-    update_batches,
-)
+from crossmath.finetuning.grpo import GrpoJob, policy_update, update_batches
+from crossmath.finetuning.grpo_settings import GrpoSettings
 from crossmath.finetuning.local import LocalEnv, train_locally
-from crossmath.finetuning.modeling import (
-    LoraSettings,
-    ModelSpec,
-    Precision,
-    add_lora,
-    load_base_model,
-)
+from crossmath.finetuning.model_spec import ModelSpec
+from crossmath.finetuning.modeling import Precision, add_lora, load_base_model
 from crossmath.finetuning.optimization import adamw, autocast
 from crossmath.finetuning.policy_passes import (
     PromptVision,
@@ -91,11 +82,12 @@ from crossmath.finetuning.rollouts import (
     placeholder_token_ids,
     rollout_identity,
 )
-from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.finetuning.train_settings import LoraSettings, TrainSettings
 from crossmath.finetuning.worker_model import prepare_worker_model
 from crossmath.models.checkpoint_loading import stop_token_ids
 from crossmath.models.processor import load_processor
-from crossmath.models.sampling import SamplingSettings, SeededSampler, sequence_keys
+from crossmath.models.sampling import SeededSampler, sequence_keys
+from crossmath.models.sampling_settings import SamplingSettings
 from crossmath.models.tiny import build_tiny_random
 
 

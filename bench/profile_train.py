@@ -33,9 +33,11 @@ from crossmath.finetuning.batches import BatchMaker
 from crossmath.finetuning.collate import ExampleEncoder
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set, split_validation
 from crossmath.finetuning.local import LocalEnv
-from crossmath.finetuning.modeling import LoraSettings, ModelSpec, Precision, add_lora
+from crossmath.finetuning.model_spec import ModelSpec
+from crossmath.finetuning.modeling import Precision, add_lora
 from crossmath.finetuning.schedule import Schedule
 from crossmath.finetuning.sft_step import train_step
+from crossmath.finetuning.train_settings import LoraSettings
 from crossmath.models.processor import load_processor
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.models.tiny import build_tiny_random

@@ -51,9 +51,9 @@ from crossmath.finetuning.collate import ExampleEncoder
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set, split_validation
 from crossmath.finetuning.local import train_locally
 from crossmath.finetuning.loop import TrainJob
-from crossmath.finetuning.modeling import LoraSettings, ModelSpec
+from crossmath.finetuning.model_spec import ModelSpec
 from crossmath.finetuning.schedule import Schedule
-from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.finetuning.train_settings import LoraSettings, TrainSettings
 from crossmath.models.processor import load_processor
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template
 from crossmath.models.tiny import build_tiny_random
@@ -225,7 +225,8 @@ def run_ray_path(spec: ModelSpec, settings: TrainSettings, table, steps: int,
     """``steps`` optimizer steps through Ray Train on one worker (one GPU, or all CPUs)."""
     import ray
 
-    from crossmath.finetuning.ray_trainer import RayScaling, fit, share_examples
+    from crossmath.finetuning.ray_trainer import fit, share_examples
+    from crossmath.finetuning.scaling import RayScaling
 
     cpus = os.cpu_count() or 1
     # The workers import crossmath from this checkout; whatever PYTHONPATH already holds (Ray

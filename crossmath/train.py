@@ -11,7 +11,6 @@ import os
 
 from omegaconf import DictConfig
 
-from crossmath.finetuning.job import train
 from crossmath.runtime.entry import command
 from crossmath.runtime.ray_cluster import join_cluster
 from crossmath.settings.train import TrainJobSettings
@@ -23,6 +22,10 @@ def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = TrainJobSettings.from_config(cfg)  # the door: checked and read once
     join_cluster(settings.ray)  # an unreachable cluster stops here, before anything is written
+    # Imported here, past the door: the job loads torch, transformers, peft, MLflow and Ray Train
+    # (seconds of CPU), which a wrong option, ``crossmath check train`` and ``--help`` never need.
+    from crossmath.finetuning.job import train
+
     outcome = train(settings)
     summary = outcome.summary
     if settings.method == "grpo":

@@ -117,7 +117,7 @@ def tiny_model_config(tmp_path_factory) -> dict:
 def tiny_spec(tiny_model_config: dict):
     """The tiny VLM's ``ModelSpec``, as the backend and the training loop read it (its prompt set
     resolved, as the door resolves it)."""
-    from crossmath.finetuning.modeling import ModelSpec
+    from crossmath.finetuning.model_spec import ModelSpec
     from crossmath.models.prompts import load_prompt_template
 
     return ModelSpec.from_backend_config(tiny_model_config,

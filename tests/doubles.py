@@ -43,8 +43,8 @@ from crossmath.metrics.transcription import TRANSCRIBE
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.models.baselines import OracleBackend, _RuleBackend
 from crossmath.models.contract import BackendContract, always_greedy
-from crossmath.models.sampling import SamplingSettings
 from crossmath.models.sampling_modes import DecodingRule
+from crossmath.models.sampling_settings import SamplingSettings
 from crossmath.puzzle.grid import Grid, Position, is_number_token, parse_markdown_grid
 from crossmath.tasks import TaskItem, prompt_key
 from crossmath.tasks.transfer.final_answer import final_answer_span

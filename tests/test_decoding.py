@@ -16,8 +16,9 @@ from crossmath.models.decoding import Decoder, RowPlan
 from crossmath.models.hf import chat_prompt_text, decode_png
 from crossmath.models.kv_cache import StaticKV, size_bucket
 from crossmath.models.processor import load_processor
-from crossmath.models.sampling import SamplingSettings, SeededSampler, sequence_key
+from crossmath.models.sampling import SeededSampler, sequence_key
 from crossmath.models.sampling_modes import DecodingRule
+from crossmath.models.sampling_settings import SamplingSettings
 from crossmath.models.tiny import build_tiny_random
 
 N_NEW = 10

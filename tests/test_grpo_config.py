@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from crossmath.core.errors import ConfigError
-from crossmath.finetuning.grpo import GrpoJob, GrpoSettings
+from crossmath.finetuning.grpo import GrpoJob
+from crossmath.finetuning.grpo_settings import GrpoSettings
 from crossmath.finetuning.job import method_job
 from crossmath.finetuning.loop import TrainJob
 from crossmath.finetuning.rewards import StepWeightedReward

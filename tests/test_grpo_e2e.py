@@ -27,7 +27,7 @@ from crossmath.finetuning.checkpoints import ADAPTER_DIR
 from crossmath.finetuning.job import build_dataset
 from crossmath.finetuning.local import LocalEnv, train_locally
 from crossmath.finetuning.loop import TrainJob
-from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.model_spec import ModelSpec
 from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.settings.train import DatasetSettings
 from tests.support import evaluate_tiny_adapter, train_until_first_checkpoint

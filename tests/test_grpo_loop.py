@@ -17,12 +17,13 @@ from safetensors.torch import load_file
 
 from crossmath.finetuning.checkpoints import ADAPTER_DIR
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
-from crossmath.finetuning.grpo import GrpoJob, GrpoSettings, grpo_schedule, score_rollouts
+from crossmath.finetuning.grpo import GrpoJob, grpo_schedule, score_rollouts
+from crossmath.finetuning.grpo_settings import GrpoSettings
 from crossmath.finetuning.local import LocalEnv, train_locally
-from crossmath.finetuning.modeling import LoraSettings, save_adapter
+from crossmath.finetuning.modeling import save_adapter
 from crossmath.finetuning.rewards import StepWeightedReward
 from crossmath.finetuning.rollouts import Rollout
-from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.finetuning.train_settings import LoraSettings, TrainSettings
 from crossmath.finetuning.worker_model import prepare_worker_model
 from tests.test_train_loop import CrashAfter
 

@@ -17,21 +17,18 @@ import torch
 
 from crossmath.finetuning.collate import ExampleEncoder, with_reply
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
-from crossmath.finetuning.grpo import GrpoSettings, policy_update, update_batches
+from crossmath.finetuning.grpo import policy_update, update_batches
+from crossmath.finetuning.grpo_settings import GrpoSettings
 from crossmath.finetuning.local import LocalEnv
-from crossmath.finetuning.modeling import (
-    LoraSettings,
-    ModelSpec,
-    Precision,
-    add_lora,
-    load_base_model,
-)
+from crossmath.finetuning.model_spec import ModelSpec
+from crossmath.finetuning.modeling import Precision, add_lora, load_base_model
 from crossmath.finetuning.objective import group_advantages, grpo_token_loss, k3_kl
 from crossmath.finetuning.policy_passes import (
     PromptVision,
     load_reference_adapter,
     train_without_dropout,
 )
+from crossmath.finetuning.train_settings import LoraSettings
 
 
 def test_advantages_are_normalised_within_each_group_with_the_sample_std() -> None:

@@ -10,20 +10,18 @@ import torch
 
 from crossmath.finetuning.collate import EncodedExample, ExampleEncoder, collate
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
-from crossmath.finetuning.modeling import (
-    LoraSettings,
-    ModelSpec,
-    add_lora,
-    load_base_model,
-)
+from crossmath.finetuning.model_spec import ModelSpec
+from crossmath.finetuning.modeling import add_lora, load_base_model
 from crossmath.finetuning.rollouts import (
     Rollout,
     RolloutGenerator,
     placeholder_token_ids,
     rollout_identity,
 )
+from crossmath.finetuning.train_settings import LoraSettings
 from crossmath.models.checkpoint_loading import stop_token_ids
-from crossmath.models.sampling import SamplingSettings, SeededSampler, sequence_keys
+from crossmath.models.sampling import SeededSampler, sequence_keys
+from crossmath.models.sampling_settings import SamplingSettings
 
 CPU = torch.device("cpu")
 SEED = 7

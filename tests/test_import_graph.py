@@ -11,6 +11,7 @@ moving it to the top of its module would break the import, so it would only be h
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,10 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imported(name: str, *, in_functions: bool) -> set[str]:
-    """The crossmath modules module ``name`` imports (with those in functions or not)."""
+@functools.cache  # each file read once for all the tests here
+def imports_of(name: str, *, in_functions: bool) -> frozenset[str]:
+    """Every module name module ``name`` imports, crossmath's or not (with those in functions
+    or not); ``from a import b`` gives both ``a`` and ``a.b``."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -38,10 +41,16 @@ def imported(name: str, *, in_functions: bool) -> set[str]:
                 continue  # annotations only: never imported at run time
             at_top = top and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             if isinstance(child, (ast.Import, ast.ImportFrom)) and (at_top or in_functions):
-                found.update(target for target in _targets(child, package) if target in MODULES)
+                found.update(_targets(child, package))
             visit(child, at_top)
 
     visit(ast.parse(path.read_text(encoding="utf-8")), True)
+    return frozenset(found)
+
+
+def imported(name: str, *, in_functions: bool) -> set[str]:
+    """The crossmath modules module ``name`` imports (with those in functions or not)."""
+    found = {target for target in imports_of(name, in_functions=in_functions) if target in MODULES}
     for target in list(found):  # the packages an import runs on its way to the module
         parts = target.split(".")
         for end in range(2, len(parts)):
@@ -102,3 +111,41 @@ def test_the_cycle_finder_finds_a_cycle_through_a_lazy_import():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
     assert cycles({**graph, "c": set()}) == []
+
+
+# --- the doors stay light ----------------------------------------------------------------------
+
+HEAVY = ("torch", "transformers", "peft", "mlflow", "ray")  # seconds of CPU to import, together
+# Commands whose door (every option checked) is reached without any of them: a wrong option, a
+# ``crossmath check`` and ``--help`` answer in about a second. The job's own heavy modules load
+# in ``main``, past the door (``crossmath.report`` reads MLflow as its job, so is left out).
+LIGHT_COMMANDS = ("crossmath.run", "crossmath.train", "crossmath.serve", "crossmath.score",
+                  "crossmath.render", "crossmath.generate", "crossmath.lint", "crossmath.cli")
+
+
+def loaded_on_import(name: str) -> set[str]:
+    """The crossmath modules that importing ``name`` runs: its module-level imports, followed."""
+    loaded, waiting = set(), [name]
+    while waiting:
+        module = waiting.pop()
+        if module not in loaded:
+            loaded.add(module)
+            waiting.extend(imported(module, in_functions=False))
+    return loaded
+
+
+def heavy_imports(name: str) -> list[str]:
+    """Each module-level import of a ``HEAVY`` package on the way of importing ``name``."""
+    return sorted(f"{module} imports {target}" for module in loaded_on_import(name)
+                  for target in imports_of(module, in_functions=False)
+                  if target.split(".")[0] in HEAVY)
+
+
+@pytest.mark.parametrize("command", LIGHT_COMMANDS)
+def test_a_command_reaches_its_door_without_torch_ray_or_mlflow(command):
+    assert len(loaded_on_import(command)) > 5  # the imports were followed
+    assert heavy_imports(command) == []
+
+
+def test_the_check_sees_a_heavy_import_on_the_way():
+    assert "crossmath.finetuning.modeling imports torch" in heavy_imports("crossmath.finetuning.job")

@@ -6,14 +6,15 @@ import pytest
 import torch
 
 from crossmath.models.sampling import (
-    SamplingSettings,
     SeededSampler,
     gumbel_noise,
     sequence_key,
     sequence_keys,
     uniform_noise,
     uniform_noise_at,
+    warp,
 )
+from crossmath.models.sampling_settings import SamplingSettings
 
 
 def test_keys_depend_on_seed_and_identity_only():
@@ -57,14 +58,14 @@ def test_gumbel_max_samples_follow_softmax_of_the_warped_logits():
 
 def test_top_k_and_top_p_cut_the_tail_before_the_draw():
     logits = torch.tensor([[3.0, 2.0, 1.0, 0.0, -1.0]])
-    top_k = SamplingSettings(top_k=2).warp(logits)
+    top_k = warp(logits, SamplingSettings(top_k=2))
     assert torch.isinf(top_k[0, 2:]).all() and torch.isfinite(top_k[0, :2]).all()
     probabilities = logits.softmax(-1)[0]  # 0.636, 0.234, 0.086, ...
-    top_p = SamplingSettings(top_p=0.8).warp(logits)  # 0.636 < 0.8: the second token stays
+    top_p = warp(logits, SamplingSettings(top_p=0.8))  # 0.636 < 0.8: the second token stays
     assert torch.isfinite(top_p[0, :2]).all() and torch.isinf(top_p[0, 2:]).all()
     assert probabilities[0] < 0.8 < probabilities[:2].sum()
     shuffled = logits[:, [3, 0, 4, 1, 2]]  # the cut follows the values, not the positions
-    assert torch.equal(torch.isinf(SamplingSettings(top_p=0.8).warp(shuffled)),
+    assert torch.equal(torch.isinf(warp(shuffled, SamplingSettings(top_p=0.8))),
                        torch.tensor([[True, False, True, False, True]]))
     n = 5_000
     keys = sequence_keys(2, [str(i) for i in range(n)])
@@ -109,5 +110,5 @@ def test_top_p_keeps_or_cuts_tied_scores_together():
     """[2, 1, 1, 0]: probabilities 0.53, 0.20, 0.20, 0.07. At top_p 0.6 both 1s stay (the mass
     scored higher than either is 0.53), whichever way a sort orders them."""
     for logits in (torch.tensor([[2.0, 1.0, 1.0, 0.0]]), torch.tensor([[1.0, 0.0, 2.0, 1.0]])):
-        kept = torch.isfinite(SamplingSettings(top_p=0.6).warp(logits))
+        kept = torch.isfinite(warp(logits, SamplingSettings(top_p=0.6)))
         assert kept.sum() == 3 and not kept[0, (logits[0] == 0).nonzero()[0, 0]]

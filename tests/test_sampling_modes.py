@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from crossmath.models.sampling import SamplingSettings
 from crossmath.models.sampling_modes import DecodingRule, checkpoint_rule, decoding_rule
+from crossmath.models.sampling_settings import SamplingSettings
 
 CONFIG = dict(temperature=0.5, top_k=7, top_p=0.9, repetition_penalty=1.1)
 

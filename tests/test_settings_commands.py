@@ -19,10 +19,10 @@ from crossmath.core.errors import ConfigError
 from crossmath.drawing import Style, load_style
 from crossmath.finetuning.collate import ExampleEncoder
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
-from crossmath.finetuning.grpo import GrpoSettings
+from crossmath.finetuning.grpo_settings import GrpoSettings
 from crossmath.finetuning.job import build_dataset, method_job
 from crossmath.finetuning.modeling import load_processor_for
-from crossmath.finetuning.ray_trainer import RayScaling
+from crossmath.finetuning.scaling import RayScaling
 from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.models import prompts
 from crossmath.models.openai_server import FaultPlan

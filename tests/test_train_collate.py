@@ -8,12 +8,9 @@ import torch
 
 from crossmath.finetuning.collate import IGNORE_INDEX, collate
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
-from crossmath.finetuning.modeling import (
-    LoraSettings,
-    add_lora,
-    load_base_model,
-)
+from crossmath.finetuning.modeling import add_lora, load_base_model
 from crossmath.finetuning.sft_step import summed_target_loss
+from crossmath.finetuning.train_settings import LoraSettings
 from crossmath.models.config import backend_arguments
 from crossmath.models.prompts import load_prompt_template, puzzle_request
 

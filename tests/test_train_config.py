@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from crossmath.finetuning.dataset import TrainingSetSpec
-from crossmath.finetuning.modeling import check_trainable
+from crossmath.finetuning.model_spec import check_trainable
 from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.orchestration import local_steps
 from jobs import train_then_eval

@@ -11,15 +11,10 @@ from crossmath.finetuning.checkpoints import ADAPTER_DIR
 from crossmath.finetuning.dataset import TrainingSetSpec, build_training_set
 from crossmath.finetuning.local import LocalEnv, train_locally
 from crossmath.finetuning.loop import TrainJob
-from crossmath.finetuning.modeling import (
-    LoraSettings,
-    ModelSpec,
-    add_lora,
-    load_base_model,
-    load_processor_for,
-)
+from crossmath.finetuning.model_spec import ModelSpec
+from crossmath.finetuning.modeling import add_lora, load_base_model, load_processor_for
 from crossmath.finetuning.schedule import Schedule
-from crossmath.finetuning.train_settings import TrainSettings
+from crossmath.finetuning.train_settings import LoraSettings, TrainSettings
 
 
 def test_schedule_covers_each_epoch_once_and_splits_it_between_workers() -> None:

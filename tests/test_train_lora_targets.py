@@ -12,12 +12,12 @@ from PIL import Image
 
 from crossmath.finetuning.lora_targets import AdapterCensus
 from crossmath.finetuning.modeling import (
-    LoraSettings,
     adapter_census,
     add_lora,
     load_base_model,
     log_adapter_census,
 )
+from crossmath.finetuning.train_settings import LoraSettings
 from crossmath.models.tiny_families import build_tiny_family, with_mm_token_types
 
 ATTENTION = ("k_proj", "o_proj", "q_proj", "v_proj")

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.model_spec import ModelSpec
 from crossmath.models.base import Prompt
 from crossmath.models.hf import chat_prompt_text, decode_png, image_size_kwargs
 from crossmath.models.prompts import puzzle_layout

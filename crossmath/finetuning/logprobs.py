@@ -19,8 +19,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from crossmath.finetuning.collate import IGNORE_INDEX
-
-LOGPROB_CHUNK = 1024  # positions per output-head call: ~0.6 GB of fp32 logits at a 152k vocabulary
+from crossmath.finetuning.train_settings import LOGPROB_CHUNK
 
 
 def target_positions(labels: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from crossmath.finetuning.batches import BatchMaker
 from crossmath.finetuning.checkpoints import resume
 from crossmath.finetuning.collate import ExampleEncoder
 from crossmath.finetuning.dataset import split_validation
-from crossmath.finetuning.modeling import ModelSpec
+from crossmath.finetuning.model_spec import ModelSpec
 from crossmath.finetuning.optimization import adamw
 from crossmath.finetuning.reporting import WindowClock
 from crossmath.finetuning.schedule import Schedule

@@ -15,14 +15,14 @@ a warning, since that is how a hybrid model's linear-attention layers went untra
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-AUTO = "auto"
+from crossmath.finetuning.train_settings import AUTO
+
 ATTENTION_CHILDREN = ("self_attn", "linear_attn", "attn", "attention")
 LAYER_TYPE_OF_CHILD = {"linear_attn": "linear_attention"}  # any other attention: full
 
@@ -146,9 +146,3 @@ def _is_adapted(module: torch.nn.Module) -> bool:
 def _ranges(indices: list[int]) -> str:
     text = ",".join(map(str, indices[:12]))
     return text + ("..." if len(indices) > 12 else "")
-
-
-def target_regex(module: str, names: Sequence[str], blocks: str = "") -> str:
-    """A regular expression (peft full-matches it) for modules called ``names`` under ``module``."""
-    alternatives = "|".join(re.escape(n) for n in names)
-    return rf"(?:.*\.)?{re.escape(module)}\.{blocks}(?:.*\.)?(?:{alternatives})"

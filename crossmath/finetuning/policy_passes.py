@@ -33,7 +33,6 @@ from crossmath.finetuning.modeling import TRAINED_ADAPTER, unwrap
 
 log = logging.getLogger(__name__)
 
-KL_REFERENCES = ("base", "init")
 REFERENCE_ADAPTER = "reference"
 
 

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 import torch
 
+from crossmath.finetuning.scaling import RayScaling
 from crossmath.finetuning.worker_protocol import WorkerJob
 
 
@@ -117,14 +118,6 @@ def _train_loop(config: dict[str, Any]) -> None:
     # per layer type) and warnings would not reach the driver's console.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config["job"].run(RayEnv())
-
-
-@dataclass(frozen=True)
-class RayScaling:
-    num_workers: int = 2
-    use_gpu: bool = False
-    cpus_per_worker: float = 1
-    max_failures: int = 0
 
 
 def fit(job: WorkerJob, scaling: RayScaling, *, storage_path: str | Path, name: str):

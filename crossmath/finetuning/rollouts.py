@@ -37,8 +37,9 @@ from transformers import SuppressTokensLogitsProcessor
 from crossmath.finetuning.collate import EncodedExample, collate, padding_token_id
 from crossmath.models.checkpoint_loading import stop_token_ids
 from crossmath.models.decoding import Decoder, DecodeStats, RowPlan
-from crossmath.models.sampling import SamplingSettings, sequence_key
+from crossmath.models.sampling import sequence_key
 from crossmath.models.sampling_modes import DecodingRule
+from crossmath.models.sampling_settings import SamplingSettings
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,58 @@
-"""The ``train`` config group as the training loops read it: ``TrainSettings``, checked."""
+"""The ``train`` config group as the training loops read it: ``TrainSettings``, checked, with
+its adapters' ``LoraSettings`` (``train.lora``). Plain values, without torch: the door
+(``crossmath.settings.train``) reads them before anything heavy loads.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from crossmath.finetuning.modeling import LoraSettings
 from crossmath.settings.sections import check_at_least_one, check_known_fields
+
+AUTO = "auto"  # target_modules: every linear projection of the decoder layers (lora_targets)
+VISION_MODES = ("frozen", "lora", "full")
+LOGPROB_CHUNK = 1024  # positions per output-head call: ~0.6 GB of fp32 logits at a 152k vocabulary
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """Where adapters go and how big they are (``train.lora`` in ``conf/train/lora.yaml``)."""
+
+    rank: int = 16
+    alpha: float = 32
+    dropout: float = 0.05
+    language_model: str = "language_model"
+    target_modules: Sequence[str] | str = AUTO  # auto: every linear projection of the decoder layers
+    extra_target_modules: Sequence[str] = ()
+    vision_tower: str = "frozen"
+    vision_module: str = "visual"
+    vision_target_modules: Sequence[str] = ("qkv", "proj", "gate_proj", "up_proj", "down_proj")
+
+    def __post_init__(self) -> None:
+        if self.vision_tower not in VISION_MODES:
+            raise ValueError(f"train.lora.vision_tower must be one of {VISION_MODES}, "
+                             f"got {self.vision_tower!r}")
+        if self.rank < 1:
+            raise ValueError(f"train.lora.rank must be at least 1, got {self.rank}")
+        if not self.target_modules:
+            raise ValueError("train.lora.target_modules is empty")
+
+    def target_pattern(self, names: Sequence[str]) -> str:
+        """The regular expression (peft full-matches it) naming every adapted module, with
+        ``names`` the language model's targets (``target_modules`` resolved for the model)."""
+        parts = [target_regex(self.language_model, names)]
+        if self.vision_tower == "lora":
+            parts.append(target_regex(self.vision_module, self.vision_target_modules, r"blocks\.\d+\."))
+        parts += [re.escape(name) for name in self.extra_target_modules]
+        return "|".join(f"(?:{p})" for p in parts)
+
+
+def target_regex(module: str, names: Sequence[str], blocks: str = "") -> str:
+    """A regular expression (peft full-matches it) for modules called ``names`` under ``module``."""
+    alternatives = "|".join(re.escape(n) for n in names)
+    return rf"(?:.*\.)?{re.escape(module)}\.{blocks}(?:.*\.)?(?:{alternatives})"
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from crossmath.finetuning.collate import padding_token_id
+from crossmath.finetuning.model_spec import ModelSpec
 from crossmath.finetuning.modeling import (
-    ModelSpec,
     Precision,
     adapter_census,
     add_lora,

@@ -42,8 +42,9 @@ import torch
 from transformers import DynamicCache
 
 from crossmath.models.kv_cache import kv_store_type
-from crossmath.models.sampling import SamplingSettings, SeededSampler
+from crossmath.models.sampling import SeededSampler
 from crossmath.models.sampling_modes import DecodingRule
+from crossmath.models.sampling_settings import SamplingSettings
 
 LogitsProcessorFactory = Callable[[], list]
 

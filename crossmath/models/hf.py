@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # annotations only: torch and transformers load where the bac
     import torch
 
     from crossmath.models.decoding import DecodeStats, LogitsProcessorFactory, RowOutput
-    from crossmath.models.sampling import SamplingSettings
+    from crossmath.models.sampling_settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 

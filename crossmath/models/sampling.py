@@ -19,11 +19,11 @@ signature of a transformers ``LogitsProcessor`` and can be passed in a ``logits_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from crossmath.models.sampling_settings import SamplingSettings
 from crossmath.models.sequence_keys import sequence_key
 
 _MASK32 = 0xFFFFFFFF
@@ -79,46 +79,32 @@ def gumbel_noise_at(keys: torch.Tensor, step: int, tokens: torch.Tensor) -> torc
     return -torch.log(-torch.log(uniform_noise_at(keys, step, tokens)))
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How logits become a distribution before the draw: temperature, then top-k, then top-p."""
+def warp(scores: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
+    """Float32 logits with ``settings``' temperature applied and the cut-off tokens (top-k,
+    then top-p) at ``-inf``."""
+    scores = scores.float() / settings.temperature
+    if 0 < settings.top_k < scores.shape[-1]:
+        kth = torch.topk(scores, settings.top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if settings.top_p < 1:
+        ordered, order = torch.sort(scores, dim=-1, descending=True)
+        drop_sorted = top_p_drops(ordered, settings.top_p)
+        drop = torch.empty_like(drop_sorted).scatter_(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
+    return scores
 
-    temperature: float = 1.0
-    top_k: int = 0  # 0: no cut
-    top_p: float = 1.0
 
-    def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0 for sampling, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
-
-    def warp(self, scores: torch.Tensor) -> torch.Tensor:
-        """Float32 logits with temperature applied and the cut-off tokens at ``-inf``."""
-        scores = scores.float() / self.temperature
-        if 0 < self.top_k < scores.shape[-1]:
-            kth = torch.topk(scores, self.top_k, dim=-1).values[..., -1:]
-            scores = scores.masked_fill(scores < kth, float("-inf"))
-        if self.top_p < 1:
-            ordered, order = torch.sort(scores, dim=-1, descending=True)
-            drop_sorted = self.top_p_drops(ordered)
-            drop = torch.empty_like(drop_sorted).scatter_(-1, order, drop_sorted)
-            scores = scores.masked_fill(drop, float("-inf"))
-        return scores
-
-    def top_p_drops(self, ordered: torch.Tensor) -> torch.Tensor:
-        """Which of the descending ``ordered`` scores top-p cuts: a token stays if the mass of
-        the tokens scored strictly higher is below ``top_p`` (the first always stays). Equal
-        scores stay or go together, so the cut never depends on how a sort orders ties."""
-        probabilities = ordered.softmax(dim=-1)
-        before = probabilities.cumsum(dim=-1) - probabilities
-        positions = torch.arange(ordered.shape[-1], device=ordered.device).expand_as(ordered)
-        starts = torch.ones_like(ordered, dtype=torch.bool)
-        starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
-        first_of_tie = positions.masked_fill(~starts, 0).cummax(dim=-1).values
-        return before.gather(-1, first_of_tie) >= self.top_p
+def top_p_drops(ordered: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Which of the descending ``ordered`` scores top-p cuts: a token stays if the mass of
+    the tokens scored strictly higher is below ``top_p`` (the first always stays). Equal
+    scores stay or go together, so the cut never depends on how a sort orders ties."""
+    probabilities = ordered.softmax(dim=-1)
+    before = probabilities.cumsum(dim=-1) - probabilities
+    positions = torch.arange(ordered.shape[-1], device=ordered.device).expand_as(ordered)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    first_of_tie = positions.masked_fill(~starts, 0).cummax(dim=-1).values
+    return before.gather(-1, first_of_tie) >= top_p
 
 
 class SeededSampler:
@@ -136,7 +122,7 @@ class SeededSampler:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         step = self._step(input_ids)
-        warped = self.settings.warp(scores)
+        warped = warp(scores, self.settings)
         noise = gumbel_noise(self.keys.to(scores.device), step, scores.shape[-1])
         return warped + noise
 
@@ -159,7 +145,7 @@ class SeededSampler:
         overflow = values[:, -1] == kth[:, 0]  # descending: the last candidate ties the k-th
         values = values.masked_fill(values < kth, float("-inf"))
         if self.settings.top_p < 1:
-            values = values.masked_fill(self.settings.top_p_drops(values), float("-inf"))
+            values = values.masked_fill(top_p_drops(values, self.settings.top_p), float("-inf"))
         noise = gumbel_noise_at(self.keys.to(scores.device), step, tokens)
         chosen = tokens.gather(1, (values + noise).argmax(dim=-1, keepdim=True))[:, 0]
         if overflow.any():

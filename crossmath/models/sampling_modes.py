@@ -20,7 +20,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Mapping
 
-from crossmath.models.sampling import SamplingSettings
+from crossmath.models.sampling_settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from crossmath.drawing import Style
 from crossmath.finetuning.dataset import TrainingSetSpec
-from crossmath.finetuning.grpo import GrpoSettings
-from crossmath.finetuning.modeling import ModelSpec, check_trainable
-from crossmath.finetuning.ray_trainer import RayScaling
+from crossmath.finetuning.grpo_settings import GrpoSettings
+from crossmath.finetuning.model_spec import ModelSpec, check_trainable
+from crossmath.finetuning.scaling import RayScaling
 from crossmath.finetuning.study_data import STUDY_SOURCE, study_folder
 from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.models.prompts import DEFAULT_PROMPT
