@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,9 @@ from pathlib import Path
 from crossmath.pipeline.shards import PredictionStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# A line Ray forwards from one of its processes to the driver's terminal, whenever it arrives:
+# "(raylet) ..." or "(MapWorker(...) pid=123) ...", maybe coloured
+RAY_FORWARDED = re.compile(r"^(\x1b\[[0-9;]*m)?\((raylet|.*? pid=\d+)\)")
 
 
 def command_env(**extra: str) -> dict[str, str]:
@@ -91,6 +95,12 @@ def settled_request_ids(out: Path) -> set[str]:
             return current
         previous = current
         time.sleep(3)
+
+
+def last_own_line(stderr: str) -> str:
+    """The command's own last line on ``stderr``: lines Ray forwarded from its processes left out
+    (a raylet's warning, e.g. of a nearly full disk, can land after the command's last word)."""
+    return [line for line in stderr.strip().splitlines() if not RAY_FORWARDED.match(line)][-1]
 
 
 def outputs_by_request(predictions) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import command_env, joining
+from tests.support import command_env, joining, last_own_line
 
 MAX_LINES = 30
 
@@ -72,8 +72,8 @@ def test_a_failure_inside_ray_ends_with_its_cause(tmp_path, ray_local):
         tmp_path, "model._target_=tests.doubles.BrokenBackend", "+model.message=out of cheese",
         "data.n=2", "samples=1", "modalities=[text]", joining(ray_local)), cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-3000:]
-    last = done.stderr.strip().splitlines()[-1]
-    assert last == "crossmath.run: failed in a Ray worker: RuntimeError: out of cheese"
+    assert last_own_line(done.stderr) == \
+        "crossmath.run: failed in a Ray worker: RuntimeError: out of cheese"
     assert done.stderr.count("out of cheese") <= 3  # the cause once, not once per wrapper
 
 

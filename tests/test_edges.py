@@ -32,7 +32,7 @@ from crossmath.summary.views import compare_runs
 from crossmath.tasks.crossmath.sources import ReleaseImagesMissing
 from crossmath.tracking.run_end import END_CAUSE_TAG
 from tests.conftest import OFFICIAL_STYLES
-from tests.support import command_env, run_command, wait_until_gone
+from tests.support import command_env, last_own_line, run_command, wait_until_gone
 from tests.test_reporting import _evaluation
 
 # The quick start's evaluation (python -m crossmath.run model=tiny-random) as main had it
@@ -113,7 +113,7 @@ def test_sigterm_stops_a_run_within_seconds_and_the_rerun_finishes_it(
     stopped_at = time.monotonic()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM and time.monotonic() - stopped_at < 10
-    assert stderr.strip().splitlines()[-1].startswith("crossmath.run: stopped by SIGTERM")
+    assert last_own_line(stderr).startswith("crossmath.run: stopped by SIGTERM")
     assert "Traceback" not in stderr
     # the Ray it started goes with it: its workers notice their raylet's end and exit within
     # moments (the bound only keeps a leak from hanging the test)
