@@ -86,7 +86,7 @@ def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local,
         "scaling.num_workers=1",
         "--eval", *common, "data.n=2", "styles=[original]", "samples=1", "model.sampling=greedy"])
     assert status == 0
-    printed = capfd.readouterr().out  # the steps' own output too: they share this process's
+    printed = capfd.readouterr().out  # the steps' output too: they print to this stdout
     sft = out / "sft"
     assert "(from fresh adapters)" in printed and f"adapter: {sft / 'adapter'}" in printed
 
