@@ -80,17 +80,24 @@ def test_the_guard_fails_what_the_code_swallows_and_lets_marked_tests_be(pyteste
                                  "*listens on*(a server)*"])
 
 
-def test_the_fast_tier_runs_first_then_the_longest_slow_files(pytester) -> None:
+@pytest.mark.parametrize("workers, order", [
+    ("1", ["test_b_fast.py"] * 4 + ["test_grpo_e2e.py", "test_a_slow.py"]),
+    # two shares of three, each the fast tests first: the long file in one, the short one in
+    # the other, at the end of its share where an idle worker steals
+    ("2", ["test_b_fast.py"] * 2 + ["test_grpo_e2e.py"] + ["test_b_fast.py"] * 2 + ["test_a_slow.py"]),
+])
+def test_each_workers_share_runs_the_fast_tier_first_then_its_longest_slow_files(
+        pytester, monkeypatch, workers, order) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", workers)
     pytester.makeini('[pytest]\nmarkers =\n    slow: slow\n')
     pytester.makeconftest("from tests.tiers import *  # noqa: F401,F403\n")
     slow = "import pytest\n\n@pytest.mark.slow\ndef test_slow():\n    pass\n"
-    pytester.makepyfile(test_a_slow=slow, test_b_fast="def test_fast():\n    pass\n",
-                        test_grpo_e2e=slow)
+    fast = "".join(f"def test_fast_{i}():\n    pass\n" for i in range(4))
+    pytester.makepyfile(test_a_slow=slow, test_b_fast=fast, test_grpo_e2e=slow)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q",
                                           "--import-mode=importlib")  # names taken in this run
-    assert [line.split("::")[0] for line in result.outlines if "::" in line] == [
-        "test_b_fast.py", "test_grpo_e2e.py", "test_a_slow.py"]
+    assert [line.split("::")[0] for line in result.outlines if "::" in line] == order
 
 
 def test_the_longest_files_exist() -> None:
-    assert {path.name for path in Path(__file__).parent.glob("test_*.py")} >= LONGEST_FILES
+    assert {path.name for path in Path(__file__).parent.glob("test_*.py")} >= LONGEST_FILES.keys()
