@@ -98,7 +98,7 @@ def run_fixed_rows(puzzle_set: PuzzleSet, plan: RequestPlan, model_config: dict,
                       for i, unit in enumerate(units)]
     blocks = [pa.concat_tables(one_unit_calls[i:i + OLD_UNITS_PER_RENDER])
               for i in range(0, len(one_unit_calls), OLD_UNITS_PER_RENDER)]
-    dataset = ray.data.from_arrow(blocks).map_batches(
+    dataset = ray.data.from_blocks(blocks).map_batches(  # as the pipeline builds its dataset
         RenderImages, fn_constructor_kwargs={"styles": dict(plan.styles)},
         batch_size=OLD_UNITS_PER_RENDER, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=resources.render_actors), num_cpus=1,

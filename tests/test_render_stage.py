@@ -50,7 +50,7 @@ def units_by_key(rows: list[dict]) -> dict:
 def test_render_stage_on_ray_data(ray_local, calls):
     import ray
 
-    dataset = ray.data.from_arrow([call_table(call) for call in calls]).map_batches(
+    dataset = ray.data.from_blocks([call_table(call) for call in calls]).map_batches(
         RenderImages, fn_constructor_kwargs={"styles": STYLES}, batch_size=1, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1,
     )

@@ -152,7 +152,9 @@ def _execute(calls: list[dict], model_config: dict[str, Any], store: PredictionS
     from crossmath.pipeline.render_stage import RenderImages
 
     attach_release_images(calls)
-    dataset = ray.data.from_arrow([call_table(call) for call in calls])  # a block per call
+    # a block per call; from_blocks reads each block's metadata here, where from_arrow would
+    # send a remote task per block, starting task workers that nothing else in the run uses
+    dataset = ray.data.from_blocks([call_table(call) for call in calls])
     if any(needs_render(unit) for call in calls for unit in call["units"]):
         dataset = dataset.map_batches(
             RenderImages,
