@@ -67,11 +67,11 @@ def test_the_plan_evaluates_every_stage_alike_and_grpo_starts_from_the_sft_adapt
 
 @pytest.mark.slow
 def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local,
-                                          official_sample, capfd):
+                                          official_sample, tracking_db, capfd):
     models = tmp_path_factory.getbasetemp() / "models"
     build_tiny_random(models)
     study = write_study_folder(official_sample, tmp_path / "study")
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = f"sqlite:///{tracking_db}"  # migrated already: the first step need not
     # every step joins the session's Ray, as on a cluster: seven Ray starts fewer
     common = [f"model.model.cache_dir={models}", f"mlflow.tracking_uri={tracking}",
               joining(ray_local)]
