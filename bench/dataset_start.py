@@ -73,8 +73,8 @@ def measure(way: str, n: int, address: str, folder: Path) -> dict:
     watcher.start()
     try:
         result = run_pipeline(units, model, PredictionStore(str(folder)),
-                              StageResources(render_actors=1, infer_actors=1), prompt_id=plan.prompt_id,
-                              styles=plan.styles)
+                              StageResources(render_actors=1, infer_actors=1),
+                              prompt_id=plan.prompt_id, styles=plan.styles)
         wall = time.time() - started
     finally:
         done.set()

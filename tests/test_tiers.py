@@ -84,7 +84,8 @@ def test_the_guard_fails_what_the_code_swallows_and_lets_marked_tests_be(pyteste
     ("1", ["test_b_fast.py"] * 4 + ["test_grpo_e2e.py", "test_a_slow.py"]),
     # two shares of three, each the fast tests first: the long file in one, the short one in
     # the other, at the end of its share where an idle worker steals
-    ("2", ["test_b_fast.py"] * 2 + ["test_grpo_e2e.py"] + ["test_b_fast.py"] * 2 + ["test_a_slow.py"]),
+    ("2", ["test_b_fast.py"] * 2 + ["test_grpo_e2e.py"]
+     + ["test_b_fast.py"] * 2 + ["test_a_slow.py"]),
 ])
 def test_each_workers_share_runs_the_fast_tier_first_then_its_longest_slow_files(
         pytester, monkeypatch, workers, order) -> None:
