@@ -7,8 +7,9 @@ without the mark that does one of those things, when it does it, so the fast tie
 tests are added: an audit hook (``sys.addaudithook``) sees every process start and fork of
 the interpreter (Ray's own start included), a wrapped ``socket.listen`` sees a server, and a
 global optimizer-step hook of torch sees training. The fast tier also runs first in a full run
-(in each worker process, with pytest-xdist), so no Ray or server left by a slow test in the
-same process can make an unmarked test pass that uses it.
+(first in each pytest-xdist worker's share, see ``schedule_for_workers``), so no Ray or server
+left by a slow test in the same process can make an unmarked test pass that uses it (an idle
+worker that steals from another's queue may still run a few fast tests after slow ones).
 
 The tier must also stay under 90 s on a 2-core machine: a test that decodes at length with the
 tiny model, or costs more than ``FAST_TEST_CPU_S`` of CPU for another reason, is marked slow
