@@ -165,26 +165,24 @@ def logged_steps(tracking_uri: str, out: Path, metric: str) -> list[int]:
     return sorted(m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, metric))
 
 
-def train_until_first_checkpoint(overrides: list[str], cwd: Path, snapshot: Path,
-                                 timeout_s: float = 300, *, logged_past: tuple[str, Path, str] | None = None,
-                                 total_steps: int | None = None, joined=None) -> int:
-    """Run ``python -m crossmath.train`` with ``overrides`` in its own session and SIGKILL it
-    (Ray's processes included) once Ray Train has committed a checkpoint (``snapshot`` is the
-    run's ``checkpoint_manager_snapshot.json``); returns that checkpoint's step.
+def kill_after_first_checkpoint(command: list[str], cwd: Path, snapshot: Path,
+                                timeout_s: float = 300, *, logged_past: tuple[str, Path, str] | None = None,
+                                total_steps: int | None = None, joined=None) -> int:
+    """Run ``command`` (``python -m crossmath.train ...``, or a command that runs it as a step)
+    in its own session and SIGKILL it (Ray's processes included) once Ray Train has committed a
+    checkpoint (``snapshot`` is the run's ``checkpoint_manager_snapshot.json``); returns that
+    checkpoint's step.
 
-    ``joined``: a Ray (what ``ray_local`` yields) for the command to join, as on a cluster,
-    instead of starting its own; the killed job's workers are waited for.
+    ``joined``: the Ray (what ``ray_local`` yields) the command joins (``joining``), as on a
+    cluster, instead of starting its own; the killed job's workers are waited for.
 
     ``logged_past`` (tracking URI, out_dir, metric) waits further, until MLflow holds a step
     after the checkpoint's, so the resumed run has steps to repeat that were already logged;
     ``total_steps`` checks the kill left steps to run (the run did not finish first)."""
     log_path = cwd / "killed-run.log"
     with open(log_path, "w") as log:
-        if joined is not None:
-            overrides = [*overrides, joining(joined)]
-        process = subprocess.Popen([sys.executable, "-m", "crossmath.train", *overrides],
-                                   cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, env=command_env())
     deadline = time.monotonic() + timeout_s
 
     def ready() -> bool:

@@ -3,26 +3,38 @@ the whole sequence on CPU with the tiny VLM, a parquet fixture of MMMU and the s
 training set (base and SFT evaluated on CrossMath with the probe and on the transfer task, then
 one comparison in files and in MLflow).
 
+The end-to-end test is also the fine-tuning CLI's: the story is killed with SIGKILL once its SFT
+step (``python -m crossmath.train model=tiny-random``, two Ray Train workers, the tiny preset's
+sizes) has committed a checkpoint, and the same command run again must find the base
+evaluations done, continue the training from that checkpoint in the same MLflow run (each step
+logged once, the loss below 70% of its first value by the end), and evaluate the adapter, whose
+answers take the trained format where the base model's do not. One scenario for both, because
+each start of Ray Train or of an evaluation costs seconds of CPU here.
+
 The SFT stage trains as the study did, on a folder in the layout of its training set
 (``xuyige/CrossMath-Train``), built from the shared official sample by
 ``tests/study_fixture.py``: four of its puzzles are declared an evaluation set, so they must be
 reported and left out, one record is defective, and the seven others are trained on with the
-archives' own images."""
+archives' own images, beside generated puzzles (``dataset=mixed``)."""
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 
+import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
 from crossmath.finetuning.dataset import open_training_set
+from crossmath.metrics.transcription import TRANSCRIBE, TRANSCRIBED
 from crossmath.models.tiny import build_tiny_random
 from crossmath.orchestration.story_plan import PROBE_MODALITIES, plan_story
 from crossmath.story import main as story_main
 from crossmath.story import parse_args, story
 from tests.study_fixture import write_study_folder
-from tests.support import joining
+from tests.support import joining, kill_after_first_checkpoint
 from tests.test_transfer_main_job import write_mmmu
 
 
@@ -66,8 +78,8 @@ def test_the_plan_evaluates_every_stage_alike_and_grpo_starts_from_the_sft_adapt
 
 
 @pytest.mark.slow
-def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local,
-                                          official_sample, tracking_db, capfd):
+def test_the_story_killed_during_sft_resumes_and_runs_end_to_end_on_cpu(
+        tmp_path, tmp_path_factory, ray_local, official_sample, tracking_db, capfd):
     models = tmp_path_factory.getbasetemp() / "models"
     build_tiny_random(models)
     study = write_study_folder(official_sample, tmp_path / "study")
@@ -76,25 +88,74 @@ def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local,
     common = [f"model.model.cache_dir={models}", f"mlflow.tracking_uri={tracking}",
               joining(ray_local)]
     out = tmp_path / "story"
-    # the story in this process (its steps are still commands, each in its own process); one
-    # transfer task: the plan above asks several alike, and each costs two more evaluations
-    status = story_main([
-        "--model", "tiny-random", "--out", str(out),
-        "--tasks", f"mmmu-val={write_mmmu(tmp_path)}",
-        "--train", *common, "dataset=crossmath-train", f"dataset.path={study.folder}",
-        f"dataset.exclude_official={study.evaluation_jsonl}", "train.epochs=1",
-        "scaling.num_workers=1",
-        "--eval", *common, "data.n=2", "styles=[original]", "samples=1", "model.sampling=greedy"])
+    sft = out / "sft"
+    # one transfer task: the plan above asks several alike, and each costs two more evaluations.
+    # SFT on both sources (the study's set and generated puzzles, the tiny preset's 40) with the
+    # CLI's two workers: enough steps for a checkpoint, a kill and a loss that falls
+    argv = ["--model", "tiny-random", "--out", str(out),
+            "--tasks", f"mmmu-val={write_mmmu(tmp_path)}",
+            "--train", *common, "dataset=mixed", f"dataset.path={study.folder}",
+            f"dataset.exclude_official={study.evaluation_jsonl}",
+            "--eval", *common, "data.n=2", "styles=[original]", "samples=1", "model.sampling=greedy"]
+
+    # 1. the story as a command, killed (SIGKILL, its steps with it) once its SFT step has
+    #    committed a checkpoint and MLflow holds a step after it
+    killed_at = kill_after_first_checkpoint(
+        [sys.executable, "-m", "crossmath.story", *argv], tmp_path,
+        sft / "ray" / "lora" / "checkpoint_manager_snapshot.json",
+        logged_past=(tracking, sft, "train/loss"), joined=ray_local)
+    assert not (sft / "adapter").exists(), "the killed story must not have finished its SFT"
+
+    # 2. the same command again (in this process; its steps are still commands, each in its own
+    #    process): the base evaluations are found done, SFT continues from its checkpoint
+    status = story_main(argv)
     assert status == 0
     printed = capfd.readouterr().out  # the steps' output too: they print to this stdout
-    sft = out / "sft"
-    assert "(from fresh adapters)" in printed and f"adapter: {sft / 'adapter'}" in printed
+    asked_now = [int(n) for n in re.findall(r"requests \((\d+) run now", printed)]
+    # the base evaluations asked nothing again; the SFT ones asked everything
+    assert len(asked_now) == 4 and asked_now[:2] == [0, 0] and 0 not in asked_now[2:], printed
+    assert f"(resumed from step {killed_at})" in printed and f"adapter: {sft / 'adapter'}" in printed
+    assert killed_at >= 10  # the tiny preset's checkpoint_every
 
-    # the study's set: the evaluation set's puzzles and the defective record left out, counted
-    manifest = (sft / "data" / "manifest.json").read_text()
-    assert '"overlaps": 4' in manifest and '"defective": 1' in manifest and '"kept": 7' in manifest
+    # the study's set: the evaluation set's puzzles and the defective record left out, counted;
+    # generated puzzles beside them
+    manifest = json.loads((sft / "data" / "manifest.json").read_text())
+    assert manifest["sources"]["crossmath-train"] | {"overlaps": 4, "defective": 1, "kept": 7} == \
+        manifest["sources"]["crossmath-train"]
+    assert manifest["sources"]["generated"]["n_puzzles"] == 40
     names = set(open_training_set(sft / "data").read(columns=["name"]).column("name").to_pylist())
-    assert names == set(study.trained)
+    study_names = set(study.trained) | set(study.overlapping) | {study.defective}
+    assert names & study_names == set(study.trained) and len(names) == 7 + 40
+
+    # one training run across the kill, each step logged once, and it learned
+    client = MlflowClient(tracking)
+    (training,) = client.search_runs([client.get_experiment_by_name("crossmath-train").experiment_id])
+    assert training.info.status == "FINISHED"
+    assert training.data.tags["dataset_source"].startswith(f"crossmath-train:file://{study.folder} + generated:")
+    assert len(training.data.tags["dataset_content_fingerprint"]) == 16
+    assert {"train/loss", "train/lr", "train/tokens_per_s", "val/loss"} <= set(training.data.metrics)
+    history = client.get_metric_history(training.info.run_id, "train/loss")
+    final_step = max(m.step for m in history)
+    assert f"trained {final_step} sft steps" in printed and final_step > killed_at
+    assert sorted(m.step for m in history) == list(range(1, final_step + 1))  # once each
+    losses = {m.step: m.value for m in history}
+    assert sum(losses[s] for s in range(final_step - 2, final_step + 1)) / 3 < 0.7 * losses[1], losses
+    artifacts = {a.path for a in client.list_artifacts(training.info.run_id, "adapter")}
+    assert "adapter/adapter_model.safetensors" in artifacts
+
+    # each stage evaluated on CrossMath in its own folder, with the probe's two rounds (its own
+    # transcription asked back as text) and its report: the adapter answers anew, in the
+    # format it learned
+    def outputs(stage: str) -> list[str]:
+        (folder,) = (path.parent for path in (out / "eval" / stage).glob("*/*/*/predictions.parquet")
+                     if "generated" in str(path))
+        assert "Reading or reasoning" in (folder / "report.md").read_text(encoding="utf-8")
+        predictions = pq.read_table(folder / "predictions.parquet").to_pylist()
+        assert {p["modality"] for p in predictions} == {
+            "text", "image", "hybrid", TRANSCRIBE, TRANSCRIBED}, predictions
+        return [p["output"] for p in predictions if p["modality"] in ("text", "image", "hybrid")]
+    assert outputs("sft") and all(o.startswith("<answer>") for o in outputs("sft")), outputs("sft")
+    assert not any(o.startswith("<answer>") for o in outputs("base")), outputs("base")
 
     summary = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert [(s["stage"], s["model"]) for s in summary["stages"]] == [
@@ -112,10 +173,6 @@ def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local,
     assert "## CrossMath" in markdown and "## Transfer tasks" in markdown and "T − T̂" in markdown
     assert (sft / "adapter" / "adapter_config.json").is_file()
 
-    client = MlflowClient(tracking)
-    (training,) = client.search_runs([client.get_experiment_by_name("crossmath-train").experiment_id])
-    assert training.data.tags["dataset_source"] == f"crossmath-train:file://{study.folder}"
-    assert len(training.data.tags["dataset_content_fingerprint"]) == 16
     experiment = client.get_experiment_by_name("crossmath")
     runs = client.search_runs([experiment.experiment_id])
     story = [run for run in runs if run.data.tags.get("kind") == "comparison"]
@@ -126,3 +183,4 @@ def test_the_story_runs_end_to_end_on_cpu(tmp_path, tmp_path_factory, ray_local,
                  if "evaluation_id" in run.data.tags}
     assert evaluated == {(model, data) for model in ("tiny-random", "tiny-random-sft")
                          for data in ("generated-mixed-n2-seed0", "mmmu-val")}
+    assert len(runs) == 5  # one per evaluation (none doubled by the rerun), and the comparison

@@ -14,6 +14,7 @@ that moved off its starting point and that the main job loads.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from crossmath.finetuning.loop import TrainJob
 from crossmath.finetuning.model_spec import ModelSpec
 from crossmath.finetuning.train_settings import TrainSettings
 from crossmath.settings.train import DatasetSettings
-from tests.support import evaluate_tiny_adapter, train_until_first_checkpoint
+from tests.support import evaluate_tiny_adapter, joining, kill_after_first_checkpoint
 
 GRPO_METRICS = {"grpo/reward_mean", "grpo/reward_std", "grpo/zero_variance_groups",
                 "grpo/answer_tag_rate", "grpo/completion_tokens", "grpo/truncated_rate",
@@ -70,8 +71,9 @@ def test_grpo_from_an_sft_adapter_raises_its_reward_resumes_after_a_kill_and_the
 
     # 1. the CLI (2 workers, the tiny preset: 4 puzzles x 4 completions a step, lr 5e-3),
     #    killed once a checkpoint is committed and a later step logged
-    killed_at = train_until_first_checkpoint(
-        overrides, tmp_path, out / "ray" / "grpo" / "checkpoint_manager_snapshot.json",
+    killed_at = kill_after_first_checkpoint(
+        [sys.executable, "-m", "crossmath.train", *overrides, joining(ray_local)], tmp_path,
+        out / "ray" / "grpo" / "checkpoint_manager_snapshot.json",
         logged_past=(tracking_uri, out, "grpo/reward_mean"), total_steps=STEPS, joined=ray_local)
     assert not (out / "adapter").exists(), "the killed run must not have finished"
 

@@ -1,5 +1,7 @@
 """The perception probe in the main job: two rounds, identities that hold the transcription,
-exact scores with test doubles on the official sample, and the tiny VLM end to end."""
+exact scores with test doubles on the official sample. The tiny VLM runs the probe end to end
+in the fine-tuning story's test (``test_finetune_story.py``: both rounds, the decomposition of
+T−I, the report), with the rest of the main job."""
 
 from __future__ import annotations
 
@@ -132,25 +134,6 @@ def test_two_numbers_misread_give_exactly_the_expected_cell_accuracy(
     ev = outcome.evaluation
     assert ev.group("swapped", TRANSCRIBED, "original").macro.mean < \
         ev.group("swapped", "text", TEXT_STYLE).macro.mean
-
-
-@pytest.mark.slow
-def test_the_tiny_vlm_runs_the_probe_and_reports_the_decomposition(
-        ray_local, run_config, tiny_model_config):
-    outcome = evaluate(run_config(
-        "model=tiny-random", f"model.model.cache_dir={tiny_model_config['model']['cache_dir']}",
-        "model.sampling=greedy", "data.n=2", f"modalities=[text,image,{TRANSCRIBE}]",
-        "styles=[original]", "samples=1"))
-    assert outcome.complete and outcome.n_requests == 2 * 4
-    predictions = outcome.predictions.to_pylist()
-    assert {p["modality"] for p in predictions} == {"text", "image", TRANSCRIBE, TRANSCRIBED}
-    ev = outcome.evaluation
-    parts = [ev.gap("tiny-random", name, "macro_acc") for name in ("T-I", "T-That", "That-I")]
-    assert all(parts)
-    assert parts[1].estimate.gap + parts[2].estimate.gap == pytest.approx(parts[0].estimate.gap)
-    assert outcome.scores.probe.group("tiny-random").metric("cell_acc") is not None
-    report = (outcome.out_dir / "report.md").read_text(encoding="utf-8")
-    assert "Reading or reasoning" in report
 
 
 def test_transcribe_is_an_option_of_the_door_and_its_second_round_is_not(run_config):
