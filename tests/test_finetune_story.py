@@ -103,7 +103,8 @@ def test_the_story_killed_during_sft_resumes_and_runs_end_to_end_on_cpu(
     killed_at = kill_after_first_checkpoint(
         [sys.executable, "-m", "crossmath.story", *argv], tmp_path,
         sft / "ray" / "lora" / "checkpoint_manager_snapshot.json",
-        logged_past=(tracking, sft, "train/loss"), joined=ray_local)
+        logged_past=(tracking, sft, "train/loss"), joined=ray_local,
+        timeout_s=600)  # two evaluations come first: only a guard against a hang
     assert not (sft / "adapter").exists(), "the killed story must not have finished its SFT"
 
     # 2. the same command again (in this process; its steps are still commands, each in its own

@@ -6,19 +6,27 @@ T−I, the report), with the rest of the main job."""
 from __future__ import annotations
 
 import json
+import logging
 
 import mlflow
+import pyarrow.compute as pc
 import pytest
 
 from crossmath.metrics.transcription import TRANSCRIBE, TRANSCRIBED
 from crossmath.models.base import TEXT_STYLE
 from crossmath.models.prompts import DEFAULT_PROMPT, load_prompt_template, transcription_layout
+from crossmath.pipeline.calls import call_table, plan_calls
+from crossmath.pipeline.dataflow import attach_release_images
+from crossmath.pipeline.evaluation import plan_evaluation
 from crossmath.pipeline.evaluation import run_evaluation as evaluate
+from crossmath.pipeline.inference_stage import InferPredictions
+from crossmath.pipeline.shards import PREDICTION_SCHEMA, PredictionStore
+from crossmath.pipeline.units import pending_units
 from crossmath.puzzle.grid import is_number_token
 from crossmath.puzzle.synthesis import generate_puzzles
 from crossmath.runtime.errors import ConfigError
 from crossmath.settings.checks import resolved_styles
-from crossmath.settings.run import check_run_config
+from crossmath.settings.run import RunSettings, check_run_config
 from crossmath.tasks.crossmath.requests import RequestPlan
 from crossmath.tasks.crossmath.sources import official_puzzles
 from tests.doubles import swapped_cells
@@ -74,15 +82,54 @@ def test_each_transcription_is_shown_back_as_the_text_prompt_shows_a_grid():
     assert second["requests"][0]["request_id"] != request["request_id"]
 
 
+def test_the_inference_actor_asks_each_transcription_back_as_the_second_round_would(
+        run_config, official_sample, tmp_path):
+    """The stage itself, in this process (no Ray): a call of the first round is answered, then
+    its transcriptions' follow-ups, each saved as one shard; they are exactly the requests the
+    second round plans, so that round finds nothing left to ask."""
+    cfg = run_config("model=oracle", "model._target_=tests.doubles.CopyGridBackend",
+                     "model.name=copy-grid", "data=official", f"data.path={official_sample}",
+                     "data.n=3", "samples=1", f"modalities=[text,{TRANSCRIBE}]",
+                     "styles=[original]", f"out_dir={tmp_path / 'out'}")
+    settings = RunSettings.from_config(cfg)
+    planned = plan_evaluation(settings)
+    questions = planned.questions
+    units = questions.units(0, PREDICTION_SCHEMA.empty_table())
+    (call,) = plan_calls(units, settings.resources.call_capacity(planned.model_config),
+                         settings.styles)
+    attach_release_images([call])
+    store = PredictionStore(str(tmp_path / "out"))
+    stage = InferPredictions(planned.model_config, store.root, questions.prompt_id,
+                             follow_ups=questions.follow_ups(0))
+    done = stage(call_table(call))
+
+    first = {r["request_id"] for unit in units for r in unit["requests"]}
+    second_round = questions.units(1, store.read())
+    followed = {r["request_id"] for unit in second_round for r in unit["requests"]}
+    assert len(first) == 3 * 2 and len(followed) == 3  # a follow-up per transcription
+    ids = done.column("request_id").to_pylist()  # the call's answers, then its follow-ups'
+    assert set(ids[:len(first)]) == first and set(ids[len(first):]) == followed
+    assert len(list((tmp_path / "out" / "shards").glob("*.parquet"))) == 2  # call, follow-ups
+    assert not pending_units(second_round, store.latest_attempts(), max_attempts=1)
+    answers = store.read().filter(pc.equal(store.read()["modality"], TRANSCRIBED)).to_pylist()
+    assert all(a["error"] is None and a["pred"] for a in answers)  # solved from its own reading
+    assert questions.follow_ups(1) is None  # nothing follows the second round
+
+
 @pytest.mark.slow
 def test_a_perfect_transcriber_reads_every_cell_and_its_own_reading_solves_as_text(
-        ray_local, run_config, official_sample):
+        ray_local, run_config, official_sample, caplog):
     cfg = run_config("model=oracle", "model._target_=tests.doubles.CopyGridBackend",
                      "model.name=copy-grid", "data=official", f"data.path={official_sample}",
                      "samples=1", f"modalities=[text,image,{TRANSCRIBE}]",
                      f"styles=[{','.join(STYLES)}]")
-    outcome = evaluate(cfg)
-    assert outcome.complete and outcome.n_requests == 12 * (1 + 2 * 2 + 2)
+    with caplog.at_level(logging.INFO, logger="crossmath.pipeline.dataflow"):
+        outcome = evaluate(cfg)
+    assert outcome.complete and outcome.n_requests == outcome.n_run_now == 12 * (1 + 2 * 2 + 2)
+    # the second round was asked by the first round's actors, right after each transcription
+    rounds = [r.getMessage() for r in caplog.records if "to run" in r.getMessage()]
+    assert rounds == ["60 requests, 0 settled already, 60 to run",
+                      "24 requests, 24 settled already, 0 to run"], rounds
     probe = outcome.scores.probe
     for style in [*STYLES, "all"]:
         group = probe.group("copy-grid", style)

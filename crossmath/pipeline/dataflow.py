@@ -14,7 +14,10 @@ the model config) and hands each call to Ray Data as one row. Render actors work
 inference actors, and each inference actor holds the next call while it answers the current one
 (``CALLS_QUEUED_PER_ACTOR``), so a model never waits for its input between calls. An engine
 backend (``calls.streams_answers``: vLLM) gets the async stage of ``engine_stage`` instead,
-which answers two calls at once and saves each answer as it ends.
+which answers two calls at once and saves each answer as it ends. Where the task's next round
+follows this one answer by answer (``Questions.follow_ups``: the probe asks each transcription
+back as text), the batch stage asks each call's follow-ups right after it, on the model it has
+loaded: the next round finds them answered and starts nothing.
 
 Actor stages rely on Ray Data's defaults for failures: a dead actor (or a lost node) is
 restarted and its call retried. Only pending requests enter the pipeline (no saved answer, or
@@ -49,6 +52,7 @@ from crossmath.pipeline.calls import (
 )
 from crossmath.pipeline.shards import PredictionStore
 from crossmath.pipeline.units import pending_units
+from crossmath.tasks.questions import FollowUps
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +104,21 @@ class PipelineResult:
     predictions: pa.Table
     n_requests: int
     n_pending: int
+    n_followed_up: int = 0  # follow-ups of the next round answered already (``follow_ups``)
 
 
 def run_pipeline(units: list[dict], model_config: dict[str, Any], store: PredictionStore,
                  resources: StageResources, *, prompt_id: str, max_attempts: int = 1,
                  before_work: Callable[[], object] | None = None,
-                 styles: Mapping[str, Style] | None = None) -> PipelineResult:
+                 styles: Mapping[str, Style] | None = None,
+                 follow_ups: FollowUps | None = None) -> PipelineResult:
     """Answer every pending request of ``units`` (see ``units.pending_units``); return the
     latest prediction of every request they hold. ``before_work`` (connecting to Ray) is
     called only when some request is pending: nothing to run starts nothing. ``styles``: the
     units' styles, resolved at the door (the render actors draw with them; none are needed
-    when no unit is drawn)."""
+    when no unit is drawn). ``follow_ups`` (``Questions.follow_ups``): the next round's
+    requests that follow from these answers, which a batch backend's actors ask right after
+    them (an engine's leave them to the next round)."""
     wanted = {r["request_id"] for unit in units for r in unit["requests"]}
     pending = pending_units(units, store.latest_attempts(), max_attempts)
     n_pending = sum(len(unit["requests"]) for unit in pending)
@@ -124,7 +132,8 @@ def run_pipeline(units: list[dict], model_config: dict[str, Any], store: Predict
                  calls[-1]["sequences"])
         if before_work is not None:
             before_work()
-        answered = _execute(calls, model_config, store, resources, prompt_id, styles or {})
+        answered = _execute(calls, model_config, store, resources, prompt_id, styles or {},
+                            follow_ups)
     predictions = store.read()
     keep = pa.array([rid in wanted for rid in predictions.column("request_id").to_pylist()],
                     type=pa.bool_())
@@ -139,11 +148,12 @@ def run_pipeline(units: list[dict], model_config: dict[str, Any], store: Predict
     if missing:
         raise RuntimeError(f"{len(missing)} requests have no prediction after the run; rerun the "
                            f"same command to finish them (saved work is kept in {store.root})")
-    return PipelineResult(predictions, len(wanted), n_pending)
+    return PipelineResult(predictions, len(wanted), n_pending, len(answered - wanted))
 
 
 def _execute(calls: list[dict], model_config: dict[str, Any], store: PredictionStore,
-             resources: StageResources, prompt_id: str, styles: Mapping[str, Style]) -> set[str]:
+             resources: StageResources, prompt_id: str, styles: Mapping[str, Style],
+             follow_ups: FollowUps | None = None) -> set[str]:
     """Run the pipeline over ``calls``; returns the ids the inference actors say they saved."""
     import ray
 
@@ -172,7 +182,7 @@ def _execute(calls: list[dict], model_config: dict[str, Any], store: PredictionS
                                              max_tasks_in_flight_per_actor=CALLS_IN_FLIGHT,
                                              max_concurrent_calls_per_actor=CALLS_IN_FLIGHT)
     else:
-        stage = InferPredictions
+        stage, stage_kwargs["follow_ups"] = InferPredictions, follow_ups
         compute = ray.data.ActorPoolStrategy(size=resources.infer_actors,
                                              max_tasks_in_flight_per_actor=CALLS_QUEUED_PER_ACTOR)
     dataset = dataset.map_batches(

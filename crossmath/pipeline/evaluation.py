@@ -231,10 +231,11 @@ def _answer_rounds(planned: PlannedEvaluation, store: PredictionStore, settings:
                                    or (planned.model_config, questions.prompt_id))
         result = run_pipeline(units, model_config, store, settings.resources,
                               prompt_id=prompt_id, max_attempts=settings.max_attempts,
-                              before_work=start_work, styles=settings.styles)
+                              before_work=start_work, styles=settings.styles,
+                              follow_ups=questions.follow_ups(round_index))
         answered = pa.concat_tables([answered, result.predictions])
         n_requests += result.n_requests
-        n_run_now += result.n_pending
+        n_run_now += result.n_pending + result.n_followed_up
     return answered.sort_by("request_id"), n_requests, n_run_now
 
 

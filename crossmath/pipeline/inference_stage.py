@@ -7,6 +7,12 @@ call (one row of ``calls.CALL_SCHEMA``, planned to fill the backend) is answered
 is handed on: work finished is never lost, even if a later call crashes the actor, and a call
 Ray retries after a crash is answered whole again (the store keeps one copy of each request).
 
+When the task's next round follows this one answer by answer (``follow_ups``: the probe asks
+each transcription back as text, on the same model), the actor asks a call's follow-ups right
+after the call, as one more backend call and shard: the next round then finds them answered,
+and starts no actor and loads no model again. They are the very requests the next round would
+plan (the same function plans them), so the answers are the same whichever way they ran.
+
 A request the backend could not answer (its response's ``error`` is set) is saved as a failure,
 with no answer and its attempt number, so that the run can report it and a rerun can try it
 again. A backend that raises breaks its contract (a bug): the run stops with that cause. A
@@ -22,8 +28,9 @@ import pyarrow as pa
 from crossmath.metrics.answers import extract_answer
 from crossmath.models.base import ModelRequest, ModelResponse
 from crossmath.models.config import backend_arguments
-from crossmath.pipeline.calls import call_requests
+from crossmath.pipeline.calls import call_requests, call_table
 from crossmath.pipeline.shards import PredictionStore
+from crossmath.tasks.questions import FollowUps
 
 REQUEST_COLUMNS = ("request_id", "puzzle_id", "name", "difficulty", "modality", "style",
                    "sample", "attempt", "grid", "n_blanks", "value_range", "prompt_texts",
@@ -33,22 +40,30 @@ REQUEST_COLUMNS = ("request_id", "puzzle_id", "name", "difficulty", "modality", 
 class InferPredictions:
     """``map_batches`` callable: call rows in, one row per request (its id) out."""
 
-    def __init__(self, model_config: dict[str, Any], store_root: str, prompt_id: str) -> None:
+    def __init__(self, model_config: dict[str, Any], store_root: str, prompt_id: str,
+                 follow_ups: FollowUps | None = None) -> None:
         import hydra.utils
 
         self.backend = hydra.utils.instantiate(backend_arguments(model_config))
         self.store = PredictionStore(store_root)
         self.prompt_id = prompt_id
+        self.follow_ups = follow_ups
 
     def __call__(self, calls: pa.Table) -> pa.Table:
         if "units" not in calls.column_names:
             raise ValueError("inference stage: batch lacks column 'units'; "
                              f"it has {calls.column_names}")
-        return pa.concat_tables([self.answer(pa.Table.from_pylist(call_requests(call)))
-                                 for call in calls.to_pylist()])
+        saved: list[dict] = []
+        for call in calls.to_pylist():
+            predictions = self.answer(pa.Table.from_pylist(call_requests(call)))
+            saved += predictions
+            if self.follow_ups is not None:
+                saved += self._follow_up(call["call"], predictions)
+        return pa.table({"request_id": [p["request_id"] for p in saved],
+                         "failed": [p["error"] is not None for p in saved]})
 
-    def answer(self, batch: pa.Table) -> pa.Table:
-        """Request rows answered as one backend call and saved as one shard."""
+    def answer(self, batch: pa.Table) -> list[dict]:
+        """Request rows answered as one backend call and saved as one shard; the predictions."""
         missing = [c for c in REQUEST_COLUMNS if c not in batch.column_names]
         if missing:
             raise ValueError(f"inference stage: batch lacks column(s) {missing}")
@@ -57,8 +72,17 @@ class InferPredictions:
         responses = self._answer(requests)
         predictions = [self._prediction(row, response) for row, response in zip(rows, responses)]
         self.store.write_shard(predictions)
-        return pa.table({"request_id": [p["request_id"] for p in predictions],
-                         "failed": [p["error"] is not None for p in predictions]})
+        return predictions
+
+    def _follow_up(self, number: int, predictions: list[dict]) -> list[dict]:
+        """The follow-ups of call ``number``'s ``predictions`` (text requests, at most one per
+        prediction: they fit a call), answered as one more call and shard; their predictions."""
+        units = self.follow_ups(predictions)
+        if not units:
+            return []
+        call = {"call": number, "sequences": sum(len(u["requests"]) for u in units),
+                "units": units}
+        return self.answer(pa.Table.from_pylist(call_requests(call_table(call).to_pylist()[0])))
 
     def _answer(self, requests: list[ModelRequest]) -> list[ModelResponse]:
         """The backend's responses, checked to be one per request in order.

@@ -82,6 +82,11 @@ class Reference:
     table: pa.Table
 
 
+# The next round's units planned from some of this round's predictions (rows with at least
+# request_id, puzzle_id, style, modality, sample, output, error): ``Questions.follow_ups``.
+FollowUps = Callable[[list[dict]], list[dict]]
+
+
 class Questions(Protocol):
     """What one evaluation asks, and how its answers are scored."""
 
@@ -105,6 +110,13 @@ class Questions(Protocol):
     def units(self, round_index: int, answered: pa.Table) -> list[dict]:
         """The units of round ``round_index``; ``answered`` holds the earlier rounds'
         predictions (latest attempts)."""
+        ...
+
+    def follow_ups(self, round_index: int) -> FollowUps | None:
+        """When round ``round_index + 1`` is asked of the same model and each of its requests
+        follows from one prediction of this round: a picklable function that plans them from
+        any of this round's predictions, as ``units`` would. The inference actors then ask them
+        right after the answers they follow. None: the next round waits for this one."""
         ...
 
     def score(self, predictions: pa.Table) -> Scores:

@@ -21,6 +21,7 @@ from crossmath.metrics.probe import ProbeSummary, decomposition_metrics, score_p
 from crossmath.metrics.scorecard import Evaluation, evaluate_predictions
 from crossmath.metrics.transcription import TRANSCRIBE
 from crossmath.puzzle.consistency import Consistency
+from crossmath.puzzle.model import Puzzle
 from crossmath.puzzle.table import puzzles_to_table
 from crossmath.tasks.crossmath.identity import data_identity, prompts_identity
 from crossmath.tasks.crossmath.prediction_table import puzzle_prediction_table
@@ -82,6 +83,18 @@ class PuzzleScores:
         return flat
 
 
+@dataclass(frozen=True)
+class OwnTranscriptions:
+    """The probe's second round planned from any of the first round's predictions: each
+    answered transcription asked back as text (``RequestPlan.own_transcription_units``)."""
+
+    plan: RequestPlan
+    puzzles: tuple[Puzzle, ...]
+
+    def __call__(self, predictions: list[dict]) -> list[dict]:
+        return self.plan.own_transcription_units(self.puzzles, predictions)
+
+
 class PuzzleQuestions:
     """The puzzles of ``puzzle_set`` asked as ``plan`` says, named ``data_name``."""
 
@@ -122,6 +135,12 @@ class PuzzleQuestions:
         transcriptions = answered.filter(pc.equal(answered["modality"], TRANSCRIBE))
         return self.plan.own_transcription_units(self.puzzle_set.puzzles,
                                                  transcriptions.to_pylist())
+
+    def follow_ups(self, round_index: int) -> OwnTranscriptions | None:
+        """The probe's second round follows the first transcription by transcription."""
+        if round_index == 0 and self.plan.probes:
+            return OwnTranscriptions(self.plan, tuple(self.puzzle_set.puzzles))
+        return None
 
     def score(self, predictions: pa.Table) -> PuzzleScores:
         transcribed = pc.equal(predictions["modality"], TRANSCRIBE)

@@ -181,6 +181,10 @@ class TaskQuestions:
             return None
         return self.judge.model_config, self.judge.prompt_id
 
+    def follow_ups(self, round_index: int) -> None:
+        """The judge's rounds are another model's: each waits for the round before it."""
+        return None
+
     def units(self, round_index: int, answered: pa.Table) -> list[dict]:
         if round_index == 0:
             return [self._unit(item) for item in self.items]
