@@ -22,16 +22,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from ray_workers import workers_started  # (bench/ray_workers.py)
 
 WAYS = ("from_arrow", "from_blocks")  # the baseline first
 
 
 def measure(way: str, n: int, address: str, folder: Path) -> dict:
     """One pipeline run in this process, joined to the Ray at ``address``."""
-    import psutil
     import ray
 
     from crossmath.drawing import load_style
@@ -50,35 +50,12 @@ def measure(way: str, n: int, address: str, folder: Path) -> dict:
     units = plan.units(generated_puzzles(n, "easy", 0).puzzles)
     model = {"_target_": "crossmath.models.baselines.OracleBackend", "name": "oracle",
              "prompt": DEFAULT_PROMPT}
-    def ray_workers() -> dict[int, float]:
-        """Ray's worker processes now: pid -> CPU seconds so far."""
-        found = {}
-        for process in psutil.process_iter(["pid", "cmdline", "cpu_times"]):
-            command = " ".join(process.info["cmdline"] or [])
-            if "default_worker.py" in command or command.startswith("ray::"):
-                found[process.info["pid"]] = sum(process.info["cpu_times"][:2])
-        return found
-
-    before = set(ray_workers())
-    workers: dict[int, float] = {}  # the ones started during the run
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            workers.update({pid: cpu for pid, cpu in ray_workers().items() if pid not in before})
-            done.wait(0.1)
-
-    watcher = threading.Thread(target=watch)
-    started = time.time()
-    watcher.start()
-    try:
+    with workers_started() as workers:
+        started = time.time()
         result = run_pipeline(units, model, PredictionStore(str(folder)),
                               StageResources(render_actors=1, infer_actors=1),
                               prompt_id=plan.prompt_id, styles=plan.styles)
         wall = time.time() - started
-    finally:
-        done.set()
-        watcher.join()
     assert result.n_pending == result.n_requests > 0, result
     return {"way": way, "wall_s": round(wall, 2), "workers": len(workers),
             "worker_cpu_s": round(sum(workers.values()), 2)}

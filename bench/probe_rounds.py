@@ -19,23 +19,12 @@ import argparse
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from ray_workers import workers_started  # (bench/ray_workers.py)
+
 WAYS = ("second pass", "follow-ups")  # the baseline first
-
-
-def ray_workers() -> dict[int, float]:
-    """Ray's worker processes now: pid -> CPU seconds so far."""
-    import psutil
-
-    found = {}
-    for process in psutil.process_iter(["pid", "cmdline", "cpu_times"]):
-        command = " ".join(process.info["cmdline"] or [])
-        if "default_worker.py" in command or command.startswith("ray::"):
-            found[process.info["pid"]] = sum(process.info["cpu_times"][:2])
-    return found
 
 
 def measure(way: str, overrides: list[str]) -> tuple[dict, dict[str, str]]:
@@ -50,24 +39,12 @@ def measure(way: str, overrides: list[str]) -> tuple[dict, dict[str, str]]:
     original = PuzzleQuestions.follow_ups
     if way == "second pass":
         PuzzleQuestions.follow_ups = lambda self, round_index: None
-    before = set(ray_workers())
-    workers: dict[int, float] = {}
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            workers.update({pid: cpu for pid, cpu in ray_workers().items() if pid not in before})
-            done.wait(0.1)
-
-    watcher = threading.Thread(target=watch)
-    started = time.time()
-    watcher.start()
     try:
-        outcome = run_evaluation(cfg)
-        wall = time.time() - started
+        with workers_started() as workers:
+            started = time.time()
+            outcome = run_evaluation(cfg)
+            wall = time.time() - started
     finally:
-        done.set()
-        watcher.join()
         PuzzleQuestions.follow_ups = original
     assert outcome.n_run_now == outcome.n_requests > 0 and outcome.complete, outcome
     answers = dict(zip(outcome.predictions.column("request_id").to_pylist(),
