@@ -155,8 +155,9 @@ def test_the_story_killed_during_sft_resumes_and_runs_end_to_end_on_cpu(
         assert {p["modality"] for p in predictions} == {
             "text", "image", "hybrid", TRANSCRIBE, TRANSCRIBED}, predictions
         return [p["output"] for p in predictions if p["modality"] in ("text", "image", "hybrid")]
-    assert outputs("sft") and all(o.startswith("<answer>") for o in outputs("sft")), outputs("sft")
-    assert not any(o.startswith("<answer>") for o in outputs("base")), outputs("base")
+    tuned_outputs, base_outputs = outputs("sft"), outputs("base")
+    assert tuned_outputs and all(o.startswith("<answer>") for o in tuned_outputs), tuned_outputs
+    assert not any(o.startswith("<answer>") for o in base_outputs), base_outputs
 
     summary = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert [(s["stage"], s["model"]) for s in summary["stages"]] == [

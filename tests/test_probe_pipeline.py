@@ -104,14 +104,15 @@ def test_the_inference_actor_asks_each_transcription_back_as_the_second_round_wo
     done = stage(call_table(call))
 
     first = {r["request_id"] for unit in units for r in unit["requests"]}
-    second_round = questions.units(1, store.read())
+    saved = store.read()
+    second_round = questions.units(1, saved)
     followed = {r["request_id"] for unit in second_round for r in unit["requests"]}
     assert len(first) == 3 * 2 and len(followed) == 3  # a follow-up per transcription
     ids = done.column("request_id").to_pylist()  # the call's answers, then its follow-ups'
     assert set(ids[:len(first)]) == first and set(ids[len(first):]) == followed
     assert len(list((tmp_path / "out" / "shards").glob("*.parquet"))) == 2  # call, follow-ups
     assert not pending_units(second_round, store.latest_attempts(), max_attempts=1)
-    answers = store.read().filter(pc.equal(store.read()["modality"], TRANSCRIBED)).to_pylist()
+    answers = saved.filter(pc.equal(saved["modality"], TRANSCRIBED)).to_pylist()
     assert all(a["error"] is None and a["pred"] for a in answers)  # solved from its own reading
     assert questions.follow_ups(1) is None  # nothing follows the second round
 

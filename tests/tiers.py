@@ -35,10 +35,10 @@ SLOW_FIXTURES = {"ray_local"}  # fixtures that start Ray or a server for the who
 LONGEST_FILES = {"test_finetune_story.py": 230, "test_vllm_engine.py": 150,
                  "test_grpo_e2e.py": 120, "test_cluster.py": 95,
                  "test_edges.py": 80, "test_pipeline.py": 65, "test_resume_sampling.py": 40,
-                 "test_probe_pipeline.py": 20,
                  "test_openai_main_job.py": 25, "test_transfer_main_job.py": 25,
-                 "test_grpo_loop.py": 25, "test_reader.py": 20, "test_command_errors.py": 20,
-                 "test_bad_inputs.py": 15, "test_tracking_server.py": 15}
+                 "test_grpo_loop.py": 25, "test_probe_pipeline.py": 20, "test_reader.py": 20,
+                 "test_command_errors.py": 20, "test_bad_inputs.py": 15,
+                 "test_tracking_server.py": 15}
 SLOW_TEST_S = 1.5  # the hint for a slow test of any other file (most take a second or two)
 # CPU seconds an unmarked test may take before the run's summary names it (a hint, not a
 # failure: CPU time is less noisy than wall time, but no test fails on a timing)
