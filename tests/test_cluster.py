@@ -67,47 +67,15 @@ def mlflow_run_id(output: str, cluster: LocalCluster) -> str:
 
 
 @pytest.mark.slow
-def test_job_renders_on_cpu_nodes_infers_on_gpu_nodes_and_logs_to_the_server(cluster):
-    output = finish(submit(cluster, "model=oracle", "data.n=3", "samples=1", "styles=[original]",
-                           "mlflow.experiment=placement"))
-
-    stages = job_actors(cluster, output)
-    assert stages["RenderImages"] and stages["InferPredictions"]
-    assert {cluster.node_name(a.node_id) for a in stages["RenderImages"]} == {"cpu"}
-    assert {cluster.node_name(a.node_id) for a in stages["InferPredictions"]} <= GPU_NODES
-    assert all(a.required_resources.get("GPU") == 1 for a in stages["InferPredictions"])
-
-    run_id = mlflow_run_id(output, cluster)
-    client = MlflowClient(cluster.mlflow_uri)
-    run = client.get_run(run_id)
-    assert run.data.metrics["text/markdown/macro_acc"] == 100.0
-    assert run.data.metrics["hybrid/original/macro_acc"] == 100.0
-    assert client.get_experiment(run.info.experiment_id).name == "placement"
-    # the uploaded working directory has no .git: the commit comes from the submitting checkout
-    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", run.data.tags["git_commit"])
-    assert {"predictions.parquet", "metrics.json", "report.md"} <= {
-        f.path for f in client.list_artifacts(run_id)}  # uploaded through the server
-    (out,) = Path(cluster.root, "storage", "runs", "oracle", "generated-mixed-n3-seed0").iterdir()
-    assert out.name == run.data.tags["evaluation_id"][:12]  # one folder per evaluation
-    assert run.data.tags["out_dir"] == out.as_uri()
-    assert pq.read_table(out / "predictions.parquet").num_rows == 3 * (1 + 2)
-
-    compared = subprocess.run(  # what docs/cluster.md says to run against the tracking server
-        [sys.executable, "-m", "crossmath.report", f"mlflow.tracking_uri={cluster.mlflow_uri}",
-         "mlflow.experiment=placement", f"out={cluster.root / 'reports'}"],
-        cwd=cluster.root, capture_output=True, text=True, timeout=120)
-    assert compared.returncode == 0, compared.stderr[-3000:]
-    assert "| oracle [oracle] |" in compared.stdout  # labelled by what was evaluated
-    assert (cluster.root / "reports" / "comparison.md").is_file()
-
-
-@pytest.mark.slow
-def test_run_completes_after_losing_the_inference_node(cluster):
+def test_a_job_renders_on_cpu_infers_on_gpu_survives_losing_its_inference_node_and_logs(cluster):
+    """One job for both bars (each job costs seconds of CPU on a 2-core box): where each stage
+    runs, and a run that loses the node running its inference actor mid-run and still ends
+    with every answer once, on the tracking server, where ``crossmath.report`` finds it."""
     evaluations = Path(cluster.root, "storage", "runs", "slow-oracle", "generated-mixed-n12-seed0")
     job = submit(cluster, "model=oracle", "model._target_=tests.doubles.SlowBackend",
                  "model.name=slow-oracle", "+model.delay_s=0.25", "data.n=12", "samples=1",
-                 "styles=[original]", "resources.call_sequences=2", "mlflow.experiment=lost-node")
-    total = 12 * (1 + 2)
+                 "styles=[original]", "resources.call_sequences=2", "mlflow.experiment=placement")
+    total = 12 * (1 + 2)  # text, and hybrid and image in the one style
     deadline = time.monotonic() + 240
     while not evaluations.is_dir() or not any(evaluations.iterdir()):
         assert job.poll() is None, job.communicate()[0][-4000:]
@@ -130,14 +98,41 @@ def test_run_completes_after_losing_the_inference_node(cluster):
     saved_before = store.saved_request_ids()
     assert len(saved_before) < total, "the node was lost after the run had finished"
 
+    # every answer once, the ones saved before the loss kept
     output = finish(job)
     ids = pq.read_table(out / "predictions.parquet").column("request_id").to_pylist()
     assert len(ids) == len(set(ids)) == total
     assert saved_before <= set(ids)
     assert store.saved_request_ids() == set(ids)  # no stray request in any shard either
-    restarted = job_actors(cluster, output)["InferPredictions"]
+
+    # rendering on the CPU node; inference on GPU nodes only, restarted on the one left
+    stages = job_actors(cluster, output)
+    assert stages["RenderImages"] and stages["InferPredictions"]
+    assert {cluster.node_name(a.node_id) for a in stages["RenderImages"]} == {"cpu"}
+    restarted = stages["InferPredictions"]
     assert {cluster.node_name(a.node_id) for a in restarted} == GPU_NODES - {lost}
+    assert all(a.required_resources.get("GPU") == 1 for a in restarted)
     assert max(a.num_restarts for a in restarted) >= 1
-    run = MlflowClient(cluster.mlflow_uri).get_run(mlflow_run_id(output, cluster))
+
+    # logged to the server: metrics, the experiment asked for, provenance, artifacts
+    run_id = mlflow_run_id(output, cluster)
+    client = MlflowClient(cluster.mlflow_uri)
+    run = client.get_run(run_id)
     assert run.data.metrics["text/markdown/macro_acc"] == 100.0
+    assert run.data.metrics["hybrid/original/macro_acc"] == 100.0
     assert run.data.tags["n_requests"] == str(total)
+    assert client.get_experiment(run.info.experiment_id).name == "placement"
+    # the uploaded working directory has no .git: the commit comes from the submitting checkout
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", run.data.tags["git_commit"])
+    assert {"predictions.parquet", "metrics.json", "report.md"} <= {
+        f.path for f in client.list_artifacts(run_id)}  # uploaded through the server
+    assert out.name == run.data.tags["evaluation_id"][:12]  # one folder per evaluation
+    assert run.data.tags["out_dir"] == out.as_uri()
+
+    compared = subprocess.run(  # what docs/cluster.md says to run against the tracking server
+        [sys.executable, "-m", "crossmath.report", f"mlflow.tracking_uri={cluster.mlflow_uri}",
+         "mlflow.experiment=placement", f"out={cluster.root / 'reports'}"],
+        cwd=cluster.root, capture_output=True, text=True, timeout=120)
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    assert "| slow-oracle [SlowBackend] |" in compared.stdout  # labelled by what was evaluated
+    assert (cluster.root / "reports" / "comparison.md").is_file()

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import mlflow
-import pyarrow.parquet as pq
 import pytest
 
 from crossmath.metrics.transcription import TRANSCRIBED
@@ -30,9 +29,8 @@ from crossmath.runtime.ray_cluster import DEFAULT_CONNECT_TIMEOUT_S, connect_tim
 from crossmath.summary.run_labels import evaluation_labels
 from crossmath.summary.views import compare_runs
 from crossmath.tasks.crossmath.sources import ReleaseImagesMissing
-from crossmath.tracking.run_end import END_CAUSE_TAG
 from tests.conftest import OFFICIAL_STYLES
-from tests.support import command_env, last_own_line, run_command, wait_until_gone
+from tests.support import command_env, run_command
 from tests.test_reporting import _evaluation
 
 # The quick start's evaluation (python -m crossmath.run model=tiny-random) as main had it
@@ -89,52 +87,7 @@ def test_the_connection_deadline_defaults_to_30_seconds_and_must_be_positive(run
         connect_timeout({"connect_timeout_s": 0})
 
 
-# --- clean stops ------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_sigterm_stops_a_run_within_seconds_and_the_rerun_finishes_it(
-        tmp_path, ray_local, run_config, capsys):
-    from crossmath import run
-
-    out, db = tmp_path / "out", tmp_path / "mlflow.db"  # where run_config puts them too
-    overrides = ["model=oracle", "model._target_=crossmath.models.flat_cost.FlatCostBackend",
-                 "+model.batch_size=2", "+model.call_s=3", "data.n=6", "samples=1",
-                 "modalities=[text]"]
-    command = run_command(overrides, out, db)  # its own Ray, which must go with it
-    process = subprocess.Popen(command, cwd=tmp_path, env=command_env(), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
-    deadline = time.monotonic() + 240
-    while not list((out / "shards").glob("*.parquet")):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    stopped_at = time.monotonic()
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 128 + signal.SIGTERM and time.monotonic() - stopped_at < 10
-    assert last_own_line(stderr).startswith("crossmath.run: stopped by SIGTERM")
-    assert "Traceback" not in stderr
-    # the Ray it started goes with it: its workers notice their raylet's end and exit within
-    # moments (the bound only keeps a leak from hanging the test)
-    wait_until_gone(process.pid, timeout_s=30)
-    saved = PredictionStore(str(out)).saved_request_ids()  # every writer has ended
-    assert 0 < len(saved) < 6
-    client = mlflow.MlflowClient(f"sqlite:///{db}")
-    (tracked,) = client.search_runs(["1"])
-    assert tracked.info.status == "KILLED" and tracked.data.tags["incomplete"] == "true"
-    assert tracked.data.tags[END_CAUSE_TAG] == "signal SIGTERM"
-
-    # the same command again, in this process (the session's Ray: no second interpreter)
-    capsys.readouterr()
-    run.main(run_config(*overrides))
-    assert f"6 requests ({6 - len(saved)} run now, the rest resumed)" in capsys.readouterr().out
-    shards = [pq.read_table(p) for p in (out / "shards").glob("*.parquet")]
-    answered = [rid for table in shards for rid in table.column("request_id").to_pylist()]
-    assert sorted(answered) == sorted(set(answered)) and len(answered) == 6  # none lost or twice
-    tracked = client.get_run(tracked.info.run_id)
-    assert tracked.info.status == "FINISHED" and tracked.data.tags["incomplete"] == "false"
-    assert END_CAUSE_TAG not in tracked.data.tags
+# --- clean stops (a main job's SIGTERM: test_resume_sampling.py, which resumes it too) -------
 
 
 @pytest.mark.slow

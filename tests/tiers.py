@@ -33,8 +33,8 @@ SLOW_FIXTURES = {"ray_local"}  # fixtures that start Ray or a server for the who
 # hint only, never a check. Each pytest-xdist worker's share of the queue gets about as many of
 # these seconds as the others' (see schedule_for_workers).
 LONGEST_FILES = {"test_finetune_story.py": 230, "test_vllm_engine.py": 150,
-                 "test_grpo_e2e.py": 120, "test_cluster.py": 95,
-                 "test_edges.py": 80, "test_pipeline.py": 65, "test_resume_sampling.py": 40,
+                 "test_grpo_e2e.py": 120, "test_cluster.py": 75, "test_resume_sampling.py": 70,
+                 "test_pipeline.py": 65, "test_edges.py": 45,
                  "test_openai_main_job.py": 25, "test_transfer_main_job.py": 25,
                  "test_grpo_loop.py": 25, "test_probe_pipeline.py": 20, "test_reader.py": 20,
                  "test_command_errors.py": 20, "test_bad_inputs.py": 15,
