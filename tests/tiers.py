@@ -32,8 +32,8 @@ SLOW_FIXTURES = {"ray_local"}  # fixtures that start Ray or a server for the who
 # ``python -m pytest -q -m slow -n 2`` on the 2-core box (docs/development.md): a scheduling
 # hint only, never a check. Each pytest-xdist worker's share of the queue gets about as many of
 # these seconds as the others' (see schedule_for_workers).
-LONGEST_FILES = {"test_finetune_story.py": 230, "test_vllm_engine.py": 150,
-                 "test_grpo_e2e.py": 120, "test_cluster.py": 75, "test_resume_sampling.py": 70,
+LONGEST_FILES = {"test_finetune_story.py": 190, "test_vllm_engine.py": 130,
+                 "test_grpo_e2e.py": 105, "test_cluster.py": 80, "test_resume_sampling.py": 80,
                  "test_pipeline.py": 65, "test_edges.py": 45,
                  "test_openai_main_job.py": 25, "test_transfer_main_job.py": 25,
                  "test_grpo_loop.py": 25, "test_probe_pipeline.py": 20, "test_reader.py": 20,
