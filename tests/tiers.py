@@ -28,10 +28,10 @@ import pytest
 
 SLOW = "slow"
 SLOW_FIXTURES = {"ray_local"}  # fixtures that start Ray or a server for the whole session
-# Wall seconds of the slow test files that take 15 s or more, measured under
-# ``python -m pytest -q -m slow -n 2`` on the 2-core box (docs/development.md): a scheduling
-# hint only, never a check. Each pytest-xdist worker's share of the queue gets about as many of
-# these seconds as the others' (see schedule_for_workers).
+# Wall seconds of the slow test files that take 15 s or more, measured in ``-n 2`` runs on the
+# 2-core box (``--durations``, docs/development.md): a scheduling hint only, never a check.
+# Each pytest-xdist worker's share of the queue gets about as many of these seconds as the
+# others' (see schedule_for_workers).
 LONGEST_FILES = {"test_finetune_story.py": 190, "test_vllm_engine.py": 130,
                  "test_grpo_e2e.py": 105, "test_cluster.py": 80, "test_resume_sampling.py": 80,
                  "test_pipeline.py": 65, "test_edges.py": 45,
